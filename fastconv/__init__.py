@@ -1,0 +1,12 @@
+"""fastconv: fast CPU 2-D convolution with the activation fused in.
+
+A convolution is linear; the activation applied to each of its outputs is
+what makes a stack of them more than one linear map.  fastconv applies that
+activation inside the convolution, while each output is still in registers
+(or before it, ResNet v2 style), instead of in a second pass over memory.
+"""
+from fastconv.activations import ACTIVATIONS, Activation, activate
+from fastconv.conv import conv2d, workspace_bytes
+
+__all__ = ["ACTIVATIONS", "Activation", "activate", "conv2d", "workspace_bytes"]
+__version__ = "0.1.0"

@@ -1,0 +1,110 @@
+"""Build the fastconv C kernels and their Cython wrappers.
+
+Every C source is compiled for the baseline of its architecture; kernels that
+need newer instructions (AVX2+FMA) are compiled into their own translation
+units with their own flags and chosen at run time (see src/dispatch.c), never
+with -march=native, so one wheel runs on any x86-64 or ARM machine.
+"""
+import os
+import sys
+
+import numpy as np
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+SRC = "src"
+
+# One entry per Cython module: the C sources it links.
+EXTENSIONS = {
+    "fastconv._core": ["activation.c", "conv_direct.c", "im2col.c"],
+}
+
+# Sources compiled with extra instruction-set flags, by file-name suffix.  They
+# are compiled on every architecture (their code is inside #if guards), but the
+# flags are only given on x86; src/dispatch.c picks them at run time.
+ISA_FLAGS = {"_avx2.c": ["-mavx2", "-mfma"]}
+
+
+def _isa_flags(source):
+    for suffix, flags in ISA_FLAGS.items():
+        if source.endswith(suffix):
+            return flags
+    return None
+
+
+def _is_x86():
+    import platform
+    return platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
+
+
+class BuildExt(build_ext):
+    """Adds OpenMP where the compiler has it and per-file ISA flags."""
+
+    def _try_flag(self, flag):
+        import tempfile
+        from setuptools._distutils.errors import CompileError, LinkError
+        with tempfile.TemporaryDirectory() as tmp:
+            src = os.path.join(tmp, "omp_probe.c")
+            with open(src, "w") as f:
+                f.write("#include <omp.h>\nint main(void){return omp_get_max_threads()<1;}\n")
+            try:
+                objs = self.compiler.compile([src], output_dir=tmp, extra_postargs=[flag])
+                self.compiler.link_executable(objs, os.path.join(tmp, "probe"),
+                                              extra_postargs=[flag])
+                return True
+            except (CompileError, LinkError):
+                return False
+
+    def build_extensions(self):
+        if self.compiler.compiler_type == "msvc":
+            omp = ["/openmp"] if os.environ.get("FASTCONV_NO_OPENMP") != "1" else []
+            omp_link = []
+        else:
+            use = os.environ.get("FASTCONV_NO_OPENMP") != "1" and self._try_flag("-fopenmp")
+            omp = ["-fopenmp"] if use else []
+            omp_link = ["-fopenmp"] if use else []
+        self.openmp = bool(omp)
+        san = os.environ.get("FASTCONV_SANITIZE")  # e.g. "address,undefined"
+        for ext in self.extensions:
+            ext.extra_compile_args += omp
+            ext.extra_link_args += omp_link
+            if san:
+                ext.extra_compile_args += [f"-fsanitize={san}", "-fno-omit-frame-pointer", "-g"]
+                ext.extra_link_args += [f"-fsanitize={san}"]
+        super().build_extensions()
+
+    def build_extension(self, ext):
+        # Compile the ISA-specific sources alone, with their flags, and link the objects in.
+        special = [s for s in ext.sources if _isa_flags(s) is not None]
+        if special:
+            ext.sources = [s for s in ext.sources if s not in special]
+            objs = []
+            for s in special:
+                flags = _isa_flags(s) if _is_x86() and self.compiler.compiler_type != "msvc" else []
+                objs += self.compiler.compile(
+                    [s], output_dir=self.build_temp, include_dirs=ext.include_dirs,
+                    macros=ext.define_macros,
+                    extra_postargs=ext.extra_compile_args + flags, depends=ext.depends)
+            ext.extra_objects = list(ext.extra_objects or []) + objs
+        super().build_extension(ext)
+
+
+def _extensions():
+    common_cflags = [] if sys.platform == "win32" else ["-O3", "-std=c11", "-fno-math-errno"]
+    exts = []
+    for name, sources in EXTENSIONS.items():
+        pyx = os.path.join(*name.split(".")) + ".pyx"
+        exts.append(Extension(
+            name,
+            sources=[pyx] + [os.path.join(SRC, s) for s in sources],
+            include_dirs=[SRC, np.get_include()],
+            define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+            extra_compile_args=list(common_cflags),
+            depends=[os.path.join(SRC, h) for h in os.listdir(SRC) if h.endswith(".h")],
+        ))
+    return cythonize(exts, language_level=3, compiler_directives={
+        "boundscheck": False, "wraparound": False, "cdivision": True})
+
+
+setup(ext_modules=_extensions(), cmdclass={"build_ext": BuildExt})

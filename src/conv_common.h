@@ -1,0 +1,30 @@
+/* Index arithmetic shared by the direct and im2col kernels. */
+#ifndef FASTCONV_CONV_COMMON_H
+#define FASTCONV_CONV_COMMON_H
+
+#include <stdint.h>
+
+static inline int64_t fc_floor_div(int64_t a, int64_t b)
+{
+    int64_t q = a / b;
+    return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
+}
+
+static inline int64_t fc_min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static inline int64_t fc_max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
+/* The output columns [*lo, *hi) of [0, w_out) whose tap at input offset
+ * `off` (= kw * dilation - pad_left) lands inside the row: 0 <= o*stride + off < w_in.
+ * Computing the range once per tap keeps every inner loop free of bounds tests. */
+static inline void fc_valid_cols(int64_t off, int64_t stride, int64_t w_in, int64_t w_out,
+                                 int64_t *lo, int64_t *hi)
+{
+    int64_t l = -fc_floor_div(off, stride);              /* ceil(-off / stride) */
+    int64_t h = fc_floor_div(w_in - 1 - off, stride) + 1;
+    l = fc_max64(l, 0);
+    h = fc_min64(h, w_out);
+    *lo = l;
+    *hi = h > l ? h : l;
+}
+
+#endif

@@ -1,0 +1,99 @@
+/*
+ * fastconv: the C interface of the kernels.
+ *
+ * Everything here is plain C99 over raw buffers; nothing knows of Python.
+ * Tensors are dense and C-contiguous: input NCHW, weights OIHW (torch layout),
+ * output NCHW.  The Python layer validates every argument before calling in,
+ * so the kernels assume a consistent description.
+ */
+#ifndef FASTCONV_H
+#define FASTCONV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Per-element activations.  The numbering is shared with fastconv/activations.py. */
+typedef enum {
+    FC_ACT_IDENTITY = 0,
+    FC_ACT_RELU,
+    FC_ACT_RELU6,
+    FC_ACT_LEAKY_RELU,   /* p0 = negative_slope */
+    FC_ACT_ELU,          /* p0 = alpha */
+    FC_ACT_SELU,
+    FC_ACT_SIGMOID,
+    FC_ACT_HARDSIGMOID,
+    FC_ACT_TANH,
+    FC_ACT_SOFTPLUS,     /* p0 = beta, p1 = threshold */
+    FC_ACT_SOFTSIGN,
+    FC_ACT_SILU,
+    FC_ACT_HARDSWISH,
+    FC_ACT_GELU,         /* exact, with erf */
+    FC_ACT_GELU_TANH,    /* the tanh approximation */
+    FC_ACT_MISH,
+    FC_ACT_COUNT
+} fc_act_kind;
+
+typedef struct {
+    int kind;            /* an fc_act_kind */
+    double p0, p1;       /* parameters, see fc_act_kind */
+} fc_activation;
+
+/* One 2-D convolution, torch semantics (cross-correlation). */
+typedef struct {
+    int64_t n;                   /* batch */
+    int64_t c_in, h_in, w_in;
+    int64_t c_out, kh, kw;       /* weights are (c_out, c_in / groups, kh, kw) */
+    int64_t h_out, w_out;
+    int64_t stride_h, stride_w;
+    int64_t dil_h, dil_w;
+    int64_t pad_top, pad_left;   /* bottom/right padding is implied by h_out, w_out */
+    int64_t groups;
+} fc_conv_desc;
+
+/* Status codes. */
+enum { FC_OK = 0, FC_EINVAL = 1, FC_ENOMEM = 2 };
+
+/* ---- activations (activation.c) ---------------------------------------- */
+
+/* y[i] = f(x[i]) for i < n; x and y may be the same buffer. */
+void fc_activate_f32(const float *x, float *y, size_t n, const fc_activation *act);
+void fc_activate_f64(const double *x, double *y, size_t n, const fc_activation *act);
+
+/* y[c][i] = f(y[c][i] + bias[c % bias_len]) over `rows` rows of `len` values:
+ * the epilogue of the im2col path, one pass while the GEMM result is hot. */
+void fc_bias_activate_f32(float *y, int64_t rows, int64_t len, const float *bias,
+                          int64_t bias_len, const fc_activation *act);
+void fc_bias_activate_f64(double *y, int64_t rows, int64_t len, const double *bias,
+                          int64_t bias_len, const fc_activation *act);
+
+/* ---- direct convolution (conv_direct.c) -------------------------------- */
+
+/* Bytes of workspace fc_conv2d_direct_* needs: an activated copy of the
+ * input when `pre` is a non-identity activation, else 0. */
+size_t fc_conv2d_direct_workspace(const fc_conv_desc *d, const fc_activation *pre,
+                                  size_t elem_size);
+
+/* y = post(conv(pad(pre(x)), w) + bias).  bias may be NULL; pre/post may be
+ * NULL for identity.  `workspace` holds fc_conv2d_direct_workspace() bytes. */
+int fc_conv2d_direct_f32(const fc_conv_desc *d, const float *x, const float *w,
+                         const float *bias, float *y, const fc_activation *post,
+                         const fc_activation *pre, void *workspace);
+int fc_conv2d_direct_f64(const fc_conv_desc *d, const double *x, const double *w,
+                         const double *bias, double *y, const fc_activation *post,
+                         const fc_activation *pre, void *workspace);
+
+/* ---- im2col (im2col.c) ------------------------------------------------- */
+
+/* Unfolds channels [c0, c0 + nc) of one image x (c_in, h_in, w_in) into
+ * col (nc * kh * kw, h_out * w_out), zeros where the window hits padding. */
+void fc_im2col_f32(const fc_conv_desc *d, const float *x, int64_t c0, int64_t nc, float *col);
+void fc_im2col_f64(const fc_conv_desc *d, const double *x, int64_t c0, int64_t nc, double *col);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* FASTCONV_H */
