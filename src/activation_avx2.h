@@ -27,7 +27,7 @@ static inline __m256 fc_act8_f32(__m256 x, const fc_activation *a)
     default: {
         float buf[8];
         _mm256_storeu_ps(buf, x);
-        fc_activate_f32(buf, buf, 8, a);
+        fc_activate_serial_f32(buf, buf, 8, a);
         return _mm256_loadu_ps(buf);
     }
     }
@@ -43,7 +43,7 @@ static inline __m256d fc_act4_f64(__m256d x, const fc_activation *a)
     default: {
         double buf[4];
         _mm256_storeu_pd(buf, x);
-        fc_activate_f64(buf, buf, 4, a);
+        fc_activate_serial_f64(buf, buf, 4, a);
         return _mm256_loadu_pd(buf);
     }
     }

@@ -80,6 +80,11 @@ static void FN(act_array_)(const T *x, T *y, size_t n, T b, const fc_activation 
 
 /* -0.0 is the additive identity of IEEE arithmetic (x + -0.0 == x, also for
  * x == -0.0), so passing it as the bias leaves every input bit-exact. */
+void FN(fc_activate_serial_)(const T *x, T *y, size_t n, const fc_activation *act)
+{
+    FN(act_array_)(x, y, n, (T)-0.0, act);
+}
+
 void FN(fc_activate_)(const T *x, T *y, size_t n, const fc_activation *act)
 {
     const int64_t nblocks = (int64_t)((n + FC_ACT_BLOCK - 1) / FC_ACT_BLOCK);

@@ -54,7 +54,7 @@ static void FN(conv_row_)(const fc_conv_desc *d, const T *x, const T *w, const T
                 }
             }
         }
-        FN(fc_activate_)(acc, yrow + ow0, (size_t)cw, post);
+        FN(fc_activate_serial_)(acc, yrow + ow0, (size_t)cw, post);
     }
 }
 

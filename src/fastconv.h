@@ -59,9 +59,15 @@ enum { FC_OK = 0, FC_EINVAL = 1, FC_ENOMEM = 2 };
 
 /* ---- activations (activation.c) ---------------------------------------- */
 
-/* y[i] = f(x[i]) for i < n; x and y may be the same buffer. */
+/* y[i] = f(x[i]) for i < n; x and y may be the same buffer.  Splits large
+ * arrays over threads. */
 void fc_activate_f32(const float *x, float *y, size_t n, const fc_activation *act);
 void fc_activate_f64(const double *x, double *y, size_t n, const fc_activation *act);
+
+/* The same on the calling thread alone: for kernel epilogues, which already
+ * run inside a parallel region. */
+void fc_activate_serial_f32(const float *x, float *y, size_t n, const fc_activation *act);
+void fc_activate_serial_f64(const double *x, double *y, size_t n, const fc_activation *act);
 
 /* y[c][i] = f(y[c][i] + bias[c % bias_len]) over `rows` rows of `len` values:
  * the epilogue of the im2col path, one pass while the GEMM result is hot. */
