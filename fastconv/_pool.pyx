@@ -1,0 +1,55 @@
+# cython: language_level=3
+"""Thin wrapper over the C pooling kernels in src/pool.c.
+
+It only turns buffers into pointers, releases the GIL and calls C; shapes and
+arguments are validated by fastconv.layers.
+"""
+from libc.stdint cimport int64_t
+from cython cimport floating
+
+cdef extern from "pool.h" nogil:
+    ctypedef struct fc_pool_params:
+        int64_t n, c, h, w
+        int64_t oh, ow
+        int64_t kh, kw
+        int64_t sh, sw
+        int64_t dh, dw
+        int64_t pad_top, pad_bottom, pad_left, pad_right
+        int mode
+        int count_include_pad
+    int FC_POOL_MAX
+    int FC_POOL_AVG
+    int fc_pool2d_f32(const float *x, float *y, const fc_pool_params *p)
+    int fc_pool2d_f64(const double *x, double *y, const fc_pool_params *p)
+
+MAX = FC_POOL_MAX
+AVG = FC_POOL_AVG
+
+
+def pool2d(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out,
+           kernel, strides, dilation, pads, int mode, bint count_include_pad):
+    """out[n, c, i, j] = max/avg of x's window; pads = (top, bottom, left, right)."""
+    cdef fc_pool_params p
+    cdef int rc
+    p.n = x.shape[0]; p.c = x.shape[1]; p.h = x.shape[2]; p.w = x.shape[3]
+    p.oh = out.shape[2]; p.ow = out.shape[3]
+    p.kh, p.kw = kernel
+    p.sh, p.sw = strides
+    p.dh, p.dw = dilation
+    p.pad_top, p.pad_bottom, p.pad_left, p.pad_right = pads
+    p.mode = mode
+    p.count_include_pad = count_include_pad
+    if out.shape[0] != p.n or out.shape[1] != p.c:
+        raise ValueError("pool2d: out has the wrong batch or channel size")
+    if p.n * p.c * p.oh * p.ow == 0:
+        return
+    if floating is float:
+        with nogil:
+            rc = fc_pool2d_f32(&x[0, 0, 0, 0], &out[0, 0, 0, 0], &p)
+    else:
+        with nogil:
+            rc = fc_pool2d_f64(&x[0, 0, 0, 0], &out[0, 0, 0, 0], &p)
+    if rc == -2:
+        raise MemoryError("pool2d: out of memory")
+    if rc != 0:
+        raise ValueError("pool2d: invalid arguments")

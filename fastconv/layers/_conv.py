@@ -1,0 +1,321 @@
+"""Conv2D and DepthwiseConv2D with Keras semantics, run by fastconv.conv2d."""
+import numpy as np
+
+from fastconv.conv import conv2d
+
+from ._base import (Layer, check_axis, check_ndim, initialize, keras_activation,
+                    out_size_and_pads, positive_int, shape_str, standardize_data_format,
+                    standardize_padding, standardize_tuple)
+
+
+class _ConvBase(Layer):
+    """Shared by Conv2D and DepthwiseConv2D: geometry, padding, the call."""
+
+    _weight_names = ("kernel", "bias")
+
+    def _init_common(self, kernel_size, strides, padding, data_format, dilation_rate,
+                     activation, use_bias, pre_activation, method):
+        self.kernel_size = standardize_tuple(kernel_size, 2, "kernel_size")
+        self.strides = standardize_tuple(strides, 2, "strides")
+        self.dilation_rate = standardize_tuple(dilation_rate, 2, "dilation_rate")
+        self.padding = standardize_padding(padding)
+        self.data_format = standardize_data_format(data_format)
+        self._activation = keras_activation(activation, "activation", allow_numpy=True)
+        self._pre_activation = keras_activation(pre_activation, "pre_activation",
+                                                allow_numpy=False)
+        if not isinstance(use_bias, (bool, np.bool_)):
+            raise TypeError(f"`use_bias` must be a bool. Received: use_bias={use_bias!r}")
+        self.use_bias = bool(use_bias)
+        if method not in ("auto", "fused", "separate", "im2col"):
+            raise ValueError("`method` must be one of 'auto', 'fused', 'separate', 'im2col'. "
+                             f"Received: method={method!r}")
+        self.method = method
+        self._cache = None
+
+    @property
+    def activation(self):
+        return self._activation.config
+
+    @property
+    def pre_activation(self):
+        return self._pre_activation.config
+
+    @property
+    def weight_names(self):
+        if not self.built:
+            return []
+        return ["kernel", "bias"] if self.use_bias else ["kernel"]
+
+    @property
+    def _channel_axis(self):
+        return -1 if self.data_format == "channels_last" else 1
+
+    def _weights_changed(self):
+        self._cache = None
+
+    # The kernel as fastconv.conv2d takes it, and the groups it runs with.
+    def _conv_weight(self):
+        if self._cache is None:
+            hwio, groups = self._hwio_groups()
+            if self.data_format == "channels_last":
+                w = np.ascontiguousarray(hwio)
+            else:
+                w = np.ascontiguousarray(hwio.transpose(3, 2, 0, 1))
+            self._cache = (w, groups)
+        return self._cache
+
+    def _spatial(self, shape):
+        return (shape[1], shape[2]) if self.data_format == "channels_last" else (shape[2], shape[3])
+
+    def _geometry(self, shape):
+        """-> ((oh, ow), ((top, bottom), (left, right)))."""
+        pad = self.padding
+        sizes, pads = [], []
+        for ax, (size, k, s, d) in enumerate(zip(self._spatial(shape), self.kernel_size,
+                                                 self.strides, self.dilation_rate)):
+            explicit = pad if isinstance(pad, str) else pad[2 * ax:2 * ax + 2]
+            if size is None:
+                sizes.append(None)
+                pads.append((0, 0))
+                continue
+            o, lo, hi = out_size_and_pads(size, k, s, d, explicit)
+            if o <= 0:
+                raise ValueError("Computed output size would be zero or negative. Received "
+                                 f"`inputs shape={shape_str(shape)}`, "
+                                 f"`kernel shape={self.kernel_size}`, "
+                                 f"`dilation_rate={self.dilation_rate}`, "
+                                 f"`strides={self.strides}`, `padding={self.padding}`.")
+            sizes.append(o)
+            pads.append((lo, hi))
+        return tuple(sizes), tuple(pads)
+
+    def compute_output_shape(self, input_shape):
+        (oh, ow), _ = self._geometry(input_shape)
+        c = self._out_channels()
+        if self.data_format == "channels_last":
+            return (input_shape[0], oh, ow, c)
+        return (input_shape[0], c, oh, ow)
+
+    def _check_input(self, shape):
+        check_ndim(self, shape, 4)
+        if self.built:
+            check_axis(self, shape, self._channel_axis, self._in_channels())
+
+    def call(self, x):
+        _, pads = self._geometry(x.shape)
+        w, groups = self._conv_weight()
+        fused = self._activation.fused
+        y = conv2d(x, w, self.bias if self.use_bias else None, stride=self.strides,
+                   padding=pads, dilation=self.dilation_rate, groups=groups,
+                   activation=fused, pre_activation=self._pre_activation.fused,
+                   method=self.method,
+                   data_format="NHWC" if self.data_format == "channels_last" else "NCHW")
+        if self._activation.python is not None:
+            y = np.asarray(self._activation.python(y))
+        return y
+
+    def flops(self, input_shape):
+        out = self.compute_output_shape(input_shape)
+        kh, kw = self.kernel_size
+        macs = int(np.prod([d for d in out[1:]])) * kh * kw * self._in_per_group()
+        return 2 * macs + (int(np.prod(out[1:])) if self.use_bias else 0)
+
+    def _set_initial_weights(self, kernel, bias):
+        """Weights passed to the constructor build the layer at once."""
+        if kernel is None:
+            if bias is not None:
+                raise ValueError("`bias` was given without `kernel`")
+            return
+        weights = [kernel] + ([bias] if self.use_bias else [])
+        if not self.use_bias and bias is not None:
+            raise ValueError("`bias` was given but use_bias=False")
+        if self.use_bias and bias is None:
+            weights[1] = np.zeros(self._out_channels_from_kernel(np.asarray(kernel)), self.dtype)
+        self.set_weights(weights)
+
+    def _create_weights(self, kernel_shape, n_out):
+        self.kernel = initialize(self.kernel_initializer, kernel_shape, self.dtype,
+                                 "kernel_initializer")
+        self.bias = (initialize(self.bias_initializer, (n_out,), self.dtype, "bias_initializer")
+                     if self.use_bias else None)
+        self._cache = None
+
+
+class Conv2D(_ConvBase):
+    """2-D convolution layer, Keras's ``keras.layers.Conv2D`` on NumPy arrays.
+
+    The kernel is HWIO ``(kh, kw, in_channels // groups, filters)`` and
+    ``get_weights()`` returns ``[kernel, bias]`` as Keras does, so weights copy
+    both ways with ``set_weights(keras_layer.get_weights())``.
+
+    padding: ``"valid"``, ``"same"`` (TensorFlow's rule for every stride: the
+    odd padding row/column goes at the bottom/right), or explicit
+    ``int`` / ``(ph, pw)`` / ``((top, bottom), (left, right))`` (a fastconv
+    extension, torch-style).  activation: a Keras 3 name (``"gelu"`` is exact,
+    ``"leaky_relu"`` has slope 0.2, as in Keras), a ``fastconv.Activation``
+    (any parameters, torch defaults) or a callable applied afterwards.
+    pre_activation: applied to the input before the convolution (fused; the
+    padding zeros are not activated) — the ResNet v2 order.  ``kernel=`` and
+    ``bias=`` build the layer at once, without an input.  Floating inputs are
+    cast to ``dtype`` (integers too, unlike Keras, since the kernels are float).
+    """
+
+    def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid",
+                 data_format=None, dilation_rate=(1, 1), groups=1, activation=None,
+                 use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 pre_activation=None, method="auto", dtype="float32", kernel=None, bias=None,
+                 name=None, **kwargs):
+        super().__init__(name=name, dtype=dtype, **kwargs)
+        self._init_common(kernel_size, strides, padding, data_format, dilation_rate,
+                          activation, use_bias, pre_activation, method)
+        self.filters = positive_int(filters, "filters")
+        self.groups = positive_int(groups, "groups")
+        if self.filters <= 0:
+            raise ValueError("Invalid value for argument `filters`. Expected a strictly "
+                             f"positive value. Received filters={self.filters}.")
+        if self.groups <= 0:
+            raise ValueError("The number of groups must be a positive integer. "
+                             f"Received: groups={self.groups}.")
+        if self.filters % self.groups != 0:
+            raise ValueError("The number of filters must be evenly divisible by the "
+                             f"number of groups. Received: groups={self.groups}, "
+                             f"filters={self.filters}.")
+        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
+            raise ValueError("`strides > 1` not supported in conjunction with "
+                             f"`dilation_rate > 1`. Received: strides={self.strides} and "
+                             f"dilation_rate={self.dilation_rate}")
+        self.kernel_initializer = kernel_initializer
+        self.bias_initializer = bias_initializer
+        self.kernel = self.bias = None
+        self._set_initial_weights(kernel, bias)
+
+    def _in_channels(self):
+        return self.kernel.shape[2] * self.groups
+
+    def _in_per_group(self):
+        return self.kernel.shape[2]
+
+    def _out_channels(self):
+        return self.filters
+
+    def _out_channels_from_kernel(self, kernel):
+        return kernel.shape[-1] if kernel.ndim == 4 else self.filters
+
+    def _hwio_groups(self):
+        return self.kernel, self.groups
+
+    def build(self, input_shape):
+        check_ndim(self, input_shape, 4)
+        cin = input_shape[self._channel_axis]
+        if cin is None:
+            raise ValueError(f'Layer "{self.name}": the channel dimension of the input '
+                             f"must be known. Received input_shape={shape_str(input_shape)}")
+        if cin % self.groups != 0:
+            raise ValueError("The number of input channels must be evenly divisible by "
+                             f"the number of groups. Received groups={self.groups}, but the "
+                             f"input has {cin} channels (full input shape is "
+                             f"{shape_str(input_shape)}).")
+        self._geometry(input_shape)
+        kh, kw = self.kernel_size
+        self._create_weights((kh, kw, cin // self.groups, self.filters), self.filters)
+        super().build(input_shape)
+
+    def _build_from_weights(self, weights):
+        k = np.asarray(weights[0])
+        kh, kw = self.kernel_size
+        if k.ndim != 4 or k.shape[:2] != (kh, kw) or k.shape[3] != self.filters:
+            raise ValueError(f'Layer "{self.name}": kernel must have shape '
+                             f"({kh}, {kw}, in_channels // groups, {self.filters}) (HWIO). "
+                             f"Received kernel of shape {k.shape}")
+        cin = k.shape[2] * self.groups
+        shape = (None, None, None, cin) if self.data_format == "channels_last" else \
+            (None, cin, None, None)
+        self.build(shape)
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(filters=self.filters, kernel_size=self.kernel_size, strides=self.strides,
+                   padding=self.padding, data_format=self.data_format,
+                   dilation_rate=self.dilation_rate, groups=self.groups,
+                   activation=self.activation, use_bias=self.use_bias,
+                   pre_activation=self.pre_activation, method=self.method)
+        return cfg
+
+
+class DepthwiseConv2D(_ConvBase):
+    """Depthwise 2-D convolution, Keras's ``keras.layers.DepthwiseConv2D``.
+
+    Kernel ``(kh, kw, in_channels, depth_multiplier)``; output channel
+    ``c * depth_multiplier + m`` is input channel ``c`` convolved with
+    ``kernel[:, :, c, m]``.  Same padding, activation and dtype rules as Conv2D.
+    """
+
+    def __init__(self, kernel_size, strides=(1, 1), padding="valid", depth_multiplier=1,
+                 data_format=None, dilation_rate=(1, 1), activation=None, use_bias=True,
+                 depthwise_initializer="glorot_uniform", bias_initializer="zeros",
+                 pre_activation=None, method="auto", dtype="float32", kernel=None, bias=None,
+                 name=None, **kwargs):
+        super().__init__(name=name, dtype=dtype, **kwargs)
+        self._init_common(kernel_size, strides, padding, data_format, dilation_rate,
+                          activation, use_bias, pre_activation, method)
+        self.depth_multiplier = positive_int(depth_multiplier, "depth_multiplier")
+        if self.depth_multiplier <= 0:
+            raise ValueError("Invalid value for argument `depth_multiplier`. Expected a "
+                             "strictly positive value. Received "
+                             f"depth_multiplier={self.depth_multiplier}.")
+        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
+            raise ValueError("`strides > 1` not supported in conjunction with "
+                             f"`dilation_rate > 1`. Received: strides={self.strides} and "
+                             f"dilation_rate={self.dilation_rate}")
+        self.kernel_initializer = depthwise_initializer
+        self.bias_initializer = bias_initializer
+        self.kernel = self.bias = None
+        self._set_initial_weights(kernel, bias)
+
+    def _in_channels(self):
+        return self.kernel.shape[2]
+
+    def _in_per_group(self):
+        return 1
+
+    def _out_channels(self):
+        return self.kernel.shape[2] * self.depth_multiplier
+
+    def _out_channels_from_kernel(self, kernel):
+        return kernel.shape[2] * self.depth_multiplier if kernel.ndim == 4 else 0
+
+    def _hwio_groups(self):
+        kh, kw, cin, dm = self.kernel.shape
+        return self.kernel.reshape(kh, kw, 1, cin * dm), cin
+
+    def build(self, input_shape):
+        check_ndim(self, input_shape, 4)
+        cin = input_shape[self._channel_axis]
+        if cin is None:
+            raise ValueError(f'Layer "{self.name}": the channel dimension of the input '
+                             f"must be known. Received input_shape={shape_str(input_shape)}")
+        self._geometry(input_shape)
+        kh, kw = self.kernel_size
+        self._create_weights((kh, kw, cin, self.depth_multiplier), cin * self.depth_multiplier)
+        super().build(input_shape)
+
+    def _build_from_weights(self, weights):
+        k = np.asarray(weights[0])
+        kh, kw = self.kernel_size
+        if k.ndim != 4 or k.shape[:2] != (kh, kw) or k.shape[3] != self.depth_multiplier:
+            raise ValueError(f'Layer "{self.name}": kernel must have shape '
+                             f"({kh}, {kw}, in_channels, {self.depth_multiplier}). "
+                             f"Received kernel of shape {k.shape}")
+        cin = k.shape[2]
+        shape = (None, None, None, cin) if self.data_format == "channels_last" else \
+            (None, cin, None, None)
+        self.build(shape)
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(kernel_size=self.kernel_size, strides=self.strides, padding=self.padding,
+                   depth_multiplier=self.depth_multiplier, data_format=self.data_format,
+                   dilation_rate=self.dilation_rate, activation=self.activation,
+                   use_bias=self.use_bias, pre_activation=self.pre_activation,
+                   method=self.method)
+        return cfg

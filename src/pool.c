@@ -1,0 +1,126 @@
+/* 2-D max / average pooling over NCHW planes; see pool.h for the contract. */
+#include "pool.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* Per output row (or column) index: the taps [lo, hi) that land inside the
+ * input, and how many land inside the padded extent (for count_include_pad). */
+typedef struct {
+    int64_t lo, hi, padded;
+} tap_range;
+
+/* Taps t in [0, k) with 0 <= start + t*dil < lim. */
+static void taps_inside(int64_t start, int64_t dil, int64_t k, int64_t lim,
+                        int64_t *lo, int64_t *hi)
+{
+    int64_t a = 0, b = k;
+    if (start < 0)
+        a = (-start + dil - 1) / dil;
+    if (start + (k - 1) * dil >= lim)
+        b = (lim - 1 - start) < 0 ? 0 : (lim - 1 - start) / dil + 1;
+    if (b < a)
+        b = a;
+    *lo = a;
+    *hi = b;
+}
+
+/* One axis of the window geometry: out entries, input extent `size`. */
+static void axis_table(tap_range *t, int64_t out, int64_t size, int64_t k,
+                       int64_t stride, int64_t dil, int64_t pad_lo, int64_t pad_hi)
+{
+    for (int64_t i = 0; i < out; i++) {
+        int64_t start = i * stride - pad_lo;
+        int64_t plo, phi;
+        taps_inside(start, dil, k, size, &t[i].lo, &t[i].hi);
+        taps_inside(start + pad_lo, dil, k, size + pad_lo + pad_hi, &plo, &phi);
+        t[i].padded = phi - plo;
+    }
+}
+
+static int check_params(const void *x, const void *y, const fc_pool_params *p)
+{
+    if (!p || !x || !y)
+        return FC_POOL_EINVAL;
+    if (p->n < 0 || p->c < 0 || p->h < 1 || p->w < 1 || p->oh < 0 || p->ow < 0)
+        return FC_POOL_EINVAL;
+    if (p->kh < 1 || p->kw < 1 || p->sh < 1 || p->sw < 1 || p->dh < 1 || p->dw < 1)
+        return FC_POOL_EINVAL;
+    if (p->pad_top < 0 || p->pad_bottom < 0 || p->pad_left < 0 || p->pad_right < 0)
+        return FC_POOL_EINVAL;
+    if (p->mode != FC_POOL_MAX && p->mode != FC_POOL_AVG)
+        return FC_POOL_EINVAL;
+    return FC_POOL_OK;
+}
+
+/* Below this many taps in total the call runs on one thread. */
+#define FC_POOL_PARALLEL_MIN 65536
+
+/* The same body for both dtypes; the average accumulates in double. */
+#define FC_DEFINE_POOL2D(SUFFIX, T)                                                 \
+int fc_pool2d_##SUFFIX(const T *x, T *y, const fc_pool_params *p)                   \
+{                                                                                   \
+    int rc = check_params(x, y, p);                                                 \
+    if (rc != FC_POOL_OK)                                                           \
+        return rc;                                                                  \
+    const int64_t planes = p->n * p->c, h = p->h, w = p->w, oh = p->oh, ow = p->ow;  \
+    if (planes == 0 || oh == 0 || ow == 0)                                          \
+        return FC_POOL_OK;                                                          \
+    tap_range *rows = (tap_range *)malloc(sizeof(tap_range) * (size_t)(oh + ow));   \
+    if (!rows)                                                                      \
+        return FC_POOL_ENOMEM;                                                      \
+    tap_range *cols = rows + oh;                                                    \
+    axis_table(rows, oh, h, p->kh, p->sh, p->dh, p->pad_top, p->pad_bottom);        \
+    axis_table(cols, ow, w, p->kw, p->sw, p->dw, p->pad_left, p->pad_right);        \
+    const int64_t sh = p->sh, sw = p->sw, dh = p->dh, dw = p->dw;                   \
+    const int64_t pt = p->pad_top, pl = p->pad_left;                                \
+    const int is_max = p->mode == FC_POOL_MAX, incl = p->count_include_pad != 0;    \
+    const int64_t work = planes * oh * ow * p->kh * p->kw;                          \
+    int64_t q;                                                                      \
+    (void)work;                                                                     \
+    _Pragma("omp parallel for schedule(static) if(work >= FC_POOL_PARALLEL_MIN)")   \
+    for (q = 0; q < planes; q++) {                                                  \
+        const T *xp = x + q * h * w;                                                \
+        T *yp = y + q * oh * ow;                                                    \
+        for (int64_t i = 0; i < oh; i++) {                                          \
+            const tap_range ri = rows[i];                                           \
+            const int64_t row0 = i * sh - pt;                                       \
+            for (int64_t j = 0; j < ow; j++) {                                      \
+                const tap_range cj = cols[j];                                       \
+                const int64_t col0 = j * sw - pl;                                   \
+                if (is_max) {                                                       \
+                    T m = (T)-INFINITY;                                             \
+                    int nan = 0;                                                    \
+                    for (int64_t r = ri.lo; r < ri.hi; r++) {                       \
+                        const T *xr = xp + (row0 + r * dh) * w;                     \
+                        for (int64_t s = cj.lo; s < cj.hi; s++) {                   \
+                            const T v = xr[col0 + s * dw];                          \
+                            m = v > m ? v : m;                                      \
+                            nan |= v != v;                                          \
+                        }                                                           \
+                    }                                                               \
+                    yp[i * ow + j] = nan ? (T)NAN : m;                              \
+                } else {                                                            \
+                    double acc = 0.0;                                               \
+                    for (int64_t r = ri.lo; r < ri.hi; r++) {                       \
+                        const T *xr = xp + (row0 + r * dh) * w;                     \
+                        for (int64_t s = cj.lo; s < cj.hi; s++)                     \
+                            acc += (double)xr[col0 + s * dw];                       \
+                    }                                                               \
+                    const int64_t cnt = incl ? ri.padded * cj.padded                \
+                                             : (ri.hi - ri.lo) * (cj.hi - cj.lo);   \
+                    yp[i * ow + j] = cnt > 0 ? (T)(acc / (double)cnt) : (T)0;       \
+                }                                                                   \
+            }                                                                       \
+        }                                                                           \
+    }                                                                               \
+    free(rows);                                                                     \
+    return FC_POOL_OK;                                                              \
+}
+
+FC_DEFINE_POOL2D(f32, float)
+FC_DEFINE_POOL2D(f64, double)

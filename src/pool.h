@@ -1,0 +1,55 @@
+/* 2-D max / average pooling over NCHW planes (float32 and float64).
+ *
+ * One window-iteration scheme serves both modes and both dtypes: output
+ * element (i, j) of a plane reads the taps
+ *     row = i*sh - pad_top  + r*dh,  r in [0, kh)
+ *     col = j*sw - pad_left + s*dw,  s in [0, kw)
+ * Taps outside the input are skipped (max: they never win, like -inf padding
+ * in torch; avg: they add nothing). The average is divided by
+ *   count_include_pad != 0: the number of taps inside the padded extent
+ *       [-pad_top, h + pad_bottom) x [-pad_left, w + pad_right)
+ *       (torch.nn.AvgPool2d, count_include_pad=True, incl. ceil_mode windows);
+ *   count_include_pad == 0: the number of taps inside the input
+ *       (Keras/TensorFlow "same" average pooling).
+ * A window with no tap inside the input yields -inf (max) or 0 (avg).
+ * NaN propagates through max.  The caller chooses oh/ow (floor or ceil mode).
+ *
+ * x is (n, c, h, w) and y is (n, c, oh, ow), both C-contiguous.
+ * Returns 0 on success, FC_POOL_EINVAL for invalid arguments, FC_POOL_ENOMEM
+ * when the small per-call tables cannot be allocated.
+ */
+#ifndef FASTCONV_POOL_H
+#define FASTCONV_POOL_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define FC_POOL_MAX 0
+#define FC_POOL_AVG 1
+
+#define FC_POOL_OK 0
+#define FC_POOL_EINVAL -1
+#define FC_POOL_ENOMEM -2
+
+typedef struct {
+    int64_t n, c, h, w;         /* input: batch, channels, height, width */
+    int64_t oh, ow;             /* output height, width */
+    int64_t kh, kw;             /* window */
+    int64_t sh, sw;             /* strides (>= 1) */
+    int64_t dh, dw;             /* dilation (>= 1) */
+    int64_t pad_top, pad_bottom, pad_left, pad_right;   /* >= 0 */
+    int mode;                   /* FC_POOL_MAX or FC_POOL_AVG */
+    int count_include_pad;      /* avg only */
+} fc_pool_params;
+
+int fc_pool2d_f32(const float *x, float *y, const fc_pool_params *p);
+int fc_pool2d_f64(const double *x, double *y, const fc_pool_params *p);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FASTCONV_POOL_H */
