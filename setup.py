@@ -17,7 +17,9 @@ SRC = "src"
 
 # One entry per Cython module: the C sources it links.
 EXTENSIONS = {
-    "fastconv._core": ["activation.c", "conv_direct.c", "im2col.c"],
+    "fastconv._core": ["activation.c", "activation_avx2.c", "conv_direct.c", "conv_direct_avx2.c", "dispatch.c", "im2col.c",
+                       "conv_depthwise.c", "conv_depthwise_avx2.c"],
+    "fastconv._pool": ["pool.c"],
 }
 
 # Sources compiled with extra instruction-set flags, by file-name suffix.  They

@@ -6,7 +6,10 @@ activation inside the convolution, while each output is still in registers
 (or before it, ResNet v2 style), instead of in a second pass over memory.
 """
 from fastconv.activations import ACTIVATIONS, Activation, activate
-from fastconv.conv import conv2d, workspace_bytes
+from fastconv.config import get_num_threads, set_num_threads, show_config
+from fastconv.conv import conv2d, pack_weight, workspace_bytes
+from fastconv import layers  # noqa: E402  (layers build on the names above)
 
-__all__ = ["ACTIVATIONS", "Activation", "activate", "conv2d", "workspace_bytes"]
+__all__ = ["ACTIVATIONS", "Activation", "activate", "conv2d", "get_num_threads", "layers",
+           "pack_weight", "set_num_threads", "show_config", "workspace_bytes"]
 __version__ = "0.1.0"

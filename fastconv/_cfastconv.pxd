@@ -39,5 +39,39 @@ cdef extern from "fastconv.h" nogil:
                              const double *bias, double *y, const fc_activation *post,
                              const fc_activation *pre, void *workspace)
 
+    int fc_conv2d_depthwise_f32(const fc_conv_desc *d, const float *x, const float *w,
+                                const float *bias, float *y, const fc_activation *post)
+    int fc_conv2d_depthwise_f64(const fc_conv_desc *d, const double *x, const double *w,
+                                const double *bias, double *y, const fc_activation *post)
+
+    void fc_bias_activate_ld_f32(float *y, int64_t rows, int64_t len, int64_t ld,
+                                 const float *bias, int64_t bias_len, const fc_activation *act)
+    void fc_bias_activate_ld_f64(double *y, int64_t rows, int64_t len, int64_t ld,
+                                 const double *bias, int64_t bias_len, const fc_activation *act)
+    void fc_im2col_rows_f32(const fc_conv_desc *d, const float *x, int64_t c0, int64_t nc,
+                            int64_t oh0, int64_t oh1, float *col)
+    void fc_im2col_rows_f64(const fc_conv_desc *d, const double *x, int64_t c0, int64_t nc,
+                            int64_t oh0, int64_t oh1, double *col)
     void fc_im2col_f32(const fc_conv_desc *d, const float *x, int64_t c0, int64_t nc, float *col)
     void fc_im2col_f64(const fc_conv_desc *d, const double *x, int64_t c0, int64_t nc, double *col)
+
+# Pre-packed weights and configuration (conv_direct.c, dispatch.c).
+cdef extern from "fastconv.h" nogil:
+    ctypedef struct fc_packed:
+        pass
+    fc_packed *fc_pack_weight_f32(const fc_conv_desc *d, const float *w)
+    fc_packed *fc_pack_weight_f64(const fc_conv_desc *d, const double *w)
+    void fc_packed_free(fc_packed *p)
+    size_t fc_packed_bytes(const fc_packed *p)
+    int fc_conv2d_packed_f32(const fc_conv_desc *d, const float *x, const fc_packed *w,
+                             const float *bias, float *y, const fc_activation *post,
+                             const fc_activation *pre, void *workspace)
+    int fc_conv2d_packed_f64(const fc_conv_desc *d, const double *x, const fc_packed *w,
+                             const double *bias, double *y, const fc_activation *post,
+                             const fc_activation *pre, void *workspace)
+    const char *fc_kernel_name()
+    int fc_cpu_has_avx2_fma()
+    int fc_simd_disabled_by_env()
+    int fc_openmp_enabled()
+    int fc_get_num_threads()
+    void fc_set_num_threads(int n)

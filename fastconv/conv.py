@@ -9,13 +9,15 @@ import operator
 import numpy as np
 
 from fastconv import _core
-from fastconv.activations import _check_out, as_activation
+from fastconv.activations import Activation, _check_out, as_activation
 
 METHODS = ("auto", "fused", "separate", "im2col")
 DATA_FORMATS = ("NCHW", "NHWC")
 
 # Arrays whose byte size exceeds this cannot be indexed with int64 offsets safely.
 _MAX_BYTES = 2 ** 62
+# Every size and offset the kernels compute stays below 2**63 when each term is below this.
+_MAX_INDEX = 2 ** 62
 
 
 def _shape_str(shape):
@@ -26,9 +28,12 @@ def _int(value, argname):
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{argname} must be an int or a pair of ints, got {value!r}")
     try:
-        return operator.index(value)
+        value = operator.index(value)
     except TypeError:
         raise TypeError(f"{argname} must be an int or a pair of ints, got {value!r}") from None
+    if not -2 ** 63 < value < 2 ** 63:
+        raise ValueError(f"{argname} {value} is too large for 64-bit indexing")
+    return value
 
 
 def _pair(value, argname):
@@ -94,7 +99,7 @@ class _Conv:
     """A validated conv2d call: normalised parameters and the C description."""
 
     __slots__ = ("x", "w", "bias", "dtype", "shape_out", "desc", "post", "pre",
-                 "cin_g", "cout_g", "unbatched", "nhwc")
+                 "cin_g", "cout_g", "unbatched", "nhwc", "packed", "keep")
 
 
 def _plan(x, weight, bias, stride, padding, dilation, groups, activation,
@@ -105,6 +110,13 @@ def _plan(x, weight, bias, stride, padding, dilation, groups, activation,
         raise ValueError(f"data_format must be 'NCHW' or 'NHWC', got {data_format!r}")
     p.nhwc = data_format == "NHWC"
     x = _as_float_array(x, "input")
+    p.packed = None
+    if isinstance(weight, _core.PackedWeight):   # see pack_weight
+        p.packed = weight
+        if _int(groups, "groups") != weight.groups:
+            raise ValueError(f"conv2d: weight was packed for groups={weight.groups}, "
+                             f"got groups={groups}")
+        weight = weight.weight.transpose(2, 3, 1, 0) if p.nhwc else weight.weight
     weight = _as_float_array(weight, "weight")
     if x.ndim not in (3, 4):
         layout = "(N, H, W, C)" if p.nhwc else "(N, C, H, W)"
@@ -144,6 +156,12 @@ def _plan(x, weight, bias, stride, padding, dilation, groups, activation,
     top, bottom, left, right = _padding(padding, (kh, kw), (dh, dw), (sh, sw))
     hp, wp = h_in + top + bottom, w_in + left + right
     ekh, ekw = dh * (kh - 1) + 1, dw * (kw - 1) + 1
+    if max(hp, wp) >= _MAX_INDEX:
+        raise ValueError(f"conv2d: padded input size ({hp} x {wp}) of input{_shape_str(x.shape)} "
+                         f"with padding {(top, bottom, left, right)} is too large for 64-bit indexing")
+    if max(ekh, ekw) >= _MAX_INDEX:
+        raise ValueError(f"conv2d: dilated kernel size ({ekh} x {ekw}) with dilation {(dh, dw)} "
+                         f"is too large for 64-bit indexing")
     if hp < ekh or wp < ekw:
         raise ValueError(f"conv2d: calculated padded input size per channel: ({hp} x {wp}). "
                          f"Kernel size: ({ekh} x {ekw}). Kernel size can't be greater than "
@@ -206,10 +224,21 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
     data_format : "NCHW" (torch) or "NHWC" (TensorFlow/Keras)
     out : optional preallocated C-contiguous output of the exact shape and dtype
     """
+    # Fast path for repeated calls: dense NCHW arrays and parameters seen before.
+    key = _cache_key(x, weight, bias, stride, padding, dilation, groups, activation,
+                     pre_activation, method, data_format, out)
+    if key is not None:
+        p = _PLAN_CACHE.get(key)
+        if p is not None:
+            y = _run_cached(p, x, weight, bias, method, out)
+            if y is not None:
+                return y
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     p = _plan(x, weight, bias, stride, padding, dilation, groups, activation,
               pre_activation, data_format)
+    if key is not None and p.packed is None and not p.nhwc:
+        _remember(key, p, activation, pre_activation)
     shape = _user_shape(p)
     if out is not None:
         _check_out(out, shape, p.dtype, "conv2d")
@@ -233,10 +262,111 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
     return y[0] if p.unbatched else y
 
 
-def _run_fused(p, y):
-    nbytes = p.desc.direct_workspace_bytes(p.pre._spec, p.dtype.itemsize)
+# ---- the per-call cache ---------------------------------------------------
+# _plan costs microseconds of Python; a small layer's kernel is about one.  A
+# call whose arrays are plain, dense NCHW ndarrays and whose parameters are
+# ints, strs or Activations seen before reuses the validated plan: what
+# _plan derived from shapes, dtypes and parameters (all in the key) is the
+# same, and what depends on the arrays themselves (contiguity, writeability,
+# overlap with out) is checked again on every call.  Anything else takes the
+# full path, so every error message is unchanged.
+_PLAN_CACHE = {}
+_PLAN_CACHE_MAX = 512
+_NDARRAY = np.ndarray
+
+
+def _param_key(v):
+    """A hashable key part that tells apart values validation tells apart
+    (1 from True or 1.0); None when the value is not cacheable."""
+    t = type(v)
+    if t is int or t is str:
+        return v
+    if t is tuple and len(v) == 2 and type(v[0]) is int and type(v[1]) is int:
+        return v
+    return None
+
+
+def _act_key(a):
+    # Activations by identity: the cached plan holds a reference, so the id
+    # cannot be reused while the entry lives.
+    if a is None or type(a) is str:
+        return a
+    if type(a) is Activation:
+        return id(a)
+    return None
+
+
+def _cache_key(x, weight, bias, stride, padding, dilation, groups, activation,
+               pre_activation, method, data_format, out):
+    if type(x) is not _NDARRAY or type(weight) is not _NDARRAY or data_format != "NCHW":
+        return None
+    if bias is not None and type(bias) is not _NDARRAY:
+        return None
+    if out is not None and type(out) is not _NDARRAY:
+        return None
+    k = (_param_key(stride), _param_key(padding), _param_key(dilation), _param_key(groups),
+         _act_key(activation), _act_key(pre_activation))
+    if None in k[:4] or (k[4] is None and activation is not None) or \
+            (k[5] is None and pre_activation is not None) or type(method) is not str:
+        return None
+    return (x.shape, x.dtype, weight.shape, weight.dtype,
+            None if bias is None else (bias.shape, bias.dtype),
+            None if out is None else (out.shape, out.dtype), method) + k
+
+
+def _remember(key, p, activation, pre_activation):
+    if len(_PLAN_CACHE) >= _PLAN_CACHE_MAX:
+        _PLAN_CACHE.clear()
+    t = _Conv()   # the shape-derived part of p; the arrays are per call
+    t.dtype, t.shape_out, t.desc, t.post, t.pre = p.dtype, p.shape_out, p.desc, p.post, p.pre
+    t.cin_g, t.cout_g, t.unbatched = p.cin_g, p.cout_g, p.unbatched
+    t.keep = (activation, pre_activation)   # keeps the ids in the key alive
+    _PLAN_CACHE[key] = t
+
+
+def _run_cached(t, x, weight, bias, method, out):
+    """conv2d for a cached plan template t: re-check the per-array facts.
+    None when an array is not dense: the full path makes the copies."""
+    if not (x.flags.c_contiguous and weight.flags.c_contiguous and
+            (bias is None or bias.flags.c_contiguous)):
+        return None
+    if out is not None:
+        f = out.flags
+        if not f.c_contiguous:
+            raise ValueError("conv2d: out must be C-contiguous")
+        if not f.writeable:
+            raise ValueError("conv2d: out is read-only")
+        if _core.out_overlaps(out, x, weight, bias):
+            raise ValueError("conv2d: out must not overlap the input, weight or bias")
+    p = _Conv()
+    p.x = x[None] if t.unbatched else x
+    p.w, p.bias, p.packed = weight, bias, None
+    p.dtype, p.shape_out, p.desc, p.post, p.pre = t.dtype, t.shape_out, t.desc, t.post, t.pre
+    p.cin_g, p.cout_g, p.unbatched, p.nhwc = t.cin_g, t.cout_g, t.unbatched, False
+    if out is not None:
+        y = out.reshape(p.shape_out) if t.unbatched else out
+    else:
+        y = np.empty(p.shape_out, p.dtype)
+    if p.shape_out[0] and y.size:
+        _METHODS[method](p, y)
+    if out is not None:
+        return out
+    return y[0] if t.unbatched else y
+
+
+def _direct(p, x, y, post, pre):
+    """The direct kernels, with the pre-packed weights when the caller gave them."""
+    nbytes = p.desc.direct_workspace_bytes(pre._spec, p.dtype.itemsize)
     ws = np.empty(nbytes, np.uint8) if nbytes else None
-    _core.conv2d_direct(p.desc, p.x, p.w, p.bias, y, p.post._spec, p.pre._spec, ws)
+    if p.packed is not None:
+        _core.conv2d_packed(p.desc, x, p.packed, p.bias, y, post._spec, pre._spec, ws)
+    else:
+        _core.conv2d_direct(p.desc, x, p.w, p.bias, y, post._spec, pre._spec, ws)
+
+
+def _run_fused(p, y):
+    # Depthwise (groups == c_in) is routed to its own kernel inside the C driver.
+    _direct(p, p.x, y, p.post, p.pre)
 
 
 def _preactivated_input(p):
@@ -255,26 +385,52 @@ _NO_ACT = as_activation(None)
 def _run_separate(p, y):
     """Three passes, the way a framework without fusion does it."""
     x = _preactivated_input(p)
-    _core.conv2d_direct(p.desc, x, p.w, p.bias, y, _NO_ACT._spec, _NO_ACT._spec, None)
+    _direct(p, x, y, _NO_ACT, _NO_ACT)
     if not p.post.is_identity:
         _core.activate(y, y, p.post._spec)
 
 
+# The im2col path works on blocks of output rows whose column matrix fits in
+# L2, so that the unfold, the GEMM that reads it and the bias + activation on
+# the GEMM's output block all run on hot data (and the workspace stays small).
+_IM2COL_BLOCK_BYTES = 512 * 1024
+_IM2COL_MIN_COLS = 1024   # but give the GEMM at least this many columns
+
+
+def _im2col_block_rows(k, h_out, w_out, itemsize):
+    """Output rows per im2col block for a K = cin_g * kh * kw column matrix."""
+    rows = max(_IM2COL_BLOCK_BYTES // max(k * w_out * itemsize, 1),
+               -(-_IM2COL_MIN_COLS // w_out), 1)
+    return min(rows, h_out)
+
+
 def _run_im2col(p, y):
-    """Unfold each image (per group) into a matrix and do one GEMM on it."""
+    """Unfold blocks of output rows (per image and group) and GEMM them with
+    NumPy's BLAS straight into the output, bias and activation on each block."""
     x = _preactivated_input(p)
     n, c_out, h_out, w_out = p.shape_out
     groups = c_out // p.cout_g
     kh, kw = p.w.shape[2:]
-    col = np.empty((p.cin_g * kh * kw, h_out * w_out), p.dtype)
-    wmat = p.w.reshape(groups, p.cout_g, p.cin_g * kh * kw)
+    k = p.cin_g * kh * kw
+    rows = _im2col_block_rows(k, h_out, w_out, p.dtype.itemsize)
+    col = np.empty(k * rows * w_out, p.dtype)
+    wmat = p.w.reshape(groups, p.cout_g, k)
     ymat = y.reshape(n, groups, p.cout_g, h_out * w_out)
+    epilogue = p.bias is not None or not p.post.is_identity
+    biases = [None if p.bias is None else p.bias[g * p.cout_g:(g + 1) * p.cout_g]
+              for g in range(groups)]
+    hw = h_out * w_out
     for i in range(n):
         for g in range(groups):
-            _core.im2col(p.desc, x[i], g * p.cin_g, p.cin_g, col)
-            np.matmul(wmat[g], col, out=ymat[i, g])
-    if p.bias is not None or not p.post.is_identity:
-        _core.bias_activate(y, n * c_out, h_out * w_out, p.bias, p.post._spec)
+            for oh0 in range(0, h_out, rows):
+                oh1 = min(oh0 + rows, h_out)
+                ncols = (oh1 - oh0) * w_out
+                cblk = col[:k * ncols].reshape(k, ncols)
+                _core.im2col_rows(p.desc, x[i], g * p.cin_g, p.cin_g, oh0, oh1, cblk)
+                yblk = ymat[i, g, :, oh0 * w_out:oh1 * w_out]
+                np.matmul(wmat[g], cblk, out=yblk)
+                if epilogue:
+                    _core.bias_activate_ld(yblk, p.cout_g, ncols, hw, biases[g], p.post._spec)
 
 
 _METHODS = {"auto": _run_fused, "fused": _run_fused, "separate": _run_separate,
@@ -299,7 +455,35 @@ def workspace_bytes(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1,
     total = 0 if p.pre.is_identity else in_bytes
     if method == "im2col":
         kh, kw = p.w.shape[2:]
-        total += p.cin_g * kh * kw * p.shape_out[2] * p.shape_out[3] * item
+        k = p.cin_g * kh * kw
+        h_out, w_out = p.shape_out[2:]
+        total += k * _im2col_block_rows(k, h_out, w_out, item) * w_out * item
     if p.nhwc:
         total += in_bytes + p.w.size * item + int(np.prod(p.shape_out)) * item
     return total
+
+
+def pack_weight(weight, groups=1, *, data_format="NCHW"):
+    """Pack conv2d weights once for the direct kernels; pass the result to
+    ``conv2d`` in place of the weight array (with the same ``groups``).
+
+    The packed object holds its own copy of the weights: later changes to
+    ``weight`` do not affect it (pack again to pick them up), so a cached pack
+    can never give stale results.  One pack serves any input size, stride,
+    padding, dilation and activation; ``.weight`` is the (read-only) copy.
+    """
+    if data_format not in DATA_FORMATS:
+        raise ValueError(f"data_format must be 'NCHW' or 'NHWC', got {data_format!r}")
+    w = _as_float_array(weight, "weight")
+    if w.ndim != 4:
+        raise ValueError(f"pack_weight: expected weight to be 4-D, got weight of size "
+                         f"{_shape_str(w.shape)}")
+    if data_format == "NHWC":
+        w = w.transpose(3, 2, 0, 1)
+    groups = _int(groups, "groups")
+    if groups <= 0 or w.shape[0] % groups:
+        raise ValueError(f"pack_weight: groups={groups} must be positive and divide "
+                         f"out_channels={w.shape[0]}")
+    if min(w.shape) == 0:
+        raise ValueError(f"pack_weight: weight of size {_shape_str(w.shape)} has an empty dimension")
+    return _core.PackedWeight(np.ascontiguousarray(w), groups)

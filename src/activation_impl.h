@@ -59,8 +59,8 @@ static inline T FN(act_one_)(int kind, T x, T p0, T p1)
         for (size_t i = 0; i < n; ++i) y[i] = FN(act_one_)(KIND, x[i] + b, p0, p1); \
         break;
 
-/* y[i] = f(x[i] + b); the shared loop of every activation pass. */
-static void FN(act_array_)(const T *x, T *y, size_t n, T b, const fc_activation *act)
+/* y[i] = f(x[i] + b); the shared loop of every activation pass (portable). */
+void FN(fc_act_array_portable_)(const T *x, T *y, size_t n, T b, const fc_activation *act)
 {
     const int kind = act ? act->kind : FC_ACT_IDENTITY;
     const T p0 = act ? (T)act->p0 : (T)0, p1 = act ? (T)act->p1 : (T)0;
@@ -77,6 +77,15 @@ static void FN(act_array_)(const T *x, T *y, size_t n, T b, const fc_activation 
     }
 }
 #undef ACT_LOOP
+
+/* The AVX2 loop where the CPU has it (activation_avx2.c), else the portable one. */
+static void FN(act_array_)(const T *x, T *y, size_t n, T b, const fc_activation *act)
+{
+    if (act && act->kind != FC_ACT_IDENTITY && fc_act_simd())
+        FN(fc_act_array_avx2_)(x, y, n, b, act);
+    else
+        FN(fc_act_array_portable_)(x, y, n, b, act);
+}
 
 /* -0.0 is the additive identity of IEEE arithmetic (x + -0.0 == x, also for
  * x == -0.0), so passing it as the bias leaves every input bit-exact. */
@@ -98,12 +107,19 @@ void FN(fc_activate_)(const T *x, T *y, size_t n, const fc_activation *act)
     }
 }
 
+void FN(fc_bias_activate_ld_)(T *y, int64_t rows, int64_t len, int64_t ld, const T *bias,
+                              int64_t bias_len, const fc_activation *act)
+{
+    if (!bias && (!act || act->kind == FC_ACT_IDENTITY)) return;
+    for (int64_t r = 0; r < rows; ++r)
+        FN(act_array_)(y + r * ld, y + r * ld, (size_t)len,
+                       bias ? bias[r % bias_len] : (T)-0.0, act);
+}
+
 void FN(fc_bias_activate_)(T *y, int64_t rows, int64_t len, const T *bias,
                            int64_t bias_len, const fc_activation *act)
 {
-    for (int64_t r = 0; r < rows; ++r)
-        FN(act_array_)(y + r * len, y + r * len, (size_t)len,
-                       bias ? bias[r % bias_len] : (T)-0.0, act);
+    FN(fc_bias_activate_ld_)(y, rows, len, len, bias, bias_len, act);
 }
 
 #undef FN

@@ -21,7 +21,7 @@ static inline void fc_valid_cols(int64_t off, int64_t stride, int64_t w_in, int6
 {
     int64_t l = -fc_floor_div(off, stride);              /* ceil(-off / stride) */
     int64_t h = fc_floor_div(w_in - 1 - off, stride) + 1;
-    l = fc_max64(l, 0);
+    l = fc_min64(fc_max64(l, 0), w_out);   /* a tap left of every window: empty range */
     h = fc_min64(h, w_out);
     *lo = l;
     *hi = h > l ? h : l;

@@ -1,11 +1,53 @@
-/* Direct convolution: the fused path (activation in the epilogue). */
+/* Direct convolution: the fused path (activation in the epilogue).
+ * Packing, driver and portable kernels; see conv_direct_impl.h and conv_kern.h. */
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "conv_common.h"
+#include "conv_kern.h"
 #include "fastconv.h"
 
-/* Below this many FLOPs a call stays on one thread: waking a team costs more. */
-#define FC_PARALLEL_MIN_FLOPS 2.0e5
+/* Below this many FLOPs a call stays on one thread: waking a team costs more.
+ * 1 MFLOP is ~10 us of one core; a libgomp fork/join is a few us on an idle
+ * machine.  (Not measurable on the shared dev machine, see benchmarks/NOTES.md.) */
+#define FC_PARALLEL_MIN_FLOPS 1.0e6
+
+/* Driver modes, see conv_direct_impl.h. */
+enum { MODE_A, MODE_DIRECT, MODE_FOLD, MODE_NHWC };
+
+void *fc_alloc64(size_t bytes)
+{
+    unsigned char *raw = (unsigned char *)malloc(bytes + 64 + sizeof(void *));
+    if (!raw) return NULL;
+    uintptr_t a = ((uintptr_t)(raw + sizeof(void *)) + 63) & ~(uintptr_t)63;
+    ((void **)a)[-1] = raw;
+    return (void *)a;
+}
+
+void fc_free64(void *p)
+{
+    if (p) free(((void **)p)[-1]);
+}
+
+void fc_packed_free(fc_packed *p)
+{
+    if (!p) return;
+    fc_free64(p->wb);
+    fc_free64(p->wa);
+    fc_free64(p->raw);
+    free(p);
+}
+
+size_t fc_packed_bytes(const fc_packed *p)
+{
+    const size_t taps = (size_t)(p->kh * p->kw), G = (size_t)p->groups, cin = (size_t)p->cin_g;
+    const size_t ob = 64 / p->elem;
+    return p->elem * (G * (size_t)p->nob * taps * cin * ob + G * (size_t)p->noa * cin * 6);
+}
 
 #define T float
 #define SFX f32
@@ -18,6 +60,11 @@
 #include "conv_direct_impl.h"
 #undef T
 #undef SFX
+
+const fc_kernel_table fc_kernels_portable = {
+    "portable", tileB_port_f32, tileB_port_f64, tileA_port_f32, tileA_port_f64,
+    nhwc_port_f32, nhwc_port_f64,
+};
 
 size_t fc_conv2d_direct_workspace(const fc_conv_desc *d, const fc_activation *pre,
                                   size_t elem_size)

@@ -1,93 +1,456 @@
 /*
- * The portable direct convolution, written once for both float types
- * (included by conv_direct.c with T and SFX defined).
+ * The direct convolution, written once for both float types (included by
+ * conv_direct.c with T and SFX defined): weight packing, the blocked and
+ * threaded driver, and the portable micro-kernels.  See conv_kern.h for the
+ * two register tiles.
  *
- * Work unit: one output row (n, oc, oh), split into chunks of ROW_CHUNK
- * columns accumulated in a local buffer that stays in L1.  Bias starts the
- * sum, every tap adds a contiguous (stride 1) run, and the activation is
- * applied on the way from the buffer to the output: the output is written
- * exactly once.  Taps that hit padding are excluded by loop bounds, never by
- * tests in the inner loop, and no padded copy of the input is made.
+ * Driver modes (chosen per call):
+ *  A      1x1, stride 1, no padding, no pre-activation: GEMM straight on NCHW.
+ *  DIRECT no padding, no pre-activation: B tiles read NCHW x in place.
+ *  FOLD   few input channels, groups 1: x is unfolded along kw into
+ *         [n][h_in][w_out][kw*c_in] (zeros where padded), then a kh x 1 conv
+ *         with kw*c_in channels per tap (the C=3 first layers).
+ *  NHWC   everything else: x copied channels-last (pre-activated on the way);
+ *         padded taps point to a zero buffer.  No padded tensor is made.
+ * One OpenMP parallel region per call: the copy, a barrier, then the tiles,
+ * split over (image, group, band of pixel tiles, block of output channels).
  */
 #define CAT_(a, b) a##b
 #define CAT(a, b) CAT_(a, b)
 #define FN(name) CAT(name, SFX)
+#define OB FC_OB(T)
+#define TAP FC_TA_PIX(T)
 
-#ifndef ROW_CHUNK
-#define ROW_CHUNK 256
-#endif
+/* ---- portable micro-kernels ------------------------------------------- */
 
-static void FN(conv_row_)(const fc_conv_desc *d, const T *x, const T *w, const T *bias,
-                          T *y, const fc_activation *post, int64_t row)
+static void FN(tileB_port_)(const fc_tileB_args *a)
 {
-    const int64_t cin_g = d->c_in / d->groups, cout_g = d->c_out / d->groups;
-    const int64_t hw_in = d->h_in * d->w_in, ksz = d->kh * d->kw;
-    const int64_t oh = row % d->h_out, t = row / d->h_out;
-    const int64_t oc = t % d->c_out, n = t / d->c_out;
-    const T *xg = x + (n * d->c_in + (oc / cout_g) * cin_g) * hw_in;
-    const T *wo = w + oc * cin_g * ksz;
-    T *yrow = y + row * d->w_out;
-    T acc[ROW_CHUNK];
-
-    for (int64_t ow0 = 0; ow0 < d->w_out; ow0 += ROW_CHUNK) {
-        const int64_t cw = fc_min64(ROW_CHUNK, d->w_out - ow0);
-        const T b = bias ? bias[oc] : (T)0;
-        for (int64_t i = 0; i < cw; ++i) acc[i] = b;
-        for (int64_t kh = 0; kh < d->kh; ++kh) {
-            const int64_t ih = oh * d->stride_h - d->pad_top + kh * d->dil_h;
-            if (ih < 0 || ih >= d->h_in) continue;
-            for (int64_t kw = 0; kw < d->kw; ++kw) {
-                const int64_t off = kw * d->dil_w - d->pad_left;
-                int64_t lo, hi;
-                fc_valid_cols(off, d->stride_w, d->w_in, d->w_out, &lo, &hi);
-                lo = fc_max64(lo, ow0);
-                hi = fc_min64(hi, ow0 + cw);
-                if (lo >= hi) continue;
-                for (int64_t ic = 0; ic < cin_g; ++ic) {
-                    const T wv = wo[ic * ksz + kh * d->kw + kw];
-                    const T *xr = xg + ic * hw_in + ih * d->w_in + off;
-                    T *a = acc - ow0;
-                    if (d->stride_w == 1)
-                        for (int64_t ow = lo; ow < hi; ++ow) a[ow] += wv * xr[ow];
-                    else
-                        for (int64_t ow = lo; ow < hi; ++ow) a[ow] += wv * xr[ow * d->stride_w];
-                }
+    T acc[FC_TB_P][FC_OB(T)];
+    const T *bias = (const T *)a->bias, *w = (const T *)a->w;
+    const T *const *pp = (const T *const *)a->ptrs;
+    for (int j = 0; j < FC_TB_P; ++j)
+        for (int o = 0; o < OB; ++o) acc[j][o] = bias[o];
+    for (int64_t t = 0; t < a->ntaps; ++t, pp += FC_TB_P) {
+        for (int64_t k = 0; k < a->kc; ++k, w += OB) {
+            const int64_t off = k * a->xs;
+            for (int j = 0; j < FC_TB_P; ++j) {
+                const T xv = pp[j][off];
+                for (int o = 0; o < OB; ++o) acc[j][o] += w[o] * xv;
             }
         }
-        FN(fc_activate_serial_)(acc, yrow + ow0, (size_t)cw, post);
+    }
+    T *y = (T *)a->y;
+    for (int j = 0; j < a->npix; ++j) {
+        FN(fc_activate_serial_)(acc[j], acc[j], (size_t)a->noc, a->act);
+        for (int o = 0; o < a->noc; ++o) y[o * a->ldy + j] = acc[j][o];
+    }
+}
+
+static void FN(tileA_port_)(const fc_tileA_args *a)
+{
+    for (int64_t p0 = 0; p0 < a->npix; p0 += TAP) {
+        T acc[FC_TA_OC][FC_TA_PIX(T)];
+        const T *bias = (const T *)a->bias, *w = (const T *)a->w, *x = (const T *)a->x + p0;
+        const int np = (int)fc_min64(TAP, a->npix - p0);
+        for (int o = 0; o < FC_TA_OC; ++o)
+            for (int p = 0; p < TAP; ++p) acc[o][p] = bias[o];
+        for (int64_t k = 0; k < a->k; ++k, w += FC_TA_OC) {
+            const T *xr = x + k * a->ldx;
+            T xv[FC_TA_PIX(T)];
+            for (int p = 0; p < TAP; ++p) xv[p] = p < np ? xr[p] : (T)0;
+            for (int o = 0; o < FC_TA_OC; ++o)
+                for (int p = 0; p < TAP; ++p) acc[o][p] += w[o] * xv[p];
+        }
+        T *y = (T *)a->y + p0;
+        for (int o = 0; o < a->noc; ++o)
+            FN(fc_activate_serial_)(acc[o], y + o * a->ldy, (size_t)np, a->act);
+    }
+}
+
+static void FN(nhwc_port_)(const T *src, int64_t C, int64_t cstride, int64_t W, T *dst)
+{
+    int64_t c = 0;
+    for (; c + 8 <= C; c += 8) {
+        const T *s0 = src + c * cstride;
+        for (int64_t w = 0; w < W; ++w)
+            for (int i = 0; i < 8; ++i) dst[w * C + c + i] = s0[i * cstride + w];
+    }
+    for (; c < C; ++c)
+        for (int64_t w = 0; w < W; ++w) dst[w * C + c] = src[c * cstride + w];
+}
+
+/* ---- packing ----------------------------------------------------------- */
+
+fc_packed *FN(fc_pack_weight_)(const fc_conv_desc *d, const T *w)
+{
+    fc_packed *pk = (fc_packed *)calloc(1, sizeof *pk);
+    if (!pk) return NULL;
+    const int64_t G = d->groups, cout_g = d->c_out / G, cin_g = d->c_in / G;
+    const int64_t taps = d->kh * d->kw;
+    pk->elem = sizeof(T);
+    pk->c_out = d->c_out; pk->cin_g = cin_g; pk->kh = d->kh; pk->kw = d->kw;
+    pk->groups = G; pk->cout_g = cout_g;
+    pk->nob = (cout_g + OB - 1) / OB;
+    pk->noa = taps == 1 ? (cout_g + FC_TA_OC - 1) / FC_TA_OC : 0;
+    T *wb = (T *)fc_alloc64((size_t)(G * pk->nob * taps * cin_g * OB) * sizeof(T));
+    T *wa = pk->noa ? (T *)fc_alloc64((size_t)(G * pk->noa * cin_g * FC_TA_OC) * sizeof(T)) : NULL;
+    if (!wb || (pk->noa && !wa)) {
+        fc_free64(wb); fc_free64(wa); free(pk);
+        return NULL;
+    }
+    pk->wb = wb; pk->wa = wa;
+    if (cin_g == 1) {   /* depthwise candidates keep OIHW for fc_conv2d_depthwise_* */
+        const size_t nb = (size_t)(d->c_out * taps) * sizeof(T);
+        pk->raw = fc_alloc64(nb);
+        if (!pk->raw) {
+            fc_packed_free(pk);
+            return NULL;
+        }
+        memcpy(pk->raw, w, nb);
+    }
+    for (int64_t g = 0; g < G; ++g)
+        for (int64_t b = 0; b < pk->nob; ++b)
+            for (int64_t t = 0; t < taps; ++t)
+                for (int64_t ic = 0; ic < cin_g; ++ic) {
+                    T *dst = wb + (((g * pk->nob + b) * taps + t) * cin_g + ic) * OB;
+                    for (int o = 0; o < OB; ++o) {
+                        const int64_t oc = b * OB + o;
+                        dst[o] = oc < cout_g ? w[((g * cout_g + oc) * cin_g + ic) * taps + t] : (T)0;
+                    }
+                }
+    for (int64_t g = 0; g < G && wa; ++g)
+        for (int64_t b = 0; b < pk->noa; ++b)
+            for (int64_t ic = 0; ic < cin_g; ++ic) {
+                T *dst = wa + ((g * pk->noa + b) * cin_g + ic) * FC_TA_OC;
+                for (int o = 0; o < FC_TA_OC; ++o) {
+                    const int64_t oc = b * FC_TA_OC + o;
+                    dst[o] = oc < cout_g ? w[(g * cout_g + oc) * cin_g + ic] : (T)0;
+                }
+            }
+    return pk;
+}
+
+/* ---- the driver -------------------------------------------------------- */
+
+
+
+static int FN(pick_mode_)(const fc_conv_desc *d, const fc_activation *pre, const fc_packed *pk)
+{
+    const int pre_id = !pre || pre->kind == FC_ACT_IDENTITY;
+    const int nopad = d->pad_top == 0 && d->pad_left == 0
+                      && (d->h_out - 1) * d->stride_h + (d->kh - 1) * d->dil_h < d->h_in
+                      && (d->w_out - 1) * d->stride_w + (d->kw - 1) * d->dil_w < d->w_in;
+    if (pre_id && nopad && d->kh == 1 && d->kw == 1 && d->stride_h == 1 && d->stride_w == 1
+        && pk->wa && d->h_out == d->h_in && d->w_out == d->w_in)
+        return MODE_A;
+    if (pre_id && nopad) return MODE_DIRECT;
+    if (d->groups == 1 && d->c_in < 8 && d->kw > 1) return MODE_FOLD;
+    return MODE_NHWC;
+}
+
+static size_t FN(mode_workspace_)(const fc_conv_desc *d, const fc_activation *pre)
+{
+    fc_packed fake = {0};
+    fake.wa = (d->kh == 1 && d->kw == 1) ? (void *)&fake : NULL;
+    switch (FN(pick_mode_)(d, pre, &fake)) {
+    case MODE_FOLD:
+        return (size_t)(d->n * d->h_in * d->w_out * d->kw * d->c_in) * sizeof(T);
+    case MODE_NHWC:
+        return (size_t)(d->n * d->h_in * d->w_in * d->c_in) * sizeof(T);
+    default:
+        return 0;
     }
 }
 
 size_t FN(conv_workspace_)(const fc_conv_desc *d, const fc_activation *pre)
 {
-    if (!pre || pre->kind == FC_ACT_IDENTITY) return 0;
-    return (size_t)(d->n * d->c_in * d->h_in * d->w_in) * sizeof(T);
+    /* depthwise goes to its own kernel (a declined call allocates inside) */
+    if (d->c_in == d->groups && (!pre || pre->kind == FC_ACT_IDENTITY)) return 0;
+    return FN(mode_workspace_)(d, pre);
+}
+
+/* Row r = (n, ih) of x into channels-last xt[r][w][c], pre-activated. */
+static void FN(to_nhwc_row_)(const fc_kernel_table *kt, const fc_conv_desc *d, const T *x,
+                             T *xt, int64_t r, const fc_activation *pre)
+{
+    const int64_t C = d->c_in, H = d->h_in, W = d->w_in, n = r / H, h = r % H;
+    T *dst = xt + r * W * C;
+    CAT(kt->nhwc_, SFX)(x + (n * C * H + h) * W, C, H * W, W, dst);
+    if (pre && pre->kind != FC_ACT_IDENTITY)
+        FN(fc_activate_serial_)(dst, dst, (size_t)(W * C), pre);
+}
+
+/* Row r = (n, ih) of x unfolded along kw: xt[r][ow][kw * C + c]. */
+static void FN(fold_row_)(const fc_conv_desc *d, const T *x, T *xt, int64_t r,
+                          const fc_activation *pre)
+{
+    const int64_t C = d->c_in, H = d->h_in, W = d->w_in, n = r / H, h = r % H;
+    const int64_t KC = d->kw * C;
+    T *dst = xt + r * d->w_out * KC;
+    const T *src = x + (n * C * H + h) * W;
+    /* columns whose whole window is inside the row: [lo, hi) */
+    const int64_t sw = d->stride_w, dw = d->dil_w, pl = d->pad_left, KW = d->kw;
+    const int64_t lo = fc_min64(d->w_out, (pl + sw - 1) / sw);
+    int64_t hi = W - 1 - (KW - 1) * dw + pl < 0 ? 0 : (W - 1 - (KW - 1) * dw + pl) / sw + 1;
+    hi = fc_max64(lo, fc_min64(hi, d->w_out));
+    for (int64_t ow = 0; ow < d->w_out; ++ow) {
+        if (ow == lo && hi > lo) {   /* interior: no bounds tests */
+            for (int64_t c = 0; c < C; ++c) {
+                const T *sc = src + c * H * W - pl;
+                for (int64_t o2 = lo; o2 < hi; ++o2) {
+                    const T *s2 = sc + o2 * sw;
+                    T *o = dst + o2 * KC + c;
+                    for (int64_t kw = 0; kw < KW; ++kw) o[kw * C] = s2[kw * dw];
+                }
+            }
+            ow = hi - 1;
+            continue;
+        }
+        for (int64_t kw = 0; kw < KW; ++kw) {
+            const int64_t iw = ow * sw - pl + kw * dw;
+            T *o = dst + ow * KC + kw * C;
+            if (iw < 0 || iw >= W)
+                for (int64_t c = 0; c < C; ++c) o[c] = (T)0;
+            else
+                for (int64_t c = 0; c < C; ++c) o[c] = src[c * H * W + iw];
+        }
+    }
+    if (pre && pre->kind != FC_ACT_IDENTITY) {
+        /* zeros of the padding must stay zero: activate only real values */
+        for (int64_t ow = 0; ow < d->w_out; ++ow)
+            for (int64_t kw = 0; kw < d->kw; ++kw) {
+                const int64_t iw = ow * d->stride_w - d->pad_left + kw * d->dil_w;
+                if (iw >= 0 && iw < W)
+                    FN(fc_activate_serial_)(dst + ow * KC + kw * C, dst + ow * KC + kw * C,
+                                            (size_t)C, pre);
+            }
+    }
+}
+
+/* Geometry of what the B tiles read. */
+typedef struct {
+    int64_t H, W, ps, xs;          /* rows, columns, pixel stride, channel stride */
+    int64_t kh, kw, sh, sw, dh, dw, pt, pl;
+    int64_t img, grp;              /* element offsets of one image, one group */
+    int64_t kc;                    /* channels per tap */
+} FN(geom_);
+
+static void FN(ptr_table_)(const FN(geom_) *g, const T *base, const T *zero, int64_t p0,
+                           int64_t hwo, int64_t wo, const T **tab)
+{
+    int64_t oh = p0 / wo, ow = p0 % wo;
+    for (int j = 0; j < FC_TB_P; ++j) {
+        if (p0 + j >= hwo) {
+            /* past the end: repeat pixel 0 (computed, never stored).  Not the
+             * zero buffer, which is only kc long and DIRECT strides by H*W. */
+            for (int64_t t = 0; t < g->kh * g->kw; ++t) tab[t * FC_TB_P + j] = tab[t * FC_TB_P];
+            continue;
+        }
+        const int in = 1;
+        const int64_t ih0 = oh * g->sh - g->pt, iw0 = ow * g->sw - g->pl;
+        for (int64_t kh = 0; kh < g->kh; ++kh) {
+            const int64_t ih = ih0 + kh * g->dh;
+            const int rok = in && (uint64_t)ih < (uint64_t)g->H;
+            for (int64_t kw = 0; kw < g->kw; ++kw) {
+                const int64_t iw = iw0 + kw * g->dw;
+                const int ok = rok && (uint64_t)iw < (uint64_t)g->W;
+                tab[(kh * g->kw + kw) * FC_TB_P + j] = ok ? base + (ih * g->W + iw) * g->ps : zero;
+            }
+        }
+        if (++ow == wo) { ow = 0; ++oh; }
+    }
+}
+
+static int64_t FN(ceil_div_)(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+int FN(fc_conv2d_packed_)(const fc_conv_desc *d, const T *x, const fc_packed *pk,
+                          const T *bias, T *y, const fc_activation *post,
+                          const fc_activation *pre, void *workspace)
+{
+    static const fc_activation ident = {FC_ACT_IDENTITY, 0.0, 0.0};
+    if (!pk || pk->elem != sizeof(T) || pk->c_out != d->c_out || pk->groups != d->groups
+        || pk->kh != d->kh || pk->kw != d->kw || pk->cin_g * d->groups != d->c_in)
+        return FC_EINVAL;
+    if (!post) post = &ident;
+    if (pk->raw && (!pre || pre->kind == FC_ACT_IDENTITY)) {
+        /* groups == c_in: the depthwise kernel, unless it declines (FC_EINVAL) */
+        const int rc = FN(fc_conv2d_depthwise_)(d, x, (const T *)pk->raw, bias, y, post);
+        if (rc != FC_EINVAL) return rc;
+    }
+    const fc_kernel_table *kt = fc_kernels();
+    const int mode = FN(pick_mode_)(d, pre, pk);
+    const int64_t G = d->groups, cin_g = pk->cin_g, cout_g = pk->cout_g;
+    const int64_t hwo = d->h_out * d->w_out, hwi = d->h_in * d->w_in;
+    const double flops = 2.0 * (double)d->n * (double)d->c_out * (double)hwo
+                         * (double)cin_g * (double)(d->kh * d->kw);
+
+    /* the bias, padded to whole blocks (zeros without a bias) */
+    const int64_t nbias = G * fc_max64(pk->nob * OB, pk->noa * FC_TA_OC);
+    T *bpad = (T *)fc_alloc64((size_t)nbias * sizeof(T));
+    if (!bpad) return FC_ENOMEM;
+    /* bpad is laid out per group with stride nbias / G */
+    const int64_t bstride = nbias / G;
+    for (int64_t g = 0; g < G; ++g)
+        for (int64_t o = 0; o < bstride; ++o)
+            bpad[g * bstride + o] = (bias && o < cout_g) ? bias[g * cout_g + o] : (T)0;
+
+    /* what the B tiles read */
+    FN(geom_) gm;
+    T *xt = NULL, *zero = NULL;
+    int own_ws = 0;
+    size_t ws_bytes = FN(mode_workspace_)(d, pre);
+    if (ws_bytes) {
+        xt = (T *)workspace;
+        if (!xt) {
+            xt = (T *)fc_alloc64(ws_bytes);
+            own_ws = 1;
+        }
+    }
+    gm.kc = mode == MODE_FOLD ? d->kw * cin_g : cin_g;
+    zero = (T *)fc_alloc64((size_t)gm.kc * sizeof(T) + 64);
+    if ((ws_bytes && !xt) || !zero) {
+        if (own_ws) fc_free64(xt);
+        fc_free64(zero); fc_free64(bpad);
+        return FC_ENOMEM;
+    }
+    memset(zero, 0, (size_t)gm.kc * sizeof(T) + 64);
+    gm.sh = d->stride_h; gm.sw = d->stride_w; gm.dh = d->dil_h; gm.dw = d->dil_w;
+    gm.pt = d->pad_top; gm.pl = d->pad_left; gm.kh = d->kh; gm.kw = d->kw;
+    gm.H = d->h_in; gm.W = d->w_in;
+    switch (mode) {
+    case MODE_DIRECT:
+        gm.ps = 1; gm.xs = hwi; gm.img = d->c_in * hwi; gm.grp = cin_g * hwi;
+        break;
+    case MODE_FOLD:
+        gm.W = d->w_out; gm.kw = 1; gm.sw = 1; gm.pl = 0; gm.dw = 1;
+        gm.ps = gm.kc; gm.xs = 1; gm.img = d->h_in * d->w_out * gm.kc; gm.grp = 0;
+        break;
+    default: /* NHWC; (MODE_A does not use gm) */
+        gm.ps = d->c_in; gm.xs = 1; gm.img = hwi * d->c_in; gm.grp = cin_g;
+        break;
+    }
+    const T *xsrc = (mode == MODE_DIRECT || mode == MODE_A) ? x : xt;
+    const int64_t ntaps = gm.kh * gm.kw;
+
+    /* work items */
+    int nthr = 1;
+#ifdef _OPENMP
+    const int par = flops > FC_PARALLEL_MIN_FLOPS;
+    nthr = par ? omp_get_max_threads() : 1;
+#endif
+    int64_t ntiles, band, nbands, ogs, nog, nitems, n6 = 0;
+    if (mode == MODE_A) {
+        ntiles = FN(ceil_div_)(hwo, TAP);
+        const int64_t wblk = cin_g * FC_TA_OC * (int64_t)sizeof(T);
+        ogs = fc_max64(1, fc_min64(pk->noa, (int64_t)(256 * 1024) / wblk));
+        band = 8;
+    } else {
+        ntiles = FN(ceil_div_)(hwo, FC_TB_P);
+        const int64_t r = ntiles * FC_TB_P - hwo;  /* pixels a last partial tile would waste */
+        n6 = (r > 0 && ntiles >= r) ? ntiles - r : ntiles;
+        const int64_t wblk = ntaps * gm.kc * OB * (int64_t)sizeof(T);
+        ogs = fc_max64(1, fc_min64(pk->nob, (int64_t)(256 * 1024) / wblk));
+        band = 16;
+    }
+    nog = FN(ceil_div_)(mode == MODE_A ? pk->noa : pk->nob, ogs);
+    /* enough items for every thread (several each), bands never tiny */
+    while (band > 1 && d->n * G * nog * FN(ceil_div_)(ntiles, band) < 4 * nthr) band /= 2;
+    nbands = FN(ceil_div_)(ntiles, band);
+    nitems = d->n * G * nbands * nog;
+    const int64_t nrows = d->n * d->h_in;
+    int failed = 0;
+
+#ifdef _OPENMP
+#pragma omp parallel if (par) reduction(| : failed)
+#endif
+    {
+        if (mode == MODE_NHWC || mode == MODE_FOLD) {
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 1)
+#endif
+            for (int64_t r = 0; r < nrows; ++r) {
+                if (mode == MODE_NHWC) FN(to_nhwc_row_)(kt, d, x, xt, r, pre);
+                else FN(fold_row_)(d, x, xt, r, pre);
+            }
+        }
+        const T **tab = NULL;
+        if (mode != MODE_A) {
+            tab = (const T **)malloc((size_t)(ntaps * FC_TB_P) * sizeof(T *));
+            if (!tab) failed = 1;
+        }
+        fc_tileB_args ab;
+        fc_tileA_args aa;
+        ab.ntaps = ntaps; ab.kc = gm.kc; ab.xs = gm.xs; ab.ldy = hwo; ab.act = post;
+        ab.ptrs = (const void *const *)tab;
+        aa.ldx = hwi; aa.k = cin_g; aa.ldy = hwo; aa.act = post;
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 1)
+#endif
+        for (int64_t it = 0; it < nitems; ++it) {
+            if (failed) continue;
+            int64_t r = it;
+            const int64_t og = r % nog; r /= nog;
+            const int64_t bnd = r % nbands; r /= nbands;
+            const int64_t g = r % G;
+            const int64_t n = r / G;
+            const int64_t t0 = bnd * band, t1 = fc_min64(ntiles, t0 + band);
+            T *yg = y + (n * d->c_out + g * cout_g) * hwo;
+            if (mode == MODE_A) {
+                const int64_t b0 = og * ogs, b1 = fc_min64(pk->noa, b0 + ogs);
+                const T *xg = x + (n * d->c_in + g * cin_g) * hwi;
+                for (int64_t b = b0; b < b1; ++b) {
+                    aa.w = (const T *)pk->wa + (g * pk->noa + b) * cin_g * FC_TA_OC;
+                    aa.bias = bpad + g * bstride + b * FC_TA_OC;
+                    aa.noc = (int)fc_min64(FC_TA_OC, cout_g - b * FC_TA_OC);
+                    const int64_t p0 = t0 * TAP;
+                    aa.x = xg + p0;
+                    aa.y = yg + b * FC_TA_OC * hwo + p0;
+                    aa.npix = fc_min64(t1 * TAP, hwo) - p0;
+                    CAT(kt->tileA_, SFX)(&aa);
+                }
+            } else {
+                const int64_t b0 = og * ogs, b1 = fc_min64(pk->nob, b0 + ogs);
+                const T *base = xsrc + n * gm.img + g * gm.grp;
+                for (int64_t t = t0; t < t1; ++t) {
+                    /* n6 tiles of 6 pixels, then tiles of 5: no pixel computed twice */
+                    const int64_t p0 = t < n6 ? t * FC_TB_P : n6 * FC_TB_P + (t - n6) * 5;
+                    FN(ptr_table_)(&gm, base, zero, p0, hwo, d->w_out, tab);
+                    ab.npix = t < n6 ? (int)fc_min64(FC_TB_P, hwo - p0) : 5;
+                    for (int64_t b = b0; b < b1; ++b) {
+                        ab.w = (const T *)pk->wb + (g * pk->nob + b) * ntaps * gm.kc * OB;
+                        ab.bias = bpad + g * bstride + b * OB;
+                        ab.noc = (int)fc_min64(OB, cout_g - b * OB);
+                        ab.y = yg + b * OB * hwo + p0;
+                        CAT(kt->tileB_, SFX)(&ab);
+                    }
+                }
+            }
+        }
+        free((void *)tab);
+    }
+    if (own_ws) fc_free64(xt);
+    fc_free64(zero);
+    fc_free64(bpad);
+    return failed ? FC_ENOMEM : FC_OK;
 }
 
 int FN(fc_conv2d_direct_)(const fc_conv_desc *d, const T *x, const T *w, const T *bias,
                           T *y, const fc_activation *post, const fc_activation *pre,
                           void *workspace)
 {
-    if (FN(conv_workspace_)(d, pre)) {
-        if (!workspace) return FC_EINVAL;
-        /* ResNet v2 order: f is applied once per input value, and the
-         * padding zeros, never materialised, are never passed through f. */
-        T *xa = (T *)workspace;
-        FN(fc_activate_)(x, xa, (size_t)(d->n * d->c_in * d->h_in * d->w_in), pre);
-        x = xa;
+    if (d->c_in == d->groups && (!pre || pre->kind == FC_ACT_IDENTITY)) {
+        const int rc = FN(fc_conv2d_depthwise_)(d, x, w, bias, y, post);
+        if (rc != FC_EINVAL) return rc;
     }
-    const int64_t rows = d->n * d->c_out * d->h_out;
-    const double flops = 2.0 * (double)rows * (double)d->w_out * (double)(d->c_in / d->groups)
-                         * (double)(d->kh * d->kw);
-    (void)flops;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (flops > FC_PARALLEL_MIN_FLOPS)
-#endif
-    for (int64_t row = 0; row < rows; ++row)
-        FN(conv_row_)(d, x, w, bias, y, post, row);
-    return FC_OK;
+    fc_packed *pk = FN(fc_pack_weight_)(d, w);
+    if (!pk) return FC_ENOMEM;
+    int rc = FN(fc_conv2d_packed_)(d, x, pk, bias, y, post, pre, workspace);
+    fc_packed_free(pk);
+    return rc;
 }
 
+#undef TAP
+#undef OB
 #undef FN
 #undef CAT
 #undef CAT_

@@ -75,16 +75,23 @@ void fc_bias_activate_f32(float *y, int64_t rows, int64_t len, const float *bias
                           int64_t bias_len, const fc_activation *act);
 void fc_bias_activate_f64(double *y, int64_t rows, int64_t len, const double *bias,
                           int64_t bias_len, const fc_activation *act);
+/* The same on rows `ld` elements apart (a block of columns of a matrix). */
+void fc_bias_activate_ld_f32(float *y, int64_t rows, int64_t len, int64_t ld,
+                             const float *bias, int64_t bias_len, const fc_activation *act);
+void fc_bias_activate_ld_f64(double *y, int64_t rows, int64_t len, int64_t ld,
+                             const double *bias, int64_t bias_len, const fc_activation *act);
 
 /* ---- direct convolution (conv_direct.c) -------------------------------- */
 
-/* Bytes of workspace fc_conv2d_direct_* needs: an activated copy of the
- * input when `pre` is a non-identity activation, else 0. */
+/* Bytes of workspace fc_conv2d_direct_* may use: a channels-last (and
+ * pre-activated) copy of the input, 0 when the kernels read x in place.
+ * A NULL workspace makes the kernel allocate it itself. */
 size_t fc_conv2d_direct_workspace(const fc_conv_desc *d, const fc_activation *pre,
                                   size_t elem_size);
 
 /* y = post(conv(pad(pre(x)), w) + bias).  bias may be NULL; pre/post may be
- * NULL for identity.  `workspace` holds fc_conv2d_direct_workspace() bytes. */
+ * NULL for identity.  `workspace` holds fc_conv2d_direct_workspace() bytes
+ * or is NULL.  Packs w on every call: prefer fc_pack_weight + fc_conv2d_packed. */
 int fc_conv2d_direct_f32(const fc_conv_desc *d, const float *x, const float *w,
                          const float *bias, float *y, const fc_activation *post,
                          const fc_activation *pre, void *workspace);
@@ -92,12 +99,59 @@ int fc_conv2d_direct_f64(const fc_conv_desc *d, const double *x, const double *w
                          const double *bias, double *y, const fc_activation *post,
                          const fc_activation *pre, void *workspace);
 
+/* ---- pre-packed weights (conv_direct.c) --------------------------------- */
+
+/* Weights rearranged once into the layouts the direct kernels read (and a
+ * copy, so later changes to the caller's array never leak in).  Only c_out,
+ * c_in, kh, kw and groups of `d` are used: one pack serves any input size,
+ * stride, padding and dilation.  NULL when out of memory. */
+typedef struct fc_packed fc_packed;
+fc_packed *fc_pack_weight_f32(const fc_conv_desc *d, const float *w);
+fc_packed *fc_pack_weight_f64(const fc_conv_desc *d, const double *w);
+void fc_packed_free(fc_packed *p);
+size_t fc_packed_bytes(const fc_packed *p);
+
+/* fc_conv2d_direct_* with packed weights (w must match d and the float type).
+ * workspace: fc_conv2d_direct_workspace() bytes, or NULL to allocate inside. */
+int fc_conv2d_packed_f32(const fc_conv_desc *d, const float *x, const fc_packed *w,
+                         const float *bias, float *y, const fc_activation *post,
+                         const fc_activation *pre, void *workspace);
+int fc_conv2d_packed_f64(const fc_conv_desc *d, const double *x, const fc_packed *w,
+                         const double *bias, double *y, const fc_activation *post,
+                         const fc_activation *pre, void *workspace);
+
+/* ---- depthwise convolution (conv_depthwise.c) ---------------------------- */
+
+/* y = post(conv(pad(x), w) + bias) for groups == c_in (any channel multiplier
+ * c_out / groups, kernel, stride, dilation, padding); FC_EINVAL when `d` is
+ * not depthwise, so that the caller falls back to the general kernel. */
+int fc_conv2d_depthwise_f32(const fc_conv_desc *d, const float *x, const float *w,
+                            const float *bias, float *y, const fc_activation *post);
+int fc_conv2d_depthwise_f64(const fc_conv_desc *d, const double *x, const double *w,
+                            const double *bias, double *y, const fc_activation *post);
+
+/* ---- configuration (dispatch.c) ------------------------------------------ */
+
+/* Name of the kernel set in use ("avx2+fma" or "portable"); chosen at the
+ * first call from the CPU's features unless FASTCONV_DISABLE_SIMD=1. */
+const char *fc_kernel_name(void);
+int fc_cpu_has_avx2_fma(void);     /* compiled in and supported by this CPU */
+int fc_simd_disabled_by_env(void); /* FASTCONV_DISABLE_SIMD set (not 0) */
+int fc_openmp_enabled(void);
+int fc_get_num_threads(void);
+void fc_set_num_threads(int n);
+
 /* ---- im2col (im2col.c) ------------------------------------------------- */
 
 /* Unfolds channels [c0, c0 + nc) of one image x (c_in, h_in, w_in) into
  * col (nc * kh * kw, h_out * w_out), zeros where the window hits padding. */
 void fc_im2col_f32(const fc_conv_desc *d, const float *x, int64_t c0, int64_t nc, float *col);
 void fc_im2col_f64(const fc_conv_desc *d, const double *x, int64_t c0, int64_t nc, double *col);
+/* Output rows [oh0, oh1) only: col is (nc * kh * kw, (oh1 - oh0) * w_out). */
+void fc_im2col_rows_f32(const fc_conv_desc *d, const float *x, int64_t c0, int64_t nc,
+                        int64_t oh0, int64_t oh1, float *col);
+void fc_im2col_rows_f64(const fc_conv_desc *d, const double *x, int64_t c0, int64_t nc,
+                        int64_t oh0, int64_t oh1, double *col);
 
 #ifdef __cplusplus
 }

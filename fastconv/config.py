@@ -1,0 +1,45 @@
+"""Run-time configuration: which kernels were chosen, and threads.
+
+The kernels are picked once, at the first convolution, from the CPU's
+features (AVX2+FMA on x86-64, else portable C); ``FASTCONV_DISABLE_SIMD=1``
+in the environment before that forces the portable ones.  Threads are
+OpenMP's: ``OMP_NUM_THREADS``, :func:`set_num_threads` and
+``threadpoolctl.threadpool_limits(n, user_api="openmp")`` all work.
+"""
+import os
+import sys
+
+from fastconv import _core
+
+__all__ = ["config", "show_config", "set_num_threads", "get_num_threads"]
+
+
+def config():
+    """A dict: kernels, cpu_avx2_fma, simd_disabled_by_env, openmp, threads."""
+    return _core.config()
+
+
+def show_config(file=None):
+    """Print the kernel set in use, CPU features, OpenMP and thread count."""
+    c = config()
+    out = file or sys.stdout
+    why = ("FASTCONV_DISABLE_SIMD is set" if c["simd_disabled_by_env"]
+           else "CPU has AVX2+FMA" if c["cpu_avx2_fma"] else "no AVX2+FMA on this CPU/build")
+    print(f"fastconv kernels : {c['kernels']} ({why})", file=out)
+    print(f"OpenMP           : {'on' if c['openmp'] else 'off (single-threaded build)'}", file=out)
+    print(f"threads          : {c['threads']}"
+          + (f" (OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']})"
+             if "OMP_NUM_THREADS" in os.environ else ""), file=out)
+
+
+def set_num_threads(n):
+    """Threads for the following calls from this thread (OpenMP's setting)."""
+    n = int(n)
+    if n <= 0:
+        raise ValueError(f"set_num_threads: n must be positive, got {n}")
+    _core.set_num_threads(n)
+
+
+def get_num_threads():
+    """Threads the next call will use at most (1 without OpenMP)."""
+    return _core.get_num_threads()

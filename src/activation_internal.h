@@ -1,0 +1,25 @@
+/* Private interface between activation.c and activation_avx2.c. */
+#ifndef FASTCONV_ACTIVATION_INTERNAL_H
+#define FASTCONV_ACTIVATION_INTERNAL_H
+
+#include <stddef.h>
+
+#include "fastconv.h"
+
+/* y[i] = f(x[i] + b), the portable loops (activation.c). */
+void fc_act_array_portable_f32(const float *x, float *y, size_t n, float b,
+                               const fc_activation *act);
+void fc_act_array_portable_f64(const double *x, double *y, size_t n, double b,
+                               const fc_activation *act);
+
+/* The same with AVX2+FMA (activation_avx2.c); call only when fc_act_simd(). */
+void fc_act_array_avx2_f32(const float *x, float *y, size_t n, float b,
+                           const fc_activation *act);
+void fc_act_array_avx2_f64(const double *x, double *y, size_t n, double b,
+                           const fc_activation *act);
+
+/* Nonzero when the AVX2 loops may run: the CPU has AVX2 and FMA, they were
+ * compiled in, and FASTCONV_DISABLE_SIMD is not set to a non-"0" value. */
+int fc_act_simd(void);
+
+#endif

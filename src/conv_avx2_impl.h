@@ -1,0 +1,265 @@
+/* The AVX2 tiles for one float type (included by conv_direct_avx2.c). */
+#define CAT_(a, b) a##b
+#define CAT(a, b) CAT_(a, b)
+#define FN(name) CAT(name, SFX)
+
+/* lane mask for the first n (0..2*VL) elements of two vectors */
+static inline __m256i FN(lane_mask_)(int n, int half)
+{
+    /* element size in 32-bit units: 1 for float, 2 for double */
+    const int per = (int)(sizeof(T) / 4);
+    const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i lim = _mm256_set1_epi32((n - half * VL) * per);
+    return _mm256_cmpgt_epi32(lim, idx);
+}
+
+#if VL == 8
+/* y[o * ldy + j] = r_j[o] for 8 channels o, P = 5 or 6 pixels j. */
+static inline __attribute__((always_inline)) void FN(store6_)(T *y, int64_t ldy, V r0, V r1,
+                                                              V r2, V r3, V r4, V r5, int P)
+{
+    const V t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+    const V t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+    const V t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+    const V u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    const V u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    const __m128 l4 = _mm256_castps256_ps128(t4), l5 = _mm256_castps256_ps128(t5);
+    const __m128 h4 = _mm256_extractf128_ps(t4, 1), h5 = _mm256_extractf128_ps(t5, 1);
+    _mm_storeu_ps(y + 0 * ldy, _mm256_castps256_ps128(u0));
+    _mm_storeu_ps(y + 1 * ldy, _mm256_castps256_ps128(u1));
+    _mm_storeu_ps(y + 2 * ldy, _mm256_castps256_ps128(u2));
+    _mm_storeu_ps(y + 3 * ldy, _mm256_castps256_ps128(u3));
+    _mm_storeu_ps(y + 4 * ldy, _mm256_extractf128_ps(u0, 1));
+    _mm_storeu_ps(y + 5 * ldy, _mm256_extractf128_ps(u1, 1));
+    _mm_storeu_ps(y + 6 * ldy, _mm256_extractf128_ps(u2, 1));
+    _mm_storeu_ps(y + 7 * ldy, _mm256_extractf128_ps(u3, 1));
+    if (P == 6) {
+        _mm_storel_pi((__m64 *)(y + 0 * ldy + 4), l4); _mm_storeh_pi((__m64 *)(y + 1 * ldy + 4), l4);
+        _mm_storel_pi((__m64 *)(y + 2 * ldy + 4), l5); _mm_storeh_pi((__m64 *)(y + 3 * ldy + 4), l5);
+        _mm_storel_pi((__m64 *)(y + 4 * ldy + 4), h4); _mm_storeh_pi((__m64 *)(y + 5 * ldy + 4), h4);
+        _mm_storel_pi((__m64 *)(y + 6 * ldy + 4), h5); _mm_storeh_pi((__m64 *)(y + 7 * ldy + 4), h5);
+    } else {
+        _mm_store_ss(y + 0 * ldy + 4, l4); _mm_store_ss(y + 1 * ldy + 4, _mm_movehl_ps(l4, l4));
+        _mm_store_ss(y + 2 * ldy + 4, l5); _mm_store_ss(y + 3 * ldy + 4, _mm_movehl_ps(l5, l5));
+        _mm_store_ss(y + 4 * ldy + 4, h4); _mm_store_ss(y + 5 * ldy + 4, _mm_movehl_ps(h4, h4));
+        _mm_store_ss(y + 6 * ldy + 4, h5); _mm_store_ss(y + 7 * ldy + 4, _mm_movehl_ps(h5, h5));
+    }
+}
+
+static void FN(nhwc_avx2_)(const T *src, int64_t C, int64_t cs, int64_t W, T *dst)
+{
+    int64_t c = 0;
+    for (; c + 8 <= C; c += 8) {
+        const T *s = src + c * cs;
+        int64_t w = 0;
+        for (; w + 8 <= W; w += 8) {
+            const V r0 = VLOAD(s + w), r1 = VLOAD(s + cs + w), r2 = VLOAD(s + 2 * cs + w);
+            const V r3 = VLOAD(s + 3 * cs + w), r4 = VLOAD(s + 4 * cs + w);
+            const V r5 = VLOAD(s + 5 * cs + w), r6 = VLOAD(s + 6 * cs + w);
+            const V r7 = VLOAD(s + 7 * cs + w);
+            const V t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+            const V t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+            const V t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+            const V t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+            const V u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+            const V u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+            const V u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+            const V u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+            T *d = dst + w * C + c;
+            VSTORE(d + 0 * C, _mm256_permute2f128_ps(u0, u4, 0x20));
+            VSTORE(d + 1 * C, _mm256_permute2f128_ps(u1, u5, 0x20));
+            VSTORE(d + 2 * C, _mm256_permute2f128_ps(u2, u6, 0x20));
+            VSTORE(d + 3 * C, _mm256_permute2f128_ps(u3, u7, 0x20));
+            VSTORE(d + 4 * C, _mm256_permute2f128_ps(u0, u4, 0x31));
+            VSTORE(d + 5 * C, _mm256_permute2f128_ps(u1, u5, 0x31));
+            VSTORE(d + 6 * C, _mm256_permute2f128_ps(u2, u6, 0x31));
+            VSTORE(d + 7 * C, _mm256_permute2f128_ps(u3, u7, 0x31));
+        }
+        for (; w < W; ++w)
+            for (int i = 0; i < 8; ++i) dst[w * C + c + i] = s[i * cs + w];
+    }
+    for (; c < C; ++c)
+        for (int64_t w = 0; w < W; ++w) dst[w * C + c] = src[c * cs + w];
+}
+#else
+/* y[o * ldy + j] = r_j[o] for 4 channels o, P = 5 or 6 pixels j. */
+static inline __attribute__((always_inline)) void FN(store6_)(T *y, int64_t ldy, V r0, V r1,
+                                                              V r2, V r3, V r4, V r5, int P)
+{
+    const V t0 = _mm256_unpacklo_pd(r0, r1), t1 = _mm256_unpackhi_pd(r0, r1);
+    const V t2 = _mm256_unpacklo_pd(r2, r3), t3 = _mm256_unpackhi_pd(r2, r3);
+    const V t4 = _mm256_unpacklo_pd(r4, r5), t5 = _mm256_unpackhi_pd(r4, r5);
+    VSTORE(y + 0 * ldy, _mm256_permute2f128_pd(t0, t2, 0x20));
+    VSTORE(y + 1 * ldy, _mm256_permute2f128_pd(t1, t3, 0x20));
+    VSTORE(y + 2 * ldy, _mm256_permute2f128_pd(t0, t2, 0x31));
+    VSTORE(y + 3 * ldy, _mm256_permute2f128_pd(t1, t3, 0x31));
+    const __m128d l4 = _mm256_castpd256_pd128(t4), l5 = _mm256_castpd256_pd128(t5);
+    const __m128d h4 = _mm256_extractf128_pd(t4, 1), h5 = _mm256_extractf128_pd(t5, 1);
+    if (P == 6) {
+        _mm_storeu_pd(y + 0 * ldy + 4, l4); _mm_storeu_pd(y + 1 * ldy + 4, l5);
+        _mm_storeu_pd(y + 2 * ldy + 4, h4); _mm_storeu_pd(y + 3 * ldy + 4, h5);
+    } else {
+        _mm_store_sd(y + 0 * ldy + 4, l4); _mm_store_sd(y + 1 * ldy + 4, l5);
+        _mm_store_sd(y + 2 * ldy + 4, h4); _mm_store_sd(y + 3 * ldy + 4, h5);
+    }
+}
+
+static void FN(nhwc_avx2_)(const T *src, int64_t C, int64_t cs, int64_t W, T *dst)
+{
+    int64_t c = 0;
+    for (; c + 4 <= C; c += 4) {
+        const T *s = src + c * cs;
+        int64_t w = 0;
+        for (; w + 4 <= W; w += 4) {
+            const V r0 = VLOAD(s + w), r1 = VLOAD(s + cs + w);
+            const V r2 = VLOAD(s + 2 * cs + w), r3 = VLOAD(s + 3 * cs + w);
+            const V t0 = _mm256_unpacklo_pd(r0, r1), t1 = _mm256_unpackhi_pd(r0, r1);
+            const V t2 = _mm256_unpacklo_pd(r2, r3), t3 = _mm256_unpackhi_pd(r2, r3);
+            T *d = dst + w * C + c;
+            VSTORE(d + 0 * C, _mm256_permute2f128_pd(t0, t2, 0x20));
+            VSTORE(d + 1 * C, _mm256_permute2f128_pd(t1, t3, 0x20));
+            VSTORE(d + 2 * C, _mm256_permute2f128_pd(t0, t2, 0x31));
+            VSTORE(d + 3 * C, _mm256_permute2f128_pd(t1, t3, 0x31));
+        }
+        for (; w < W; ++w)
+            for (int i = 0; i < 4; ++i) dst[w * C + c + i] = s[i * cs + w];
+    }
+    for (; c < C; ++c)
+        for (int64_t w = 0; w < W; ++w) dst[w * C + c] = src[c * cs + w];
+}
+#endif
+
+/* P (5 or 6, a constant after inlining) pixels x 2 vectors of channels */
+static inline __attribute__((always_inline)) void FN(tileB_body_)(const fc_tileB_args *a,
+                                                                 const int P)
+{
+    const T *bias = (const T *)a->bias;
+    const V b0 = VLOAD(bias), b1 = VLOAD(bias + VL);
+    V c00 = b0, c01 = b1, c10 = b0, c11 = b1, c20 = b0, c21 = b1;
+    V c30 = b0, c31 = b1, c40 = b0, c41 = b1, c50 = b0, c51 = b1;
+    const T *w = (const T *)a->w;
+    const T *const *pp = (const T *const *)a->ptrs;
+    const int64_t kc = a->kc, xs = a->xs, ntaps = a->ntaps;
+    for (int64_t t = 0; t < ntaps; ++t, pp += 6) {
+        const T *p0 = pp[0], *p1 = pp[1], *p2 = pp[2], *p3 = pp[3], *p4 = pp[4], *p5 = pp[5];
+        int64_t off = 0;
+#pragma GCC unroll 4
+        for (int64_t k = 0; k < kc; ++k) {
+            const V w0 = VLOAD(w), w1 = VLOAD(w + VL);
+            V x;
+            w += 2 * VL;
+            x = VBCAST(p0 + off); c00 = VFMA(w0, x, c00); c01 = VFMA(w1, x, c01);
+            x = VBCAST(p1 + off); c10 = VFMA(w0, x, c10); c11 = VFMA(w1, x, c11);
+            x = VBCAST(p2 + off); c20 = VFMA(w0, x, c20); c21 = VFMA(w1, x, c21);
+            x = VBCAST(p3 + off); c30 = VFMA(w0, x, c30); c31 = VFMA(w1, x, c31);
+            x = VBCAST(p4 + off); c40 = VFMA(w0, x, c40); c41 = VFMA(w1, x, c41);
+            if (P > 5) {
+                x = VBCAST(p5 + off); c50 = VFMA(w0, x, c50); c51 = VFMA(w1, x, c51);
+            }
+            off += xs;
+        }
+    }
+    const fc_activation *act = a->act;
+    if (act->kind != FC_ACT_IDENTITY) {
+        c00 = VACT(c00, act); c01 = VACT(c01, act); c10 = VACT(c10, act); c11 = VACT(c11, act);
+        c20 = VACT(c20, act); c21 = VACT(c21, act); c30 = VACT(c30, act); c31 = VACT(c31, act);
+        c40 = VACT(c40, act); c41 = VACT(c41, act); c50 = VACT(c50, act); c51 = VACT(c51, act);
+    }
+    T *y = (T *)a->y;
+    const int64_t ldy = a->ldy;
+    if (a->npix == P && a->noc == 2 * VL) {
+        FN(store6_)(y, ldy, c00, c10, c20, c30, c40, c50, P);
+        FN(store6_)(y + VL * ldy, ldy, c01, c11, c21, c31, c41, c51, P);
+        return;
+    }
+    /* partial tile: transpose through L1, buf[pixel][oc] -> y[oc][pixel] */
+    _Alignas(32) T buf[6][2 * VL];
+    VSTOREA(buf[0], c00); VSTOREA(buf[0] + VL, c01);
+    VSTOREA(buf[1], c10); VSTOREA(buf[1] + VL, c11);
+    VSTOREA(buf[2], c20); VSTOREA(buf[2] + VL, c21);
+    VSTOREA(buf[3], c30); VSTOREA(buf[3] + VL, c31);
+    VSTOREA(buf[4], c40); VSTOREA(buf[4] + VL, c41);
+    VSTOREA(buf[5], c50); VSTOREA(buf[5] + VL, c51);
+    for (int o = 0; o < a->noc; ++o)
+        for (int j = 0; j < a->npix; ++j) y[o * ldy + j] = buf[j][o];
+}
+
+static void FN(tileB_avx2_)(const fc_tileB_args *a)
+{
+    if (a->npix == 5) FN(tileB_body_)(a, 5);
+    else FN(tileB_body_)(a, 6);
+}
+
+#define TA_BODY(LOADX0, LOADX1)                                                 \
+    for (int64_t k = 0; k < kk; ++k) {                                          \
+        const T *xr = x + k * ldx;                                              \
+        const V x0 = LOADX0, x1 = LOADX1;                                       \
+        V wv;                                                                   \
+        wv = VBCAST(w + 0); c00 = VFMA(wv, x0, c00); c01 = VFMA(wv, x1, c01);  \
+        wv = VBCAST(w + 1); c10 = VFMA(wv, x0, c10); c11 = VFMA(wv, x1, c11);  \
+        wv = VBCAST(w + 2); c20 = VFMA(wv, x0, c20); c21 = VFMA(wv, x1, c21);  \
+        wv = VBCAST(w + 3); c30 = VFMA(wv, x0, c30); c31 = VFMA(wv, x1, c31);  \
+        wv = VBCAST(w + 4); c40 = VFMA(wv, x0, c40); c41 = VFMA(wv, x1, c41);  \
+        wv = VBCAST(w + 5); c50 = VFMA(wv, x0, c50); c51 = VFMA(wv, x1, c51);  \
+        w += 6;                                                                 \
+    }
+
+static inline void FN(tileA_one_)(const fc_tileA_args *a, const T *x, T *y, int np)
+{
+    const T *bias = (const T *)a->bias;
+    V c00 = VSET1(bias[0]), c01 = c00, c10 = VSET1(bias[1]), c11 = c10;
+    V c20 = VSET1(bias[2]), c21 = c20, c30 = VSET1(bias[3]), c31 = c30;
+    V c40 = VSET1(bias[4]), c41 = c40, c50 = VSET1(bias[5]), c51 = c50;
+    const T *w = (const T *)a->w;
+    const int64_t kk = a->k, ldx = a->ldx;
+    if (np == 2 * VL) {
+#pragma GCC unroll 2
+        TA_BODY(VLOAD(xr), VLOAD(xr + VL))
+    } else {
+        const __m256i m0 = FN(lane_mask_)(np, 0), m1 = FN(lane_mask_)(np, 1);
+        TA_BODY(VMASKLOAD(xr, m0), VMASKLOAD(xr + VL, m1))
+    }
+    const fc_activation *act = a->act;
+    if (act->kind != FC_ACT_IDENTITY) {
+        c00 = VACT(c00, act); c01 = VACT(c01, act); c10 = VACT(c10, act); c11 = VACT(c11, act);
+        c20 = VACT(c20, act); c21 = VACT(c21, act); c30 = VACT(c30, act); c31 = VACT(c31, act);
+        c40 = VACT(c40, act); c41 = VACT(c41, act); c50 = VACT(c50, act); c51 = VACT(c51, act);
+    }
+    const int64_t ldy = a->ldy;
+    const int noc = a->noc;
+    if (np == 2 * VL && noc == 6) {
+        VSTORE(y, c00); VSTORE(y + VL, c01);
+        VSTORE(y + ldy, c10); VSTORE(y + ldy + VL, c11);
+        VSTORE(y + 2 * ldy, c20); VSTORE(y + 2 * ldy + VL, c21);
+        VSTORE(y + 3 * ldy, c30); VSTORE(y + 3 * ldy + VL, c31);
+        VSTORE(y + 4 * ldy, c40); VSTORE(y + 4 * ldy + VL, c41);
+        VSTORE(y + 5 * ldy, c50); VSTORE(y + 5 * ldy + VL, c51);
+        return;
+    }
+    V r[12] = {c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51};
+    if (np == 2 * VL) {
+        for (int o = 0; o < noc; ++o) {
+            VSTORE(y + o * ldy, r[2 * o]);
+            VSTORE(y + o * ldy + VL, r[2 * o + 1]);
+        }
+    } else {
+        const __m256i m0 = FN(lane_mask_)(np, 0), m1 = FN(lane_mask_)(np, 1);
+        for (int o = 0; o < noc; ++o) {
+            VMASKSTORE(y + o * ldy, m0, r[2 * o]);
+            VMASKSTORE(y + o * ldy + VL, m1, r[2 * o + 1]);
+        }
+    }
+}
+
+static void FN(tileA_avx2_)(const fc_tileA_args *a)
+{
+    const T *x = (const T *)a->x;
+    T *y = (T *)a->y;
+    int64_t p = 0;
+    for (; p + 2 * VL <= a->npix; p += 2 * VL) FN(tileA_one_)(a, x + p, y + p, 2 * VL);
+    if (p < a->npix) FN(tileA_one_)(a, x + p, y + p, (int)(a->npix - p));
+}
+#undef TA_BODY
+#undef FN
+#undef CAT
+#undef CAT_

@@ -1,0 +1,53 @@
+/*
+ * Depthwise convolution (groups == c_in, any channel multiplier, kernel,
+ * stride, dilation and padding), activation fused: memory-bound, so each
+ * input value is read from memory once and each output written once (see
+ * conv_depthwise_impl.h).  float32 runs the AVX2 kernel where the CPU has it
+ * (conv_depthwise_avx2.c); float64 and other CPUs the portable one here.
+ *
+ * Callers: the direct driver should try fc_conv2d_depthwise_* first when
+ * groups == c_in and fall back on FC_EINVAL (perf-A: src/conv_direct.c);
+ * until then fastconv/conv.py calls it from the fused path.
+ */
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "activation_internal.h"
+#include "conv_common.h"
+#include "conv_depthwise_internal.h"
+#include "fastconv.h"
+
+#define T float
+#define SFX f32
+#include "conv_depthwise_impl.h"
+#include "conv_depthwise_port.h"
+#undef T
+#undef SFX
+
+#define T double
+#define SFX f64
+#include "conv_depthwise_impl.h"
+#include "conv_depthwise_port.h"
+#undef T
+#undef SFX
+
+int fc_conv2d_depthwise_f32(const fc_conv_desc *d, const float *x, const float *w,
+                            const float *bias, float *y, const fc_activation *post)
+{
+    if (!fc_dw_is_depthwise(d)) return FC_EINVAL;
+    if (fc_act_simd()) {
+        const int rc = fc_dw_avx2_f32(d, x, w, bias, y, post);
+        if (rc != FC_EINVAL) return rc;
+    }
+    return dw_portable_f32(d, x, w, bias, y, post);
+}
+
+int fc_conv2d_depthwise_f64(const fc_conv_desc *d, const double *x, const double *w,
+                            const double *bias, double *y, const fc_activation *post)
+{
+    if (!fc_dw_is_depthwise(d)) return FC_EINVAL;
+    return dw_portable_f64(d, x, w, bias, y, post);
+}

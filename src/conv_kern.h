@@ -1,0 +1,93 @@
+/*
+ * Internal interface between the direct-convolution driver (conv_direct.c,
+ * portable C) and its micro-kernels (portable ones in conv_direct.c, AVX2+FMA
+ * ones in conv_direct_avx2.c), chosen at run time by dispatch.c.
+ *
+ * Two register tiles, both "2 vectors x 6" (12 accumulators of 16 regs):
+ *
+ *  B  (every convolution): OB output channels (16 f32 / 8 f64, the vector
+ *     lanes) x 6 output pixels (broadcast).  Weights packed
+ *     [group][oc block][kh][kw][ic][OB]; the 6 pixels are consecutive flat
+ *     output indices (they may straddle rows); for each tap the driver gives one
+ *     input pointer per pixel, or a pointer to a zero buffer where the tap
+ *     falls in the padding, so the FMA loop has no branches.  The tile is
+ *     stored transposed into the NCHW output.
+ *
+ *  A  (1x1, stride 1, no padding: a GEMM on the NCHW arrays): 6 output
+ *     channels (broadcast) x 2 vectors of pixels (16 f32 / 8 f64).  Weights
+ *     packed [group][oc block of 6][ic][6].  Stores straight into NCHW rows.
+ *
+ * Both tiles start from the bias and apply the activation to the accumulators
+ * before the single store.
+ */
+#ifndef FASTCONV_CONV_KERN_H
+#define FASTCONV_CONV_KERN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fastconv.h"
+
+#define FC_TB_P 6                      /* pixels of a B tile */
+#define FC_OB(T) ((int)(64 / sizeof(T))) /* output channels of a B tile */
+#define FC_TA_OC 6                     /* output channels of an A tile */
+#define FC_TA_PIX(T) ((int)(64 / sizeof(T))) /* pixels of an A tile */
+
+typedef struct {
+    const void *const *ptrs; /* [ntaps][FC_TB_P] input pointers (zero buffer in padding) */
+    int64_t ntaps, kc, xs;   /* taps, channels per tap, element stride between channels */
+    const void *w;           /* [ntaps][kc][OB] */
+    const void *bias;        /* OB values */
+    void *y;                 /* output at (oc0, p0) */
+    int64_t ldy;             /* elements between output channels */
+    int npix, noc;           /* valid pixels (<= 6) and channels (<= OB) */
+    const fc_activation *act;
+} fc_tileB_args;
+
+typedef struct {
+    const void *x;           /* x[ic][p0] */
+    int64_t ldx;             /* elements between input channels */
+    int64_t k;               /* input channels */
+    const void *w;           /* [k][6] */
+    const void *bias;        /* 6 values */
+    void *y;                 /* output at (oc0, p0) */
+    int64_t ldy;
+    int64_t npix;            /* pixels from p0: tiles of 16 f32 / 8 f64, the last partial */
+    int noc;                 /* valid channels (<= 6) */
+    const fc_activation *act;
+} fc_tileA_args;
+
+typedef struct {
+    const char *name;
+    void (*tileB_f32)(const fc_tileB_args *);
+    void (*tileB_f64)(const fc_tileB_args *);
+    void (*tileA_f32)(const fc_tileA_args *);
+    void (*tileA_f64)(const fc_tileA_args *);
+    /* dst[w][c] = src[c * cstride + w] for c < C, w < W (NCHW row -> NHWC row) */
+    void (*nhwc_f32)(const float *src, int64_t C, int64_t cstride, int64_t W, float *dst);
+    void (*nhwc_f64)(const double *src, int64_t C, int64_t cstride, int64_t W, double *dst);
+} fc_kernel_table;
+
+/* The table chosen at first use (dispatch.c). */
+const fc_kernel_table *fc_kernels(void);
+
+extern const fc_kernel_table fc_kernels_portable; /* conv_direct.c */
+#if defined(__x86_64__) || defined(_M_X64)
+extern const fc_kernel_table fc_kernels_avx2;     /* conv_direct_avx2.c */
+#endif
+
+/* Packed weights (opaque in fastconv.h). */
+struct fc_packed {
+    size_t elem;                       /* 4 or 8 */
+    int64_t c_out, cin_g, kh, kw, groups, cout_g;
+    int64_t nob;                       /* OB blocks per group (layout B) */
+    int64_t noa;                       /* 6-blocks per group (layout A), 0 if absent */
+    void *wb;                          /* layout B */
+    void *wa;                          /* layout A (1x1 weights only) or NULL */
+    void *raw;                         /* OIHW copy for the depthwise kernel, or NULL */
+};
+
+void *fc_alloc64(size_t bytes);
+void fc_free64(void *p);
+
+#endif

@@ -1,0 +1,72 @@
+"""Shared fixtures for the fastconv test suite.
+
+Random data: every test that uses the ``rng`` fixture gets its own
+``np.random.default_rng(seed)`` where ``seed`` is derived from the session
+seed and the test node id.  The session seed is printed in the pytest header
+and the per-test seed is attached to every failure report.  Re-run with
+``FASTCONV_TEST_SEED=<session seed>`` to reproduce.
+"""
+import os
+import random
+import sys
+import zlib
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+try:
+    from hypothesis import HealthCheck, settings
+
+    settings.register_profile(
+        "fastconv",
+        deadline=None,
+        database=None,  # don't write .hypothesis/ into the repo
+        print_blob=True,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fastconv"))
+except ImportError:  # pragma: no cover
+    pass
+
+
+def _session_seed():
+    env = os.environ.get("FASTCONV_TEST_SEED")
+    if env:
+        return int(env)
+    return random.SystemRandom().randrange(2**32)
+
+
+SESSION_SEED = _session_seed()
+
+
+def pytest_report_header(config):
+    return ["fastconv test seed: FASTCONV_TEST_SEED=%d" % SESSION_SEED]
+
+
+def seed_for(nodeid):
+    return (SESSION_SEED * 1000003 + zlib.crc32(nodeid.encode())) % 2**63
+
+
+@pytest.fixture
+def rng(request):
+    seed = seed_for(request.node.nodeid)
+    request.node._fastconv_seed = seed
+    return np.random.default_rng(seed)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    seed = getattr(item, "_fastconv_seed", None)
+    if rep.failed and seed is not None:
+        rep.sections.append(
+            ("fastconv rng seed",
+             "rng seed %d (session FASTCONV_TEST_SEED=%d)" % (seed, SESSION_SEED)))
+
+
+@pytest.fixture(scope="session")
+def torch():
+    return pytest.importorskip("torch")
