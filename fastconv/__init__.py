@@ -5,6 +5,15 @@ what makes a stack of them more than one linear map.  fastconv applies that
 activation inside the convolution, while each output is still in registers
 (or before it, ResNet v2 style), instead of in a second pass over memory.
 """
+try:
+    from fastconv import _core  # noqa: F401  (the compiled kernels)
+except ImportError as e:  # pragma: no cover - depends on how it was installed
+    import os as _os
+    raise ImportError(
+        f"fastconv's compiled extension could not be imported ({e}). If you are running "
+        f"from the source tree ({_os.path.dirname(_os.path.dirname(__file__))}), either build "
+        f"it in place (`pip install -e .`) or run from another directory so that the "
+        f"installed package is imported.") from e
 from fastconv.activations import ACTIVATIONS, Activation, activate
 from fastconv.config import get_num_threads, set_num_threads, show_config
 from fastconv.conv import conv2d, pack_weight, workspace_bytes

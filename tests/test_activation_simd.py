@@ -9,6 +9,7 @@ scalar formula itself cancels (gelu's 1 + erf and 1 + tanh for x << 0 are
 only good to |x| * 2^-24 absolute, in torch too).  float64: bit for bit.
 NaN, infinities and the sign of zero must match exactly everywhere.
 """
+from _child import run_python
 import os
 import subprocess
 import sys
@@ -87,13 +88,9 @@ def _compute(dtype_name):
 def both(request, tmp_path_factory):
     dtype_name = request.param
     path = tmp_path_factory.mktemp("scalar") / f"{dtype_name}.npz"
-    env = dict(os.environ, FASTCONV_DISABLE_SIMD="1")
-    here = os.path.dirname(os.path.abspath(__file__))
-    code = ("import sys, numpy as np; sys.path.insert(0, %r); "
-            "from test_activation_simd import _compute; "
-            "np.savez(%r, **_compute(%r))" % (here, str(path), dtype_name))
-    subprocess.run([sys.executable, "-c", code], env=env, check=True,
-                   cwd=os.path.dirname(here))
+    code = ("import numpy as np; from test_activation_simd import _compute; "
+            "np.savez(%r, **_compute(%r))" % (str(path), dtype_name))
+    run_python(["-c", code], env={"FASTCONV_DISABLE_SIMD": "1"}, check=True)
     scalar = dict(np.load(path))
     return dtype_name, _compute(dtype_name), scalar
 

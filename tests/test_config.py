@@ -1,4 +1,5 @@
 """Kernel dispatch, threads and pre-packed weights."""
+from _child import run_python
 import io
 import os
 import subprocess
@@ -14,10 +15,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _run(code, **env):
-    e = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    e.update(env)
-    return subprocess.run([sys.executable, "-c", code], env=e, capture_output=True,
-                          text=True, check=True).stdout
+    return run_python(["-c", code], env=env, capture_output=True, text=True, check=True).stdout
 
 
 def test_show_config_prints_kernels_openmp_threads():

@@ -5,6 +5,7 @@ oversized padding, widths around the vector sizes (tails), fused activations,
 both dtypes, the AVX2 and the portable kernel (FASTCONV_DISABLE_SIMD=1 in a
 subprocess) and the C entry's refusal of non-depthwise descriptions.
 """
+from _child import run_python
 import os
 import subprocess
 import sys
@@ -58,13 +59,10 @@ def test_depthwise_vs_reference(dtype):
 
 def test_portable_matches_simd(tmp_path):
     """The portable kernel (a subprocess with SIMD disabled) agrees with this one."""
-    here = os.path.dirname(os.path.abspath(__file__))
     out = tmp_path / "portable.npz"
-    code = ("import sys, numpy as np; sys.path.insert(0, %r); "
-            "from test_depthwise import _run_cases; "
-            "np.savez(%r, *[r[-1] for r in _run_cases('float32')])" % (here, str(out)))
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=os.path.dirname(here),
-                   env=dict(os.environ, FASTCONV_DISABLE_SIMD="1"))
+    code = ("import numpy as np; from test_depthwise import _run_cases; "
+            "np.savez(%r, *[r[-1] for r in _run_cases('float32')])" % (str(out),))
+    run_python(["-c", code], env={"FASTCONV_DISABLE_SIMD": "1"}, check=True)
     portable = np.load(out)
     for i, r in enumerate(_run_cases("float32")):
         ref = portable[f"arr_{i}"]

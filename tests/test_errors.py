@@ -1,6 +1,7 @@
 """Every bad argument to fastconv.conv2d raises ValueError/TypeError whose
 message names the argument (and the shapes where relevant); giant sizes raise
 ValueError/MemoryError; nothing crashes or hangs."""
+from _child import run_python
 import json
 import os
 import re
@@ -400,8 +401,7 @@ GIANT = {
 @pytest.fixture(scope="module")
 def giant_results():
     try:
-        p = subprocess.run([sys.executable, "-c", _CHILD], capture_output=True, text=True,
-                           timeout=180, cwd=ROOT)
+        p = run_python(["-c", _CHILD], capture_output=True, text=True, timeout=180)
     except subprocess.TimeoutExpired as e:
         pytest.fail("giant-size cases hung (>180 s); partial output:\n%s" % (e.stdout,))
     results = {}
@@ -511,8 +511,8 @@ def test_huge_but_valid_parameters(cfg):
     w = rng.standard_normal((4, 3, 3, 2)).astype(np.float64)
     b = rng.standard_normal(4)
     try:
-        p = subprocess.run([sys.executable, "-c", _CHILD_VALID, json.dumps(cfg)],
-                           capture_output=True, text=True, timeout=120, cwd=ROOT)
+        p = run_python(["-c", _CHILD_VALID, json.dumps(cfg)],
+                       capture_output=True, text=True, timeout=120)
     except subprocess.TimeoutExpired:
         pytest.fail("hang for %s" % cfg)
     assert p.returncode == 0, "crash (rc=%s) for %s: %s" % (p.returncode, cfg, p.stderr[-1500:])

@@ -1,5 +1,6 @@
 """The AVX2+FMA kernels and the portable ones agree (portable run in a
 subprocess with FASTCONV_DISABLE_SIMD=1)."""
+from _child import run_python
 import os
 import subprocess
 import sys
@@ -46,12 +47,10 @@ def test_simd_matches_portable(tmp_path, dtype):
     if fastconv.config.config()["kernels"] != "avx2+fma":
         pytest.skip("no SIMD kernels on this machine/build")
     path = tmp_path / "portable.npz"
-    code = ("import sys, numpy as np; sys.path.insert(0, %r); import test_simd_parity as t, "
+    code = ("import numpy as np; import test_simd_parity as t, "
             "fastconv; assert fastconv.config.config()['kernels'] == 'portable'; "
-            "np.savez(%r, *t._compute(%r))" % (os.path.dirname(__file__), str(path), dtype))
-    env = dict(os.environ, FASTCONV_DISABLE_SIMD="1",
-               PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    subprocess.run([sys.executable, "-c", code], env=env, check=True)
+            "np.savez(%r, *t._compute(%r))" % (str(path), dtype))
+    run_python(["-c", code], env={"FASTCONV_DISABLE_SIMD": "1"}, check=True)
     ref = np.load(path)
     got = _compute(dtype)
     tol = 1e-4 if dtype == "float32" else 1e-12

@@ -1,0 +1,143 @@
+"""Smoke tests of `python -m fastconv bench`, `python -m fastconv demo` and fastconv.bench.
+
+Fast (seconds): the CLI runs on the seed layer with one round, without peers.
+"""
+import io
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastconv
+from fastconv import bench as B
+from fastconv import demo
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(fastconv.__file__)))
+
+
+def _run_cli(args, cwd):
+    env = dict(os.environ)
+    # the fastconv this test imported (in-place build or installed), whatever the cwd
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    return subprocess.run([sys.executable, "-m", "fastconv"] + args, cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_layer_suite_definition():
+    assert len(B.LAYERS) == 11 and set(B.QUICK_LAYERS) <= set(B.LAYER_BY_ID)
+    seed = B.LAYER_BY_ID["seed"]
+    assert seed.x_shape == (1, 3, 30, 30) and seed.w_shape == (3, 3, 3, 3)
+    assert seed.out_shape == (1, 3, 28, 28)
+    assert seed.flops == 2 * 3 * 28 * 28 * 3 * 9
+    assert B.LAYER_BY_ID["resnet_conv1"].out_shape == (1, 64, 112, 112)
+    assert B.LAYER_BY_ID["resnet_1x1_down"].out_shape == (1, 512, 7, 7)
+    dw = B.LAYER_BY_ID["mobilenet_dw"]
+    assert dw.w_shape == (32, 1, 3, 3) and dw.flops == 2 * 32 * 112 * 112 * 9
+    assert B.thread_counts(["1", "all", "1"]) == sorted({1, os.cpu_count() or 1})
+
+
+def test_reference_check_catches_wrong_output():
+    layer = B.LAYER_BY_ID["seed"]
+    x, w, b = B.make_inputs(layer)
+    ref = B.reference_output(layer, x, w, b, "relu")
+    good = fastconv.conv2d(x, w, b, activation="relu")
+    assert B.check_output(good, ref).ok
+    bad = good.copy()
+    bad[0, 1, 2, 3] += 0.5
+    assert not B.check_output(bad, ref).ok
+    assert not B.check_output(np.zeros_like(good), ref).ok
+
+
+def test_run_case_flags_a_fast_wrong_kernel(monkeypatch):
+    real = fastconv.conv2d
+
+    def wrong(x, w, b=None, *args, out=None, **kw):
+        r = real(x, w, b, *args, out=out, **kw)
+        r[..., 0] = 0  # drop a column
+        return r
+
+    monkeypatch.setattr(fastconv, "conv2d", wrong)
+    res = B.run_case(B.Case(B.LAYER_BY_ID["seed"], "fused", "silu", 1), rounds=1)
+    assert res["status"] == "wrong"
+
+
+def test_run_suite_skips_missing_peers_with_a_note(monkeypatch):
+    monkeypatch.setattr(B, "peer_available", lambda p: (False, f"{p} not installed"))
+    rep = B.run_suite([B.LAYER_BY_ID["seed"]], ("fused", "im2col"), ("relu",), (1,),
+                      B.PEERS, rounds=1, progress=False)
+    assert [r["impl"] for r in rep["results"]] == ["fused", "im2col"]
+    assert all(r["status"] == "ok" for r in rep["results"])
+    assert any("peer torch skipped" in n for n in rep["meta"]["notes"])
+    im2col = rep["results"][1]
+    assert im2col["workspace"]["bytes"] >= 27 * 28 * 28 * 4  # the column matrix
+    table = B.format_table(rep)
+    assert "seed" in table and "fused/im2col" in table
+    assert "| seed |" in B.format_markdown(rep)
+
+
+def test_cli_bench_tiny(tmp_path):
+    r = _run_cli(["bench", "--layers", "seed", "--rounds", "1", "--no-chart", "--peers", "none",
+                  "--out", str(tmp_path / "o"), "--markdown", str(tmp_path / "R.md")],
+                 cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "seed" in r.stdout and "fused/sep" in r.stdout and "separate" in r.stdout
+    data = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert {x["impl"] for x in data["results"]} == {"fused", "separate", "im2col"}
+    assert all(x["status"] == "ok" and x["gflops"]["median"] > 0 for x in data["results"])
+    assert "python -m fastconv bench" in (tmp_path / "R.md").read_text()
+
+
+def test_cli_bench_chart(tmp_path):
+    pytest.importorskip("matplotlib")
+    r = _run_cli(["bench", "--layers", "seed", "--methods", "fused,im2col", "--rounds", "1",
+                  "--peers", "none", "--out", str(tmp_path)], cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    png = tmp_path / "chart.png"
+    assert str(png) in r.stdout
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_rejects_unknown_layer(tmp_path):
+    r = _run_cli(["bench", "--layers", "nope", "--peers", "none"], cwd=tmp_path)
+    assert r.returncode != 0 and "unknown layer" in r.stderr
+
+
+def test_demo_in_process():
+    buf = io.StringIO()
+    assert demo.main(file=buf) == 0
+    text = buf.getvalue()
+    assert "EQUAL" in text and "DIFFERENT" in text and "pre_activation" in text
+
+
+def test_demo_cli(tmp_path):
+    r = _run_cli(["demo"], cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "behaved as expected" in r.stdout
+
+
+def test_compose_kernels_matches_stacked_convolutions():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((1, 2, 12, 11))
+    w1, w2 = rng.standard_normal((4, 2, 3, 2)), rng.standard_normal((3, 4, 2, 3))
+    b1, b2 = rng.standard_normal(4), rng.standard_normal(3)
+    wc, bc = demo.compose_kernels(w1, b1, w2, b2)
+    stacked = B.reference_conv2d(B.reference_conv2d(x, w1, b1), w2, b2)
+    np.testing.assert_allclose(B.reference_conv2d(x, wc, bc), stacked, rtol=1e-4, atol=1e-4)
+
+
+def test_time_interleaved_reports_each_and_keeps_errors():
+    calls = []
+
+    def boom():
+        raise RuntimeError("kernel exploded")
+
+    res = B.time_interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b"),
+                              "bad": boom}, rounds=4)
+    assert isinstance(res["bad"], RuntimeError)
+    assert res["a"].rounds == 4 and res["b"].rounds == 4 and res["a"].median > 0
+    timed = calls[2:]  # after one warm-up call each
+    last_a = len(timed) - 1 - timed[::-1].index("a")
+    assert timed.index("b") < last_a  # rounds alternate: a.. b.. a.. b..
