@@ -164,10 +164,17 @@ DEFAULT_PEAK_GFLOPS = {1: 116.5, 2: 229.0}
 DEFAULT_PEAK_GFLOPS_PER_CORE = 116.5
 
 
-def _peak_file_candidates() -> List[str]:
-    here = os.path.dirname(os.path.abspath(__file__))
-    return [os.path.join(os.getcwd(), "benchmarks", "peak.json"),
-            os.path.join(os.path.dirname(here), "benchmarks", "peak.json")]
+_MEASURED_PEAK: Dict[int, float] = {}
+
+
+def measured_peak_gflops(threads: int) -> float:
+    """The FMA peak of ``threads`` threads, measured now by the library's own probe
+    (12 chains of 256-bit FMAs, best of 5 tries); 0.0 where there is no probe."""
+    if threads not in _MEASURED_PEAK:
+        from fastconv import _core
+        probe = getattr(_core, "fma_peak_gflops", None)
+        _MEASURED_PEAK[threads] = float(probe(threads)) if probe else 0.0
+    return _MEASURED_PEAK[threads]
 
 
 def peak_gflops(threads: int = 1) -> Tuple[float, str]:
@@ -177,10 +184,10 @@ def peak_gflops(threads: int = 1) -> Tuple[float, str]:
 
     * ``FASTCONV_PEAK_GFLOPS``: per-core figure (``116``) or a per-thread-count
       list (``1:116,2:229``).
-    * ``benchmarks/peak.json`` (``{"gflops": {"1": 116.5, "2": 229.0}}`` or
-      ``{"per_core": 116.5}``), written by a measurement of the machine.
-    * The built-in default: the figures measured on the development machine
-      (benchmarks/peak_fma.md), 116.5 GFLOP/s per core.
+    * A measurement in this run (:func:`measured_peak_gflops`): the ceiling of
+      this machine at its current clock, under the same load as the kernels.
+    * The figures measured on the development machine (benchmarks/peak_fma.md),
+      where the probe is unavailable (no AVX2+FMA, or not x86).
     """
     threads = max(1, min(int(threads), all_threads()))
     env = os.environ.get("FASTCONV_PEAK_GFLOPS", "").strip()
@@ -195,20 +202,9 @@ def peak_gflops(threads: int = 1) -> Tuple[float, str]:
             per_core = table[min(table)] / min(table)
             return per_core * threads, "FASTCONV_PEAK_GFLOPS (scaled)"
         return float(env) * threads, "FASTCONV_PEAK_GFLOPS"
-    for path in _peak_file_candidates():
-        if os.path.exists(path):
-            try:
-                with open(path) as f:
-                    data = json.load(f)
-                table = {int(k): float(v) for k, v in data.get("gflops", {}).items()}
-                if threads in table:
-                    return table[threads], path
-                if "per_core" in data:
-                    return float(data["per_core"]) * threads, path
-                if table:
-                    return table[min(table)] / min(table) * threads, path + " (scaled)"
-            except (OSError, ValueError, TypeError, AttributeError):
-                pass
+    measured = measured_peak_gflops(threads)
+    if measured > 0:
+        return measured, "measured in this run (fastconv._core.fma_peak_gflops)"
     src = "default: measured on the dev machine, benchmarks/peak_fma.md"
     if threads in DEFAULT_PEAK_GFLOPS:
         return DEFAULT_PEAK_GFLOPS[threads], src

@@ -24,9 +24,11 @@ def test_show_config_prints_kernels_openmp_threads():
     text = buf.getvalue()
     assert "kernels" in text and "OpenMP" in text and "threads" in text
     c = fastconv.config.config()
-    assert c["kernels"] in ("avx2+fma", "portable")
+    assert c["kernels"] in ("avx512", "avx2+fma", "portable")
+    assert c["kernels"] in text
     if c["cpu_avx2_fma"] and not c["simd_disabled_by_env"]:
-        assert c["kernels"] == "avx2+fma"
+        want_512 = c["cpu_avx512"] and not c["avx512_disabled_by_env"]
+        assert c["kernels"] == ("avx512" if want_512 else "avx2+fma")
 
 
 def test_disable_simd_env_forces_portable():
@@ -115,3 +117,14 @@ def test_packed_weight_errors(rng):
         fastconv.conv2d(x.astype(np.float64), pw, groups=2)
     with pytest.raises(ValueError):
         fastconv.pack_weight(w, groups=3)
+
+
+def test_fma_peak_probe():
+    """The in-library FMA probe measures something where AVX2+FMA kernels run,
+    and says 0 (unknown) where it cannot."""
+    g = _core.fma_peak_gflops(1, 200000, 2)
+    if fastconv.config.config()["cpu_avx2_fma"]:
+        assert g > 1.0
+    else:
+        assert g == 0.0
+    assert _core.fma_peak_gflops(0, 1000, 1) == 0.0
