@@ -17,15 +17,16 @@ SRC = "src"
 
 # One entry per Cython module: the C sources it links.
 EXTENSIONS = {
-    "fastconv._core": ["activation.c", "activation_avx2.c", "conv_direct.c", "conv_direct_avx2.c", "dispatch.c", "im2col.c",
-                       "conv_depthwise.c", "conv_depthwise_avx2.c"],
+    "fastconv._core": ["activation.c", "activation_avx2.c", "conv_direct.c", "conv_direct_avx2.c", "conv_direct_avx512.c", "dispatch.c", "peak.c", "peak_avx2.c", "im2col.c",
+                       "conv_depthwise.c", "conv_depthwise_avx2.c", "conv_small.c", "conv_small_avx2.c"],
     "fastconv._pool": ["pool.c"],
 }
 
 # Sources compiled with extra instruction-set flags, by file-name suffix.  They
 # are compiled on every architecture (their code is inside #if guards), but the
 # flags are only given on x86; src/dispatch.c picks them at run time.
-ISA_FLAGS = {"_avx2.c": ["-mavx2", "-mfma"]}
+ISA_FLAGS = {"_avx2.c": ["-mavx2", "-mfma"],
+             "_avx512.c": ["-mavx512f", "-mavx512bw", "-mavx512dq", "-mavx512vl", "-mfma"]}
 
 
 def _isa_flags(source):

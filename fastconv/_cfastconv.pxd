@@ -71,7 +71,32 @@ cdef extern from "fastconv.h" nogil:
                              const fc_activation *pre, void *workspace)
     const char *fc_kernel_name()
     int fc_cpu_has_avx2_fma()
+    double fc_fma_peak_gflops(int threads, long iters, int reps)
     int fc_simd_disabled_by_env()
+    int fc_cpu_has_avx512()
+    int fc_avx512_disabled_by_env()
+    int fc_force_kernels(const char *name)
     int fc_openmp_enabled()
     int fc_get_num_threads()
     void fc_set_num_threads(int n)
+
+# Any input strides, NCHW or NHWC output (conv_direct.c).
+cdef extern from "fastconv.h" nogil:
+    size_t fc_conv2d_direct_workspace_ex(const fc_conv_desc *d, const int64_t *xstrides,
+                                         const fc_activation *pre, size_t elem_size)
+    int fc_conv2d_packed_ex_f32(const fc_conv_desc *d, const float *x, const int64_t *xstrides,
+                                const fc_packed *w, const float *bias, float *y, int y_nhwc,
+                                const fc_activation *post, const fc_activation *pre,
+                                void *workspace)
+    int fc_conv2d_packed_ex_f64(const fc_conv_desc *d, const double *x, const int64_t *xstrides,
+                                const fc_packed *w, const double *bias, double *y, int y_nhwc,
+                                const fc_activation *post, const fc_activation *pre,
+                                void *workspace)
+    int fc_conv2d_direct_ex_f32(const fc_conv_desc *d, const float *x, const int64_t *xstrides,
+                                const float *w, const int64_t *wstrides, const float *bias,
+                                float *y, int y_nhwc, const fc_activation *post,
+                                const fc_activation *pre, void *workspace)
+    int fc_conv2d_direct_ex_f64(const fc_conv_desc *d, const double *x, const int64_t *xstrides,
+                                const double *w, const int64_t *wstrides, const double *bias,
+                                double *y, int y_nhwc, const fc_activation *post,
+                                const fc_activation *pre, void *workspace)

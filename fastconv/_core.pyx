@@ -270,13 +270,89 @@ def conv2d_packed(ConvDesc desc, cnp.ndarray x, PackedWeight w, object bias, cnp
         raise RuntimeError(f"fastconv: internal error {rc} in the direct convolution")
 
 
+cdef inline void _elem_strides(cnp.ndarray a, int64_t *st):
+    cdef int i
+    cdef int64_t item = cnp.PyArray_ITEMSIZE(a)
+    for i in range(4):
+        st[i] = cnp.PyArray_STRIDE(a, i) // item
+
+
+def direct_workspace_ex(ConvDesc desc, tuple xstrides, ActSpec pre, size_t itemsize):
+    """Workspace bytes of conv2d_ex for an x of these element strides (N, C,
+    H, W order; they choose the mode)."""
+    cdef int64_t xs[4]
+    cdef int i
+    for i in range(4):
+        xs[i] = xstrides[i]
+    return fc_conv2d_direct_workspace_ex(&desc.d, xs, &pre.a, itemsize)
+
+
+def conv2d_ex(ConvDesc desc, cnp.ndarray x, object w, object bias, cnp.ndarray y,
+              bint y_nhwc, ActSpec post, ActSpec pre, object workspace):
+    """The direct convolution on x of any strides, given as an (N, C, H, W)
+    view (an NHWC array transposed, say), w a PackedWeight or an
+    (O, I, kH, kW) view of any strides; y dense NCHW, or NHWC if y_nhwc."""
+    cdef int64_t xs[4]
+    cdef int64_t ws[4]
+    cdef void *xp = cnp.PyArray_DATA(x)
+    cdef void *yp = cnp.PyArray_DATA(y)
+    cdef void *bp = _data(bias)
+    cdef void *wsp = _data(workspace)
+    cdef void *wp = NULL
+    cdef fc_packed *pk = NULL
+    cdef int rc
+    cdef bint f32 = _is_f32(x)
+    _elem_strides(x, xs)
+    if isinstance(w, PackedWeight):
+        pk = (<PackedWeight>w).p
+    else:
+        _elem_strides(<cnp.ndarray>w, ws)
+        wp = cnp.PyArray_DATA(<cnp.ndarray>w)
+    with nogil:
+        if pk != NULL and f32:
+            rc = fc_conv2d_packed_ex_f32(&desc.d, <const float *>xp, xs, pk, <const float *>bp,
+                                         <float *>yp, y_nhwc, &post.a, &pre.a, wsp)
+        elif pk != NULL:
+            rc = fc_conv2d_packed_ex_f64(&desc.d, <const double *>xp, xs, pk,
+                                         <const double *>bp, <double *>yp, y_nhwc, &post.a,
+                                         &pre.a, wsp)
+        elif f32:
+            rc = fc_conv2d_direct_ex_f32(&desc.d, <const float *>xp, xs, <const float *>wp, ws,
+                                         <const float *>bp, <float *>yp, y_nhwc, &post.a,
+                                         &pre.a, wsp)
+        else:
+            rc = fc_conv2d_direct_ex_f64(&desc.d, <const double *>xp, xs, <const double *>wp,
+                                         ws, <const double *>bp, <double *>yp, y_nhwc,
+                                         &post.a, &pre.a, wsp)
+    if rc == FC_ENOMEM:
+        raise MemoryError("fastconv: the convolution kernel could not allocate its buffers")
+    if rc != FC_OK:
+        raise RuntimeError(f"fastconv: internal error {rc} in the direct convolution")
+
+
 def config():
     """What the C side chose: kernels, CPU features, OpenMP and threads."""
     return {"kernels": fc_kernel_name().decode(),
             "cpu_avx2_fma": bool(fc_cpu_has_avx2_fma()),
             "simd_disabled_by_env": bool(fc_simd_disabled_by_env()),
+            "cpu_avx512": bool(fc_cpu_has_avx512()),
+            "avx512_disabled_by_env": bool(fc_avx512_disabled_by_env()),
             "openmp": bool(fc_openmp_enabled()),
             "threads": fc_get_num_threads()}
+
+
+def fma_peak_gflops(int threads=1, long iters=20000000, int reps=5):
+    """Measured float32 FMA peak in GFLOP/s (0.0 where there is no probe)."""
+    cdef double g
+    with nogil:
+        g = fc_fma_peak_gflops(threads, iters, reps)
+    return g
+
+
+def _force_kernels(str name):
+    """Benchmarks/tests: use the kernel set `name` from now on (False if absent)."""
+    cdef bytes b = name.encode()
+    return bool(fc_force_kernels(b))
 
 
 def set_num_threads(int n):
@@ -285,3 +361,181 @@ def set_num_threads(int n):
 
 def get_num_threads():
     return fc_get_num_threads()
+
+
+# ---- the plan-cache hot path of fastconv.conv2d (conv.py) --------------------
+# A repeated call with plain dense arrays and parameters seen before (same key
+# as conv.py's plan cache) is checked and run here without going back to
+# Python: the key, the per-array checks (contiguity, out writeable, overlap)
+# and the kernel call.  Anything else returns None and takes conv.py's path,
+# so every error message stays there (the few raised here are the same words).
+
+cdef object _ActivationType = None
+
+
+def fast_setup(activation_type):
+    global _ActivationType
+    _ActivationType = activation_type
+
+
+cdef class FastPlan:
+    """What a validated conv2d call derived from shapes and parameters."""
+    cdef ConvDesc desc
+    cdef ActSpec post, pre
+    cdef object shape_out        # (n, c_out, h_out, w_out)
+    cdef object user_shape       # as the caller sees it (unbatched: 3-D)
+    cdef bint unbatched, nogil_call
+    cdef int typenum
+    cdef object keep             # the activation objects whose ids are in the key
+
+    def __cinit__(self, ConvDesc desc, ActSpec post, ActSpec pre, tuple shape_out,
+                  bint unbatched, int typenum, object keep):
+        self.desc = desc
+        self.post = post
+        self.pre = pre
+        self.shape_out = shape_out
+        self.user_shape = shape_out[1:] if unbatched else shape_out
+        self.unbatched = unbatched
+        self.typenum = typenum
+        self.keep = keep
+        cdef double flops = 2.0 * desc.d.n * desc.d.c_out * desc.d.h_out * desc.d.w_out \
+            * (desc.d.c_in // desc.d.groups) * desc.d.kh * desc.d.kw
+        self.nogil_call = flops >= 2.0e5
+
+
+cdef inline object _param_key(object v):
+    cdef type t = type(v)
+    if t is int or t is str:
+        return v
+    if t is tuple and len(<tuple>v) == 2 and type((<tuple>v)[0]) is int \
+            and type((<tuple>v)[1]) is int:
+        return v
+    return None
+
+
+cdef inline object _act_key(object a):
+    if a is None or type(a) is str:
+        return a
+    if type(a) is _ActivationType:
+        return id(a)
+    return None
+
+
+def fast_key(object x, object weight, object bias, object stride, object padding,
+             object dilation, object groups, object activation, object pre_activation,
+             object method, object data_format, object out):
+    """The cache key of a conv2d call, or None when it cannot be cached.
+    Weights: an ndarray, or a PackedWeight (by shape, dtype and groups)."""
+    cdef object wk
+    if type(x) is not cnp.ndarray or type(data_format) is not str or data_format != "NCHW":
+        return None
+    if type(weight) is cnp.ndarray:
+        wk = (weight.shape, weight.dtype)
+    elif type(weight) is PackedWeight:
+        wk = ("packed", (<PackedWeight>weight).weight.shape, (<PackedWeight>weight).weight.dtype,
+              (<PackedWeight>weight).groups)
+    else:
+        return None
+    if bias is not None and type(bias) is not cnp.ndarray:
+        return None
+    if out is not None and type(out) is not cnp.ndarray:
+        return None
+    if type(method) is not str:
+        return None
+    s, p, d, g = _param_key(stride), _param_key(padding), _param_key(dilation), _param_key(groups)
+    if s is None or p is None or d is None or g is None:
+        return None
+    a, pa = _act_key(activation), _act_key(pre_activation)
+    if (a is None and activation is not None) or (pa is None and pre_activation is not None):
+        return None
+    return (x.shape, x.dtype, wk,
+            None if bias is None else (bias.shape, bias.dtype),
+            None if out is None else (out.shape, out.dtype),
+            method, s, p, d, g, a, pa)
+
+
+cdef inline bint _dense(object a):
+    return cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>a)
+
+
+cdef inline bint _overlaps(char *o, char *oe, object a):
+    cdef char *p = <char *>cnp.PyArray_DATA(<cnp.ndarray>a)
+    return p < oe and o < p + cnp.PyArray_NBYTES(<cnp.ndarray>a)
+
+
+def fast_conv2d(dict cache, object x, object weight, object bias, object stride,
+                object padding, object dilation, object groups, object activation,
+                object pre_activation, object method, object data_format, object out):
+    """conv2d for a call whose plan is cached: the result, or None (take the
+    full path: not cached, or an array that needs a copy)."""
+    key = fast_key(x, weight, bias, stride, padding, dilation, groups, activation,
+                   pre_activation, method, data_format, out)
+    if key is None:
+        return None
+    cdef FastPlan t = <FastPlan>cache.get(key)
+    if t is None:
+        return None
+    cdef bint packed = type(weight) is PackedWeight
+    if not _dense(x) or (not packed and not _dense(weight)) or \
+            (bias is not None and not _dense(bias)):
+        return None
+    cdef char *o
+    cdef char *oe
+    cdef cnp.ndarray y
+    if out is not None:
+        if not _dense(out):
+            raise ValueError("conv2d: out must be C-contiguous")
+        if not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>out):
+            raise ValueError("conv2d: out is read-only")
+        o = <char *>cnp.PyArray_DATA(<cnp.ndarray>out)
+        oe = o + cnp.PyArray_NBYTES(<cnp.ndarray>out)
+        if _overlaps(o, oe, x) or (not packed and _overlaps(o, oe, weight)) or \
+                (bias is not None and _overlaps(o, oe, bias)):
+            raise ValueError("conv2d: out must not overlap the input, weight or bias")
+        y = <cnp.ndarray>out
+    else:
+        y = np_empty(t.user_shape, t.typenum)
+    cdef void *xp = cnp.PyArray_DATA(<cnp.ndarray>x)
+    cdef void *yp = cnp.PyArray_DATA(y)
+    cdef void *bp = _data(bias)
+    cdef void *wp = NULL
+    cdef fc_packed *pk = NULL
+    if packed:
+        pk = (<PackedWeight>weight).p
+    else:
+        wp = cnp.PyArray_DATA(<cnp.ndarray>weight)
+    cdef int rc
+    if t.nogil_call:
+        with nogil:
+            rc = _fast_call(&t.desc.d, t.typenum, xp, wp, pk, bp, yp, &t.post.a, &t.pre.a)
+    else:
+        rc = _fast_call(&t.desc.d, t.typenum, xp, wp, pk, bp, yp, &t.post.a, &t.pre.a)
+    if rc == FC_ENOMEM:
+        raise MemoryError("fastconv: the convolution kernel could not allocate its buffers")
+    if rc != FC_OK:
+        raise RuntimeError(f"fastconv: internal error {rc} in the direct convolution")
+    return y
+
+
+cdef inline int _fast_call(const fc_conv_desc *d, int typenum, void *xp, void *wp,
+                           fc_packed *pk, void *bp, void *yp, const fc_activation *post,
+                           const fc_activation *pre) noexcept nogil:
+    if typenum == cnp.NPY_FLOAT32:
+        if pk != NULL:
+            return fc_conv2d_packed_f32(d, <const float *>xp, pk, <const float *>bp,
+                                        <float *>yp, post, pre, NULL)
+        return fc_conv2d_direct_f32(d, <const float *>xp, <const float *>wp,
+                                    <const float *>bp, <float *>yp, post, pre, NULL)
+    if pk != NULL:
+        return fc_conv2d_packed_f64(d, <const double *>xp, pk, <const double *>bp,
+                                    <double *>yp, post, pre, NULL)
+    return fc_conv2d_direct_f64(d, <const double *>xp, <const double *>wp,
+                                <const double *>bp, <double *>yp, post, pre, NULL)
+
+
+cdef object np_empty(object shape, int typenum):
+    cdef cnp.npy_intp dims[4]
+    cdef int i, nd = len(shape)
+    for i in range(nd):
+        dims[i] = shape[i]
+    return cnp.PyArray_EMPTY(nd, dims, typenum, 0)

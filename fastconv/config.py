@@ -1,8 +1,9 @@
 """Run-time configuration: which kernels were chosen, and threads.
 
 The kernels are picked once, at the first convolution, from the CPU's
-features (AVX2+FMA on x86-64, else portable C); ``FASTCONV_DISABLE_SIMD=1``
-in the environment before that forces the portable ones.  Threads are
+features (AVX-512 F/BW/DQ/VL, else AVX2+FMA on x86-64, else portable C);
+``FASTCONV_DISABLE_SIMD=1`` in the environment before that forces the portable
+ones, ``FASTCONV_DISABLE_AVX512=1`` the AVX2 ones.  Threads are
 OpenMP's: ``OMP_NUM_THREADS``, :func:`set_num_threads` and
 ``threadpoolctl.threadpool_limits(n, user_api="openmp")`` all work.
 """
@@ -15,7 +16,8 @@ __all__ = ["config", "show_config", "set_num_threads", "get_num_threads"]
 
 
 def config():
-    """A dict: kernels, cpu_avx2_fma, simd_disabled_by_env, openmp, threads."""
+    """A dict: kernels ("avx512", "avx2+fma" or "portable"), cpu_avx2_fma,
+    simd_disabled_by_env, cpu_avx512, avx512_disabled_by_env, openmp, threads."""
     return _core.config()
 
 
@@ -24,6 +26,9 @@ def show_config(file=None):
     c = config()
     out = file or sys.stdout
     why = ("FASTCONV_DISABLE_SIMD is set" if c["simd_disabled_by_env"]
+           else "CPU and OS have AVX-512 F/BW/DQ/VL" if c["kernels"] == "avx512"
+           else "FASTCONV_DISABLE_AVX512 is set" if c.get("avx512_disabled_by_env")
+           and c.get("cpu_avx512")
            else "CPU has AVX2+FMA" if c["cpu_avx2_fma"] else "no AVX2+FMA on this CPU/build")
     print(f"fastconv kernels : {c['kernels']} ({why})", file=out)
     print(f"OpenMP           : {'on' if c['openmp'] else 'off (single-threaded build)'}", file=out)

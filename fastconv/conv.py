@@ -95,6 +95,18 @@ def _contiguous(a, argname):
     return a if a.flags.c_contiguous else np.ascontiguousarray(a)
 
 
+def _strided_ok(a, argname):
+    """a itself when the kernels can read it through its strides (aligned,
+    strides whole elements), else a dense copy in the same axis order."""
+    if a.nbytes > _MAX_BYTES:
+        raise ValueError(f"{argname} of shape {a.shape} is too large: "
+                         f"{a.size} elements overflow 64-bit indexing")
+    item = a.itemsize
+    if a.flags.aligned and all(s % item == 0 and abs(s) < _MAX_INDEX for s in a.strides):
+        return a
+    return np.ascontiguousarray(a)
+
+
 class _Conv:
     """A validated conv2d call: normalised parameters and the C description."""
 
@@ -182,8 +194,14 @@ def _plan(x, weight, bias, stride, padding, dilation, groups, activation,
     if max(out_elems, col_elems, c_out * h_out * w_out) * itemsize > _MAX_BYTES:
         raise ValueError(f"conv2d: output of size {_shape_str((n, c_out, h_out, w_out))} "
                          f"(or its im2col workspace) overflows 64-bit indexing")
-    p.x = _contiguous(x, "input") if prepare else x
-    p.w = _contiguous(weight, "weight") if prepare else weight
+    if p.nhwc:
+        # (N, C, H, W) and (O, I, kH, kW) views of the caller's NHWC / HWIO
+        # arrays: the kernels read them through their strides (_nhwc_*).
+        p.x = _strided_ok(x, "input") if prepare else x
+        p.w = _strided_ok(weight, "weight") if prepare else weight
+    else:
+        p.x = _contiguous(x, "input") if prepare else x
+        p.w = _contiguous(weight, "weight") if prepare else weight
     p.bias = bias
     p.dtype = x.dtype
     p.cin_g, p.cout_g = cin_g, c_out // groups
@@ -224,6 +242,11 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
     data_format : "NCHW" (torch) or "NHWC" (TensorFlow/Keras)
     out : optional preallocated C-contiguous output of the exact shape and dtype
     """
+    # Fastest path for repeated fused calls (raw or packed weights): all in Cython.
+    y = _fast_conv2d(_FAST_CACHE, x, weight, bias, stride, padding, dilation, groups,
+                     activation, pre_activation, method, data_format, out)
+    if y is not None:
+        return y
     # Fast path for repeated calls: dense NCHW arrays and parameters seen before.
     key = _cache_key(x, weight, bias, stride, padding, dilation, groups, activation,
                      pre_activation, method, data_format, out)
@@ -237,26 +260,29 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     p = _plan(x, weight, bias, stride, padding, dilation, groups, activation,
               pre_activation, data_format)
-    if key is not None and p.packed is None and not p.nhwc:
-        _remember(key, p, activation, pre_activation)
     shape = _user_shape(p)
     if out is not None:
         _check_out(out, shape, p.dtype, "conv2d")
         if np.may_share_memory(out, p.x) or np.may_share_memory(out, p.w) or (
                 p.bias is not None and np.may_share_memory(out, p.bias)):
             raise ValueError("conv2d: out must not overlap the input, weight or bias")
-    if p.nhwc:
-        y = np.empty(p.shape_out, p.dtype)
+    # remembered only once out has passed its checks too (its shape is in the
+    # key and not checked again on a cached call)
+    if key is not None and p.packed is None and not p.nhwc:
+        _remember(key, p, activation, pre_activation)
+    if method in ("auto", "fused") and not p.nhwc and p.shape_out[0] and \
+            p.shape_out[1] * p.shape_out[2] * p.shape_out[3]:
+        _remember_fast(x, weight, bias, stride, padding, dilation, groups, activation,
+                       pre_activation, method, data_format, out, p)
+    if p.nhwc:   # written channels-last by the kernels (see _NHWC_METHODS)
+        n, c, h, w = p.shape_out
+        y = out.reshape(n, h, w, c) if out is not None else np.empty((n, h, w, c), p.dtype)
+        if n and y.size:
+            _NHWC_METHODS[method](p, y)
     else:
         y = out.reshape(p.shape_out) if out is not None else np.empty(p.shape_out, p.dtype)
-    if p.shape_out[0] and y.size:
-        _METHODS[method](p, y)
-    if p.nhwc:
-        y = y.transpose(0, 2, 3, 1)
-        if out is not None:
-            out[...] = y[0] if p.unbatched else y
-            return out
-        y = np.ascontiguousarray(y)
+        if p.shape_out[0] and y.size:
+            _METHODS[method](p, y)
     if out is not None:
         return out
     return y[0] if p.unbatched else y
@@ -272,6 +298,24 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
 # full path, so every error message is unchanged.
 _PLAN_CACHE = {}
 _PLAN_CACHE_MAX = 512
+# The Cython hot path's plans (_core.fast_conv2d), fused calls only, also
+# for packed weights; filled once a call has passed every check here.
+_FAST_CACHE = {}
+_FAST_CACHE_MAX = 128   # small: a caller making a new Activation per call fills it
+_fast_conv2d = _core.fast_conv2d
+_core.fast_setup(Activation)
+
+
+def _remember_fast(x, weight, bias, stride, padding, dilation, groups, activation,
+                   pre_activation, method, data_format, out, p):
+    key = _core.fast_key(x, weight, bias, stride, padding, dilation, groups, activation,
+                         pre_activation, method, data_format, out)
+    if key is None:
+        return
+    if len(_FAST_CACHE) >= _FAST_CACHE_MAX:
+        _FAST_CACHE.clear()
+    _FAST_CACHE[key] = _core.FastPlan(p.desc, p.post._spec, p.pre._spec, p.shape_out,
+                                      p.unbatched, p.dtype.num, (activation, pre_activation))
 _NDARRAY = np.ndarray
 
 
@@ -437,12 +481,79 @@ _METHODS = {"auto": _run_fused, "fused": _run_fused, "separate": _run_separate,
             "im2col": _run_im2col}
 
 
+# ---- NHWC -----------------------------------------------------------------
+# p.x / p.w are (N, C, H, W) / (O, I, kH, kW) views of the NHWC input and HWIO
+# weights; y is the dense NHWC output.  The direct kernels read x through its
+# strides (a channels-last x in place, padding included), pack the weights
+# straight from the HWIO view and store channels-last tiles.  Depthwise
+# (its kernel is NCHW only) and im2col run the NCHW code on transposed copies.
+
+def _elem_strides(a):
+    return tuple(s // a.itemsize for s in a.strides)
+
+
+def _nhwc_dense_strides(p):
+    """Element strides (N, C, H, W order) of a dense NHWC input."""
+    n, c, h, w = p.x.shape
+    return (h * w * c, 1, w * c, c)
+
+
+def _nhwc_depthwise(p):
+    return p.cin_g == 1 and p.shape_out[1] // p.cout_g > 1   # groups == C > 1
+
+
+def _nhwc_via_nchw(run, p, y):
+    """An NCHW method on transposed copies (the copies workspace_bytes counts)."""
+    q = _Conv()
+    for f in _Conv.__slots__:
+        if hasattr(p, f):
+            setattr(q, f, getattr(p, f))
+    q.x, q.w, q.nhwc = np.ascontiguousarray(p.x), np.ascontiguousarray(p.w), False
+    yc = np.empty(p.shape_out, p.dtype)
+    run(q, yc)
+    y[...] = yc.transpose(0, 2, 3, 1)
+
+
+def _direct_nhwc(p, x, y, post, pre):
+    nbytes = _core.direct_workspace_ex(p.desc, _elem_strides(x), pre._spec, x.itemsize)
+    ws = np.empty(nbytes, np.uint8) if nbytes else None
+    w = p.packed if p.packed is not None else p.w
+    _core.conv2d_ex(p.desc, x, w, p.bias, y, True, post._spec, pre._spec, ws)
+
+
+def _nhwc_fused(p, y):
+    if _nhwc_depthwise(p):
+        return _nhwc_via_nchw(_run_fused, p, y)
+    _direct_nhwc(p, p.x, y, p.post, p.pre)
+
+
+def _nhwc_separate(p, y):
+    if _nhwc_depthwise(p):
+        return _nhwc_via_nchw(_run_separate, p, y)
+    x = p.x
+    if not p.pre.is_identity:
+        xa = _activated_copy(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), p.pre)
+        x = xa.transpose(0, 3, 1, 2)
+    _direct_nhwc(p, x, y, _NO_ACT, _NO_ACT)
+    if not p.post.is_identity:
+        _core.activate(y, y, p.post._spec)
+
+
+def _nhwc_im2col(p, y):
+    _nhwc_via_nchw(_run_im2col, p, y)
+
+
+_NHWC_METHODS = {"auto": _nhwc_fused, "fused": _nhwc_fused, "separate": _nhwc_separate,
+                 "im2col": _nhwc_im2col}
+
+
 def workspace_bytes(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1, *,
                     method="auto", pre_activation=None, dtype=np.float32, data_format="NCHW"):
     """Extra bytes a conv2d call allocates besides its output, by method.
 
     Counts the activated input copy (pre-activation), im2col's column matrix,
-    and for NHWC the transposed copies made until native NHWC kernels exist.
+    and for NHWC the transposed copies of x, w and y that im2col and depthwise
+    (groups == C > 1) make; the direct kernels read and write NHWC in place.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
@@ -452,13 +563,24 @@ def workspace_bytes(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1,
               padding, dilation, groups, None, pre_activation, data_format, prepare=False)
     item = dtype.itemsize
     in_bytes = int(np.prod(p.x.shape)) * item
-    total = 0 if p.pre.is_identity else in_bytes
+    if p.nhwc and method != "im2col" and not _nhwc_depthwise(p):
+        # the kernels read a dense NHWC x in place; a copy only to pre-activate it
+        ws = _core.direct_workspace_ex(p.desc, _nhwc_dense_strides(p), p.pre._spec, item)
+        return ws if method != "separate" or p.pre.is_identity else in_bytes
+    if method in ("auto", "fused"):      # the kernel's channels-last / pre-activated input
+        total = p.desc.direct_workspace_bytes(p.pre._spec, item)
+    elif method == "separate":           # an activated copy, then the plain kernel
+        total = (0 if p.pre.is_identity else in_bytes) + \
+            p.desc.direct_workspace_bytes(_NO_ACT._spec, item)
+    else:
+        total = 0 if p.pre.is_identity else in_bytes
     if method == "im2col":
         kh, kw = p.w.shape[2:]
         k = p.cin_g * kh * kw
         h_out, w_out = p.shape_out[2:]
         total += k * _im2col_block_rows(k, h_out, w_out, item) * w_out * item
-    if p.nhwc:
+    if p.nhwc and (method == "im2col" or _nhwc_depthwise(p)):
+        # these run the NCHW code on transposed copies of x, w and y
         total += in_bytes + p.w.size * item + int(np.prod(p.shape_out)) * item
     return total
 

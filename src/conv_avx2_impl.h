@@ -129,6 +129,30 @@ static void FN(nhwc_avx2_)(const T *src, int64_t C, int64_t cs, int64_t W, T *ds
 }
 #endif
 
+
+/* The activation on the 12 accumulators c00..c51.  relu inline (a call would
+ * spill all 12 accumulators); other kinds: one out-of-line call per tile. */
+static __attribute__((noinline)) void FN(act_buf_)(V *r, int n, const fc_activation *act)
+{
+    for (int i = 0; i < n; ++i) r[i] = VACT(r[i], act);
+}
+#define FC_TILE_ACT12(ACTP)                                                              \
+    {                                                                                    \
+        const fc_activation *act_ = (ACTP);                                              \
+        if (act_->kind == FC_ACT_RELU) {                                                 \
+            const V z_ = VSET1((T)0);                                                    \
+            c00 = VRELU(c00, z_); c01 = VRELU(c01, z_); c10 = VRELU(c10, z_);            \
+            c11 = VRELU(c11, z_); c20 = VRELU(c20, z_); c21 = VRELU(c21, z_);            \
+            c30 = VRELU(c30, z_); c31 = VRELU(c31, z_); c40 = VRELU(c40, z_);            \
+            c41 = VRELU(c41, z_); c50 = VRELU(c50, z_); c51 = VRELU(c51, z_);            \
+        } else if (act_->kind != FC_ACT_IDENTITY) {                                      \
+            _Alignas(32) V r_[12] = {c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51}; \
+            FN(act_buf_)(r_, 12, act_);                                                  \
+            c00 = r_[0]; c01 = r_[1]; c10 = r_[2]; c11 = r_[3]; c20 = r_[4]; c21 = r_[5];  \
+            c30 = r_[6]; c31 = r_[7]; c40 = r_[8]; c41 = r_[9]; c50 = r_[10]; c51 = r_[11]; \
+        }                                                                                \
+    }
+
 /* P (5 or 6, a constant after inlining) pixels x 2 vectors of channels */
 static inline __attribute__((always_inline)) void FN(tileB_body_)(const fc_tileB_args *a,
                                                                  const int P)
@@ -159,14 +183,26 @@ static inline __attribute__((always_inline)) void FN(tileB_body_)(const fc_tileB
             off += xs;
         }
     }
-    const fc_activation *act = a->act;
-    if (act->kind != FC_ACT_IDENTITY) {
-        c00 = VACT(c00, act); c01 = VACT(c01, act); c10 = VACT(c10, act); c11 = VACT(c11, act);
-        c20 = VACT(c20, act); c21 = VACT(c21, act); c30 = VACT(c30, act); c31 = VACT(c31, act);
-        c40 = VACT(c40, act); c41 = VACT(c41, act); c50 = VACT(c50, act); c51 = VACT(c51, act);
-    }
+    FC_TILE_ACT12(a->act)
     T *y = (T *)a->y;
     const int64_t ldy = a->ldy;
+    if (ldy == 1) {   /* NHWC output: each pixel's channels are contiguous */
+        const int64_t ldp = a->ldp;
+        const V r[12] = {c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51};
+        if (a->noc == 2 * VL) {
+            for (int j = 0; j < a->npix; ++j) {
+                VSTORE(y + j * ldp, r[2 * j]);
+                VSTORE(y + j * ldp + VL, r[2 * j + 1]);
+            }
+        } else {
+            const __m256i m0 = FN(lane_mask_)(a->noc, 0), m1 = FN(lane_mask_)(a->noc, 1);
+            for (int j = 0; j < a->npix; ++j) {
+                VMASKSTORE(y + j * ldp, m0, r[2 * j]);
+                VMASKSTORE(y + j * ldp + VL, m1, r[2 * j + 1]);
+            }
+        }
+        return;
+    }
     if (a->npix == P && a->noc == 2 * VL) {
         FN(store6_)(y, ldy, c00, c10, c20, c30, c40, c50, P);
         FN(store6_)(y + VL * ldy, ldy, c01, c11, c21, c31, c41, c51, P);
@@ -181,7 +217,7 @@ static inline __attribute__((always_inline)) void FN(tileB_body_)(const fc_tileB
     VSTOREA(buf[4], c40); VSTOREA(buf[4] + VL, c41);
     VSTOREA(buf[5], c50); VSTOREA(buf[5] + VL, c51);
     for (int o = 0; o < a->noc; ++o)
-        for (int j = 0; j < a->npix; ++j) y[o * ldy + j] = buf[j][o];
+        for (int j = 0; j < a->npix; ++j) y[o * ldy + j * a->ldp] = buf[j][o];
 }
 
 static void FN(tileB_avx2_)(const fc_tileB_args *a)
@@ -219,12 +255,7 @@ static inline void FN(tileA_one_)(const fc_tileA_args *a, const T *x, T *y, int 
         const __m256i m0 = FN(lane_mask_)(np, 0), m1 = FN(lane_mask_)(np, 1);
         TA_BODY(VMASKLOAD(xr, m0), VMASKLOAD(xr + VL, m1))
     }
-    const fc_activation *act = a->act;
-    if (act->kind != FC_ACT_IDENTITY) {
-        c00 = VACT(c00, act); c01 = VACT(c01, act); c10 = VACT(c10, act); c11 = VACT(c11, act);
-        c20 = VACT(c20, act); c21 = VACT(c21, act); c30 = VACT(c30, act); c31 = VACT(c31, act);
-        c40 = VACT(c40, act); c41 = VACT(c41, act); c50 = VACT(c50, act); c51 = VACT(c51, act);
-    }
+    FC_TILE_ACT12(a->act)
     const int64_t ldy = a->ldy;
     const int noc = a->noc;
     if (np == 2 * VL && noc == 6) {
@@ -260,6 +291,7 @@ static void FN(tileA_avx2_)(const fc_tileA_args *a)
     if (p < a->npix) FN(tileA_one_)(a, x + p, y + p, (int)(a->npix - p));
 }
 #undef TA_BODY
+#undef FC_TILE_ACT12
 #undef FN
 #undef CAT
 #undef CAT_

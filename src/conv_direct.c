@@ -9,6 +9,7 @@
 
 #include "conv_common.h"
 #include "conv_kern.h"
+#include "conv_small.h"
 #include "fastconv.h"
 
 /* Below this many FLOPs a call stays on one thread: waking a team costs more.
@@ -62,7 +63,7 @@ size_t fc_packed_bytes(const fc_packed *p)
 #undef SFX
 
 const fc_kernel_table fc_kernels_portable = {
-    "portable", tileB_port_f32, tileB_port_f64, tileA_port_f32, tileA_port_f64,
+    "portable", FC_TB_P, 1, tileB_port_f32, tileB_port_f64, tileA_port_f32, tileA_port_f64,
     nhwc_port_f32, nhwc_port_f64,
 };
 
@@ -70,4 +71,11 @@ size_t fc_conv2d_direct_workspace(const fc_conv_desc *d, const fc_activation *pr
                                   size_t elem_size)
 {
     return elem_size == sizeof(float) ? conv_workspace_f32(d, pre) : conv_workspace_f64(d, pre);
+}
+
+size_t fc_conv2d_direct_workspace_ex(const fc_conv_desc *d, const int64_t *xstrides,
+                                     const fc_activation *pre, size_t elem_size)
+{
+    return elem_size == sizeof(float) ? conv_workspace_ex_f32(d, xstrides, pre)
+                                      : conv_workspace_ex_f64(d, xstrides, pre);
 }

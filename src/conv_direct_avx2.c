@@ -22,6 +22,8 @@
 #define VSET1 _mm256_set1_ps
 #define VFMA _mm256_fmadd_ps
 #define VACT fc_act8_f32
+/* relu as fc_act8_kind_f32 does it: x < 0 ? 0 : x, NaN and -0.0 kept */
+#define VRELU(x, z) _mm256_andnot_ps(_mm256_cmp_ps(x, z, _CMP_LT_OQ), x)
 #define VMASKLOAD _mm256_maskload_ps
 #define VMASKSTORE _mm256_maskstore_ps
 #include "conv_avx2_impl.h"
@@ -36,6 +38,7 @@
 #undef VSET1
 #undef VFMA
 #undef VACT
+#undef VRELU
 #undef VMASKLOAD
 #undef VMASKSTORE
 
@@ -51,12 +54,13 @@
 #define VSET1 _mm256_set1_pd
 #define VFMA _mm256_fmadd_pd
 #define VACT fc_act4_f64
+#define VRELU(x, z) _mm256_andnot_pd(_mm256_cmp_pd(x, z, _CMP_LT_OQ), x)
 #define VMASKLOAD(p, m) _mm256_maskload_pd(p, m)
 #define VMASKSTORE(p, m, v) _mm256_maskstore_pd(p, m, v)
 #include "conv_avx2_impl.h"
 
 const fc_kernel_table fc_kernels_avx2 = {
-    "avx2+fma", tileB_avx2_f32, tileB_avx2_f64, tileA_avx2_f32, tileA_avx2_f64,
+    "avx2+fma", 6, 1, tileB_avx2_f32, tileB_avx2_f64, tileA_avx2_f32, tileA_avx2_f64,
     nhwc_avx2_f32, nhwc_avx2_f64,
 };
 #endif

@@ -42,7 +42,7 @@ static void FN(tileB_port_)(const fc_tileB_args *a)
     T *y = (T *)a->y;
     for (int j = 0; j < a->npix; ++j) {
         FN(fc_activate_serial_)(acc[j], acc[j], (size_t)a->noc, a->act);
-        for (int o = 0; o < a->noc; ++o) y[o * a->ldy + j] = acc[j][o];
+        for (int o = 0; o < a->noc; ++o) y[o * a->ldy + j * a->ldp] = acc[j][o];
     }
 }
 
@@ -81,7 +81,9 @@ static void FN(nhwc_port_)(const T *src, int64_t C, int64_t cstride, int64_t W, 
 
 /* ---- packing ----------------------------------------------------------- */
 
-fc_packed *FN(fc_pack_weight_)(const fc_conv_desc *d, const T *w)
+/* w[o][i][h][v] at w + o*ws[0] + i*ws[1] + h*ws[2] + v*ws[3] (OIHW order, any
+ * strides: a dense OIHW array, or a view of HWIO weights). */
+fc_packed *FN(fc_pack_weight_strided_)(const fc_conv_desc *d, const T *w, const int64_t *ws)
 {
     fc_packed *pk = (fc_packed *)calloc(1, sizeof *pk);
     if (!pk) return NULL;
@@ -99,14 +101,22 @@ fc_packed *FN(fc_pack_weight_)(const fc_conv_desc *d, const T *w)
         return NULL;
     }
     pk->wb = wb; pk->wa = wa;
-    if (cin_g == 1) {   /* depthwise candidates keep OIHW for fc_conv2d_depthwise_* */
-        const size_t nb = (size_t)(d->c_out * taps) * sizeof(T);
+    /* depthwise candidates keep OIHW for fc_conv2d_depthwise_*, few-output-channel
+     * weights for the small kernel (conv_small.h) */
+    if (cin_g == 1 || FC_SMALL_KEEP_OIHW(cout_g, d->c_out * cin_g * taps * (int64_t)sizeof(T))) {
+        const size_t nb = (size_t)(d->c_out * cin_g * taps) * sizeof(T);
         pk->raw = fc_alloc64(nb);
         if (!pk->raw) {
             fc_packed_free(pk);
             return NULL;
         }
-        memcpy(pk->raw, w, nb);
+        (void)nb;
+        T *raw = (T *)pk->raw;
+        for (int64_t o = 0; o < d->c_out; ++o)
+            for (int64_t ic = 0; ic < cin_g; ++ic)
+                for (int64_t t = 0; t < taps; ++t)
+                    raw[(o * cin_g + ic) * taps + t] =
+                        w[o * ws[0] + ic * ws[1] + (t / d->kw) * ws[2] + (t % d->kw) * ws[3]];
     }
     for (int64_t g = 0; g < G; ++g)
         for (int64_t b = 0; b < pk->nob; ++b)
@@ -115,7 +125,9 @@ fc_packed *FN(fc_pack_weight_)(const fc_conv_desc *d, const T *w)
                     T *dst = wb + (((g * pk->nob + b) * taps + t) * cin_g + ic) * OB;
                     for (int o = 0; o < OB; ++o) {
                         const int64_t oc = b * OB + o;
-                        dst[o] = oc < cout_g ? w[((g * cout_g + oc) * cin_g + ic) * taps + t] : (T)0;
+                        dst[o] = oc < cout_g ? w[(g * cout_g + oc) * ws[0] + ic * ws[1]
+                                                 + (t / d->kw) * ws[2] + (t % d->kw) * ws[3]]
+                                             : (T)0;
                     }
                 }
     for (int64_t g = 0; g < G && wa; ++g)
@@ -124,35 +136,52 @@ fc_packed *FN(fc_pack_weight_)(const fc_conv_desc *d, const T *w)
                 T *dst = wa + ((g * pk->noa + b) * cin_g + ic) * FC_TA_OC;
                 for (int o = 0; o < FC_TA_OC; ++o) {
                     const int64_t oc = b * FC_TA_OC + o;
-                    dst[o] = oc < cout_g ? w[(g * cout_g + oc) * cin_g + ic] : (T)0;
+                    dst[o] = oc < cout_g ? w[(g * cout_g + oc) * ws[0] + ic * ws[1]] : (T)0;
                 }
             }
     return pk;
+}
+
+fc_packed *FN(fc_pack_weight_)(const fc_conv_desc *d, const T *w)
+{
+    const int64_t ws[4] = {d->c_in / d->groups * d->kh * d->kw, d->kh * d->kw, d->kw, 1};
+    return FN(fc_pack_weight_strided_)(d, w, ws);
 }
 
 /* ---- the driver -------------------------------------------------------- */
 
 
 
-static int FN(pick_mode_)(const fc_conv_desc *d, const fc_activation *pre, const fc_packed *pk)
+/* xs: element strides of x in (n, c, h, w) order; y_nhwc: output channels-last. */
+static int FN(pick_mode_)(const fc_conv_desc *d, const fc_activation *pre, const fc_packed *pk,
+                          const int64_t *xs, int y_nhwc)
 {
     const int pre_id = !pre || pre->kind == FC_ACT_IDENTITY;
     const int nopad = d->pad_top == 0 && d->pad_left == 0
                       && (d->h_out - 1) * d->stride_h + (d->kh - 1) * d->dil_h < d->h_in
                       && (d->w_out - 1) * d->stride_w + (d->kw - 1) * d->dil_w < d->w_in;
     if (pre_id && nopad && d->kh == 1 && d->kw == 1 && d->stride_h == 1 && d->stride_w == 1
-        && pk->wa && d->h_out == d->h_in && d->w_out == d->w_in)
+        && pk->wa && d->h_out == d->h_in && d->w_out == d->w_in
+        && xs[3] == 1 && xs[2] == d->w_in && !y_nhwc)
         return MODE_A;
     if (pre_id && nopad) return MODE_DIRECT;
     if (d->groups == 1 && d->c_in < 8 && d->kw > 1) return MODE_FOLD;
+    /* channels-last x: the tiles read it in place, padded taps from the zero buffer */
+    if (pre_id && xs[1] == 1) return MODE_DIRECT;
     return MODE_NHWC;
 }
 
-static size_t FN(mode_workspace_)(const fc_conv_desc *d, const fc_activation *pre)
+static void FN(dense_strides_)(const fc_conv_desc *d, int64_t *xs)
+{
+    xs[3] = 1; xs[2] = d->w_in; xs[1] = d->h_in * d->w_in; xs[0] = d->c_in * xs[1];
+}
+
+static size_t FN(mode_workspace_)(const fc_conv_desc *d, const fc_activation *pre,
+                                  const int64_t *xs)
 {
     fc_packed fake = {0};
     fake.wa = (d->kh == 1 && d->kw == 1) ? (void *)&fake : NULL;
-    switch (FN(pick_mode_)(d, pre, &fake)) {
+    switch (FN(pick_mode_)(d, pre, &fake, xs, 0)) {
     case MODE_FOLD:
         return (size_t)(d->n * d->h_in * d->w_out * d->kw * d->c_in) * sizeof(T);
     case MODE_NHWC:
@@ -162,32 +191,67 @@ static size_t FN(mode_workspace_)(const fc_conv_desc *d, const fc_activation *pr
     }
 }
 
+/* The small-problem kernel (conv_small.h) takes dense NCHW calls it wants,
+ * when SIMD kernels are in use. */
+static int FN(small_takes_)(const fc_conv_desc *d, const fc_activation *pre)
+{
+    return fc_kernels() != &fc_kernels_portable && fc_small_wanted(d, pre, sizeof(T));
+}
+
 size_t FN(conv_workspace_)(const fc_conv_desc *d, const fc_activation *pre)
 {
     /* depthwise goes to its own kernel (a declined call allocates inside) */
     if (d->c_in == d->groups && (!pre || pre->kind == FC_ACT_IDENTITY)) return 0;
-    return FN(mode_workspace_)(d, pre);
+    if (FN(small_takes_)(d, pre)) return 0;
+    int64_t xs[4];
+    FN(dense_strides_)(d, xs);
+    return FN(mode_workspace_)(d, pre, xs);
+}
+
+/* xs: strides of x (n, c, h, w), NULL for dense NCHW. */
+size_t FN(conv_workspace_ex_)(const fc_conv_desc *d, const int64_t *xs,
+                              const fc_activation *pre)
+{
+    int64_t dense[4];
+    FN(dense_strides_)(d, dense);
+    if (!xs) xs = dense;
+    if (d->c_in == d->groups && (!pre || pre->kind == FC_ACT_IDENTITY)
+        && !memcmp(xs, dense, sizeof dense))
+        return 0;
+    if (FN(small_takes_)(d, pre) && !memcmp(xs, dense, sizeof dense)) return 0;
+    return FN(mode_workspace_)(d, pre, xs);
 }
 
 /* Row r = (n, ih) of x into channels-last xt[r][w][c], pre-activated. */
 static void FN(to_nhwc_row_)(const fc_kernel_table *kt, const fc_conv_desc *d, const T *x,
-                             T *xt, int64_t r, const fc_activation *pre)
+                             const int64_t *xs, T *xt, int64_t r, const fc_activation *pre)
 {
     const int64_t C = d->c_in, H = d->h_in, W = d->w_in, n = r / H, h = r % H;
     T *dst = xt + r * W * C;
-    CAT(kt->nhwc_, SFX)(x + (n * C * H + h) * W, C, H * W, W, dst);
-    if (pre && pre->kind != FC_ACT_IDENTITY)
-        FN(fc_activate_serial_)(dst, dst, (size_t)(W * C), pre);
+    const T *src = x + n * xs[0] + h * xs[2];
+    const int act = pre && pre->kind != FC_ACT_IDENTITY;
+    if (xs[1] == 1 && xs[3] == C) {   /* a channels-last row: copy (or activate) it */
+        if (act) FN(fc_activate_serial_)(src, dst, (size_t)(W * C), pre);
+        else memcpy(dst, src, (size_t)(W * C) * sizeof(T));
+        return;
+    }
+    if (xs[3] == 1) {
+        CAT(kt->nhwc_, SFX)(src, C, xs[1], W, dst);
+    } else {
+        for (int64_t w = 0; w < W; ++w)
+            for (int64_t c = 0; c < C; ++c) dst[w * C + c] = src[c * xs[1] + w * xs[3]];
+    }
+    if (act) FN(fc_activate_serial_)(dst, dst, (size_t)(W * C), pre);
 }
 
 /* Row r = (n, ih) of x unfolded along kw: xt[r][ow][kw * C + c]. */
-static void FN(fold_row_)(const fc_conv_desc *d, const T *x, T *xt, int64_t r,
-                          const fc_activation *pre)
+static void FN(fold_row_)(const fc_conv_desc *d, const T *x, const int64_t *xs, T *xt,
+                          int64_t r, const fc_activation *pre)
 {
     const int64_t C = d->c_in, H = d->h_in, W = d->w_in, n = r / H, h = r % H;
-    const int64_t KC = d->kw * C;
+    const int64_t KC = d->kw * C, cs = xs[1], ws = xs[3];
     T *dst = xt + r * d->w_out * KC;
-    const T *src = x + (n * C * H + h) * W;
+    const T *src = x + n * xs[0] + h * xs[2];
     /* columns whose whole window is inside the row: [lo, hi) */
     const int64_t sw = d->stride_w, dw = d->dil_w, pl = d->pad_left, KW = d->kw;
     const int64_t lo = fc_min64(d->w_out, (pl + sw - 1) / sw);
@@ -196,11 +260,11 @@ static void FN(fold_row_)(const fc_conv_desc *d, const T *x, T *xt, int64_t r,
     for (int64_t ow = 0; ow < d->w_out; ++ow) {
         if (ow == lo && hi > lo) {   /* interior: no bounds tests */
             for (int64_t c = 0; c < C; ++c) {
-                const T *sc = src + c * H * W - pl;
+                const T *sc = src + c * cs - pl * ws;
                 for (int64_t o2 = lo; o2 < hi; ++o2) {
-                    const T *s2 = sc + o2 * sw;
+                    const T *s2 = sc + o2 * sw * ws;
                     T *o = dst + o2 * KC + c;
-                    for (int64_t kw = 0; kw < KW; ++kw) o[kw * C] = s2[kw * dw];
+                    for (int64_t kw = 0; kw < KW; ++kw) o[kw * C] = s2[kw * dw * ws];
                 }
             }
             ow = hi - 1;
@@ -212,7 +276,7 @@ static void FN(fold_row_)(const fc_conv_desc *d, const T *x, T *xt, int64_t r,
             if (iw < 0 || iw >= W)
                 for (int64_t c = 0; c < C; ++c) o[c] = (T)0;
             else
-                for (int64_t c = 0; c < C; ++c) o[c] = src[c * H * W + iw];
+                for (int64_t c = 0; c < C; ++c) o[c] = src[c * cs + iw * ws];
         }
     }
     if (pre && pre->kind != FC_ACT_IDENTITY) {
@@ -230,20 +294,22 @@ static void FN(fold_row_)(const fc_conv_desc *d, const T *x, T *xt, int64_t r,
 /* Geometry of what the B tiles read. */
 typedef struct {
     int64_t H, W, ps, xs;          /* rows, columns, pixel stride, channel stride */
+    int64_t rs;                    /* row stride */
     int64_t kh, kw, sh, sw, dh, dw, pt, pl;
     int64_t img, grp;              /* element offsets of one image, one group */
     int64_t kc;                    /* channels per tap */
 } FN(geom_);
 
+/* tab[tap][j] for the np pixels from p0; columns np..P-1 repeat pixel 0
+ * (computed, never stored; not the zero buffer, which is only kc long and
+ * DIRECT strides by the channel stride). */
 static void FN(ptr_table_)(const FN(geom_) *g, const T *base, const T *zero, int64_t p0,
-                           int64_t hwo, int64_t wo, const T **tab)
+                           int np, int P, int64_t wo, const T **tab)
 {
     int64_t oh = p0 / wo, ow = p0 % wo;
-    for (int j = 0; j < FC_TB_P; ++j) {
-        if (p0 + j >= hwo) {
-            /* past the end: repeat pixel 0 (computed, never stored).  Not the
-             * zero buffer, which is only kc long and DIRECT strides by H*W. */
-            for (int64_t t = 0; t < g->kh * g->kw; ++t) tab[t * FC_TB_P + j] = tab[t * FC_TB_P];
+    for (int j = 0; j < P; ++j) {
+        if (j >= np) {
+            for (int64_t t = 0; t < g->kh * g->kw; ++t) tab[t * P + j] = tab[t * P];
             continue;
         }
         const int in = 1;
@@ -254,7 +320,7 @@ static void FN(ptr_table_)(const FN(geom_) *g, const T *base, const T *zero, int
             for (int64_t kw = 0; kw < g->kw; ++kw) {
                 const int64_t iw = iw0 + kw * g->dw;
                 const int ok = rok && (uint64_t)iw < (uint64_t)g->W;
-                tab[(kh * g->kw + kw) * FC_TB_P + j] = ok ? base + (ih * g->W + iw) * g->ps : zero;
+                tab[(kh * g->kw + kw) * P + j] = ok ? base + ih * g->rs + iw * g->ps : zero;
             }
         }
         if (++ow == wo) { ow = 0; ++oh; }
@@ -263,26 +329,36 @@ static void FN(ptr_table_)(const FN(geom_) *g, const T *base, const T *zero, int
 
 static int64_t FN(ceil_div_)(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-int FN(fc_conv2d_packed_)(const fc_conv_desc *d, const T *x, const fc_packed *pk,
-                          const T *bias, T *y, const fc_activation *post,
-                          const fc_activation *pre, void *workspace)
+/* x: element strides xs (n, c, h, w) or NULL for dense NCHW; y dense, NCHW
+ * or (y_nhwc) NHWC. */
+int FN(fc_conv2d_packed_ex_)(const fc_conv_desc *d, const T *x, const int64_t *xs_in,
+                             const fc_packed *pk, const T *bias, T *y, int y_nhwc,
+                             const fc_activation *post, const fc_activation *pre,
+                             void *workspace)
 {
     static const fc_activation ident = {FC_ACT_IDENTITY, 0.0, 0.0};
     if (!pk || pk->elem != sizeof(T) || pk->c_out != d->c_out || pk->groups != d->groups
         || pk->kh != d->kh || pk->kw != d->kw || pk->cin_g * d->groups != d->c_in)
         return FC_EINVAL;
     if (!post) post = &ident;
-    if (pk->raw && (!pre || pre->kind == FC_ACT_IDENTITY)) {
+    int64_t xs[4];
+    FN(dense_strides_)(d, xs);
+    const int dense = !xs_in || !memcmp(xs_in, xs, sizeof xs);
+    if (xs_in) memcpy(xs, xs_in, sizeof xs);
+    if (pk->raw && (!pre || pre->kind == FC_ACT_IDENTITY) && dense && !y_nhwc) {
         /* groups == c_in: the depthwise kernel, unless it declines (FC_EINVAL) */
         const int rc = FN(fc_conv2d_depthwise_)(d, x, (const T *)pk->raw, bias, y, post);
         if (rc != FC_EINVAL) return rc;
     }
+    if (pk->raw && dense && !y_nhwc && FN(small_takes_)(d, pre))   /* few channels / tiny */
+        return CAT(fc_conv_small_avx2_, SFX)(d, x, (const T *)pk->raw, bias, y, post);
     const fc_kernel_table *kt = fc_kernels();
-    const int mode = FN(pick_mode_)(d, pre, pk);
+    const int mode = FN(pick_mode_)(d, pre, pk, xs, y_nhwc);
     const int64_t G = d->groups, cin_g = pk->cin_g, cout_g = pk->cout_g;
     const int64_t hwo = d->h_out * d->w_out, hwi = d->h_in * d->w_in;
     const double flops = 2.0 * (double)d->n * (double)d->c_out * (double)hwo
                          * (double)cin_g * (double)(d->kh * d->kw);
+    (void)hwi;
 
     /* the bias, padded to whole blocks (zeros without a bias) */
     const int64_t nbias = G * fc_max64(pk->nob * OB, pk->noa * FC_TA_OC);
@@ -298,7 +374,7 @@ int FN(fc_conv2d_packed_)(const fc_conv_desc *d, const T *x, const fc_packed *pk
     FN(geom_) gm;
     T *xt = NULL, *zero = NULL;
     int own_ws = 0;
-    size_t ws_bytes = FN(mode_workspace_)(d, pre);
+    size_t ws_bytes = FN(mode_workspace_)(d, pre, xs);
     if (ws_bytes) {
         xt = (T *)workspace;
         if (!xt) {
@@ -318,19 +394,22 @@ int FN(fc_conv2d_packed_)(const fc_conv_desc *d, const T *x, const fc_packed *pk
     gm.pt = d->pad_top; gm.pl = d->pad_left; gm.kh = d->kh; gm.kw = d->kw;
     gm.H = d->h_in; gm.W = d->w_in;
     switch (mode) {
-    case MODE_DIRECT:
-        gm.ps = 1; gm.xs = hwi; gm.img = d->c_in * hwi; gm.grp = cin_g * hwi;
+    case MODE_DIRECT:   /* x in place, whatever its strides */
+        gm.ps = xs[3]; gm.rs = xs[2]; gm.xs = xs[1]; gm.img = xs[0]; gm.grp = cin_g * xs[1];
         break;
     case MODE_FOLD:
         gm.W = d->w_out; gm.kw = 1; gm.sw = 1; gm.pl = 0; gm.dw = 1;
-        gm.ps = gm.kc; gm.xs = 1; gm.img = d->h_in * d->w_out * gm.kc; gm.grp = 0;
+        gm.ps = gm.kc; gm.rs = d->w_out * gm.kc; gm.xs = 1;
+        gm.img = d->h_in * d->w_out * gm.kc; gm.grp = 0;
         break;
     default: /* NHWC; (MODE_A does not use gm) */
-        gm.ps = d->c_in; gm.xs = 1; gm.img = hwi * d->c_in; gm.grp = cin_g;
+        gm.ps = d->c_in; gm.rs = d->w_in * d->c_in; gm.xs = 1; gm.img = hwi * d->c_in;
+        gm.grp = cin_g;
         break;
     }
     const T *xsrc = (mode == MODE_DIRECT || mode == MODE_A) ? x : xt;
     const int64_t ntaps = gm.kh * gm.kw;
+    const int P = kt->tile_p, NBT = kt->tile_nb;
 
     /* work items */
     int nthr = 1;
@@ -338,18 +417,20 @@ int FN(fc_conv2d_packed_)(const fc_conv_desc *d, const T *x, const fc_packed *pk
     const int par = flops > FC_PARALLEL_MIN_FLOPS;
     nthr = par ? omp_get_max_threads() : 1;
 #endif
-    int64_t ntiles, band, nbands, ogs, nog, nitems, n6 = 0;
+    int64_t ntiles, band, nbands, ogs, nog, nitems, pbase = 0, pextra = 0;
     if (mode == MODE_A) {
         ntiles = FN(ceil_div_)(hwo, TAP);
         const int64_t wblk = cin_g * FC_TA_OC * (int64_t)sizeof(T);
         ogs = fc_max64(1, fc_min64(pk->noa, (int64_t)(256 * 1024) / wblk));
         band = 8;
     } else {
-        ntiles = FN(ceil_div_)(hwo, FC_TB_P);
-        const int64_t r = ntiles * FC_TB_P - hwo;  /* pixels a last partial tile would waste */
-        n6 = (r > 0 && ntiles >= r) ? ntiles - r : ntiles;
+        /* tiles of pbase + 1 pixels (the first pextra) and pbase: none wasted */
+        ntiles = FN(ceil_div_)(hwo, P);
+        pbase = hwo / ntiles;
+        pextra = hwo % ntiles;
         const int64_t wblk = ntaps * gm.kc * OB * (int64_t)sizeof(T);
         ogs = fc_max64(1, fc_min64(pk->nob, (int64_t)(256 * 1024) / wblk));
+        ogs = fc_min64(pk->nob, FN(ceil_div_)(ogs, NBT) * NBT);   /* whole tiles */
         band = 16;
     }
     nog = FN(ceil_div_)(mode == MODE_A ? pk->noa : pk->nob, ogs);
@@ -369,20 +450,23 @@ int FN(fc_conv2d_packed_)(const fc_conv_desc *d, const T *x, const fc_packed *pk
 #pragma omp for schedule(dynamic, 1)
 #endif
             for (int64_t r = 0; r < nrows; ++r) {
-                if (mode == MODE_NHWC) FN(to_nhwc_row_)(kt, d, x, xt, r, pre);
-                else FN(fold_row_)(d, x, xt, r, pre);
+                if (mode == MODE_NHWC) FN(to_nhwc_row_)(kt, d, x, xs, xt, r, pre);
+                else FN(fold_row_)(d, x, xs, xt, r, pre);
             }
         }
         const T **tab = NULL;
         if (mode != MODE_A) {
-            tab = (const T **)malloc((size_t)(ntaps * FC_TB_P) * sizeof(T *));
+            tab = (const T **)malloc((size_t)(ntaps * P) * sizeof(T *));
             if (!tab) failed = 1;
         }
         fc_tileB_args ab;
         fc_tileA_args aa;
-        ab.ntaps = ntaps; ab.kc = gm.kc; ab.xs = gm.xs; ab.ldy = hwo; ab.act = post;
+        ab.ntaps = ntaps; ab.kc = gm.kc; ab.xs = gm.xs; ab.act = post;
+        ab.ldy = y_nhwc ? 1 : hwo;
+        ab.ldp = y_nhwc ? d->c_out : 1;
+        ab.wbs = ntaps * gm.kc * OB;
         ab.ptrs = (const void *const *)tab;
-        aa.ldx = hwi; aa.k = cin_g; aa.ldy = hwo; aa.act = post;
+        aa.ldx = xs[1]; aa.k = cin_g; aa.ldy = hwo; aa.act = post;
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif
@@ -394,10 +478,10 @@ int FN(fc_conv2d_packed_)(const fc_conv_desc *d, const T *x, const fc_packed *pk
             const int64_t g = r % G;
             const int64_t n = r / G;
             const int64_t t0 = bnd * band, t1 = fc_min64(ntiles, t0 + band);
-            T *yg = y + (n * d->c_out + g * cout_g) * hwo;
             if (mode == MODE_A) {
+                T *yg = y + (n * d->c_out + g * cout_g) * hwo;
                 const int64_t b0 = og * ogs, b1 = fc_min64(pk->noa, b0 + ogs);
-                const T *xg = x + (n * d->c_in + g * cin_g) * hwi;
+                const T *xg = x + n * xs[0] + g * cin_g * xs[1];
                 for (int64_t b = b0; b < b1; ++b) {
                     aa.w = (const T *)pk->wa + (g * pk->noa + b) * cin_g * FC_TA_OC;
                     aa.bias = bpad + g * bstride + b * FC_TA_OC;
@@ -409,18 +493,22 @@ int FN(fc_conv2d_packed_)(const fc_conv_desc *d, const T *x, const fc_packed *pk
                     CAT(kt->tileA_, SFX)(&aa);
                 }
             } else {
+                /* y at (n, channel g * cout_g, pixel 0) */
+                T *yg = y_nhwc ? y + n * hwo * d->c_out + g * cout_g
+                               : y + (n * d->c_out + g * cout_g) * hwo;
                 const int64_t b0 = og * ogs, b1 = fc_min64(pk->nob, b0 + ogs);
                 const T *base = xsrc + n * gm.img + g * gm.grp;
                 for (int64_t t = t0; t < t1; ++t) {
-                    /* n6 tiles of 6 pixels, then tiles of 5: no pixel computed twice */
-                    const int64_t p0 = t < n6 ? t * FC_TB_P : n6 * FC_TB_P + (t - n6) * 5;
-                    FN(ptr_table_)(&gm, base, zero, p0, hwo, d->w_out, tab);
-                    ab.npix = t < n6 ? (int)fc_min64(FC_TB_P, hwo - p0) : 5;
-                    for (int64_t b = b0; b < b1; ++b) {
-                        ab.w = (const T *)pk->wb + (g * pk->nob + b) * ntaps * gm.kc * OB;
+                    const int64_t p0 = t * pbase + fc_min64(t, pextra);
+                    const int np = (int)(pbase + (t < pextra));
+                    FN(ptr_table_)(&gm, base, zero, p0, np, P, d->w_out, tab);
+                    ab.npix = np;
+                    for (int64_t b = b0; b < b1; b += NBT) {
+                        ab.nb = (int)fc_min64(NBT, b1 - b);
+                        ab.w = (const T *)pk->wb + (g * pk->nob + b) * ab.wbs;
                         ab.bias = bpad + g * bstride + b * OB;
-                        ab.noc = (int)fc_min64(OB, cout_g - b * OB);
-                        ab.y = yg + b * OB * hwo + p0;
+                        ab.noc = (int)fc_min64((int64_t)ab.nb * OB, cout_g - b * OB);
+                        ab.y = yg + b * OB * ab.ldy + p0 * ab.ldp;
                         CAT(kt->tileB_, SFX)(&ab);
                     }
                 }
@@ -434,6 +522,13 @@ int FN(fc_conv2d_packed_)(const fc_conv_desc *d, const T *x, const fc_packed *pk
     return failed ? FC_ENOMEM : FC_OK;
 }
 
+int FN(fc_conv2d_packed_)(const fc_conv_desc *d, const T *x, const fc_packed *pk,
+                          const T *bias, T *y, const fc_activation *post,
+                          const fc_activation *pre, void *workspace)
+{
+    return FN(fc_conv2d_packed_ex_)(d, x, NULL, pk, bias, y, 0, post, pre, workspace);
+}
+
 int FN(fc_conv2d_direct_)(const fc_conv_desc *d, const T *x, const T *w, const T *bias,
                           T *y, const fc_activation *post, const fc_activation *pre,
                           void *workspace)
@@ -442,9 +537,24 @@ int FN(fc_conv2d_direct_)(const fc_conv_desc *d, const T *x, const T *w, const T
         const int rc = FN(fc_conv2d_depthwise_)(d, x, w, bias, y, post);
         if (rc != FC_EINVAL) return rc;
     }
+    if (FN(small_takes_)(d, pre))   /* few channels / tiny: OIHW as it is, no packing */
+        return CAT(fc_conv_small_avx2_, SFX)(d, x, w, bias, y, post);
     fc_packed *pk = FN(fc_pack_weight_)(d, w);
     if (!pk) return FC_ENOMEM;
     int rc = FN(fc_conv2d_packed_)(d, x, pk, bias, y, post, pre, workspace);
+    fc_packed_free(pk);
+    return rc;
+}
+
+/* The same with x and w of any strides (OIHW order for w) and y NCHW or NHWC. */
+int FN(fc_conv2d_direct_ex_)(const fc_conv_desc *d, const T *x, const int64_t *xs,
+                             const T *w, const int64_t *wstr, const T *bias, T *y,
+                             int y_nhwc, const fc_activation *post,
+                             const fc_activation *pre, void *workspace)
+{
+    fc_packed *pk = FN(fc_pack_weight_strided_)(d, w, wstr);
+    if (!pk) return FC_ENOMEM;
+    int rc = FN(fc_conv2d_packed_ex_)(d, x, xs, pk, bias, y, y_nhwc, post, pre, workspace);
     fc_packed_free(pk);
     return rc;
 }

@@ -39,8 +39,11 @@ typedef struct {
     const void *w;           /* [ntaps][kc][OB] */
     const void *bias;        /* OB values */
     void *y;                 /* output at (oc0, p0) */
-    int64_t ldy;             /* elements between output channels */
-    int npix, noc;           /* valid pixels (<= 6) and channels (<= OB) */
+    int64_t ldy;             /* elements between output channels (1: NHWC output) */
+    int64_t ldp;             /* elements between output pixels (1: NCHW output) */
+    int npix, noc;           /* valid pixels (<= tile_p) and channels (<= nb * OB) */
+    int nb;                  /* OB-blocks in this tile (<= tile_nb of the table) */
+    int64_t wbs;             /* elements between the weights of consecutive blocks */
     const fc_activation *act;
 } fc_tileB_args;
 
@@ -59,6 +62,8 @@ typedef struct {
 
 typedef struct {
     const char *name;
+    int tile_p;              /* max pixels of a B tile (the ptrs table's row length) */
+    int tile_nb;             /* max OB-blocks of output channels in a B tile */
     void (*tileB_f32)(const fc_tileB_args *);
     void (*tileB_f64)(const fc_tileB_args *);
     void (*tileA_f32)(const fc_tileA_args *);
@@ -74,7 +79,9 @@ const fc_kernel_table *fc_kernels(void);
 extern const fc_kernel_table fc_kernels_portable; /* conv_direct.c */
 #if defined(__x86_64__) || defined(_M_X64)
 extern const fc_kernel_table fc_kernels_avx2;     /* conv_direct_avx2.c */
+extern const fc_kernel_table fc_kernels_avx512;   /* conv_direct_avx512.c */
 #endif
+#define FC_TB_PMAX 16                  /* no table has tile_p above this */
 
 /* Packed weights (opaque in fastconv.h). */
 struct fc_packed {

@@ -25,6 +25,34 @@ int fc_cpu_has_avx2_fma(void)
 #endif
 }
 
+/* AVX-512 F/BW/DQ/VL usable: the CPU has them and the OS saves the opmask and
+ * all 32 zmm registers (XCR0 bits 1, 2, 5, 6, 7). */
+int fc_cpu_has_avx512(void)
+{
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
+    __builtin_cpu_init();
+    if (!(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
+          && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl")
+          && fc_cpu_has_avx2_fma()))
+        return 0;
+    unsigned int a, b, c, d;
+    __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(1), "c"(0));
+    if (!(c & (1u << 27))) return 0;   /* OSXSAVE: xgetbv usable */
+    unsigned int lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    (void)hi;
+    return (lo & 0xE6u) == 0xE6u;
+#else
+    return 0;
+#endif
+}
+
+int fc_avx512_disabled_by_env(void)
+{
+    const char *e = getenv("FASTCONV_DISABLE_AVX512");
+    return e && *e && strcmp(e, "0") != 0;
+}
+
 int fc_simd_disabled_by_env(void)
 {
     const char *e = getenv("FASTCONV_DISABLE_SIMD");
@@ -36,7 +64,10 @@ static const fc_kernel_table *chosen;
 static const fc_kernel_table *choose(void)
 {
 #if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
-    if (!fc_simd_disabled_by_env() && fc_cpu_has_avx2_fma()) return &fc_kernels_avx2;
+    if (!fc_simd_disabled_by_env() && fc_cpu_has_avx2_fma()) {
+        if (!fc_avx512_disabled_by_env() && fc_cpu_has_avx512()) return &fc_kernels_avx512;
+        return &fc_kernels_avx2;
+    }
 #endif
     return &fc_kernels_portable;
 }
@@ -50,6 +81,19 @@ const fc_kernel_table *fc_kernels(void)
 }
 
 const char *fc_kernel_name(void) { return fc_kernels()->name; }
+
+int fc_force_kernels(const char *name)
+{
+    const fc_kernel_table *k = NULL;
+    if (!strcmp(name, "portable")) k = &fc_kernels_portable;
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
+    else if (!strcmp(name, "avx2+fma") && fc_cpu_has_avx2_fma()) k = &fc_kernels_avx2;
+    else if (!strcmp(name, "avx512") && fc_cpu_has_avx512()) k = &fc_kernels_avx512;
+#endif
+    if (!k) return 0;
+    chosen = k;
+    return 1;
+}
 
 int fc_openmp_enabled(void)
 {

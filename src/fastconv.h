@@ -120,6 +120,38 @@ int fc_conv2d_packed_f64(const fc_conv_desc *d, const double *x, const fc_packed
                          const double *bias, double *y, const fc_activation *post,
                          const fc_activation *pre, void *workspace);
 
+/* ---- any strides, NCHW or NHWC output (conv_direct.c) -------------------- */
+
+/* x is read through element strides xstrides = {n, c, h, w} (NULL: dense
+ * NCHW), so a dense NHWC input is xstrides = {H*W*C, 1, W*C, C} and is read in
+ * place (no copy unless a pre-activation is asked for).  y is dense: NCHW, or
+ * NHWC (n, h_out, w_out, c_out) when y_nhwc is nonzero, written by the tiles.
+ * The depthwise kernel is only used for dense NCHW x and y. */
+size_t fc_conv2d_direct_workspace_ex(const fc_conv_desc *d, const int64_t *xstrides,
+                                     const fc_activation *pre, size_t elem_size);
+int fc_conv2d_packed_ex_f32(const fc_conv_desc *d, const float *x, const int64_t *xstrides,
+                            const fc_packed *w, const float *bias, float *y, int y_nhwc,
+                            const fc_activation *post, const fc_activation *pre,
+                            void *workspace);
+int fc_conv2d_packed_ex_f64(const fc_conv_desc *d, const double *x, const int64_t *xstrides,
+                            const fc_packed *w, const double *bias, double *y, int y_nhwc,
+                            const fc_activation *post, const fc_activation *pre,
+                            void *workspace);
+/* w read through element strides wstrides = {o, i, h, w} (a view of HWIO
+ * weights, say), packed for this call only. */
+int fc_conv2d_direct_ex_f32(const fc_conv_desc *d, const float *x, const int64_t *xstrides,
+                            const float *w, const int64_t *wstrides, const float *bias,
+                            float *y, int y_nhwc, const fc_activation *post,
+                            const fc_activation *pre, void *workspace);
+int fc_conv2d_direct_ex_f64(const fc_conv_desc *d, const double *x, const int64_t *xstrides,
+                            const double *w, const int64_t *wstrides, const double *bias,
+                            double *y, int y_nhwc, const fc_activation *post,
+                            const fc_activation *pre, void *workspace);
+fc_packed *fc_pack_weight_strided_f32(const fc_conv_desc *d, const float *w,
+                                      const int64_t *wstrides);
+fc_packed *fc_pack_weight_strided_f64(const fc_conv_desc *d, const double *w,
+                                      const int64_t *wstrides);
+
 /* ---- depthwise convolution (conv_depthwise.c) ---------------------------- */
 
 /* y = post(conv(pad(x), w) + bias) for groups == c_in (any channel multiplier
@@ -132,12 +164,24 @@ int fc_conv2d_depthwise_f64(const fc_conv_desc *d, const double *x, const double
 
 /* ---- configuration (dispatch.c) ------------------------------------------ */
 
-/* Name of the kernel set in use ("avx2+fma" or "portable"); chosen at the
- * first call from the CPU's features unless FASTCONV_DISABLE_SIMD=1. */
+/* Name of the kernel set in use ("avx512", "avx2+fma" or "portable"); chosen
+ * at the first call from the CPU's features unless FASTCONV_DISABLE_SIMD=1
+ * (portable) or FASTCONV_DISABLE_AVX512=1 (at most AVX2). */
 const char *fc_kernel_name(void);
 int fc_cpu_has_avx2_fma(void);     /* compiled in and supported by this CPU */
 int fc_simd_disabled_by_env(void); /* FASTCONV_DISABLE_SIMD set (not 0) */
+int fc_cpu_has_avx512(void);       /* AVX-512 F/BW/DQ/VL compiled in, CPU and OS support */
+int fc_avx512_disabled_by_env(void); /* FASTCONV_DISABLE_AVX512 set (not 0): AVX2 kernels */
+/* Benchmarks/tests only: switch the kernel set ("portable", "avx2+fma",
+ * "avx512") between calls; 0 when the CPU/build lacks it.  Not thread-safe
+ * against running convolutions. */
+int fc_force_kernels(const char *name);
 int fc_openmp_enabled(void);
+/* Best float32 FMA throughput (GFLOP/s) of `threads` threads running 12 FMA
+ * chains for `iters` iterations, over `reps` tries; 0 where no probe exists
+ * (no AVX2+FMA, or not x86).  Without OpenMP only one thread runs. */
+double fc_fma_peak_gflops(int threads, long iters, int reps);
+
 int fc_get_num_threads(void);
 void fc_set_num_threads(int n);
 

@@ -1,0 +1,282 @@
+/*
+ * AVX-512 (F/BW/DQ/VL) B tiles of the direct convolution, chosen at run time
+ * by dispatch.c when the CPU and the OS support them (FASTCONV_DISABLE_AVX512=1
+ * keeps the AVX2 ones).  Compiled with -mavx512f -mavx512bw -mavx512dq
+ * -mavx512vl -mfma; empty on other architectures.
+ *
+ * Same packed weights as the other kernel sets (OB = 64 bytes of output
+ * channels per block, one zmm), so a PackedWeight serves every ISA.  A tile is
+ * TNB blocks (zmm vectors of output channels) x TP pixels (broadcasts):
+ * 2 x 12 = 24 zmm accumulators of the 32 registers.  Per input channel: 2
+ * weight loads + 12 broadcasts for 24 FMAs of 16 lanes (0.58 loads per FMA,
+ * against 8 / 12 = 0.67 for the AVX2 16 x 6 tile, and a quarter of the loop and
+ * epilogue instructions per FLOP); the weight stream per FMA is halved.
+ * The 1x1 GEMM tile (A) and the NCHW->NHWC copy are the AVX2 ones.
+ */
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+
+#include "activation_avx2.h"
+#include "conv_kern.h"
+
+#ifndef FC_AVX512_TNB
+#define FC_AVX512_TNB 2
+#endif
+#ifndef FC_AVX512_TP
+#define FC_AVX512_TP 8
+#endif
+#define TNB FC_AVX512_TNB
+#define TP FC_AVX512_TP
+
+/* The activation on n accumulators, through the AVX2 code on 256-bit halves
+ * (out of line: a call would otherwise spill the whole tile). */
+static __attribute__((noinline)) void act_f32(__m512 *r, int n, const fc_activation *act)
+{
+    for (int i = 0; i < n; ++i) {
+        const __m256 lo = fc_act8_f32(_mm512_castps512_ps256(r[i]), act);
+        const __m256 hi = fc_act8_f32(
+            _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(r[i]), 1)), act);
+        r[i] = _mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1);
+    }
+}
+
+static __attribute__((noinline)) void act_f64(__m512d *r, int n, const fc_activation *act)
+{
+    for (int i = 0; i < n; ++i) {
+        const __m256d lo = fc_act4_f64(_mm512_castpd512_pd256(r[i]), act);
+        const __m256d hi = fc_act4_f64(_mm512_extractf64x4_pd(r[i], 1), act);
+        r[i] = _mm512_insertf64x4(_mm512_castpd256_pd512(lo), hi, 1);
+    }
+}
+
+/* out[c] = (r[0][c], ..., r[15][c]): 16 x 16 transpose. */
+static inline __attribute__((always_inline)) void tr16(const __m512 *r, __m512 *out)
+{
+    __m512 t[16], u[16];
+    for (int k = 0; k < 8; ++k) {
+        t[2 * k] = _mm512_unpacklo_ps(r[2 * k], r[2 * k + 1]);
+        t[2 * k + 1] = _mm512_unpackhi_ps(r[2 * k], r[2 * k + 1]);
+    }
+    for (int q = 0; q < 4; ++q) {
+        u[4 * q + 0] = _mm512_shuffle_ps(t[4 * q], t[4 * q + 2], 0x44);
+        u[4 * q + 1] = _mm512_shuffle_ps(t[4 * q], t[4 * q + 2], 0xEE);
+        u[4 * q + 2] = _mm512_shuffle_ps(t[4 * q + 1], t[4 * q + 3], 0x44);
+        u[4 * q + 3] = _mm512_shuffle_ps(t[4 * q + 1], t[4 * q + 3], 0xEE);
+    }
+    for (int m = 0; m < 4; ++m) {
+        const __m512 v0 = _mm512_shuffle_f32x4(u[m], u[4 + m], 0x88);
+        const __m512 w0 = _mm512_shuffle_f32x4(u[8 + m], u[12 + m], 0x88);
+        const __m512 v1 = _mm512_shuffle_f32x4(u[m], u[4 + m], 0xDD);
+        const __m512 w1 = _mm512_shuffle_f32x4(u[8 + m], u[12 + m], 0xDD);
+        out[m] = _mm512_shuffle_f32x4(v0, w0, 0x88);
+        out[8 + m] = _mm512_shuffle_f32x4(v0, w0, 0xDD);
+        out[4 + m] = _mm512_shuffle_f32x4(v1, w1, 0x88);
+        out[12 + m] = _mm512_shuffle_f32x4(v1, w1, 0xDD);
+    }
+}
+
+/* ---- float32 ---- */
+
+/* NV vectors of channels x P pixels, both constants after inlining. */
+static inline __attribute__((always_inline)) void tileB_f32_body(const fc_tileB_args *a,
+                                                                const int NV, const int P)
+{
+    __m512 acc[TNB][TP];
+    const float *bias = (const float *)a->bias;
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+        const __m512 b = _mm512_loadu_ps(bias + 16 * v);
+#pragma GCC unroll 16
+        for (int j = 0; j < P; ++j) acc[v][j] = b;
+    }
+    const float *w = (const float *)a->w;
+    const int64_t wbs = a->wbs, kc = a->kc, xs = a->xs, ntaps = a->ntaps;
+    const float *const *pp = (const float *const *)a->ptrs;
+    for (int64_t t = 0; t < ntaps; ++t, pp += TP) {
+        const float *p[TP];
+#pragma GCC unroll 16
+        for (int j = 0; j < P; ++j) p[j] = pp[j];
+        int64_t off = 0;
+#pragma GCC unroll 2
+        for (int64_t k = 0; k < kc; ++k) {
+            __m512 wv[TNB];
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; ++v) {
+                wv[v] = _mm512_loadu_ps(w + v * wbs);
+#ifdef FC_AVX512_PF
+                _mm_prefetch((const char *)(w + v * wbs + 16 * FC_AVX512_PF), _MM_HINT_T0);
+#endif
+            }
+            w += 16;
+#pragma GCC unroll 16
+            for (int j = 0; j < P; ++j) {
+                const __m512 x = _mm512_set1_ps(p[j][off]);
+#pragma GCC unroll 4
+                for (int v = 0; v < NV; ++v) acc[v][j] = _mm512_fmadd_ps(wv[v], x, acc[v][j]);
+            }
+            off += xs;
+        }
+    }
+    const fc_activation *act = a->act;
+    if (act->kind == FC_ACT_RELU) {   /* x < 0 ? 0 : x, NaN and -0.0 kept */
+        const __m512 z = _mm512_setzero_ps();
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v)
+#pragma GCC unroll 16
+            for (int j = 0; j < P; ++j)
+                acc[v][j] = _mm512_mask_mov_ps(acc[v][j],
+                                               _mm512_cmp_ps_mask(acc[v][j], z, _CMP_LT_OQ), z);
+    } else if (act->kind != FC_ACT_IDENTITY) {
+        __m512 r[TNB * TP];
+        for (int v = 0; v < NV; ++v)
+            for (int j = 0; j < P; ++j) r[v * P + j] = acc[v][j];
+        act_f32(r, NV * P, act);
+        for (int v = 0; v < NV; ++v)
+            for (int j = 0; j < P; ++j) acc[v][j] = r[v * P + j];
+    }
+    float *y = (float *)a->y;
+    const int npix = a->npix, noc = a->noc;
+    if (a->ldy == 1) {   /* NHWC: each pixel's channels are contiguous */
+        const int64_t ldp = a->ldp;
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) {
+            const int nv = noc - 16 * v;
+            if (nv <= 0) break;
+            const __mmask16 m = nv >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nv) - 1);
+#pragma GCC unroll 16
+            for (int j = 0; j < P; ++j)
+                if (j < npix) _mm512_mask_storeu_ps(y + j * ldp + 16 * v, m, acc[v][j]);
+        }
+        return;
+    }
+    /* NCHW: transpose each 16-channel vector's P pixels into rows of pixels */
+    const int64_t ldy = a->ldy;
+    const __mmask16 pm = (__mmask16)((1u << npix) - 1);
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+        __m512 r[16], o[16];
+#pragma GCC unroll 16
+        for (int j = 0; j < 16; ++j) r[j] = acc[v][j < P ? j : 0];
+        tr16(r, o);
+        const int nv = noc - 16 * v;
+        if (nv >= 16) {
+#pragma GCC unroll 16
+            for (int c = 0; c < 16; ++c) _mm512_mask_storeu_ps(y + (16 * v + c) * ldy, pm, o[c]);
+        } else {
+            for (int c = 0; c < nv; ++c) _mm512_mask_storeu_ps(y + (16 * v + c) * ldy, pm, o[c]);
+        }
+    }
+}
+
+static void tileB_avx512_f32(const fc_tileB_args *a)
+{
+    if (a->nb >= TNB) {
+        if (a->npix == TP) tileB_f32_body(a, TNB, TP);
+        else if (a->npix == TP - 1) tileB_f32_body(a, TNB, TP - 1);
+        else tileB_f32_body(a, TNB, TP);   /* small or uneven tails: extra pixels unstored */
+    } else {
+        tileB_f32_body(a, 1, TP);
+    }
+}
+
+/* ---- float64 (8 channels per zmm) ---- */
+
+static inline __attribute__((always_inline)) void tileB_f64_body(const fc_tileB_args *a,
+                                                                const int NV, const int P)
+{
+    __m512d acc[TNB][TP];
+    const double *bias = (const double *)a->bias;
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+        const __m512d b = _mm512_loadu_pd(bias + 8 * v);
+#pragma GCC unroll 16
+        for (int j = 0; j < P; ++j) acc[v][j] = b;
+    }
+    const double *w = (const double *)a->w;
+    const int64_t wbs = a->wbs, kc = a->kc, xs = a->xs, ntaps = a->ntaps;
+    const double *const *pp = (const double *const *)a->ptrs;
+    for (int64_t t = 0; t < ntaps; ++t, pp += TP) {
+        const double *p[TP];
+#pragma GCC unroll 16
+        for (int j = 0; j < P; ++j) p[j] = pp[j];
+        int64_t off = 0;
+#pragma GCC unroll 2
+        for (int64_t k = 0; k < kc; ++k) {
+            __m512d wv[TNB];
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; ++v) wv[v] = _mm512_loadu_pd(w + v * wbs);
+            w += 8;
+#pragma GCC unroll 16
+            for (int j = 0; j < P; ++j) {
+                const __m512d x = _mm512_set1_pd(p[j][off]);
+#pragma GCC unroll 4
+                for (int v = 0; v < NV; ++v) acc[v][j] = _mm512_fmadd_pd(wv[v], x, acc[v][j]);
+            }
+            off += xs;
+        }
+    }
+    const fc_activation *act = a->act;
+    if (act->kind == FC_ACT_RELU) {
+        const __m512d z = _mm512_setzero_pd();
+        for (int v = 0; v < NV; ++v)
+            for (int j = 0; j < P; ++j)
+                acc[v][j] = _mm512_mask_mov_pd(acc[v][j],
+                                               _mm512_cmp_pd_mask(acc[v][j], z, _CMP_LT_OQ), z);
+    } else if (act->kind != FC_ACT_IDENTITY) {
+        __m512d r[TNB * TP];
+        for (int v = 0; v < NV; ++v)
+            for (int j = 0; j < P; ++j) r[v * P + j] = acc[v][j];
+        act_f64(r, NV * P, act);
+        for (int v = 0; v < NV; ++v)
+            for (int j = 0; j < P; ++j) acc[v][j] = r[v * P + j];
+    }
+    double *y = (double *)a->y;
+    const int npix = a->npix, noc = a->noc;
+    if (a->ldy == 1) {
+        const int64_t ldp = a->ldp;
+        for (int v = 0; v < NV; ++v) {
+            const int nv = noc - 8 * v;
+            if (nv <= 0) break;
+            const __mmask8 m = nv >= 8 ? (__mmask8)0xFF : (__mmask8)((1u << nv) - 1);
+            for (int j = 0; j < P; ++j)
+                if (j < npix) _mm512_mask_storeu_pd(y + j * ldp + 8 * v, m, acc[v][j]);
+        }
+        return;
+    }
+    /* NCHW: through an L1 buffer */
+    _Alignas(64) double buf[TP][8 * TNB];
+    for (int v = 0; v < NV; ++v)
+        for (int j = 0; j < P; ++j) _mm512_store_pd(buf[j] + 8 * v, acc[v][j]);
+    const int64_t ldy = a->ldy;
+    for (int o = 0; o < noc; ++o)
+        for (int j = 0; j < npix; ++j) y[o * ldy + j] = buf[j][o];
+}
+
+static void tileB_avx512_f64(const fc_tileB_args *a)
+{
+    if (a->nb >= TNB) {
+        if (a->npix == TP) tileB_f64_body(a, TNB, TP);
+        else if (a->npix == TP - 1) tileB_f64_body(a, TNB, TP - 1);
+        else tileB_f64_body(a, TNB, TP);
+    } else {
+        tileB_f64_body(a, 1, TP);
+    }
+}
+
+/* The rest is the AVX2 set's. */
+static void tileA_f32(const fc_tileA_args *a) { fc_kernels_avx2.tileA_f32(a); }
+static void tileA_f64(const fc_tileA_args *a) { fc_kernels_avx2.tileA_f64(a); }
+static void nhwc_f32(const float *s, int64_t C, int64_t cs, int64_t W, float *d)
+{
+    fc_kernels_avx2.nhwc_f32(s, C, cs, W, d);
+}
+static void nhwc_f64(const double *s, int64_t C, int64_t cs, int64_t W, double *d)
+{
+    fc_kernels_avx2.nhwc_f64(s, C, cs, W, d);
+}
+
+const fc_kernel_table fc_kernels_avx512 = {
+    "avx512", TP, TNB, tileB_avx512_f32, tileB_avx512_f64, tileA_f32, tileA_f64,
+    nhwc_f32, nhwc_f64,
+};
+#endif

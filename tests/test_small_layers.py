@@ -1,0 +1,157 @@
+"""The small-problem kernel (src/conv_small*: few output channels or tiny
+problems, vectorised along the output width) and the Cython hot path of
+conv2d (fastconv/_core.pyx fast_conv2d), against the float64 reference.
+
+Shapes are chosen to hit every code path: channel blocks of 1-4 (c_out 1..12
+per group), 1-4 vectors of columns, full and partial column blocks, padding on
+either side (masked lanes), rows at either end of the input buffer (masked
+loads), stride along the height, dilation, groups, bias or not, relu (inline)
+and other activations (out of line), float32 and float64, raw and packed
+weights, first and cached calls.
+"""
+import numpy as np
+import pytest
+
+import fastconv
+from reference import conv2d_act_ref
+
+RTOL = {np.float32: 2e-5, np.float64: 1e-12}
+
+
+def _check(y, x, w, b=None, dtype=np.float32, **kw):
+    ref, scale = conv2d_act_ref(x, w, b, **kw)
+    assert y.shape == ref.shape
+    err = np.abs(y.astype(np.float64) - ref)
+    assert np.all(err <= RTOL[dtype] * scale + 1e-30), float(np.max(err / (scale + 1e-30)))
+
+
+def _data(rng, n, c, h, w, o, kh, kw, groups=1, dtype=np.float32):
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    wt = rng.standard_normal((o, c // groups, kh, kw)).astype(dtype)
+    b = rng.standard_normal(o).astype(dtype)
+    return x, wt, b
+
+
+CASES = [  # n, c, h, w, o, k, stride, pad, dilation, groups
+    (1, 3, 30, 30, 3, 3, 1, 0, 1, 1),       # the seed layer
+    (1, 3, 30, 30, 3, 3, 1, 1, 1, 1),
+    (2, 2, 9, 9, 1, 3, 1, 0, 1, 1),         # one channel, one vector
+    (1, 4, 11, 17, 2, 3, 1, (1, 2), 1, 1),  # two channels, two vectors, pad right only partly
+    (1, 3, 12, 26, 4, 3, 1, 0, 1, 1),       # 4 channels x 3 vectors, full blocks
+    (1, 3, 12, 34, 3, 3, 1, 0, 1, 1),       # 3 channels x 4 vectors, full block
+    (1, 3, 8, 70, 5, 3, 1, 1, 1, 1),        # blocks 3+2, several column blocks
+    (1, 2, 7, 40, 7, 5, 1, 2, 1, 1),        # 4+3, 5x5
+    (1, 5, 10, 23, 8, 3, (2, 1), 1, 1, 1),  # stride along the height
+    (1, 3, 13, 29, 6, 3, 1, 2, 2, 1),       # dilation
+    (1, 3, 9, 21, 3, (1, 5), 1, (0, 2), (1, 3), 1),
+    (1, 4, 9, 19, 6, 3, 1, 1, 1, 2),        # groups
+    (2, 6, 8, 8, 12, 3, 1, 1, 1, 1),        # 12 channels, tiny: 4+4+4
+    (1, 3, 6, 1, 2, (3, 1), 1, 0, 1, 1),    # one column
+    (1, 2, 5, 5, 3, 1, 1, 0, 1, 1),         # 1x1
+    (1, 3, 33, 45, 3, 7, 1, 3, 1, 1),       # 7x7, wide padding
+    (1, 8, 40, 60, 4, 3, 1, 1, 1, 1),       # big enough for the threaded split
+]
+
+
+def _ids(c):
+    return "x".join(str(v) for v in c)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[_ids(c) for c in CASES])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("act", ["relu", None, "silu"])
+def test_small_layers(case, dtype, act):
+    n, c, h, w, o, k, s, p, d, g = case
+    kh, kw = (k, k) if isinstance(k, int) else k
+    rng = np.random.default_rng(hash(case) % 2**32)
+    x, wt, b = _data(rng, n, c, h, w, o, kh, kw, g, dtype)
+    kwargs = dict(stride=s, padding=p, dilation=d, groups=g, activation=act)
+    for bias in (b, None):
+        for weight in (wt, fastconv.pack_weight(wt, g)):
+            for _ in range(2):   # first call, then the cached one
+                y = fastconv.conv2d(x, weight, bias, **kwargs)
+                _check(y, x, wt, bias, dtype, **kwargs)
+                out = np.full(y.shape, np.nan, dtype)
+                assert fastconv.conv2d(x, weight, bias, out=out, **kwargs) is out
+                _check(out, x, wt, bias, dtype, **kwargs)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_small_layers_threads(threads):
+    rng = np.random.default_rng(7)
+    x, wt, b = _data(rng, 2, 3, 64, 90, 5, 3, 3)
+    old = fastconv.get_num_threads()
+    fastconv.set_num_threads(threads)
+    try:
+        y = fastconv.conv2d(x, wt, b, padding=1, activation="relu")
+    finally:
+        fastconv.set_num_threads(old)
+    _check(y, x, wt, b, padding=1, activation="relu")
+
+
+def test_every_width():
+    """Every output width 1..40: each tail and column-block layout."""
+    rng = np.random.default_rng(3)
+    for wo in range(1, 41):
+        for pad in (0, 1):
+            x, wt, b = _data(rng, 1, 2, 5, wo + 2 - 2 * pad, 3, 3, 3)
+            y = fastconv.conv2d(x, wt, b, padding=pad, activation="relu")
+            _check(y, x, wt, b, padding=pad, activation="relu")
+
+
+def test_input_at_buffer_edges():
+    """Views whose data ends exactly at the end of a larger buffer (or starts at
+    its beginning): the kernel must not read outside x."""
+    rng = np.random.default_rng(4)
+    for w in (5, 13, 30):
+        big = rng.standard_normal(3 * 7 * w + 64).astype(np.float32)
+        for x in (big[-3 * 7 * w:].reshape(1, 3, 7, w), big[:3 * 7 * w].reshape(1, 3, 7, w)):
+            wt = rng.standard_normal((3, 3, 3, 3)).astype(np.float32)
+            for pad in (0, 1):
+                y = fastconv.conv2d(x, wt, None, padding=pad)
+                _check(y, x, wt, None, padding=pad)
+
+
+def test_fast_path_checks_after_caching():
+    """The Cython hot path keeps conv2d's checks, with packed weights too."""
+    rng = np.random.default_rng(5)
+    x, wt, b = _data(rng, 1, 3, 12, 12, 4, 3, 3)
+    pw = fastconv.pack_weight(wt)
+    out = np.empty((1, 4, 10, 10), np.float32)
+    for weight in (wt, pw):
+        for _ in range(2):
+            fastconv.conv2d(x, weight, b, activation="relu", out=out)
+        _check(out, x, wt, b, activation="relu")
+        ro = np.empty_like(out)
+        ro.flags.writeable = False
+        with pytest.raises(ValueError, match="read-only"):
+            fastconv.conv2d(x, weight, b, activation="relu", out=ro)
+        with pytest.raises(ValueError, match="C-contiguous"):
+            fastconv.conv2d(x, weight, b, activation="relu",
+                            out=np.empty((1, 4, 10, 20), np.float32)[..., ::2])
+        big = np.zeros(4 * 100 + 3 * 144, np.float32)
+        xo = big[:3 * 144].reshape(1, 3, 12, 12)
+        xo[...] = x
+        for _ in range(2):
+            with pytest.raises(ValueError, match="overlap"):
+                fastconv.conv2d(xo, weight, b, activation="relu",
+                                out=big[100:500].reshape(1, 4, 10, 10))
+        bad = np.empty((1, 4, 10, 11), np.float32)
+        for _ in range(2):   # a wrong out shape is never cached
+            with pytest.raises(ValueError, match="shape"):
+                fastconv.conv2d(x, weight, b, activation="relu", out=bad)
+        with pytest.raises(ValueError, match="groups"):
+            fastconv.conv2d(x, pw, b, groups=3)
+        # non-contiguous input after caching: copied on the full path
+        xf = np.asfortranarray(x)
+        y = fastconv.conv2d(xf, weight, b, activation="relu")
+        _check(y, x, wt, b, activation="relu")
+        # unbatched
+        for _ in range(2):
+            y = fastconv.conv2d(x[0], weight, b, activation="relu")
+            assert y.shape == (4, 10, 10)
+            _check(y, x[0], wt, b, activation="relu")
+    # new weight values in the same array are used (raw weights are not packed)
+    wt[...] = rng.standard_normal(wt.shape)
+    fastconv.conv2d(x, wt, b, activation="relu", out=out)
+    _check(out, x, wt, b, activation="relu")
