@@ -1,7 +1,7 @@
 """Conv2D and DepthwiseConv2D with Keras semantics, run by fastconv.conv2d."""
 import numpy as np
 
-from fastconv.conv import conv2d
+from fastconv.conv import conv2d, pack_weight
 
 from ._base import (Layer, check_axis, check_ndim, initialize, keras_activation,
                     out_size_and_pads, positive_int, shape_str, standardize_data_format,
@@ -53,14 +53,16 @@ class _ConvBase(Layer):
     def _weights_changed(self):
         self._cache = None
 
-    # The kernel as fastconv.conv2d takes it, and the groups it runs with.
+    # The kernel packed once for the direct kernels (as a framework prepares a
+    # layer), and the groups it runs with.  set_weights() drops the pack; a
+    # kernel changed in place is not seen until then, as in Keras.
     def _conv_weight(self):
         if self._cache is None:
             hwio, groups = self._hwio_groups()
             if self.data_format == "channels_last":
-                w = np.ascontiguousarray(hwio)
+                w = pack_weight(hwio, groups, data_format="NHWC")
             else:
-                w = np.ascontiguousarray(hwio.transpose(3, 2, 0, 1))
+                w = pack_weight(hwio.transpose(3, 2, 0, 1), groups, data_format="NCHW")
             self._cache = (w, groups)
         return self._cache
 

@@ -1,7 +1,7 @@
 """Dense, BatchNormalization, Add, Flatten, ZeroPadding2D, Activation, Identity."""
 import numpy as np
 
-from fastconv.conv import conv2d
+from fastconv.conv import conv2d, pack_weight
 
 from ._base import (Layer, check_axis, check_ndim, initialize, keras_activation, shape_str,
                     standardize_data_format, standardize_tuple)
@@ -60,7 +60,11 @@ class Dense(Layer):
                                  "kernel_initializer")
         self.bias = initialize(self.bias_initializer, (self.units,), self.dtype,
                                "bias_initializer") if self.use_bias else None
+        self._packed = None
         super().build(input_shape)
+
+    def _weights_changed(self):
+        self._packed = None
 
     def _check_input(self, shape):
         if len(shape) < 2:
@@ -81,7 +85,10 @@ class Dense(Layer):
             y = np.zeros(x.shape[:-1] + (self.units,), self.dtype)
             return self._activation.apply(y + self.bias) if self.use_bias else y
         rows = x.reshape(1, -1, 1, fin)
-        y = conv2d(rows, self.kernel.reshape(1, 1, fin, self.units),
+        if self._packed is None:
+            self._packed = pack_weight(self.kernel.reshape(1, 1, fin, self.units),
+                                       data_format="NHWC")
+        y = conv2d(rows, self._packed,
                    self.bias if self.use_bias else None, activation=self._activation.fused,
                    data_format="NHWC")
         y = y.reshape(x.shape[:-1] + (self.units,))
