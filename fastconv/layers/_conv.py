@@ -18,6 +18,10 @@ class _ConvBase(Layer):
         self.kernel_size = standardize_tuple(kernel_size, 2, "kernel_size")
         self.strides = standardize_tuple(strides, 2, "strides")
         self.dilation_rate = standardize_tuple(dilation_rate, 2, "dilation_rate")
+        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
+            raise ValueError("`strides > 1` not supported in conjunction with "
+                             f"`dilation_rate > 1`. Received: strides={self.strides} and "
+                             f"dilation_rate={self.dilation_rate}")
         self.padding = standardize_padding(padding)
         self.data_format = standardize_data_format(data_format)
         self._activation = keras_activation(activation, "activation", allow_numpy=True)
@@ -182,10 +186,6 @@ class Conv2D(_ConvBase):
             raise ValueError("The number of filters must be evenly divisible by the "
                              f"number of groups. Received: groups={self.groups}, "
                              f"filters={self.filters}.")
-        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
-            raise ValueError("`strides > 1` not supported in conjunction with "
-                             f"`dilation_rate > 1`. Received: strides={self.strides} and "
-                             f"dilation_rate={self.dilation_rate}")
         self.kernel_initializer = kernel_initializer
         self.bias_initializer = bias_initializer
         self.kernel = self.bias = None
@@ -265,10 +265,6 @@ class DepthwiseConv2D(_ConvBase):
             raise ValueError("Invalid value for argument `depth_multiplier`. Expected a "
                              "strictly positive value. Received "
                              f"depth_multiplier={self.depth_multiplier}.")
-        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
-            raise ValueError("`strides > 1` not supported in conjunction with "
-                             f"`dilation_rate > 1`. Received: strides={self.strides} and "
-                             f"dilation_rate={self.dilation_rate}")
         self.kernel_initializer = depthwise_initializer
         self.bias_initializer = bias_initializer
         self.kernel = self.bias = None
