@@ -75,6 +75,7 @@ cdef extern from "fastconv.h" nogil:
     int fc_simd_disabled_by_env()
     int fc_cpu_has_avx512()
     int fc_avx512_disabled_by_env()
+    int fc_avx512_wanted()
     int fc_force_kernels(const char *name)
     int fc_openmp_enabled()
     int fc_get_num_threads()

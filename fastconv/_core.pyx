@@ -337,6 +337,7 @@ def config():
             "simd_disabled_by_env": bool(fc_simd_disabled_by_env()),
             "cpu_avx512": bool(fc_cpu_has_avx512()),
             "avx512_disabled_by_env": bool(fc_avx512_disabled_by_env()),
+            "avx512_wanted": bool(fc_avx512_wanted()),
             "openmp": bool(fc_openmp_enabled()),
             "threads": fc_get_num_threads()}
 

@@ -2,12 +2,13 @@
  * Depthwise convolution (groups == c_in, any channel multiplier, kernel,
  * stride, dilation and padding), activation fused: memory-bound, so each
  * input value is read from memory once and each output written once (see
- * conv_depthwise_impl.h).  float32 runs the AVX2 kernel where the CPU has it
- * (conv_depthwise_avx2.c); float64 and other CPUs the portable one here.
+ * conv_depthwise_avx2_impl.h).  Both float types run the AVX2+FMA kernels
+ * (conv_depthwise_avx2.c) where the CPU has them, else the portable ones here
+ * (conv_depthwise_impl.h, conv_depthwise_port.h).
  *
- * Callers: the direct driver should try fc_conv2d_depthwise_* first when
- * groups == c_in and fall back on FC_EINVAL (perf-A: src/conv_direct.c);
- * until then fastconv/conv.py calls it from the fused path.
+ * Callers: the direct driver (conv_direct_impl.h) tries fc_conv2d_depthwise_*
+ * first when groups == c_in and there is no pre-activation, and falls back on
+ * FC_EINVAL.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -49,5 +50,9 @@ int fc_conv2d_depthwise_f64(const fc_conv_desc *d, const double *x, const double
                             const double *bias, double *y, const fc_activation *post)
 {
     if (!fc_dw_is_depthwise(d)) return FC_EINVAL;
+    if (fc_act_simd()) {
+        const int rc = fc_dw_avx2_f64(d, x, w, bias, y, post);
+        if (rc != FC_EINVAL) return rc;
+    }
     return dw_portable_f64(d, x, w, bias, y, post);
 }

@@ -10,6 +10,8 @@
 #include "conv_common.h"
 #include "conv_kern.h"
 #include "conv_small.h"
+#include "conv_first.h"
+#include "conv_1x1.h"
 #include "fastconv.h"
 
 /* Below this many FLOPs a call stays on one thread: waking a team costs more.

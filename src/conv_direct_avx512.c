@@ -1,16 +1,21 @@
 /*
  * AVX-512 (F/BW/DQ/VL) B tiles of the direct convolution, chosen at run time
- * by dispatch.c when the CPU and the OS support them (FASTCONV_DISABLE_AVX512=1
- * keeps the AVX2 ones).  Compiled with -mavx512f -mavx512bw -mavx512dq
+ * by dispatch.c when the CPU and the OS support them and they are wanted
+ * (FASTCONV_ENABLE_AVX512=1; FASTCONV_DISABLE_AVX512=1 always keeps AVX2).  Compiled with -mavx512f -mavx512bw -mavx512dq
  * -mavx512vl -mfma; empty on other architectures.
  *
  * Same packed weights as the other kernel sets (OB = 64 bytes of output
  * channels per block, one zmm), so a PackedWeight serves every ISA.  A tile is
- * TNB blocks (zmm vectors of output channels) x TP pixels (broadcasts):
- * 2 x 12 = 24 zmm accumulators of the 32 registers.  Per input channel: 2
- * weight loads + 12 broadcasts for 24 FMAs of 16 lanes (0.58 loads per FMA,
- * against 8 / 12 = 0.67 for the AVX2 16 x 6 tile, and a quarter of the loop and
- * epilogue instructions per FLOP); the weight stream per FMA is halved.
+ * TNB blocks (zmm vectors of output channels) x TP pixels (broadcasts),
+ * 2 x 8 = 16 zmm accumulators: per input channel 2 weight loads + 8
+ * broadcasts for 16 FMAs of 16 lanes (0.63 loads per FMA against 0.67 for
+ * the AVX2 16 x 6 tile, a quarter fewer weight bytes per FLOP, half the
+ * instructions per FLOP).  2 x 12 (24 accumulators, 12 pixel pointers: GPR
+ * spills) and 4 x 6 measured slower.  On the Zen 4 it was written on, the
+ * micro-kernel and the AVX2 one both reach the FMA peak (~116 GFLOP/s) on
+ * L1-resident data, and whole layers come out within +-5% of AVX2, either
+ * way from one process to the next: it is not selected by default
+ * (dispatch.c, FASTCONV_ENABLE_AVX512=1).  See benchmarks/NOTES.md.
  * The 1x1 GEMM tile (A) and the NCHW->NHWC copy are the AVX2 ones.
  */
 #if defined(__x86_64__) || defined(_M_X64)
@@ -143,9 +148,14 @@ static inline __attribute__((always_inline)) void tileB_f32_body(const fc_tileB_
             const int nv = noc - 16 * v;
             if (nv <= 0) break;
             const __mmask16 m = nv >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nv) - 1);
+            if (nv >= 16) {
 #pragma GCC unroll 16
-            for (int j = 0; j < P; ++j)
-                if (j < npix) _mm512_mask_storeu_ps(y + j * ldp + 16 * v, m, acc[v][j]);
+                for (int j = 0; j < P; ++j)
+                    if (j < npix) _mm512_storeu_ps(y + j * ldp + 16 * v, acc[v][j]);
+            } else {
+                for (int j = 0; j < npix; ++j)
+                    _mm512_mask_storeu_ps(y + j * ldp + 16 * v, m, acc[v][j]);
+            }
         }
         return;
     }
@@ -159,7 +169,11 @@ static inline __attribute__((always_inline)) void tileB_f32_body(const fc_tileB_
         for (int j = 0; j < 16; ++j) r[j] = acc[v][j < P ? j : 0];
         tr16(r, o);
         const int nv = noc - 16 * v;
-        if (nv >= 16) {
+        if (nv >= 16 && npix == 8) {   /* rows of 8 pixels: plain 256-bit stores */
+#pragma GCC unroll 16
+            for (int c = 0; c < 16; ++c) _mm256_storeu_ps(y + (16 * v + c) * ldy,
+                                                          _mm512_castps512_ps256(o[c]));
+        } else if (nv >= 16) {
 #pragma GCC unroll 16
             for (int c = 0; c < 16; ++c) _mm512_mask_storeu_ps(y + (16 * v + c) * ldy, pm, o[c]);
         } else {

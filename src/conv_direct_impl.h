@@ -198,11 +198,25 @@ static int FN(small_takes_)(const fc_conv_desc *d, const fc_activation *pre)
     return fc_kernels() != &fc_kernels_portable && fc_small_wanted(d, pre, sizeof(T));
 }
 
+/* The first-layer kernel (conv_first.h) takes few-input-channel layers. */
+static int FN(first_takes_)(const fc_conv_desc *d, const fc_activation *pre)
+{
+    return fc_kernels() != &fc_kernels_portable && fc_first_wanted(d, pre, sizeof(T));
+}
+
+/* The strided-1x1 kernel (conv_1x1.h) takes 1x1 layers with stride or padding. */
+static int FN(s1x1_takes_)(const fc_conv_desc *d, const fc_activation *pre)
+{
+    return fc_kernels() != &fc_kernels_portable && fc_1x1s_wanted(d, pre, sizeof(T));
+}
+
 size_t FN(conv_workspace_)(const fc_conv_desc *d, const fc_activation *pre)
 {
     /* depthwise goes to its own kernel (a declined call allocates inside) */
     if (d->c_in == d->groups && (!pre || pre->kind == FC_ACT_IDENTITY)) return 0;
     if (FN(small_takes_)(d, pre)) return 0;
+    if (FN(first_takes_)(d, pre)) return fc_first_workspace(d, sizeof(T));
+    if (FN(s1x1_takes_)(d, pre)) return fc_1x1s_workspace(d, sizeof(T));
     int64_t xs[4];
     FN(dense_strides_)(d, xs);
     return FN(mode_workspace_)(d, pre, xs);
@@ -219,6 +233,10 @@ size_t FN(conv_workspace_ex_)(const fc_conv_desc *d, const int64_t *xs,
         && !memcmp(xs, dense, sizeof dense))
         return 0;
     if (FN(small_takes_)(d, pre) && !memcmp(xs, dense, sizeof dense)) return 0;
+    if (FN(first_takes_)(d, pre) && !memcmp(xs, dense, sizeof dense))
+        return fc_first_workspace(d, sizeof(T));
+    if (FN(s1x1_takes_)(d, pre) && !memcmp(xs, dense, sizeof dense))
+        return fc_1x1s_workspace(d, sizeof(T));
     return FN(mode_workspace_)(d, pre, xs);
 }
 
@@ -352,6 +370,14 @@ int FN(fc_conv2d_packed_ex_)(const fc_conv_desc *d, const T *x, const int64_t *x
     }
     if (pk->raw && dense && !y_nhwc && FN(small_takes_)(d, pre))   /* few channels / tiny */
         return CAT(fc_conv_small_avx2_, SFX)(d, x, (const T *)pk->raw, bias, y, post);
+    if (dense && !y_nhwc && FN(first_takes_)(d, pre)) {   /* few input channels */
+        const int rc = CAT(fc_conv_first_avx2_, SFX)(d, x, pk, bias, y, post, workspace);
+        if (rc != FC_EINVAL) return rc;
+    }
+    if (dense && !y_nhwc && FN(s1x1_takes_)(d, pre)) {   /* 1x1 with stride or padding */
+        const int rc = CAT(fc_conv_1x1s_avx2_, SFX)(d, x, pk, bias, y, post, workspace);
+        if (rc != FC_EINVAL) return rc;
+    }
     const fc_kernel_table *kt = fc_kernels();
     const int mode = FN(pick_mode_)(d, pre, pk, xs, y_nhwc);
     const int64_t G = d->groups, cin_g = pk->cin_g, cout_g = pk->cout_g;

@@ -47,10 +47,25 @@ int fc_cpu_has_avx512(void)
 #endif
 }
 
-int fc_avx512_disabled_by_env(void)
+static int env_set(const char *name)
 {
-    const char *e = getenv("FASTCONV_DISABLE_AVX512");
+    const char *e = getenv(name);
     return e && *e && strcmp(e, "0") != 0;
+}
+
+int fc_avx512_disabled_by_env(void) { return env_set("FASTCONV_DISABLE_AVX512"); }
+
+/* The AVX-512 tiles are not faster than the AVX2 ones on the Zen 4 they were
+ * measured on (benchmarks/NOTES.md, "AVX-512 tiles"): they are used only when
+ * FASTCONV_ENABLE_AVX512=1 asks for them, unless this is set to 1. */
+#ifndef FC_AVX512_BY_DEFAULT
+#define FC_AVX512_BY_DEFAULT 0
+#endif
+
+int fc_avx512_wanted(void)
+{
+    return !fc_avx512_disabled_by_env()
+           && (FC_AVX512_BY_DEFAULT || env_set("FASTCONV_ENABLE_AVX512"));
 }
 
 int fc_simd_disabled_by_env(void)
@@ -65,7 +80,7 @@ static const fc_kernel_table *choose(void)
 {
 #if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
     if (!fc_simd_disabled_by_env() && fc_cpu_has_avx2_fma()) {
-        if (!fc_avx512_disabled_by_env() && fc_cpu_has_avx512()) return &fc_kernels_avx512;
+        if (fc_avx512_wanted() && fc_cpu_has_avx512()) return &fc_kernels_avx512;
         return &fc_kernels_avx2;
     }
 #endif

@@ -165,13 +165,18 @@ int fc_conv2d_depthwise_f64(const fc_conv_desc *d, const double *x, const double
 /* ---- configuration (dispatch.c) ------------------------------------------ */
 
 /* Name of the kernel set in use ("avx512", "avx2+fma" or "portable"); chosen
- * at the first call from the CPU's features unless FASTCONV_DISABLE_SIMD=1
- * (portable) or FASTCONV_DISABLE_AVX512=1 (at most AVX2). */
+ * at the first call from the CPU's features and the environment:
+ * FASTCONV_DISABLE_SIMD=1 portable; FASTCONV_ENABLE_AVX512=1 AVX-512 where
+ * supported (not the default: no faster on Zen 4); FASTCONV_DISABLE_AVX512=1
+ * at most AVX2. */
 const char *fc_kernel_name(void);
 int fc_cpu_has_avx2_fma(void);     /* compiled in and supported by this CPU */
 int fc_simd_disabled_by_env(void); /* FASTCONV_DISABLE_SIMD set (not 0) */
 int fc_cpu_has_avx512(void);       /* AVX-512 F/BW/DQ/VL compiled in, CPU and OS support */
 int fc_avx512_disabled_by_env(void); /* FASTCONV_DISABLE_AVX512 set (not 0): AVX2 kernels */
+/* AVX-512 kernels wanted: by default (a build choice) or FASTCONV_ENABLE_AVX512=1,
+ * and FASTCONV_DISABLE_AVX512 unset. */
+int fc_avx512_wanted(void);
 /* Benchmarks/tests only: switch the kernel set ("portable", "avx2+fma",
  * "avx512") between calls; 0 when the CPU/build lacks it.  Not thread-safe
  * against running convolutions. */

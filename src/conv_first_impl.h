@@ -1,0 +1,230 @@
+/* The first-layer kernel for one float type (included by conv_first_avx2.c
+ * with T, SFX, V, VL and the vector macros defined).  See conv_first.h. */
+#define CAT_(a, b) a##b
+#define CAT(a, b) CAT_(a, b)
+#define FN(name) CAT(name, SFX)
+#define FOB ((int64_t)(64 / sizeof(T)))   /* output channels of a packed B block */
+
+typedef struct {
+    const T *xp;            /* phase buffer of the image */
+    const int64_t *off;     /* [nt] offset of each tap (kh, kw, c order) from a row base */
+    int64_t nt;             /* taps */
+    int64_t rs;             /* elements between padded rows */
+    const T *wb;            /* packed B weights */
+    const T *bias;          /* or NULL */
+    T *y;                   /* image's output */
+    int64_t c_out, h_out, w_out, sh, nvec;
+    const fc_activation *act;
+} FN(fjob_);
+
+static __attribute__((noinline)) void FN(first_act_)(V *r, int n, const fc_activation *a)
+{
+    for (int i = 0; i < n; ++i) r[i] = VACT(r[i], a);
+}
+
+/* 4 output channels (oc0..oc0+3, noc valid) x N vectors from column vector v0
+ * of output row oh; last: the last vector holds only `tail` valid columns. */
+static inline __attribute__((always_inline)) void
+FN(first_tile_)(const FN(fjob_) *j, const T *xrow, const T *w, const T *bias4, T *y, int noc,
+                int tail, const int N)
+{
+    V c[4][3];
+#pragma GCC unroll 4
+    for (int o = 0; o < 4; ++o) {
+        const V b = VSET1(bias4[o]);
+#pragma GCC unroll 3
+        for (int v = 0; v < N; ++v) c[o][v] = b;
+    }
+    const int64_t *off = j->off;
+    const int64_t nt = j->nt;
+#pragma GCC unroll 2
+    for (int64_t t = 0; t < nt; ++t) {
+        const T *xr = xrow + off[t];
+        V xv[3];
+#pragma GCC unroll 3
+        for (int v = 0; v < N; ++v) xv[v] = VLOAD(xr + v * VL);
+#pragma GCC unroll 4
+        for (int o = 0; o < 4; ++o) {
+            const V wv = VBCAST(w + o);
+#pragma GCC unroll 3
+            for (int v = 0; v < N; ++v) c[o][v] = VFMA(wv, xv[v], c[o][v]);
+        }
+        w += FOB;
+    }
+    const int kind = j->act->kind;
+    if (kind == FC_ACT_RELU) {
+        const V z = VSET1((T)0);
+#pragma GCC unroll 4
+        for (int o = 0; o < 4; ++o)
+#pragma GCC unroll 3
+            for (int v = 0; v < N; ++v) c[o][v] = VRELU(c[o][v], z);
+    } else if (kind != FC_ACT_IDENTITY) {
+        /* through a copy: the address of c itself would keep it out of registers */
+        _Alignas(32) V r[12];
+#pragma GCC unroll 4
+        for (int o = 0; o < 4; ++o)
+#pragma GCC unroll 3
+            for (int v = 0; v < N; ++v) r[o * 3 + v] = c[o][v];
+        FN(first_act_)(r, 12, j->act);
+#pragma GCC unroll 4
+        for (int o = 0; o < 4; ++o)
+#pragma GCC unroll 3
+            for (int v = 0; v < N; ++v) c[o][v] = r[o * 3 + v];
+    }
+    const int64_t ldy = j->h_out * j->w_out;
+    if (noc == 4 && tail == VL) {
+#pragma GCC unroll 4
+        for (int o = 0; o < 4; ++o)
+#pragma GCC unroll 3
+            for (int v = 0; v < N; ++v) VSTORE(y + o * ldy + v * VL, c[o][v]);
+        return;
+    }
+    /* partial tile: through memory (runtime indices on c would keep the
+     * accumulators out of registers in the loop above) */
+    _Alignas(32) T buf[4][3][VL];
+#pragma GCC unroll 4
+    for (int o = 0; o < 4; ++o)
+#pragma GCC unroll 3
+        for (int v = 0; v < N; ++v) VSTORE(buf[o][v], c[o][v]);
+    for (int o = 0; o < noc; ++o) {
+        for (int v = 0; v < N - 1; ++v) VSTORE(y + o * ldy + v * VL, VLOAD(buf[o][v]));
+        T *yl = y + o * ldy + (N - 1) * VL;
+        for (int i = 0; i < tail; ++i) yl[i] = buf[o][N - 1][i];
+    }
+}
+
+/* Output row oh, all channels. */
+static void FN(first_row_)(const FN(fjob_) *j, int64_t oh)
+{
+    const T *xrow = j->xp + oh * j->sh * j->rs;
+    const int64_t nvec = j->nvec, nt = j->nt;
+    const int last_tail = (int)(j->w_out - (nvec - 1) * VL);
+    const int64_t nob = (j->c_out + FOB - 1) / FOB;
+    _Alignas(32) T bias4[4];
+    for (int64_t b = 0; b < nob; ++b) {
+        for (int64_t m = 0; m < FOB; m += 4) {
+            const int64_t oc0 = b * FOB + m;
+            if (oc0 >= j->c_out) break;
+            const int noc = (int)fc_min64(4, j->c_out - oc0);
+            for (int o = 0; o < 4; ++o) bias4[o] = (j->bias && o < noc) ? j->bias[oc0 + o] : (T)0;
+            const T *w = j->wb + b * nt * FOB + m;
+            T *y = j->y + (oc0 * j->h_out + oh) * j->w_out;
+            int64_t v = 0;
+            while (v < nvec) {
+                const int64_t rem = nvec - v;
+                const int n = rem == 4 ? 2 : (int)fc_min64(3, rem);
+                const int tail = v + n == nvec ? last_tail : VL;
+                if (n == 3) FN(first_tile_)(j, xrow + v * VL, w, bias4, y + v * VL, noc, tail, 3);
+                else if (n == 2) FN(first_tile_)(j, xrow + v * VL, w, bias4, y + v * VL, noc, tail, 2);
+                else FN(first_tile_)(j, xrow + v * VL, w, bias4, y + v * VL, noc, tail, 1);
+                v += n;
+            }
+        }
+    }
+}
+
+/* Padded row r (all phases) of channel c of image x0 into dst. */
+static void FN(first_phase_row_)(const fc_conv_desc *d, const T *x0, int64_t c, int64_t r,
+                                 int64_t J, T *dst)
+{
+    const int64_t s = d->stride_w, ih = r - d->pad_top, W = d->w_in, pl = d->pad_left;
+    if (ih < 0 || ih >= d->h_in) {
+        memset(dst, 0, (size_t)(s * J) * sizeof(T));
+        return;
+    }
+    const T *src = x0 + (c * d->h_in + ih) * W;
+    for (int64_t f = 0; f < s; ++f) {
+        T *o = dst + f * J;
+        /* column q = s * j + f - pl of the row: inside for j in [lo, hi) */
+        int64_t lo = 0, hi = J;
+        while (lo < J && s * lo + f - pl < 0) ++lo;
+        while (hi > lo && s * (hi - 1) + f - pl >= W) --hi;
+        for (int64_t i = 0; i < lo; ++i) o[i] = (T)0;
+        const T *sp = src + f - pl;
+        if (s == 1) {
+            memcpy(o + lo, sp + lo, (size_t)(hi - lo) * sizeof(T));
+        } else if (s == 2) {
+            int64_t i = lo;
+#if VL == 8
+            for (; i + 8 <= hi && 2 * i + 16 + f - pl <= W; i += 8) {
+                const __m256 a = _mm256_loadu_ps(sp + 2 * i), b = _mm256_loadu_ps(sp + 2 * i + 8);
+                const __m256 e = _mm256_shuffle_ps(a, b, 0x88);   /* a0 a2 b0 b2 | a4 a6 b4 b6 */
+                _mm256_storeu_ps(o + i, _mm256_castpd_ps(_mm256_permute4x64_pd(
+                                            _mm256_castps_pd(e), 0xD8)));
+            }
+#endif
+            for (; i < hi; ++i) o[i] = sp[2 * i];
+        } else {
+            for (int64_t i = lo; i < hi; ++i) o[i] = sp[s * i];
+        }
+        for (int64_t i = hi; i < J; ++i) o[i] = (T)0;
+    }
+}
+
+int CAT(fc_conv_first_avx2_, SFX)(const fc_conv_desc *d, const T *x, const struct fc_packed *pk,
+                                   const T *bias, T *y, const fc_activation *post, void *ws)
+{
+    static const fc_activation ident = {FC_ACT_IDENTITY, 0.0, 0.0};
+    if (!post) post = &ident;
+    if (!pk || pk->elem != sizeof(T) || d->groups != 1 || pk->kh != d->kh || pk->kw != d->kw
+        || pk->cin_g != d->c_in || pk->c_out != d->c_out)
+        return FC_EINVAL;
+    const int64_t C = d->c_in, KH = d->kh, KW = d->kw, s = d->stride_w;
+    const int64_t nvec = (d->w_out + VL - 1) / VL;
+    /* phase row length: the last vector's loads at the largest tap offset */
+    const int64_t J = nvec * VL + ((KW - 1) * d->dil_w) / s;
+    const int64_t rs = s * J;
+    const int64_t Hp = (d->h_out - 1) * d->stride_h + (KH - 1) * d->dil_h + 1;
+    const int64_t plane = Hp * rs;
+    const int64_t nt = KH * KW * C;
+    void *own = NULL;
+    if (!ws) {
+        own = ws = fc_alloc64(fc_first_workspace(d, sizeof(T)));
+        if (!ws) return FC_ENOMEM;
+    }
+    /* the caller's workspace may be unaligned: align it (fc_first_workspace has slack) */
+    T *xp = (T *)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
+    int64_t *off = (int64_t *)(((uintptr_t)(xp + C * plane + VL) + 63) & ~(uintptr_t)63);
+    for (int64_t kh = 0; kh < KH; ++kh)
+        for (int64_t kw = 0; kw < KW; ++kw)
+            for (int64_t c = 0; c < C; ++c) {
+                const int64_t q = kw * d->dil_w;
+                off[(kh * KW + kw) * C + c] = c * plane + kh * d->dil_h * rs + (q % s) * J + q / s;
+            }
+    FN(fjob_) jb;
+    jb.xp = xp; jb.off = off; jb.nt = nt; jb.rs = rs; jb.wb = (const T *)pk->wb;
+    jb.bias = bias; jb.c_out = d->c_out; jb.h_out = d->h_out; jb.w_out = d->w_out;
+    jb.sh = d->stride_h; jb.nvec = nvec; jb.act = post;
+    const double flops = 2.0 * (double)(d->c_out * d->h_out * d->w_out) * (double)nt;
+    const int64_t chw = C * d->h_in * d->w_in, kchw = d->c_out * d->h_out * d->w_out;
+#ifdef _OPENMP
+    const int par = flops > FC_FIRST_PARALLEL_MIN_FLOPS && omp_get_max_threads() > 1;
+#else
+    (void)flops;
+#endif
+    for (int64_t n = 0; n < d->n; ++n) {
+        const T *x0 = x + n * chw;
+        jb.y = y + n * kchw;
+#ifdef _OPENMP
+#pragma omp parallel if (par)
+#endif
+        {
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+            for (int64_t r = 0; r < C * Hp; ++r)
+                FN(first_phase_row_)(d, x0, r / Hp, r % Hp, J, xp + r * rs);
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 1)
+#endif
+            for (int64_t oh = 0; oh < d->h_out; ++oh) FN(first_row_)(&jb, oh);
+        }
+    }
+    fc_free64(own);
+    return FC_OK;
+}
+
+#undef FOB
+#undef FN
+#undef CAT
+#undef CAT_
