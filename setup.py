@@ -84,6 +84,8 @@ class BuildExt(build_ext):
         special = [s for s in ext.sources if _isa_flags(s) is not None]
         if special:
             ext.sources = [s for s in ext.sources if s not in special]
+            # keep them in the up-to-date check, or editing one would not relink
+            ext.depends = list(ext.depends) + special
             objs = []
             for s in special:
                 flags = _isa_flags(s) if _is_x86() and self.compiler.compiler_type != "msvc" else []

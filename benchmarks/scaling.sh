@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Thread scaling of fused / separate / im2col and the peers, on a many-core machine.
-#   bash benchmarks/scaling.sh OUTDIR [THREADS]
+#   bash benchmarks/scaling.sh OUTDIR [THREADS]      (LAYERS=a,b,... to choose layers)
 # Builds fastconv in place (no network needed when numpy, Cython and setuptools are
 # installed), measures the FMA peak, then runs the benchmark at each thread count.
 set -euo pipefail
@@ -15,6 +15,6 @@ if command -v gcc >/dev/null; then
     gcc -O2 -mavx2 -mfma -fopenmp benchmarks/peak_fma.c -o /tmp/peak_fma && /tmp/peak_fma | tee -a "$out/machine.txt"
 fi
 python3 -m fastconv bench \
-    --layers resnet_conv1,resnet_3x3_64,resnet_3x3_256,resnet_3x3_512,vgg_3x3_64_224,resnet_1x1_down,mobilenet_dw,mobilenet_pw,batch8_3x3_128 \
+    --layers "${LAYERS:-resnet_conv1,resnet_3x3_64,resnet_3x3_256,resnet_3x3_512,vgg_3x3_64_224,resnet_1x1_down,mobilenet_dw,batch8_3x3_128}" \
     --threads "$threads" --activation relu --max-time 0.4 --no-progress \
     --out "$out" --markdown "$out/SCALING.md"

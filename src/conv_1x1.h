@@ -1,6 +1,10 @@
 /*
- * 1x1 convolutions the GEMM tile (A, conv_kern.h) does not take: stride > 1
- * or padding (ResNet's downsampling shortcuts), groups 1 (conv_1x1_avx2.c).
+ * 1x1 convolutions, groups 1, that the GEMM tile (A, conv_kern.h) does not
+ * take or takes badly (conv_1x1_avx2.c): stride > 1 or padding (ResNet's
+ * downsampling shortcuts), and stride 1 on small images (<= 196 output
+ * pixels: A's 16-pixel vectors waste 15/64 lanes at 7x7; measured 71 -> 103
+ * GFLOP/s for 512->2048 at 7x7, 100 -> 108 for 256->1024 at 14x14, while at
+ * 28x28 A stays better, 109 vs 103).
  *
  * The pixels the convolution reads are gathered once into a dense
  * channels-last block xd[pixel][c_in] (zero rows for padded pixels; 49 x 256

@@ -92,31 +92,28 @@ int CAT(fc_conv_1x1s_avx2_, SFX)(const fc_conv_desc *d, const T *x, const struct
     for (int64_t n = 0; n < d->n; ++n) {
         const T *x0 = x + n * K * HWi;
         T *y0 = y + n * d->c_out * HWo;
+        /* gather, on the calling thread (a few us; no barrier inside the
+         * parallel region): xd[p][k] = x0[k][ih][iw], 0 in the padding */
+        for (int64_t k0 = 0; k0 < K; k0 += 16) {
+            const int64_t k1 = fc_min64(K, k0 + 16);
+            for (int64_t oh = 0; oh < d->h_out; ++oh) {
+                const int64_t ih = oh * d->stride_h - d->pad_top;
+                for (int64_t ow = 0; ow < d->w_out; ++ow) {
+                    const int64_t iw = ow * d->stride_w - d->pad_left;
+                    T *dst = xd + (oh * d->w_out + ow) * K;
+                    if ((uint64_t)ih >= (uint64_t)d->h_in || (uint64_t)iw >= (uint64_t)d->w_in) {
+                        for (int64_t k = k0; k < k1; ++k) dst[k] = (T)0;
+                    } else {
+                        const T *src = x0 + ih * d->w_in + iw;
+                        for (int64_t k = k0; k < k1; ++k) dst[k] = src[k * HWi];
+                    }
+                }
+            }
+        }
 #ifdef _OPENMP
 #pragma omp parallel if (par)
 #endif
         {
-            /* gather: xd[p][k] = x0[k][ih][iw] (0 in the padding); by blocks of
-             * channels, each thread writing its own columns */
-#ifdef _OPENMP
-#pragma omp for schedule(static)
-#endif
-            for (int64_t k0 = 0; k0 < K; k0 += 16) {
-                const int64_t k1 = fc_min64(K, k0 + 16);
-                for (int64_t oh = 0; oh < d->h_out; ++oh) {
-                    const int64_t ih = oh * d->stride_h - d->pad_top;
-                    for (int64_t ow = 0; ow < d->w_out; ++ow) {
-                        const int64_t iw = ow * d->stride_w - d->pad_left;
-                        T *dst = xd + (oh * d->w_out + ow) * K;
-                        if ((uint64_t)ih >= (uint64_t)d->h_in || (uint64_t)iw >= (uint64_t)d->w_in) {
-                            for (int64_t k = k0; k < k1; ++k) dst[k] = (T)0;
-                        } else {
-                            const T *src = x0 + ih * d->w_in + iw;
-                            for (int64_t k = k0; k < k1; ++k) dst[k] = src[k * HWi];
-                        }
-                    }
-                }
-            }
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif

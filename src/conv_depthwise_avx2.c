@@ -4,6 +4,7 @@
  * only; chosen at run time by conv_depthwise.c.
  */
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -60,6 +61,14 @@ static inline void dw_tr4_f64(__m256d *r)
     r[3] = _mm256_permute2f128_pd(t1, t3, 0x31);
 }
 
+/* Streaming (non-temporal) stores for outputs larger than this. */
+#ifndef DWV_NT
+#define DWV_NT 0   /* measured: no gain on one thread (see NOTES.md) */
+#endif
+#ifndef DWV_NT_BYTES
+#define DWV_NT_BYTES 4.0e6
+#endif
+
 /* Channels-last kernel for output rows at most this wide. */
 #ifndef DWC_MAX_W
 #define DWC_MAX_W 16
@@ -67,14 +76,14 @@ static inline void dw_tr4_f64(__m256d *r)
 
 /* Tile shapes (4 or 2 output rows x NV vectors), chosen by measurement. */
 #ifndef DWV_K3S1_NV
-#define DWV_K3S1_NV 2
-#define DWV_K3S1_R4 1
+#define DWV_K3S1_NV 1
+#define DWV_K3S1_RM 4
 #define DWV_K3S2_NV 2
-#define DWV_K3S2_R4 0
+#define DWV_K3S2_RM 2
 #define DWV_K5S1_NV 2
-#define DWV_K5S1_R4 1
+#define DWV_K5S1_RM 4
 #define DWV_K5S2_NV 2
-#define DWV_K5S2_R4 1
+#define DWV_K5S2_RM 4
 #endif
 
 #define T float
@@ -83,6 +92,7 @@ static inline void dw_tr4_f64(__m256d *r)
 #define VL 8
 #define VLOADU _mm256_loadu_ps
 #define VSTOREU _mm256_storeu_ps
+#define VSTREAM _mm256_stream_ps
 #define VSET1 _mm256_set1_ps
 #define VFMA _mm256_fmadd_ps
 #define VZERO _mm256_setzero_ps
@@ -103,6 +113,7 @@ static inline void dw_tr4_f64(__m256d *r)
 #undef VL
 #undef VLOADU
 #undef VSTOREU
+#undef VSTREAM
 #undef VSET1
 #undef VFMA
 #undef VZERO
@@ -123,6 +134,7 @@ static inline void dw_tr4_f64(__m256d *r)
 #define VL 4
 #define VLOADU _mm256_loadu_pd
 #define VSTOREU _mm256_storeu_pd
+#define VSTREAM _mm256_stream_pd
 #define VSET1 _mm256_set1_pd
 #define VFMA _mm256_fmadd_pd
 #define VZERO _mm256_setzero_pd
@@ -143,6 +155,7 @@ static inline void dw_tr4_f64(__m256d *r)
 #undef VL
 #undef VLOADU
 #undef VSTOREU
+#undef VSTREAM
 #undef VSET1
 #undef VFMA
 #undef VZERO

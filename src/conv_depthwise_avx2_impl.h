@@ -1,30 +1,38 @@
 /*
- * Depthwise convolution, AVX2+FMA kernel for one float type (included by
- * conv_depthwise_avx2.c with T, SFX, V, VL, VLOADU, VSTOREU, VSET1, VFMA,
- * VZERO, VACT(kind, v, p0, p1), dw_deint2 and act_array defined).
+ * Depthwise convolution, AVX2+FMA kernels for one float type (included by
+ * conv_depthwise_avx2.c with T, SFX, V, VL, the V* intrinsic macros, MI /
+ * MLOAD / VMASKLOAD (lane masks), VEVEN / VODD / VUNPERM (stride 2),
+ * VTRANSPOSE, VACT(kind, v), dw_deint2 and act_array defined).
  *
- * Work item: (image, input channel, block of output rows).  The input rows
- * the block needs are copied, just before first use, into a buffer that is
- * zero-padded in both directions (vertical padding rows are zero rows) and
- * split by column phase for stride_w > 1 (padded column k goes to phase
- * k % s, slot k / s), so that every tap of a run of VL output columns is one
- * unaligned load: no bounds test, no gather, no branch in the FMA loop.
+ * Three kernels, chosen per call (fc_dw_avx2_*_impl at the end):
  *
- * Tile: R output rows x NV vectors of VL columns; the R rows share the input
- * rows they overlap (for a 3x3 stride 1, R = 4: 6 input rows, 18 loads and 36
- * FMAs per 4 output vectors).  3x3 kernels keep the 9 weights in registers.
- * The common shapes (3x3 and 5x5, stride 1 and 2, no dilation) have fully
- * unrolled tiles; everything else goes through a tile with run-time loops.
- * identity / relu / relu6 are applied in registers before the single store;
- * the other activations in place on the R rows just written (still in L1).
- * Every output channel of the multiplier group is computed from the same
- * buffer rows while they are hot.
+ * 1. Row kernels (3x3 and 5x5, stride 1 and 2, no dilation).  Work item:
+ *    (image, input channel, block of output rows), in groups of output rows
+ *    whose input rows are given as pointers straight into x (no copy; rows in
+ *    the vertical padding point at a zero row).  Tile: R output rows x NV
+ *    vectors of VL columns sharing the input rows they overlap (3x3 stride 1:
+ *    R = 4, 6 input rows, 18 loads and 36 FMAs per 4 output vectors, the 9
+ *    weights in registers).  Vectors whose taps all fall inside the row use
+ *    plain loads; the edge vectors (and the partial last one) use lane-masked
+ *    loads with masks precomputed per call: no branch in the FMA loop.  Stride
+ *    2 splits two loads per tap pair into even / odd lanes in-lane and puts
+ *    the lanes back once per output vector.
+ * 2. Narrow planes: channels in the lanes (dwc_*): transposed blocks of VL
+ *    channels in a zero-padded channels-last buffer, 8 output pixels per tile.
+ * 3. Anything else (dilation, other kernels / strides): the input rows are
+ *    copied into a zero-padded buffer split by column phase (padded column k
+ *    at phase k % s, slot k / s), so every tap is one unaligned load.
+ *
+ * Bias initialises the accumulators; identity / relu / relu6 are applied in
+ * registers before the single store, the other activations in place on the
+ * rows just written (still in L1).  Every output channel of a multiplier
+ * group is computed from the same input rows while they are hot.
  */
 #define CAT_(a, b) a##b
 #define CAT(a, b) CAT_(a, b)
 #define FN(name) CAT(name, SFX)
 
-#define DWV_MAXR 4
+#define DWV_MAXR 8
 #define DWV_MAXV 4
 #define DWV_AI static inline __attribute__((always_inline))
 
@@ -37,11 +45,12 @@ typedef struct {
     const T *wt;          /* KH x KW weights */
     T bias;
     T *y;                 /* output row of the group's first row */
-    int64_t nrows;        /* 1..4 */
+    int64_t nrows;        /* rows of the group */
     int safe_last;        /* no spill past the group's last row (end of a block) */
     int spill_ok;         /* a partial vector may spill into the next row */
     int64_t nl, ni, nfull, rem;   /* edge / interior / full vectors, last partial width */
     const MI *masks;      /* direct mode: KW lane masks per edge vector */
+    int nt;               /* full vectors are aligned: streaming stores */
 } FN(dwv_args_);
 
 /* Mask lanes per edge vector: KW loads (stride 1) or two per tap pair (stride 2). */
@@ -62,13 +71,13 @@ DWV_AI void FN(dwv_tile_)(const FN(dwv_args_) *a, const int64_t col, const V *wr
     const int64_t L = a->L, w_out = a->w_out;
     const T *wt = a->wt;
     V acc[DWV_MAXR][DWV_MAXV];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
         for (int v = 0; v < NV; ++v) acc[r][v] = vb;
     const int NI = (R - 1) * SH + KH;
     if (DIRECT && SW == 2) {
-#pragma GCC unroll 16
+#pragma GCC unroll 24
         for (int i = 0; i < NI; ++i) {
             const T *row = a->rp[i] + 2 * col;
 #pragma GCC unroll 4
@@ -83,7 +92,7 @@ DWV_AI void FN(dwv_tile_)(const FN(dwv_args_) *a, const int64_t col, const V *wr
                     ev[v] = VEVEN(A, B);
                     od[v] = VODD(A, B);
                 }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
                 for (int r = 0; r < R; ++r) {
                     const int kh = i - r * SH;
                     if (kh < 0 || kh >= KH) continue;
@@ -100,7 +109,7 @@ DWV_AI void FN(dwv_tile_)(const FN(dwv_args_) *a, const int64_t col, const V *wr
             }
         }
     } else {
-#pragma GCC unroll 16
+#pragma GCC unroll 24
         for (int i = 0; i < NI; ++i) {
             const T *row = a->rp[i] + col;
 #pragma GCC unroll 8
@@ -110,7 +119,7 @@ DWV_AI void FN(dwv_tile_)(const FN(dwv_args_) *a, const int64_t col, const V *wr
 #pragma GCC unroll 4
                 for (int v = 0; v < NV; ++v)
                     xv[v] = MASK ? VMASKLOAD(q + v * VL, MLOAD(mk + j * VL)) : VLOADU(q + v * VL);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
                 for (int r = 0; r < R; ++r) {
                     const int kh = i - r * SH;
                     if (kh < 0 || kh >= KH) continue;
@@ -121,7 +130,7 @@ DWV_AI void FN(dwv_tile_)(const FN(dwv_args_) *a, const int64_t col, const V *wr
             }
         }
     }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
         T *yr = a->y + r * w_out + col;
 #pragma GCC unroll 4
@@ -132,6 +141,8 @@ DWV_AI void FN(dwv_tile_)(const FN(dwv_args_) *a, const int64_t col, const V *wr
                 T tmp[VL];
                 VSTOREU(tmp, o);
                 for (int64_t e = 0; e < rem; ++e) yr[e] = tmp[e];
+            } else if (DWV_NT && !rem && a->nt) {
+                VSTREAM(yr + v * VL, o);
             } else {
                 /* a partial vector spills into the next row, written after it */
                 VSTOREU(yr + v * VL, o);
@@ -178,45 +189,40 @@ DWV_AI void FN(dwv_rows_)(const FN(dwv_args_) *g, const int64_t t, const V *wreg
                           mk + (v - ni) * MS, 0, 0);
 }
 
-/* The group's rows: 4, 2 + 1, 2 or 1. */
+/* The group's rows: RM at a time, then pairs, then one. */
 DWV_AI void FN(dwv_run_)(const FN(dwv_args_) *a, const int kind, const int KH, const int KW,
                          const int SH, const int SW, const int NV, const int WREG,
-                         const int DIRECT, const int R4)
+                         const int DIRECT, const int RM)
 {
     V wreg[9];
     if (WREG)
         for (int t = 0; t < KH * KW; ++t) wreg[t] = VSET1(a->wt[t]);
     const V vb = VSET1(a->bias);
     const int64_t n = a->nrows;
-    if (n == 4 && R4) {
-        FN(dwv_rows_)(a, 0, wreg, vb, kind, KH, KW, SH, SW, 4, NV, WREG, DIRECT, a->safe_last);
-        return;
-    }
-    if (n == 4) {
-        FN(dwv_rows_)(a, 0, wreg, vb, kind, KH, KW, SH, SW, 2, NV, WREG, DIRECT, 0);
-        FN(dwv_rows_)(a, 2, wreg, vb, kind, KH, KW, SH, SW, 2, NV, WREG, DIRECT, a->safe_last);
-        return;
-    }
-    if (n >= 2)
-        FN(dwv_rows_)(a, 0, wreg, vb, kind, KH, KW, SH, SW, 2, NV, WREG, DIRECT,
-                      n == 2 && a->safe_last);
-    if (n & 1)
-        FN(dwv_rows_)(a, n - 1, wreg, vb, kind, KH, KW, SH, SW, 1, NV, WREG, DIRECT,
-                      a->safe_last);
+    int64_t t = 0;
+    if (RM > 2)
+        for (; t + RM <= n; t += RM)
+            FN(dwv_rows_)(a, t, wreg, vb, kind, KH, KW, SH, SW, RM, NV, WREG, DIRECT,
+                          t + RM == n && a->safe_last);
+    for (; t + 2 <= n; t += 2)
+        FN(dwv_rows_)(a, t, wreg, vb, kind, KH, KW, SH, SW, 2, NV, WREG, DIRECT,
+                      t + 2 == n && a->safe_last);
+    if (t < n)
+        FN(dwv_rows_)(a, t, wreg, vb, kind, KH, KW, SH, SW, 1, NV, WREG, DIRECT, a->safe_last);
 }
 
 /* The unrolled shapes x the kinds done in registers (identity, relu, relu6). */
-#define DWV_SHAPE(NAME, KH, KW, SH, SW, NV, WREG, R4)                                        \
+#define DWV_SHAPE(NAME, KH, KW, SH, SW, NV, WREG, RM)                                        \
     static void FN(NAME##_id_)(const FN(dwv_args_) *a)                                     \
-    { FN(dwv_run_)(a, FC_ACT_IDENTITY, KH, KW, SH, SW, NV, WREG, 1, R4); }                  \
+    { FN(dwv_run_)(a, FC_ACT_IDENTITY, KH, KW, SH, SW, NV, WREG, 1, RM); }                  \
     static void FN(NAME##_relu_)(const FN(dwv_args_) *a)                                   \
-    { FN(dwv_run_)(a, FC_ACT_RELU, KH, KW, SH, SW, NV, WREG, 1, R4); }                      \
+    { FN(dwv_run_)(a, FC_ACT_RELU, KH, KW, SH, SW, NV, WREG, 1, RM); }                      \
     static void FN(NAME##_relu6_)(const FN(dwv_args_) *a)                                  \
-    { FN(dwv_run_)(a, FC_ACT_RELU6, KH, KW, SH, SW, NV, WREG, 1, R4); }
-DWV_SHAPE(dwv_k3s1, 3, 3, 1, 1, DWV_K3S1_NV, 1, DWV_K3S1_R4)
-DWV_SHAPE(dwv_k3s2, 3, 3, 2, 2, DWV_K3S2_NV, 1, DWV_K3S2_R4)
-DWV_SHAPE(dwv_k5s1, 5, 5, 1, 1, DWV_K5S1_NV, 0, DWV_K5S1_R4)
-DWV_SHAPE(dwv_k5s2, 5, 5, 2, 2, DWV_K5S2_NV, 0, DWV_K5S2_R4)
+    { FN(dwv_run_)(a, FC_ACT_RELU6, KH, KW, SH, SW, NV, WREG, 1, RM); }
+DWV_SHAPE(dwv_k3s1, 3, 3, 1, 1, DWV_K3S1_NV, 1, DWV_K3S1_RM)
+DWV_SHAPE(dwv_k3s2, 3, 3, 2, 2, DWV_K3S2_NV, 1, DWV_K3S2_RM)
+DWV_SHAPE(dwv_k5s1, 5, 5, 1, 1, DWV_K5S1_NV, 0, DWV_K5S1_RM)
+DWV_SHAPE(dwv_k5s2, 5, 5, 2, 2, DWV_K5S2_NV, 0, DWV_K5S2_RM)
 #undef DWV_SHAPE
 
 typedef void (*FN(dwv_fn_))(const FN(dwv_args_) *);
@@ -343,30 +349,46 @@ DWV_AI void FN(dwc_tr_in_)(const T *src, int64_t ss, int64_t n, T *dst)
     }
 }
 
-/* One block of VL channels of image n: x planes -> buf -> obuf -> y planes. */
-static void FN(dwc_block_)(const fc_conv_desc *d, const FN(dwc_geom_) *g, const T *xb,
-                           const T *wb, const T *bias, T *yb, int kind,
-                           const fc_activation *post, T *buf, T *obuf, T *wpk)
+/* Channels-last tiles: P (7 or 8) pixels of one output row, the taps unrolled. */
+DWV_AI void FN(dwc_compute_)(const T *buf, T *obuf, const T *wpk, const V vb, int64_t h_out,
+                             int64_t w_out, int64_t Wp, int64_t sh, const int KH, const int KW,
+                             const int SW, int kind, const int P)
 {
-    const int64_t h_in = d->h_in, w_in = d->w_in, hw_in = h_in * w_in;
-    const int64_t h_out = d->h_out, w_out = d->w_out, hw_out = h_out * w_out;
-    const int64_t KH = d->kh, KW = d->kw, taps = KH * KW;
-    const int64_t sh = d->stride_h, sw = d->stride_w, dh = d->dil_h, dwl = d->dil_w;
-    const int64_t Wp = g->Wp;
-    /* weights [tap][VL] */
-    for (int64_t t = 0; t < taps; t += VL)
-        FN(dwc_tr_in_)(wb + t, taps, fc_min64(VL, taps - t), wpk + t * VL);
-    /* input: rows of VL planes, VL columns at a time, transposed */
-    const int64_t r0 = fc_max64(0, -g->pt), r1 = fc_min64(h_in, g->Hp - g->pt);
-    const int64_t c1 = fc_min64(w_in, Wp - g->pl);
-    for (int64_t ih = r0; ih < r1; ++ih) {
-        T *br = buf + ((ih + g->pt) * Wp + g->pl) * VL;
-        for (int64_t iw = 0; iw < c1; iw += VL)
-            FN(dwc_tr_in_)(xb + ih * w_in + iw, hw_in, fc_min64(VL, c1 - iw), br + iw * VL);
+    for (int64_t oh = 0; oh < h_out; ++oh) {
+        const T *rb = buf + oh * sh * Wp * VL;
+        T *ob = obuf + oh * w_out * VL;
+        for (int64_t ow = 0; ow < w_out; ow += P) {
+            V acc[8];
+#pragma GCC unroll 8
+            for (int p = 0; p < P; ++p) acc[p] = vb;
+#pragma GCC unroll 5
+            for (int kh = 0; kh < KH; ++kh) {
+                const T *row = rb + (kh * Wp + ow * SW) * VL;
+#pragma GCC unroll 5
+                for (int kw = 0; kw < KW; ++kw) {
+                    const V wv = VLOADU(wpk + (kh * KW + kw) * VL);
+#pragma GCC unroll 8
+                    for (int p = 0; p < P; ++p)
+                        acc[p] = VFMA(wv, VLOADU(row + (p * SW + kw) * VL), acc[p]);
+                }
+            }
+            if (kind == FC_ACT_RELU) {
+#pragma GCC unroll 8
+                for (int p = 0; p < P; ++p) acc[p] = VACT(FC_ACT_RELU, acc[p]);
+            } else if (kind == FC_ACT_RELU6) {
+#pragma GCC unroll 8
+                for (int p = 0; p < P; ++p) acc[p] = VACT(FC_ACT_RELU6, acc[p]);
+            }
+#pragma GCC unroll 8
+            for (int p = 0; p < P; ++p) VSTOREU(ob + (ow + p) * VL, acc[p]);
+        }
     }
-    /* compute: 8 output pixels of a row per tile (the last one spills into
-     * the next row's pixels of obuf, computed after it) */
-    const V vb = bias ? VLOADU(bias) : VZERO();
+}
+
+static void FN(dwc_compute_g_)(const T *buf, T *obuf, const T *wpk, const V vb, int64_t h_out,
+                               int64_t w_out, int64_t Wp, int64_t sh, int64_t sw, int64_t KH,
+                               int64_t KW, int64_t dh, int64_t dwl, int kind)
+{
     for (int64_t oh = 0; oh < h_out; ++oh) {
         const T *rb = buf + oh * sh * Wp * VL;
         T *ob = obuf + oh * w_out * VL;
@@ -395,6 +417,44 @@ static void FN(dwc_block_)(const fc_conv_desc *d, const FN(dwc_geom_) *g, const 
             for (int p = 0; p < 8; ++p) VSTOREU(ob + (ow + p) * VL, acc[p]);
         }
     }
+}
+
+/* One block of VL channels of image n: x planes -> buf -> obuf -> y planes. */
+static void FN(dwc_block_)(const fc_conv_desc *d, const FN(dwc_geom_) *g, const T *xb,
+                           const T *wb, const T *bias, T *yb, int kind,
+                           const fc_activation *post, T *buf, T *obuf, T *wpk)
+{
+    const int64_t h_in = d->h_in, w_in = d->w_in, hw_in = h_in * w_in;
+    const int64_t h_out = d->h_out, w_out = d->w_out, hw_out = h_out * w_out;
+    const int64_t KH = d->kh, KW = d->kw, taps = KH * KW;
+    const int64_t sh = d->stride_h, sw = d->stride_w, dh = d->dil_h, dwl = d->dil_w;
+    const int64_t Wp = g->Wp;
+    /* weights [tap][VL] */
+    for (int64_t t = 0; t < taps; t += VL)
+        FN(dwc_tr_in_)(wb + t, taps, fc_min64(VL, taps - t), wpk + t * VL);
+    /* input: rows of VL planes, VL columns at a time, transposed */
+    const int64_t r0 = fc_max64(0, -g->pt), r1 = fc_min64(h_in, g->Hp - g->pt);
+    const int64_t c1 = fc_min64(w_in, Wp - g->pl);
+    for (int64_t ih = r0; ih < r1; ++ih) {
+        T *br = buf + ((ih + g->pt) * Wp + g->pl) * VL;
+        for (int64_t iw = 0; iw < c1; iw += VL)
+            FN(dwc_tr_in_)(xb + ih * w_in + iw, hw_in, fc_min64(VL, c1 - iw), br + iw * VL);
+    }
+    /* compute: 8 output pixels of a row per tile (the last one spills into
+     * the next row's pixels of obuf, computed after it) */
+    const V vb = bias ? VLOADU(bias) : VZERO();
+    /* 7-pixel tiles where they divide the row and 8 do not (7, 14, 21, 28 wide) */
+    const int p7 = w_out % 7 == 0 && w_out % 8 != 0;
+#define DWC_SHAPE(K, S)                                                                        \
+    if (KH == K && KW == K && dh == 1 && dwl == 1 && sw == S) {                              \
+        if (p7)                                                                              \
+            FN(dwc_compute_)(buf, obuf, wpk, vb, h_out, w_out, Wp, sh, K, K, S, kind, 7);    \
+        else                                                                                 \
+            FN(dwc_compute_)(buf, obuf, wpk, vb, h_out, w_out, Wp, sh, K, K, S, kind, 8);    \
+    } else
+    DWC_SHAPE(3, 1) DWC_SHAPE(3, 2) DWC_SHAPE(5, 1) DWC_SHAPE(5, 2)
+#undef DWC_SHAPE
+        FN(dwc_compute_g_)(buf, obuf, wpk, vb, h_out, w_out, Wp, sh, sw, KH, KW, dh, dwl, kind);
     /* output: VL pixels at a time, transposed into the VL planes */
     for (int64_t q = 0; q < hw_out; q += VL) {
         const int64_t nv = fc_min64(VL, hw_out - q);
@@ -473,7 +533,8 @@ static int CAT(FN(fc_dw_avx2_), _impl)(const fc_conv_desc *d, const T *x, const 
     const int64_t nvec = (w_out + VL - 1) / VL, nfull = w_out / VL, rem = w_out - nfull * VL;
 
     /* Narrow planes: channels in the lanes. */
-    if (mult == 1 && d->c_in % VL == 0 && w_out <= DWC_MAX_W && d->pad_left >= 0 &&
+    if (mult == 1 && d->c_in % VL == 0 && d->pad_left >= 0 &&
+        (w_out <= DWC_MAX_W || (w_out <= 32 && KH * KW >= 20)) &&
         d->pad_top >= 0)
         return FN(dwc_run_)(d, x, w, bias, y, post, kind, nthreads);
 
@@ -498,6 +559,9 @@ static int CAT(FN(fc_dw_avx2_), _impl)(const fc_conv_desc *d, const T *x, const 
     if (shape < 0) in_regs = kind == FC_ACT_IDENTITY;
     const FN(dwv_fn_) fn = shape < 0 ? NULL
                            : fns[shape][kind == FC_ACT_RELU ? 1 : kind == FC_ACT_RELU6 ? 2 : 0];
+    /* output rows per group (the input rows they share are set up once) */
+    static const int64_t group_rows[4] = {DWV_K3S1_RM, DWV_K3S2_RM, DWV_K5S1_RM, DWV_K5S2_RM};
+    const int64_t G = shape < 0 ? 4 : fc_max64(4, group_rows[shape]);
 
     /* Buffer mode: phase rows of whole vectors of output columns plus the taps. */
     const int64_t L = (nvec * VL + ((KW - 1) * dw) / SW + VL - 1) / VL * VL;
@@ -524,9 +588,9 @@ static int CAT(FN(fc_dw_avx2_), _impl)(const fc_conv_desc *d, const T *x, const 
     if (par && planes < 4 * (int64_t)nthreads)
         nblk = (4 * (int64_t)nthreads + planes - 1) / planes;
     int64_t rows = (h_out + nblk - 1) / nblk;
-    if (rows > 4) rows = (rows + 3) / 4 * 4;
+    if (rows > G) rows = (rows + G - 1) / G * G;
     if (!direct) {
-        const int64_t cap = fc_max64(4, (65536 / sL) / SH / 4 * 4);
+        const int64_t cap = fc_max64(G, (65536 / sL) / SH / G * G);
         if (rows > cap) rows = cap;
     }
     nblk = (h_out + rows - 1) / rows;
@@ -535,7 +599,7 @@ static int CAT(FN(fc_dw_avx2_), _impl)(const fc_conv_desc *d, const T *x, const 
     const double item_flops = flops / (double)items;
     int64_t chunk = (int64_t)(3.0e4 / (item_flops + 1.0)) + 1;
     if (chunk > items / (2 * nthreads)) chunk = fc_max64(1, items / (2 * nthreads));
-    const int64_t NIMAX = 3 * SH + (KH - 1) * dh + 1;   /* input rows of a 4-row group */
+    const int64_t NIMAX = (G - 1) * SH + (KH - 1) * dh + 1;   /* input rows of a group */
     if (NIMAX > 256 || KW > 64) return FC_EINVAL;
 
     int64_t toff[64];
@@ -587,6 +651,8 @@ static int CAT(FN(fc_dw_avx2_), _impl)(const fc_conv_desc *d, const T *x, const 
         a.rem = rem;
         a.masks = masks;
         a.spill_ok = VL - rem <= w_out;
+        a.nt = DWV_NT && ((uintptr_t)y % 32 == 0) && (w_out % VL == 0) &&
+               (double)(d->n * d->c_out * h_out * w_out) * sizeof(T) > DWV_NT_BYTES;
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, chunk)
 #endif
@@ -597,8 +663,8 @@ static int CAT(FN(fc_dw_avx2_), _impl)(const fc_conv_desc *d, const T *x, const 
             const int64_t ih0 = oh0 * SH - d->pad_top;   /* input row of buffer row 0 */
             const T *xc = x + (n * d->c_in + ic) * h_in * w_in;
             int64_t filled = 0;
-            for (int64_t t0 = 0; t0 < oh1 - oh0; t0 += 4) {
-                const int64_t t1 = fc_min64(oh1 - oh0, t0 + 4);
+            for (int64_t t0 = 0; t0 < oh1 - oh0; t0 += G) {
+                const int64_t t1 = fc_min64(oh1 - oh0, t0 + G);
                 const int64_t nin = (t1 - t0 - 1) * SH + (KH - 1) * dh + 1;
                 if (direct) {
                     for (int64_t i = 0; i < nin; ++i) {

@@ -6,7 +6,8 @@
  * runs the 16-channel x 6-pixel B tile on it, whose transposed store, pointer
  * tables and the copy itself cost ~20% on ResNet's 7x7/2 conv1.  Here instead:
  *
- *  - x is copied once, per image, into a zero-padded, phase-split buffer:
+ *  - x is copied, one band of output rows at a time (each thread its own, no
+ *    barrier), into a zero-padded, phase-split buffer:
  *    xp[c][padded row][phase f][j] = xpad[c][row][s * j + f] (s = stride_w),
  *    so that for every tap (c, kh, kw) the inputs of VL consecutive output
  *    columns are VL consecutive floats (phase (kw * dw) % s, offset
@@ -31,8 +32,8 @@ struct fc_packed;
  * kernels in use is checked by the caller). */
 int fc_first_wanted(const fc_conv_desc *d, const fc_activation *pre, size_t elem);
 
-/* Bytes of workspace it uses (the phase buffer of one image and the tap
- * offsets); the kernel allocates them itself when given none. */
+/* Bytes of caller workspace it uses: 0 (it allocates a band of phase rows
+ * per thread itself, C x ((16 - 1) * stride_h + (kh - 1) * dil_h + 1) rows). */
 size_t fc_first_workspace(const fc_conv_desc *d, size_t elem);
 
 /* y = post(conv(pad(x), w) + bias) with the packed weights' B layout; bias may

@@ -94,9 +94,9 @@ FN(first_tile_)(const FN(fjob_) *j, const T *xrow, const T *w, const T *bias4, T
 }
 
 /* Output row oh, all channels. */
-static void FN(first_row_)(const FN(fjob_) *j, int64_t oh)
+static void FN(first_row_)(const FN(fjob_) *j, int64_t oh, int64_t ohb)
 {
-    const T *xrow = j->xp + oh * j->sh * j->rs;
+    const T *xrow = j->xp + ohb * j->sh * j->rs;   /* ohb: row within the band buffer */
     const int64_t nvec = j->nvec, nt = j->nt;
     const int last_tail = (int)(j->w_out - (nvec - 1) * VL);
     const int64_t nob = (j->c_out + FOB - 1) / FOB;
@@ -165,26 +165,35 @@ int CAT(fc_conv_first_avx2_, SFX)(const fc_conv_desc *d, const T *x, const struc
                                    const T *bias, T *y, const fc_activation *post, void *ws)
 {
     static const fc_activation ident = {FC_ACT_IDENTITY, 0.0, 0.0};
+    (void)ws;   /* per-thread band buffers, allocated here (see fc_first_workspace) */
     if (!post) post = &ident;
     if (!pk || pk->elem != sizeof(T) || d->groups != 1 || pk->kh != d->kh || pk->kw != d->kw
         || pk->cin_g != d->c_in || pk->c_out != d->c_out)
         return FC_EINVAL;
     const int64_t C = d->c_in, KH = d->kh, KW = d->kw, s = d->stride_w;
     const int64_t nvec = (d->w_out + VL - 1) / VL;
+    const int64_t nt = KH * KW * C;
+    const double flops = 2.0 * (double)(d->c_out * d->h_out * d->w_out) * (double)nt;
+    int nthr = 1;
+#ifdef _OPENMP
+    const int par = flops > FC_FIRST_PARALLEL_MIN_FLOPS && omp_get_max_threads() > 1;
+    if (par) nthr = omp_get_max_threads();
+#else
+    (void)flops;
+#endif
+    /* bands of br output rows: each thread copies the padded input rows of its
+     * band into its own phase buffer, then computes the band (no barrier
+     * between the copy and the FMAs: a descheduled thread holds one band) */
+    int64_t br = fc_min64(16, d->h_out);
+    while (br > 2 && (d->h_out + br - 1) / br < 4 * nthr) br /= 2;
+    const int64_t nbands = (d->h_out + br - 1) / br;
     /* phase row length: the last vector's loads at the largest tap offset */
     const int64_t J = nvec * VL + ((KW - 1) * d->dil_w) / s;
     const int64_t rs = s * J;
-    const int64_t Hp = (d->h_out - 1) * d->stride_h + (KH - 1) * d->dil_h + 1;
-    const int64_t plane = Hp * rs;
-    const int64_t nt = KH * KW * C;
-    void *own = NULL;
-    if (!ws) {
-        own = ws = fc_alloc64(fc_first_workspace(d, sizeof(T)));
-        if (!ws) return FC_ENOMEM;
-    }
-    /* the caller's workspace may be unaligned: align it (fc_first_workspace has slack) */
-    T *xp = (T *)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
-    int64_t *off = (int64_t *)(((uintptr_t)(xp + C * plane + VL) + 63) & ~(uintptr_t)63);
+    const int64_t Hb = (br - 1) * d->stride_h + (KH - 1) * d->dil_h + 1;
+    const int64_t plane = Hb * rs;
+    int64_t *off = (int64_t *)malloc((size_t)nt * sizeof(int64_t));
+    if (!off) return FC_ENOMEM;
     for (int64_t kh = 0; kh < KH; ++kh)
         for (int64_t kw = 0; kw < KW; ++kw)
             for (int64_t c = 0; c < C; ++c) {
@@ -192,36 +201,40 @@ int CAT(fc_conv_first_avx2_, SFX)(const fc_conv_desc *d, const T *x, const struc
                 off[(kh * KW + kw) * C + c] = c * plane + kh * d->dil_h * rs + (q % s) * J + q / s;
             }
     FN(fjob_) jb;
-    jb.xp = xp; jb.off = off; jb.nt = nt; jb.rs = rs; jb.wb = (const T *)pk->wb;
+    jb.off = off; jb.nt = nt; jb.rs = rs; jb.wb = (const T *)pk->wb;
     jb.bias = bias; jb.c_out = d->c_out; jb.h_out = d->h_out; jb.w_out = d->w_out;
     jb.sh = d->stride_h; jb.nvec = nvec; jb.act = post;
-    const double flops = 2.0 * (double)(d->c_out * d->h_out * d->w_out) * (double)nt;
     const int64_t chw = C * d->h_in * d->w_in, kchw = d->c_out * d->h_out * d->w_out;
+    const int64_t nitems = d->n * nbands;
+    int failed = 0;
 #ifdef _OPENMP
-    const int par = flops > FC_FIRST_PARALLEL_MIN_FLOPS && omp_get_max_threads() > 1;
-#else
-    (void)flops;
+#pragma omp parallel if (par) reduction(| : failed)
 #endif
-    for (int64_t n = 0; n < d->n; ++n) {
-        const T *x0 = x + n * chw;
-        jb.y = y + n * kchw;
-#ifdef _OPENMP
-#pragma omp parallel if (par)
-#endif
-        {
-#ifdef _OPENMP
-#pragma omp for schedule(static)
-#endif
-            for (int64_t r = 0; r < C * Hp; ++r)
-                FN(first_phase_row_)(d, x0, r / Hp, r % Hp, J, xp + r * rs);
+    {
+        T *xp = (T *)fc_alloc64((size_t)(C * plane + VL) * sizeof(T));
+        if (!xp) failed = 1;
+        FN(fjob_) j = jb;
+        j.xp = xp;
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif
-            for (int64_t oh = 0; oh < d->h_out; ++oh) FN(first_row_)(&jb, oh);
+        for (int64_t it = 0; it < nitems; ++it) {
+            if (!xp) continue;
+            const int64_t n = it / nbands, oh0 = (it % nbands) * br;
+            const int64_t oh1 = fc_min64(d->h_out, oh0 + br);
+            /* padded rows from oh0 * stride_h: Hb of them (zeros past the input) */
+            for (int64_t c = 0; c < C; ++c)
+                for (int64_t r = 0; r < Hb; ++r)
+                    FN(first_phase_row_)(d, x + n * chw, c, oh0 * d->stride_h + r, J,
+                                         xp + c * plane + r * rs);
+            j.y = y + n * kchw;
+            for (int64_t oh = oh0; oh < oh1; ++oh)
+                FN(first_row_)(&j, oh, oh - oh0);
         }
+        fc_free64(xp);
     }
-    fc_free64(own);
-    return FC_OK;
+    free(off);
+    return failed ? FC_ENOMEM : FC_OK;
 }
 
 #undef FOB
