@@ -6,6 +6,8 @@ output is checked once against a float64 NumPy reference before it is timed,
 so a fast wrong kernel cannot pass. extra_info carries GFLOP/s, % of the FMA
 peak and the workspace bytes.
 """
+import time
+
 import pytest
 
 from fastconv import bench as B
@@ -51,3 +53,6 @@ def test_conv(benchmark, fc_case, fc_data, fc_record, fc_pack):
         info["gflops_iqr"] = [result["gflops"]["q1"], result["gflops"]["q3"]]
         info["pct_peak"] = result["pct_peak"]
         fc_record(result)
+    if B.foreign_pool(case) and case.threads > 1:
+        # let that library's spinning workers go idle before the next case (see run_group)
+        time.sleep(B.QUIESCE_SECONDS)

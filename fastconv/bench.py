@@ -796,14 +796,17 @@ def run_group(cases: Sequence[Case], *, rounds=None, max_time=0.5, check=True, d
               ref=None, pack=True, on_case=None) -> List[dict]:
     """Run the cases of one (layer, activation, threads) group.
 
-    The fastconv paths are timed with their rounds interleaved (so their ratios
-    are measured under the same load); the peers one after the other, each
-    alone (their thread pools must not spin against ours). ``on_case(case)``
-    is called as each case starts.
+    The direct-kernel paths (fused, separate) are timed with their rounds
+    interleaved, so their ratio is measured under the same load.  Every path
+    that runs on another library's thread pool (im2col's BLAS, the peers) is
+    timed alone afterwards, followed by a pause: those pools keep their workers
+    spinning for a while after each call (OpenBLAS for ~0.1 s), and a spinning
+    worker holding a core stalls the join of the next multi-threaded call.
+    ``on_case(case)`` is called as each case starts.
     """
     on_case = on_case or (lambda c: None)
     results: Dict[int, dict] = {}
-    ours = [(i, c) for i, c in enumerate(cases) if not c.is_peer]
+    ours = [(i, c) for i, c in enumerate(cases) if not foreign_pool(c)]
     runs = {}
     for i, c in ours:
         on_case(c)
@@ -820,11 +823,21 @@ def run_group(cases: Sequence[Case], *, rounds=None, max_time=0.5, check=True, d
         for i in runs:
             _finish(results[i], cases[i], timings[str(i)])
     for i, c in enumerate(cases):
-        if c.is_peer:
+        if foreign_pool(c):
             on_case(c)
             results[i] = run_case(c, rounds=rounds, max_time=max_time, check=check,
                                   data=data, ref=ref, pack=pack)
+            if c.threads > 1:
+                time.sleep(QUIESCE_SECONDS)
     return [results[i] for i in range(len(cases))]
+
+
+#: Pause after a case that ran on another library's thread pool (see run_group).
+QUIESCE_SECONDS = 0.3
+
+
+def foreign_pool(case: "Case") -> bool:
+    return case.is_peer or case.impl == "im2col"
 
 
 def machine_info() -> dict:
