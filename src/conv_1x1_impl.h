@@ -48,8 +48,8 @@ FN(s1_tile_)(const T *px, int64_t K, const T *w, const T *bias, T *y, int64_t ld
     }
 #if VL == 8
     if (np == P && noc == OB1) {
-        FN(s1_store_)(y, ldy, c00, c10, c20, c30, c40, c50, P);
-        FN(s1_store_)(y + VL * ldy, ldy, c01, c11, c21, c31, c41, c51, P);
+        FN(fc_store6_)(y, ldy, c00, c10, c20, c30, c40, c50, P);
+        FN(fc_store6_)(y + VL * ldy, ldy, c01, c11, c21, c31, c41, c51, P);
         return;
     }
 #endif

@@ -14,37 +14,6 @@ static inline __m256i FN(lane_mask_)(int n, int half)
 }
 
 #if VL == 8
-/* y[o * ldy + j] = r_j[o] for 8 channels o, P = 5 or 6 pixels j. */
-static inline __attribute__((always_inline)) void FN(store6_)(T *y, int64_t ldy, V r0, V r1,
-                                                              V r2, V r3, V r4, V r5, int P)
-{
-    const V t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
-    const V t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
-    const V t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
-    const V u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-    const V u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-    const __m128 l4 = _mm256_castps256_ps128(t4), l5 = _mm256_castps256_ps128(t5);
-    const __m128 h4 = _mm256_extractf128_ps(t4, 1), h5 = _mm256_extractf128_ps(t5, 1);
-    _mm_storeu_ps(y + 0 * ldy, _mm256_castps256_ps128(u0));
-    _mm_storeu_ps(y + 1 * ldy, _mm256_castps256_ps128(u1));
-    _mm_storeu_ps(y + 2 * ldy, _mm256_castps256_ps128(u2));
-    _mm_storeu_ps(y + 3 * ldy, _mm256_castps256_ps128(u3));
-    _mm_storeu_ps(y + 4 * ldy, _mm256_extractf128_ps(u0, 1));
-    _mm_storeu_ps(y + 5 * ldy, _mm256_extractf128_ps(u1, 1));
-    _mm_storeu_ps(y + 6 * ldy, _mm256_extractf128_ps(u2, 1));
-    _mm_storeu_ps(y + 7 * ldy, _mm256_extractf128_ps(u3, 1));
-    if (P == 6) {
-        _mm_storel_pi((__m64 *)(y + 0 * ldy + 4), l4); _mm_storeh_pi((__m64 *)(y + 1 * ldy + 4), l4);
-        _mm_storel_pi((__m64 *)(y + 2 * ldy + 4), l5); _mm_storeh_pi((__m64 *)(y + 3 * ldy + 4), l5);
-        _mm_storel_pi((__m64 *)(y + 4 * ldy + 4), h4); _mm_storeh_pi((__m64 *)(y + 5 * ldy + 4), h4);
-        _mm_storel_pi((__m64 *)(y + 6 * ldy + 4), h5); _mm_storeh_pi((__m64 *)(y + 7 * ldy + 4), h5);
-    } else {
-        _mm_store_ss(y + 0 * ldy + 4, l4); _mm_store_ss(y + 1 * ldy + 4, _mm_movehl_ps(l4, l4));
-        _mm_store_ss(y + 2 * ldy + 4, l5); _mm_store_ss(y + 3 * ldy + 4, _mm_movehl_ps(l5, l5));
-        _mm_store_ss(y + 4 * ldy + 4, h4); _mm_store_ss(y + 5 * ldy + 4, _mm_movehl_ps(h4, h4));
-        _mm_store_ss(y + 6 * ldy + 4, h5); _mm_store_ss(y + 7 * ldy + 4, _mm_movehl_ps(h5, h5));
-    }
-}
 
 static void FN(nhwc_avx2_)(const T *src, int64_t C, int64_t cs, int64_t W, T *dst)
 {
@@ -82,27 +51,6 @@ static void FN(nhwc_avx2_)(const T *src, int64_t C, int64_t cs, int64_t W, T *ds
         for (int64_t w = 0; w < W; ++w) dst[w * C + c] = src[c * cs + w];
 }
 #else
-/* y[o * ldy + j] = r_j[o] for 4 channels o, P = 5 or 6 pixels j. */
-static inline __attribute__((always_inline)) void FN(store6_)(T *y, int64_t ldy, V r0, V r1,
-                                                              V r2, V r3, V r4, V r5, int P)
-{
-    const V t0 = _mm256_unpacklo_pd(r0, r1), t1 = _mm256_unpackhi_pd(r0, r1);
-    const V t2 = _mm256_unpacklo_pd(r2, r3), t3 = _mm256_unpackhi_pd(r2, r3);
-    const V t4 = _mm256_unpacklo_pd(r4, r5), t5 = _mm256_unpackhi_pd(r4, r5);
-    VSTORE(y + 0 * ldy, _mm256_permute2f128_pd(t0, t2, 0x20));
-    VSTORE(y + 1 * ldy, _mm256_permute2f128_pd(t1, t3, 0x20));
-    VSTORE(y + 2 * ldy, _mm256_permute2f128_pd(t0, t2, 0x31));
-    VSTORE(y + 3 * ldy, _mm256_permute2f128_pd(t1, t3, 0x31));
-    const __m128d l4 = _mm256_castpd256_pd128(t4), l5 = _mm256_castpd256_pd128(t5);
-    const __m128d h4 = _mm256_extractf128_pd(t4, 1), h5 = _mm256_extractf128_pd(t5, 1);
-    if (P == 6) {
-        _mm_storeu_pd(y + 0 * ldy + 4, l4); _mm_storeu_pd(y + 1 * ldy + 4, l5);
-        _mm_storeu_pd(y + 2 * ldy + 4, h4); _mm_storeu_pd(y + 3 * ldy + 4, h5);
-    } else {
-        _mm_store_sd(y + 0 * ldy + 4, l4); _mm_store_sd(y + 1 * ldy + 4, l5);
-        _mm_store_sd(y + 2 * ldy + 4, h4); _mm_store_sd(y + 3 * ldy + 4, h5);
-    }
-}
 
 static void FN(nhwc_avx2_)(const T *src, int64_t C, int64_t cs, int64_t W, T *dst)
 {
@@ -204,8 +152,8 @@ static inline __attribute__((always_inline)) void FN(tileB_body_)(const fc_tileB
         return;
     }
     if (a->npix == P && a->noc == 2 * VL) {
-        FN(store6_)(y, ldy, c00, c10, c20, c30, c40, c50, P);
-        FN(store6_)(y + VL * ldy, ldy, c01, c11, c21, c31, c41, c51, P);
+        FN(fc_store6_)(y, ldy, c00, c10, c20, c30, c40, c50, P);
+        FN(fc_store6_)(y + VL * ldy, ldy, c01, c11, c21, c31, c41, c51, P);
         return;
     }
     /* partial tile: transpose through L1, buf[pixel][oc] -> y[oc][pixel] */

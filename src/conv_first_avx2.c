@@ -22,43 +22,14 @@
 #define FC_FIRST_PARALLEL_MIN_FLOPS 2.0e6
 
 /* ---- float32 ---- */
-#define T float
-#define SFX f32
-#define V __m256
-#define VL 8
-#define VLOAD _mm256_loadu_ps
-#define VSTORE _mm256_storeu_ps
-#define VBCAST _mm256_broadcast_ss
-#define VSET1 _mm256_set1_ps
-#define VFMA _mm256_fmadd_ps
-#define VACT fc_act8_f32
-#define VRELU(x, z) _mm256_andnot_ps(_mm256_cmp_ps(x, z, _CMP_LT_OQ), x)
+#include "avx2_vec_f32.h"
 #include "conv_first_impl.h"
-#undef T
-#undef SFX
-#undef V
-#undef VL
-#undef VLOAD
-#undef VSTORE
-#undef VBCAST
-#undef VSET1
-#undef VFMA
-#undef VACT
-#undef VRELU
+#include "avx2_vec_undef.h"
 
 /* ---- float64 ---- */
-#define T double
-#define SFX f64
-#define V __m256d
-#define VL 4
-#define VLOAD _mm256_loadu_pd
-#define VSTORE _mm256_storeu_pd
-#define VBCAST _mm256_broadcast_sd
-#define VSET1 _mm256_set1_pd
-#define VFMA _mm256_fmadd_pd
-#define VACT fc_act4_f64
-#define VRELU(x, z) _mm256_andnot_pd(_mm256_cmp_pd(x, z, _CMP_LT_OQ), x)
+#include "avx2_vec_f64.h"
 #include "conv_first_impl.h"
+#include "avx2_vec_undef.h"
 
 #else /* not x86: never wanted */
 int fc_conv_first_avx2_f32(const fc_conv_desc *d, const float *x, const struct fc_packed *pk,

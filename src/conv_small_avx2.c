@@ -16,64 +16,14 @@
 #include "conv_common.h"
 
 /* ---- float32 ---- */
-#define T float
-#define SFX f32
-#define V __m256
-#define VL 8
-#define VI __m256i
-#define VLOAD _mm256_loadu_ps
-#define VSTORE _mm256_storeu_ps
-#define VBCAST _mm256_broadcast_ss
-#define VSET1 _mm256_set1_ps
-#define VZERO _mm256_setzero_ps
-#define VFMA _mm256_fmadd_ps
-#define VMASKLOAD _mm256_maskload_ps
-#define VMASKSTORE _mm256_maskstore_ps
-#define VACTK(x, a) fc_act8_kind_f32((a)->kind, x, (float)(a)->p0, (float)(a)->p1)
-#define VRELU(x, z) _mm256_andnot_ps(_mm256_cmp_ps(x, z, _CMP_LT_OQ), x)
-#define MASKT int32_t
-#define VAND _mm256_and_ps
-#define VCASTI _mm256_castsi256_ps
+#include "avx2_vec_f32.h"
 #include "conv_small_impl.h"
-#undef T
-#undef SFX
-#undef V
-#undef VL
-#undef VI
-#undef VLOAD
-#undef VSTORE
-#undef VBCAST
-#undef VSET1
-#undef VZERO
-#undef VFMA
-#undef VMASKLOAD
-#undef VMASKSTORE
-#undef VACTK
-#undef VRELU
-#undef MASKT
-#undef VAND
-#undef VCASTI
+#include "avx2_vec_undef.h"
 
 /* ---- float64 ---- */
-#define T double
-#define SFX f64
-#define V __m256d
-#define VL 4
-#define VI __m256i
-#define VLOAD _mm256_loadu_pd
-#define VSTORE _mm256_storeu_pd
-#define VBCAST _mm256_broadcast_sd
-#define VSET1 _mm256_set1_pd
-#define VZERO _mm256_setzero_pd
-#define VFMA _mm256_fmadd_pd
-#define VMASKLOAD _mm256_maskload_pd
-#define VMASKSTORE _mm256_maskstore_pd
-#define VACTK(x, a) fc_act4_f64(x, a)
-#define VRELU(x, z) _mm256_andnot_pd(_mm256_cmp_pd(x, z, _CMP_LT_OQ), x)
-#define MASKT int64_t
-#define VAND _mm256_and_pd
-#define VCASTI _mm256_castsi256_pd
+#include "avx2_vec_f64.h"
 #include "conv_small_impl.h"
+#include "avx2_vec_undef.h"
 
 #else /* not x86: never wanted */
 int fc_conv_small_avx2_f32(const fc_conv_desc *d, const float *x, const float *w,

@@ -6,6 +6,8 @@ whatever the default choice; plus an in-process bitwise comparison of the
 AVX-512 and AVX2 tiles (same summation order)."""
 import os
 import subprocess
+
+from _child import PKG_PARENT, child_env
 import sys
 
 import numpy as np
@@ -14,7 +16,6 @@ import pytest
 import fastconv
 from fastconv import _core
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HERE = os.path.dirname(os.path.abspath(__file__))
 CFG = fastconv.config.config()
 
@@ -34,11 +35,10 @@ def _expected(isa):
 
 
 def _env(isa):
-    env = {k: v for k, v in os.environ.items()
+    env = {k: v for k, v in child_env().items()
            if k not in ("FASTCONV_ENABLE_AVX512", "FASTCONV_DISABLE_AVX512",
                         "FASTCONV_DISABLE_SIMD")}
     env.update(ENVS[isa])
-    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
     return env
 
 
@@ -54,14 +54,14 @@ def suite_runs():
             [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
              os.path.join(HERE, "test_conv2d.py"), os.path.join(HERE, "test_nhwc.py"),
              "-k", "not hypothesis"],
-            env=_env(isa), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            env=_env(isa), cwd=PKG_PARENT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     return {isa: (p.communicate()[0], p.returncode) for isa, p in procs.items()}
 
 
 @pytest.mark.parametrize("isa", list(ENVS))
 def test_conv_suite_under_each_isa(isa, suite_runs):
     got = subprocess.run([sys.executable, "-c", "import fastconv.config as c; "
-                          "print(c.config()['kernels'])"], env=_env(isa), cwd=ROOT,
+                          "print(c.config()['kernels'])"], env=_env(isa), cwd=PKG_PARENT,
                          capture_output=True, text=True, check=True).stdout.strip()
     assert got == _expected(isa)
     if isa not in suite_runs:

@@ -1,0 +1,21 @@
+/* Undoes avx2_vec_f32.h / avx2_vec_f64.h. */
+#undef T
+#undef SFX
+#undef V
+#undef VI
+#undef VL
+#undef MASKT
+#undef VLOAD
+#undef VSTORE
+#undef VSTOREA
+#undef VBCAST
+#undef VSET1
+#undef VZERO
+#undef VFMA
+#undef VAND
+#undef VCASTI
+#undef VMASKLOAD
+#undef VMASKSTORE
+#undef VACT
+#undef VACTK
+#undef VRELU
