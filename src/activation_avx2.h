@@ -304,5 +304,37 @@ static inline __m256d fc_act4_f64(__m256d x, const fc_activation *a)
 }
 
 #undef FC_V8
+
+/* The activation over a register tile that a kernel has spilled to memory,
+ * once per tile and out of line (so the call costs the FMA loop no registers).
+ * float32 hoists the kind switch out of the loop: each case is a straight run
+ * of vector code, as in the standalone pass. */
+#define FC_ACT8_TILE_CASE(K) \
+    case K: for (int i = 0; i < n; ++i) r[i] = fc_act8_kind_f32(K, r[i], p0, p1); break;
+static __attribute__((noinline, unused)) void fc_act8_tile_f32(__m256 *r, int n,
+                                                               const fc_activation *a)
+{
+    const float p0 = (float)a->p0, p1 = (float)a->p1;
+    switch (a->kind) {
+    FC_ACT8_TILE_CASE(FC_ACT_RELU) FC_ACT8_TILE_CASE(FC_ACT_RELU6)
+    FC_ACT8_TILE_CASE(FC_ACT_LEAKY_RELU) FC_ACT8_TILE_CASE(FC_ACT_ELU)
+    FC_ACT8_TILE_CASE(FC_ACT_SELU) FC_ACT8_TILE_CASE(FC_ACT_SIGMOID)
+    FC_ACT8_TILE_CASE(FC_ACT_HARDSIGMOID) FC_ACT8_TILE_CASE(FC_ACT_TANH)
+    FC_ACT8_TILE_CASE(FC_ACT_SOFTPLUS) FC_ACT8_TILE_CASE(FC_ACT_SOFTSIGN)
+    FC_ACT8_TILE_CASE(FC_ACT_SILU) FC_ACT8_TILE_CASE(FC_ACT_HARDSWISH)
+    FC_ACT8_TILE_CASE(FC_ACT_GELU) FC_ACT8_TILE_CASE(FC_ACT_GELU_TANH)
+    FC_ACT8_TILE_CASE(FC_ACT_MISH)
+    default:
+        for (int i = 0; i < n; ++i) r[i] = fc_act8_f32(r[i], a);
+    }
+}
+#undef FC_ACT8_TILE_CASE
+
+static __attribute__((noinline, unused)) void fc_act4_tile_f64(__m256d *r, int n,
+                                                               const fc_activation *a)
+{
+    for (int i = 0; i < n; ++i) r[i] = fc_act4_f64(r[i], a);
+}
+
 #endif
 #endif

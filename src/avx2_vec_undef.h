@@ -17,5 +17,6 @@
 #undef VMASKLOAD
 #undef VMASKSTORE
 #undef VACT
+#undef VACT_TILE
 #undef VACTK
 #undef VRELU

@@ -5,10 +5,6 @@
 #define FN(name) CAT(name, SFX)
 #define OB1 (2 * VL)   /* output channels of a packed B block: two vectors */
 
-static __attribute__((noinline)) void FN(s1_act_)(V *r, int n, const fc_activation *a)
-{
-    for (int i = 0; i < n; ++i) r[i] = VACT(r[i], a);
-}
 
 /* OB1 channels (noc valid) x P pixels (np valid; rows of xd from px, K long). */
 static inline __attribute__((always_inline)) void
@@ -42,7 +38,7 @@ FN(s1_tile_)(const T *px, int64_t K, const T *w, const T *bias, T *y, int64_t ld
         c40 = VRELU(c40, z); c41 = VRELU(c41, z); c50 = VRELU(c50, z); c51 = VRELU(c51, z);
     } else if (act->kind != FC_ACT_IDENTITY) {
         _Alignas(32) V r[12] = {c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51};
-        FN(s1_act_)(r, 12, act);
+        VACT_TILE(r, 12, act);
         c00 = r[0]; c01 = r[1]; c10 = r[2]; c11 = r[3]; c20 = r[4]; c21 = r[5];
         c30 = r[6]; c31 = r[7]; c40 = r[8]; c41 = r[9]; c50 = r[10]; c51 = r[11];
     }

@@ -80,10 +80,6 @@ static void FN(nhwc_avx2_)(const T *src, int64_t C, int64_t cs, int64_t W, T *ds
 
 /* The activation on the 12 accumulators c00..c51.  relu inline (a call would
  * spill all 12 accumulators); other kinds: one out-of-line call per tile. */
-static __attribute__((noinline)) void FN(act_buf_)(V *r, int n, const fc_activation *act)
-{
-    for (int i = 0; i < n; ++i) r[i] = VACT(r[i], act);
-}
 #define FC_TILE_ACT12(ACTP)                                                              \
     {                                                                                    \
         const fc_activation *act_ = (ACTP);                                              \
@@ -95,7 +91,7 @@ static __attribute__((noinline)) void FN(act_buf_)(V *r, int n, const fc_activat
             c41 = VRELU(c41, z_); c50 = VRELU(c50, z_); c51 = VRELU(c51, z_);            \
         } else if (act_->kind != FC_ACT_IDENTITY) {                                      \
             _Alignas(32) V r_[12] = {c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51}; \
-            FN(act_buf_)(r_, 12, act_);                                                  \
+            VACT_TILE(r_, 12, act_);                                                  \
             c00 = r_[0]; c01 = r_[1]; c10 = r_[2]; c11 = r_[3]; c20 = r_[4]; c21 = r_[5];  \
             c30 = r_[6]; c31 = r_[7]; c40 = r_[8]; c41 = r_[9]; c50 = r_[10]; c51 = r_[11]; \
         }                                                                                \

@@ -17,10 +17,6 @@ typedef struct {
     const fc_activation *act;
 } FN(fjob_);
 
-static __attribute__((noinline)) void FN(first_act_)(V *r, int n, const fc_activation *a)
-{
-    for (int i = 0; i < n; ++i) r[i] = VACT(r[i], a);
-}
 
 /* 4 output channels (oc0..oc0+3, noc valid) x N vectors from column vector v0
  * of output row oh; last: the last vector holds only `tail` valid columns. */
@@ -65,7 +61,7 @@ FN(first_tile_)(const FN(fjob_) *j, const T *xrow, const T *w, const T *bias4, T
         for (int o = 0; o < 4; ++o)
 #pragma GCC unroll 3
             for (int v = 0; v < N; ++v) r[o * 3 + v] = c[o][v];
-        FN(first_act_)(r, 12, j->act);
+        VACT_TILE(r, 12, j->act);
 #pragma GCC unroll 4
         for (int o = 0; o < 4; ++o)
 #pragma GCC unroll 3

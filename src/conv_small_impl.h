@@ -14,10 +14,6 @@ typedef struct {
     const fc_activation *act;
 } FN(sjob_);
 
-static __attribute__((noinline)) void FN(small_act_)(V *r, int n, const fc_activation *a)
-{
-    for (int i = 0; i < n; ++i) r[i] = VACTK(r[i], a);
-}
 
 /* The KW taps of one input row into the accumulators.  LD: 0 plain loads,
  * 1 plain loads and the lane mask (padding and columns past the end read as 0),
@@ -145,7 +141,7 @@ FN(small_rows_)(const FN(sjob_) *j, int64_t ow0, int nvalid, int64_t oh0, int64_
             for (int o = 0; o < NOC; ++o)
 #pragma GCC unroll 4
                 for (int v = 0; v < NV; ++v) t[o * NV + v] = acc[o][v];
-            FN(small_act_)(t, NOC * NV, act);
+            VACT_TILE(t, NOC * NV, act);
 #pragma GCC unroll 4
             for (int o = 0; o < NOC; ++o)
 #pragma GCC unroll 4
