@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import fastconv
-from _child import run_python
+from _child import portable_outputs
 from reference import conv2d_act_ref
 
 RTOL = {np.float32: 2e-5, np.float64: 1e-12}
@@ -162,17 +162,11 @@ def _compute(dtype_name):
 def test_simd_matches_portable(tmp_path, dtype):
     if fastconv.config.config()["kernels"] not in ("avx2+fma", "avx512"):
         pytest.skip("no SIMD kernels on this machine/build")
-    path = tmp_path / "portable.npz"
-    code = ("import numpy as np; import test_first_and_1x1 as t, fastconv; "
-            "assert fastconv.config.config()['kernels'] == 'portable'; "
-            "np.savez(%r, *t._compute(%r))" % (str(path), dtype))
-    run_python(["-c", code], env={"FASTCONV_DISABLE_SIMD": "1", "PYTHONHASHSEED": "0"},
-               check=True)
-    ref = np.load(path)
+    ref = portable_outputs('test_first_and_1x1', "_compute", dtype, tmp_path)
     got = _compute(dtype)
     tol = 1e-4 if dtype == "float32" else 1e-12
     for i, y in enumerate(got):
-        r = ref[f"arr_{i}"]
+        r = ref[i]
         scale = np.abs(r).max() + 1.0
         assert np.abs(y - r).max() <= tol * scale, f"output {i} differs"
 

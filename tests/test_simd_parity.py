@@ -1,16 +1,12 @@
 """The AVX2+FMA kernels and the portable ones agree (portable run in a
 subprocess with FASTCONV_DISABLE_SIMD=1)."""
-from _child import run_python
-import os
-import subprocess
-import sys
+from _child import portable_outputs
 
 import numpy as np
 import pytest
 
 import fastconv
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # (N, C, H, W, Cout, k, stride, pad, dilation, groups): every driver mode and
 # tile edge: GEMM 1x1, unpadded direct, kw-folded small-C, channels-last.
@@ -46,15 +42,10 @@ def _compute(dtype_name):
 def test_simd_matches_portable(tmp_path, dtype):
     if fastconv.config.config()["kernels"] not in ("avx2+fma", "avx512"):
         pytest.skip("no SIMD kernels on this machine/build")
-    path = tmp_path / "portable.npz"
-    code = ("import numpy as np; import test_simd_parity as t, "
-            "fastconv; assert fastconv.config.config()['kernels'] == 'portable'; "
-            "np.savez(%r, *t._compute(%r))" % (str(path), dtype))
-    run_python(["-c", code], env={"FASTCONV_DISABLE_SIMD": "1"}, check=True)
-    ref = np.load(path)
+    ref = portable_outputs('test_simd_parity', "_compute", dtype, tmp_path)
     got = _compute(dtype)
     tol = 1e-4 if dtype == "float32" else 1e-12
     for i, y in enumerate(got):
-        r = ref[f"arr_{i}"]
+        r = ref[i]
         scale = np.abs(r).max() + 1.0
         assert np.abs(y - r).max() <= tol * scale, f"output {i} differs"

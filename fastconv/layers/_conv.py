@@ -70,6 +70,11 @@ class _ConvBase(Layer):
             self._cache = (w, groups)
         return self._cache
 
+    def _build_for_channels(self, cin):
+        """Build for inputs of `cin` channels, in the layer's data format."""
+        self.build((None, None, None, cin) if self.data_format == "channels_last"
+                   else (None, cin, None, None))
+
     def _spatial(self, shape):
         return (shape[1], shape[2]) if self.data_format == "channels_last" else (shape[2], shape[3])
 
@@ -229,10 +234,7 @@ class Conv2D(_ConvBase):
             raise ValueError(f'Layer "{self.name}": kernel must have shape '
                              f"({kh}, {kw}, in_channels // groups, {self.filters}) (HWIO). "
                              f"Received kernel of shape {k.shape}")
-        cin = k.shape[2] * self.groups
-        shape = (None, None, None, cin) if self.data_format == "channels_last" else \
-            (None, cin, None, None)
-        self.build(shape)
+        self._build_for_channels(k.shape[2] * self.groups)
 
     def get_config(self):
         cfg = super().get_config()
@@ -304,10 +306,7 @@ class DepthwiseConv2D(_ConvBase):
             raise ValueError(f'Layer "{self.name}": kernel must have shape '
                              f"({kh}, {kw}, in_channels, {self.depth_multiplier}). "
                              f"Received kernel of shape {k.shape}")
-        cin = k.shape[2]
-        shape = (None, None, None, cin) if self.data_format == "channels_last" else \
-            (None, cin, None, None)
-        self.build(shape)
+        self._build_for_channels(k.shape[2])
 
     def get_config(self):
         cfg = super().get_config()
