@@ -92,6 +92,44 @@ static inline __m256 fc_v8_expm1(__m256 x)
     return _mm256_blendv_ps(y, x, _mm256_cmp_ps(fc_v8_abs(x), FC_V8(1e-8f), _CMP_LT_OQ));
 }
 
+/* exp(y) for y <= 0 (or NaN), denormal results included, with a short
+ * dependency chain: what limits sigmoid and silu is latency (the out-of-order
+ * window holds only a few of these chains), not the operation count.
+ * Estrin's scheme for the polynomial, and one scaling step: 2^(n+64) is
+ * normal for every n >= -150, so (1 + p) 2^(n+64) is exact and the final
+ * multiplication by 2^-64 is the only rounding, gradual underflow included. */
+static inline __m256 fc_v8_exp_nonpos(__m256 y)
+{
+    y = _mm256_max_ps(FC_V8(-104.0f), y);   /* NaN kept */
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(y, FC_V8(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, FC_V8(0.693145751953125f), y);
+    r = _mm256_fnmadd_ps(n, FC_V8(1.42860682030941723e-6f), r);
+    /* expm1(r) = r + r^2 (1/2 + r/6 + r^2 (1/24 + r/120) + r^4 (1/720 + r/5040)) */
+    const __m256 r2 = _mm256_mul_ps(r, r);
+    const __m256 q0 = _mm256_fmadd_ps(r, FC_V8(1.0 / 6), FC_V8(0.5));
+    const __m256 q1 = _mm256_fmadd_ps(r, FC_V8(1.0 / 120), FC_V8(1.0 / 24));
+    const __m256 q2 = _mm256_fmadd_ps(r, FC_V8(1.0 / 5040), FC_V8(1.0 / 720));
+    const __m256 q = _mm256_fmadd_ps(_mm256_mul_ps(r2, r2), q2, _mm256_fmadd_ps(r2, q1, q0));
+    const __m256 e = _mm256_add_ps(_mm256_fmadd_ps(r2, q, r), FC_V8(1.0f));
+    const __m256i b = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127 + 64));
+    return _mm256_mul_ps(_mm256_mul_ps(e, _mm256_castsi256_ps(_mm256_slli_epi32(b, 23))),
+                         FC_V8(0x1p-64f));
+}
+
+/* sigmoid(x) = 1 / (1 + e) for x >= 0 and e / (1 + e) below, e = exp(-|x|):
+ * no overflow, and the negative tail keeps its denormals down to where
+ * 1 + exp(-x) overflows in float, below which the result is 0 (as torch's and
+ * the scalar 1 / (1 + exp(-x)) give). */
+static inline __m256 fc_v8_sigmoid(__m256 x)
+{
+    const __m256 e = fc_v8_exp_nonpos(_mm256_or_ps(x, FC_V8(-0.0f)));   /* exp(-|x|) */
+    const __m256 num = _mm256_blendv_ps(
+        _mm256_and_ps(e, _mm256_cmp_ps(x, FC_V8(-88.72283935546875f), _CMP_NLE_UQ)),
+        FC_V8(1.0f), _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GE_OQ));
+    return _mm256_div_ps(num, _mm256_add_ps(e, FC_V8(1.0f)));
+}
+
 /* tanh through t = expm1(-2|x|): tanh|x| = -t / (t + 2). */
 static inline __m256 fc_v8_tanh(__m256 x)
 {
@@ -209,7 +247,7 @@ static inline __m256 fc_act8_kind_f32(int kind, __m256 x, float p0, float p1)
                              _mm256_blendv_ps(neg, x, _mm256_cmp_ps(x, zero, _CMP_GT_OQ)));
     }
     case FC_ACT_SIGMOID:
-        return _mm256_div_ps(one, _mm256_add_ps(one, fc_v8_exp(_mm256_xor_ps(x, FC_V8(-0.0f)))));
+        return fc_v8_sigmoid(x);
     case FC_ACT_HARDSIGMOID:
         return _mm256_div_ps(fc_v8_relu6(_mm256_add_ps(x, FC_V8(3.0f))), FC_V8(6.0f));
     case FC_ACT_TANH:
@@ -219,7 +257,7 @@ static inline __m256 fc_act8_kind_f32(int kind, __m256 x, float p0, float p1)
     case FC_ACT_SOFTSIGN:
         return _mm256_div_ps(x, _mm256_add_ps(one, fc_v8_abs(x)));
     case FC_ACT_SILU:
-        return _mm256_div_ps(x, _mm256_add_ps(one, fc_v8_exp(_mm256_xor_ps(x, FC_V8(-0.0f)))));
+        return _mm256_mul_ps(x, fc_v8_sigmoid(x));
     case FC_ACT_HARDSWISH:
         return _mm256_div_ps(_mm256_mul_ps(x, fc_v8_relu6(_mm256_add_ps(x, FC_V8(3.0f)))),
                              FC_V8(6.0f));

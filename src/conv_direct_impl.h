@@ -466,6 +466,12 @@ int FN(fc_conv2d_packed_ex_)(const fc_conv_desc *d, const T *x, const int64_t *x
     nitems = d->n * G * nbands * nog;
     const int64_t nrows = d->n * d->h_in;
     int failed = 0;
+    /* The costly activations run once per work item over its output block,
+     * still in L1/L2, rather than on each tile's 12 accumulators: a burst of
+     * 12 long dependency chains between two FMA loops leaves the out-of-order
+     * window half empty, a streaming pass keeps it full (NOTES.md). */
+    const int item_act = post->kind != FC_ACT_IDENTITY && post->kind != FC_ACT_RELU;
+    const fc_activation *tile_act = item_act ? &ident : post;
 
 #ifdef _OPENMP
 #pragma omp parallel if (par) reduction(| : failed)
@@ -487,12 +493,12 @@ int FN(fc_conv2d_packed_ex_)(const fc_conv_desc *d, const T *x, const int64_t *x
         }
         fc_tileB_args ab;
         fc_tileA_args aa;
-        ab.ntaps = ntaps; ab.kc = gm.kc; ab.xs = gm.xs; ab.act = post;
+        ab.ntaps = ntaps; ab.kc = gm.kc; ab.xs = gm.xs; ab.act = tile_act;
         ab.ldy = y_nhwc ? 1 : hwo;
         ab.ldp = y_nhwc ? d->c_out : 1;
         ab.wbs = ntaps * gm.kc * OB;
         ab.ptrs = (const void *const *)tab;
-        aa.ldx = xs[1]; aa.k = cin_g; aa.ldy = hwo; aa.act = post;
+        aa.ldx = xs[1]; aa.k = cin_g; aa.ldy = hwo; aa.act = tile_act;
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif
@@ -518,6 +524,13 @@ int FN(fc_conv2d_packed_ex_)(const fc_conv_desc *d, const T *x, const int64_t *x
                     aa.npix = fc_min64(t1 * TAP, hwo) - p0;
                     CAT(kt->tileA_, SFX)(&aa);
                 }
+                if (item_act) {
+                    const int64_t p0 = t0 * TAP, np = fc_min64(t1 * TAP, hwo) - p0;
+                    const int64_t o1 = fc_min64(cout_g, b1 * FC_TA_OC);
+                    for (int64_t o = b0 * FC_TA_OC; o < o1; ++o)
+                        FN(fc_activate_serial_)(yg + o * hwo + p0, yg + o * hwo + p0,
+                                                (size_t)np, post);
+                }
             } else {
                 /* y at (n, channel g * cout_g, pixel 0) */
                 T *yg = y_nhwc ? y + n * hwo * d->c_out + g * cout_g
@@ -536,6 +549,23 @@ int FN(fc_conv2d_packed_ex_)(const fc_conv_desc *d, const T *x, const int64_t *x
                         ab.noc = (int)fc_min64((int64_t)ab.nb * OB, cout_g - b * OB);
                         ab.y = yg + b * OB * ab.ldy + p0 * ab.ldp;
                         CAT(kt->tileB_, SFX)(&ab);
+                    }
+                }
+                if (item_act) {
+                    const int64_t p0 = t0 * pbase + fc_min64(t0, pextra);
+                    const int64_t p1 = t1 * pbase + fc_min64(t1, pextra);
+                    const int64_t o0 = b0 * OB, o1 = fc_min64(cout_g, b1 * OB);
+                    if (!y_nhwc) {
+                        for (int64_t o = o0; o < o1; ++o)
+                            FN(fc_activate_serial_)(yg + o * hwo + p0, yg + o * hwo + p0,
+                                                    (size_t)(p1 - p0), post);
+                    } else if (o1 - o0 == d->c_out) {   /* the pixels' rows are contiguous */
+                        T *yp = yg + p0 * d->c_out;
+                        FN(fc_activate_serial_)(yp, yp, (size_t)((p1 - p0) * d->c_out), post);
+                    } else {
+                        for (int64_t p = p0; p < p1; ++p)
+                            FN(fc_activate_serial_)(yg + p * d->c_out + o0, yg + p * d->c_out + o0,
+                                                    (size_t)(o1 - o0), post);
                     }
                 }
             }

@@ -15,6 +15,7 @@
 #endif
 
 #include "activation_avx2.h"
+#include "activation_internal.h"
 #include "conv_common.h"
 #include "conv_kern.h"
 

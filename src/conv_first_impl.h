@@ -96,6 +96,16 @@ static void FN(first_row_)(const FN(fjob_) *j, int64_t oh, int64_t ohb)
     const int64_t nvec = j->nvec, nt = j->nt;
     const int last_tail = (int)(j->w_out - (nvec - 1) * VL);
     const int64_t nob = (j->c_out + FOB - 1) / FOB;
+    const int64_t ldy = j->h_out * j->w_out;
+    /* The costly activations go over each finished row segment (L1) instead of
+     * each tile: a 12-vector burst of long dependency chains drains the
+     * out-of-order window between FMA loops, a streaming pass keeps it full. */
+    const fc_activation *act = j->act;
+    const int row_act = act->kind != FC_ACT_IDENTITY && act->kind != FC_ACT_RELU;
+    static const fc_activation ident = {FC_ACT_IDENTITY, 0.0, 0.0};
+    FN(fjob_) jt = *j;
+    if (row_act) jt.act = &ident;
+    j = &jt;
     _Alignas(32) T bias4[4];
     for (int64_t b = 0; b < nob; ++b) {
         for (int64_t m = 0; m < FOB; m += 4) {
@@ -115,6 +125,8 @@ static void FN(first_row_)(const FN(fjob_) *j, int64_t oh, int64_t ohb)
                 else FN(first_tile_)(j, xrow + v * VL, w, bias4, y + v * VL, noc, tail, 1);
                 v += n;
             }
+            if (row_act)
+                for (int o = 0; o < noc; ++o) VACT_ARRAY(y + o * ldy, y + o * ldy, j->w_out, 0, act);
         }
     }
 }
