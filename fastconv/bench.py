@@ -620,20 +620,14 @@ def _timing(samples: List[float], number: int) -> Timing:
                   s[0], s[-1], len(s), number)
 
 
-def time_interleaved(fns: Dict[str, Callable[[], object]], *, rounds: Optional[int] = None,
-                     max_time: float = 0.5, min_rounds: int = 3, max_rounds: int = 200,
-                     min_round_time: float = 2e-3, warmup: int = 1
-                     ) -> Dict[str, object]:
-    """Time several callables with their rounds interleaved (A B C A B C ...).
+def _interleaved_samples(fns: Dict[str, Callable[[], object]], *, rounds, max_time,
+                         min_rounds, max_rounds, min_round_time, warmup):
+    """Per-call seconds of each round of each callable, rounds interleaved.
 
-    Each is warmed up and calibrated on its own: ``number`` calls per round so
-    a round lasts at least ``min_round_time`` (timer resolution for tiny
-    layers), and enough rounds for about ``max_time`` seconds (within
-    [min_rounds, max_rounds]), or exactly ``rounds``. Interleaving makes the
-    ratios between them robust to load that comes and goes on a shared
-    machine. Returns name -> Timing, or name -> the exception it raised.
+    Returns (samples, numbers, errors): name -> list of per-call times, name ->
+    calls per round, name -> the exception that stopped it.
     """
-    out: Dict[str, object] = {}
+    errors: Dict[str, Exception] = {}
     plan = {}
     for name, fn in fns.items():
         try:
@@ -641,7 +635,7 @@ def time_interleaved(fns: Dict[str, Callable[[], object]], *, rounds: Optional[i
                                     min_rounds=min_rounds, max_rounds=max_rounds,
                                     min_round_time=min_round_time, warmup=warmup)
         except Exception as e:  # noqa: BLE001 - reported per case
-            out[name] = e
+            errors[name] = e
     samples: Dict[str, List[float]] = {name: [] for name in plan}
     perf = time.perf_counter
     for r in range(max((n for n, _ in plan.values()), default=0)):
@@ -655,10 +649,31 @@ def time_interleaved(fns: Dict[str, Callable[[], object]], *, rounds: Optional[i
                     fn()
                 samples[name].append((perf() - t0) / number)
             except Exception as e:  # noqa: BLE001
-                out[name] = e
+                errors[name] = e
                 del plan[name]
-    for name, (_, number) in plan.items():
-        out[name] = _timing(samples[name], number)
+                del samples[name]
+    return samples, {name: number for name, (_, number) in plan.items()}, errors
+
+
+def time_interleaved(fns: Dict[str, Callable[[], object]], *, rounds: Optional[int] = None,
+                     max_time: float = 0.5, min_rounds: int = 3, max_rounds: int = 200,
+                     min_round_time: float = 2e-3, warmup: int = 1
+                     ) -> Dict[str, object]:
+    """Time several callables with their rounds interleaved (A B C A B C ...).
+
+    Each is warmed up and calibrated on its own: ``number`` calls per round so
+    a round lasts at least ``min_round_time`` (timer resolution for tiny
+    layers), and enough rounds for about ``max_time`` seconds (within
+    [min_rounds, max_rounds]), or exactly ``rounds``. Interleaving makes the
+    ratios between them robust to load that comes and goes on a shared
+    machine. Returns name -> Timing, or name -> the exception it raised.
+    """
+    samples, numbers, errors = _interleaved_samples(
+        fns, rounds=rounds, max_time=max_time, min_rounds=min_rounds, max_rounds=max_rounds,
+        min_round_time=min_round_time, warmup=warmup)
+    out: Dict[str, object] = dict(errors)
+    for name, s in samples.items():
+        out[name] = _timing(s, numbers[name])
     return out
 
 
@@ -793,44 +808,68 @@ def run_case(case: Case, *, rounds=None, max_time=0.5, check=True,
 
 
 def run_group(cases: Sequence[Case], *, rounds=None, max_time=0.5, check=True, data=None,
-              ref=None, pack=True, on_case=None) -> List[dict]:
+              ref=None, pack=True, on_case=None, segments=None) -> List[dict]:
     """Run the cases of one (layer, activation, threads) group.
 
-    The direct-kernel paths (fused, separate) are timed with their rounds
-    interleaved, so their ratio is measured under the same load.  Every path
-    that runs on another library's thread pool (im2col's BLAS, the peers) is
-    timed alone afterwards, followed by a pause: those pools keep their workers
-    spinning for a while after each call (OpenBLAS for ~0.1 s), and a spinning
-    worker holding a core stalls the join of the next multi-threaded call.
-    ``on_case(case)`` is called as each case starts.
+    Every ratio in the report compares cases of one group, so they are timed
+    over the same stretch of time (this machine's speed drifts by 10-30 % from
+    one second to the next): the time is cut into ``segments``; in each, our
+    direct paths (fused, separate) run with their rounds interleaved, then
+    each path that runs on another library's code (im2col's BLAS, the peers)
+    runs alone, and each case's rounds from all segments are pooled.
+
+    Those do not share rounds with ours: round by round, the peers' allocators
+    and caches never settle (torch and ONNX Runtime measured 30-40 % slower
+    interleaved than alone), and on several threads their pools keep workers
+    spinning for a while after each call (OpenBLAS for ~0.1 s): a spinning
+    worker holding a core stalls the join of our next multi-threaded call, so
+    on several threads each of them is followed by a pause.
+
+    ``on_case(case)`` is called as each case starts (its check and setup).
     """
     on_case = on_case or (lambda c: None)
     results: Dict[int, dict] = {}
-    ours = [(i, c) for i, c in enumerate(cases) if not foreign_pool(c)]
     runs = {}
-    for i, c in ours:
+    threads = {c.threads for c in cases}
+    assert len(threads) == 1, "one thread count per group"
+    nthreads = threads.pop()
+    for i, c in enumerate(cases):
         on_case(c)
         res, run, _ = prepare_case(c, check=check, data=data, ref=ref, pack=pack)
         results[i] = res
         if run is not None:
             runs[i] = run
-    if runs:
-        threads = {c.threads for _, c in ours}
-        assert len(threads) == 1, "one thread count per group"
-        with fastconv_threads(threads.pop()):
-            timings = time_interleaved({str(i): r for i, r in runs.items()}, rounds=rounds,
-                                       max_time=max_time)
-        for i in runs:
-            _finish(results[i], cases[i], timings[str(i)])
-    for i, c in enumerate(cases):
-        if foreign_pool(c):
-            on_case(c)
-            results[i] = run_case(c, rounds=rounds, max_time=max_time, check=check,
-                                  data=data, ref=ref, pack=pack)
-            if c.threads > 1:
+    blocks = [[i for i in runs if not foreign_pool(cases[i])]]
+    blocks += [[i] for i in runs if foreign_pool(cases[i])]
+    segments = segments or (1 if rounds is not None else FOREIGN_SEGMENTS)
+    samples: Dict[int, List[float]] = {i: [] for i in runs}
+    numbers: Dict[int, int] = {}
+    errors: Dict[int, Exception] = {}
+    seg_rounds = None if rounds is None else max(1, rounds // segments)
+    for _ in range(segments):
+        for block in blocks:
+            live = [i for i in block if i not in errors]
+            if not live:
+                continue
+            with fastconv_threads(nthreads):
+                s, n, e = _interleaved_samples(
+                    {str(i): runs[i] for i in live}, rounds=seg_rounds,
+                    max_time=max_time / segments, min_rounds=max(1, 3 // segments),
+                    max_rounds=200, min_round_time=2e-3, warmup=1)
+            for k, v in s.items():
+                samples[int(k)] += v
+                numbers[int(k)] = n[k]
+            errors.update({int(k): v for k, v in e.items()})
+            if nthreads > 1 and any(foreign_pool(cases[i]) for i in block):
                 time.sleep(QUIESCE_SECONDS)
+    for i in runs:
+        t = errors.get(i) or _timing(samples[i], numbers[i])
+        _finish(results[i], cases[i], t)
     return [results[i] for i in range(len(cases))]
 
+
+#: Time segments of a multi-thread group (see run_group).
+FOREIGN_SEGMENTS = 3
 
 #: Pause after a case that ran on another library's thread pool (see run_group).
 QUIESCE_SECONDS = 0.3
@@ -993,8 +1032,10 @@ def run_suite(layers: Sequence[Layer], methods: Sequence[str] = METHODS,
         "loadavg_1min": {"before": load_before, "after": _loadavg()},
         "timing": {"rounds": rounds, "max_time_per_case_s": max_time,
                    "statistic": "median; spread = IQR (q1-q3) over rounds",
-                   "order": "fastconv paths of a (layer, activation, threads) group with "
-                            "their rounds interleaved, then each peer alone"},
+                   "order": "%d segments per (layer, activation, threads) group, each: "
+                            "fastconv's fused and separate with their rounds interleaved, "
+                            "then im2col and each peer alone (on several threads followed by "
+                            "a %.1f s pause)" % (FOREIGN_SEGMENTS, QUIESCE_SECONDS)},
     }
     return {"meta": meta, "results": results}
 
@@ -1125,9 +1166,11 @@ def format_markdown(report: dict, chart: Optional[str] = None) -> str:
         "- Figures: GFLOP/s (FLOPs = 2*N*Cout*Hout*Wout*Cin/groups*KH*KW), "
         "median over rounds with the interquartile range in parentheses; "
         "`% peak` is the fused path (median) against the FMA peak for that thread count; "
-        "`fused/sep` and `fused/im2col` are ratios of median times measured in the same run, "
-        "the three paths' rounds interleaved (> 1 means fused is faster); `mem` is the peak extra memory a path allocates "
-        "besides its (preallocated) output.",
+        "`fused/sep` and `fused/im2col` (> 1 means fused is faster) and the peer ratios are "
+        "ratios of median times measured over the same stretch of the run: the time of a "
+        "case group is cut into segments, in each fused and separate take turns round by "
+        "round, then im2col and each peer run alone; "
+        "`mem` is the peak extra memory a path allocates besides its (preallocated) output.",
         "- Every case's output was checked against a float64 NumPy reference "
         f"(max error <= {CHECK_RTOL:g} x max |reference|).",
     ]
