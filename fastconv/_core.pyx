@@ -422,7 +422,7 @@ cdef inline object _act_key(object a):
     return None
 
 
-def fast_key(object x, object weight, object bias, object stride, object padding,
+cpdef object fast_key(object x, object weight, object bias, object stride, object padding,
              object dilation, object groups, object activation, object pre_activation,
              object method, object data_format, object out):
     """The cache key of a conv2d call, or None when it cannot be cached.

@@ -400,7 +400,10 @@ def fastconv_runner(layer: Layer, method: str, activation: Optional[str], x, w, 
         out = np.empty(layer.out_shape, dtype=np.float32)
     if pack and can_pack():
         w = fastconv.pack_weight(w, groups=layer.groups)
-    kw = dict(layer.conv_kwargs, activation=activation, method=method, out=out)
+    # the arguments a user would write: the parameters that differ from the defaults
+    defaults = dict(stride=1, padding=0, dilation=1, groups=1)
+    kw = {k: v for k, v in layer.conv_kwargs.items() if defaults.get(k) != v}
+    kw.update(activation=activation, method=method, out=out)
     conv2d = fastconv.conv2d
 
     def run():

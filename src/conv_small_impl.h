@@ -148,15 +148,23 @@ FN(small_rows_)(const FN(sjob_) *j, int64_t ow0, int nvalid, int64_t oh0, int64_
                 for (int v = 0; v < NV; ++v) acc[o][v] = t[o * NV + v];
         }
         T *yr = j->y + oh * j->wo + ow0;
+        /* A partial last vector may be stored whole when its extra lanes land
+         * in rows this item writes later (it has every column: ow0 == 0). */
+        const int spill = EDGE && ow0 == 0
+                          && (oh + 1) * j->wo + (NV * VL - nvalid) <= oh1 * j->wo;
 #pragma GCC unroll 4
         for (int o = 0; o < NOC; ++o)
 #pragma GCC unroll 4
             for (int v = 0; v < NV; ++v) {
-                if (EDGE && (v + 1) * VL > nvalid) {
+                if (EDGE && (v + 1) * VL > nvalid && !spill) {
                     /* the partial vector through L1 (vmaskmov stores are slow on AMD) */
                     _Alignas(32) T buf[VL];
                     VSTORE(buf, acc[o][v]);
-                    for (int l = 0; l < nvalid - v * VL; ++l) yr[o * hwo + v * VL + l] = buf[l];
+                    const int rem = nvalid - v * VL;
+                    /* unrolled: a counted loop here becomes a memmove call */
+#pragma GCC unroll 8
+                    for (int l = 0; l < VL; ++l)
+                        if (l < rem) yr[o * hwo + v * VL + l] = buf[l];
                 }
                 else
                     VSTORE(yr + o * hwo + v * VL, acc[o][v]);

@@ -99,6 +99,26 @@ def test_every_width():
             _check(y, x, wt, b, padding=pad, activation="relu")
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_every_width_row_blocks(threads, dtype):
+    """Partial last vectors are stored whole when the spill lands in rows the
+    same work item writes later: every width 1..20 on images tall enough for
+    row blocks over two threads, into an output prefilled with NaN (a lane
+    left unwritten or a spill into another item's rows shows up)."""
+    rng = np.random.default_rng(8)
+    old = fastconv.get_num_threads()
+    fastconv.set_num_threads(threads)
+    try:
+        for wo in range(1, 21):
+            x, wt, b = _data(rng, 2, 8, 130, wo + 2, 4, 3, 3, dtype=dtype)
+            out = np.full((2, 4, 128, wo), np.nan, dtype)
+            fastconv.conv2d(x, wt, b, activation="relu", out=out)
+            _check(out, x, wt, b, dtype, activation="relu")
+    finally:
+        fastconv.set_num_threads(old)
+
+
 def test_input_at_buffer_edges():
     """Views whose data ends exactly at the end of a larger buffer (or starts at
     its beginning): the kernel must not read outside x."""
