@@ -3,9 +3,8 @@
 The kernels are picked once, at the first convolution, from the CPU's
 features (AVX-512 F/BW/DQ/VL, else AVX2+FMA on x86-64, else portable C);
 ``FASTCONV_DISABLE_SIMD=1`` in the environment before that forces the portable
-ones; ``FASTCONV_ENABLE_AVX512=1`` selects the AVX-512 tiles where the CPU and
-OS support them (not the default: measured no faster than AVX2 on Zen 4), and
-``FASTCONV_DISABLE_AVX512=1`` keeps them off whatever else is set.  Threads are
+ones; the AVX-512 tiles are used where the CPU and OS support them, and
+``FASTCONV_DISABLE_AVX512=1`` keeps them off (AVX2 then).  Threads are
 OpenMP's: ``OMP_NUM_THREADS``, :func:`set_num_threads` and
 ``threadpoolctl.threadpool_limits(n, user_api="openmp")`` all work.
 """
@@ -32,7 +31,7 @@ def show_config(file=None):
            else "CPU and OS have AVX-512 F/BW/DQ/VL" if c["kernels"] == "avx512"
            else "FASTCONV_DISABLE_AVX512 is set" if c.get("avx512_disabled_by_env")
            and c.get("cpu_avx512")
-           else "CPU has AVX2+FMA; AVX-512 present but off by default, "
+           else "CPU has AVX2+FMA; AVX-512 present but not wanted by this build, "
                 "FASTCONV_ENABLE_AVX512=1 uses it" if c.get("cpu_avx512")
            and c["kernels"] == "avx2+fma"
            else "CPU has AVX2+FMA" if c["cpu_avx2_fma"] else "no AVX2+FMA on this CPU/build")

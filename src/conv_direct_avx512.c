@@ -1,7 +1,7 @@
 /*
  * AVX-512 (F/BW/DQ/VL) B tiles of the direct convolution, chosen at run time
- * by dispatch.c when the CPU and the OS support them and they are wanted
- * (FASTCONV_ENABLE_AVX512=1; FASTCONV_DISABLE_AVX512=1 always keeps AVX2).  Compiled with -mavx512f -mavx512bw -mavx512dq
+ * by dispatch.c when the CPU and the OS support them (FASTCONV_DISABLE_AVX512=1
+ * keeps AVX2).  Compiled with -mavx512f -mavx512bw -mavx512dq
  * -mavx512vl -mfma; empty on other architectures.
  *
  * Same packed weights as the other kernel sets (OB = 64 bytes of output
@@ -13,9 +13,10 @@
  * instructions per FLOP).  2 x 12 (24 accumulators, 12 pixel pointers: GPR
  * spills) and 4 x 6 measured slower.  On the Zen 4 it was written on, the
  * micro-kernel and the AVX2 one both reach the FMA peak (~116 GFLOP/s) on
- * L1-resident data, and whole layers come out within +-5% of AVX2, either
- * way from one process to the next: it is not selected by default
- * (dispatch.c, FASTCONV_ENABLE_AVX512=1).  See benchmarks/NOTES.md.
+ * L1-resident data; whole layers first measured within +-5% of AVX2 either
+ * way, later 2-15 % faster in three alternating runs of the 3x3 layers (the
+ * 8-pixel tile needs fewer passes over the weights, which stream from L2),
+ * so it is the default where available.  See benchmarks/NOTES.md.
  * The 1x1 GEMM tile (A) and the NCHW->NHWC copy are the AVX2 ones.
  */
 #if defined(__x86_64__) || defined(_M_X64)
