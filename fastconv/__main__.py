@@ -100,6 +100,8 @@ def _bench(args) -> int:
     print("GFLOP/s (median" + (", IQR" if args.spread else "") + "); "
           "fused/x = time(x)/time(fused); mem = peak extra bytes besides the output")
     print(B.format_table(report, spread=args.spread))
+    for line in B.target_summary(report):
+        print(line.replace("**", ""))
     for n in meta["notes"]:
         print("note: " + n)
 

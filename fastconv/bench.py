@@ -111,6 +111,8 @@ IMPLS: Tuple[str, ...] = METHODS + PEERS
 ACTIVATIONS: Tuple[str, ...] = ("relu", "silu")
 SUPPORTED_ACTIVATIONS: Tuple[str, ...] = ("relu", "silu", "gelu")
 
+PEER_SHORT = {"torch": "torch", "onnxruntime": "ORT"}
+
 IMPL_LABELS = {
     "fused": "fastconv fused",
     "separate": "fastconv separate",
@@ -1106,9 +1108,11 @@ def table_rows(report: dict, spread: bool = False) -> Tuple[List[str], List[List
     head = ["layer", "act", "thr"] + [IMPL_LABELS.get(i, i).replace("fastconv ", "")
                                       for i in impls]
     head += ["% peak"]
+    peers = [i for i in impls if i in PEERS]
     if "fused" in methods:
         head += ["fused/sep" if "separate" in methods else None,
                  "fused/im2col" if "im2col" in methods else None]
+        head += [f"fused/{PEER_SHORT.get(p, p)}" for p in peers]
     head += [f"mem {m}" for m in methods]
     head = [h for h in head if h is not None]
     rows = []
@@ -1122,11 +1126,53 @@ def table_rows(report: dict, spread: bool = False) -> Tuple[List[str], List[List
                 row.append(_ratio(f, by.get("separate")))
             if "im2col" in methods:
                 row.append(_ratio(f, by.get("im2col")))
+            for p in peers:
+                row.append(_ratio(f, by.get(p)))
         for m in methods:
             r = by.get(m)
             row.append(_fmt_bytes(r["workspace"]["bytes"]) if r and "workspace" in r else "-")
         rows.append(row)
     return head, rows
+
+
+def _speedup(fast: Optional[dict], other: Optional[dict]) -> Optional[float]:
+    """time(other) / time(fast) from two results, or None when either has no timing."""
+    ok = ("ok", "wrong")
+    if not fast or not other or fast["status"] not in ok or other["status"] not in ok:
+        return None
+    return other["time"]["median"] / fast["time"]["median"]
+
+
+def target_summary(report: dict) -> List[str]:
+    """The performance issue's comparisons, computed from one run: for each
+    (activation, threads), the geometric mean over the layers of fastconv fused
+    time / peer time (<= 1.0: at least as fast), and the layers where fused is
+    slower than a peer, the separate path or the im2col path."""
+    by_key = _index(report["results"])
+    groups: Dict[Tuple[str, int], List[Tuple[str, Dict[str, dict]]]] = {}
+    for (layer, act, thr), by in by_key.items():
+        groups.setdefault((act, thr), []).append((layer, by))
+    lines = []
+    for (act, thr), items in groups.items():
+        parts = []
+        for other in PEERS + ("separate", "im2col"):
+            ratios = [(layer, _speedup(by.get("fused"), by.get(other))) for layer, by in items]
+            ratios = [(layer, r) for layer, r in ratios if r is not None]
+            if not ratios:
+                continue
+            label = IMPL_LABELS.get(other, other).replace("fastconv ", "")
+            slower = [f"{layer} ({r:.3f}x)" for layer, r in ratios if r < 1.0]
+            if other in PEERS:
+                gm = math.exp(-sum(math.log(r) for _, r in ratios) / len(ratios))
+                parts.append(f"fused time / {label} time, geometric mean over {len(ratios)} "
+                             f"layers: **{gm:.2f}**; fused slower on: "
+                             + (", ".join(slower) if slower else "none"))
+            else:
+                parts.append(f"fused slower than {label} on: "
+                             + (", ".join(slower) if slower else "none"))
+        if parts:
+            lines.append(f"- {act}, {thr} thread(s): " + "; ".join(parts))
+    return lines
 
 
 def format_table(report: dict, spread: bool = False) -> str:
@@ -1187,6 +1233,10 @@ def format_markdown(report: dict, chart: Optional[str] = None) -> str:
     lines += ["", "| " + " | ".join(head) + " |",
               "|" + "|".join("---" if i < 2 else "---:" for i in range(len(head))) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
+    summary = target_summary(report)
+    if summary:
+        lines += ["", "Comparisons from this run (ratios of median times; `fused/x` in the "
+                      "table is time(x) / time(fused)):", ""] + summary
     if chart:
         lines += ["", f"![GFLOP/s per layer, path and peer]({chart})"]
     lines += ["", "Layers:", ""]

@@ -78,6 +78,22 @@ def test_run_suite_skips_missing_peers_with_a_note(monkeypatch):
     assert "| seed |" in B.format_markdown(rep)
 
 
+def test_target_summary_geomean_and_slower_layers():
+    """The issue's comparisons computed from a report: geometric mean of fused
+    time / peer time, and the layers where fused loses."""
+    def res(layer, impl, t):
+        return {"layer": layer, "impl": impl, "activation": "relu", "threads": 1,
+                "status": "ok", "time": {"median": t}}
+    rep = {"results": [res("a", "fused", 1.0), res("a", "onnxruntime", 2.0),
+                       res("a", "separate", 0.5),
+                       res("b", "fused", 2.0), res("b", "onnxruntime", 1.0),
+                       res("b", "separate", 3.0)]}
+    (line,) = B.target_summary(rep)
+    assert "geometric mean over 2 layers: **1.00**" in line   # sqrt(0.5 * 2.0)
+    assert "ONNX Runtime time" in line and "slower on: b (0.500x)" in line
+    assert "fused slower than separate on: a (0.500x)" in line
+
+
 def test_cli_bench_tiny(tmp_path):
     r = _run_cli(["bench", "--layers", "seed", "--rounds", "1", "--no-chart", "--peers", "none",
                   "--out", str(tmp_path / "o"), "--markdown", str(tmp_path / "R.md")],
