@@ -18,6 +18,9 @@
  * 1 MFLOP is ~10 us of one core; a libgomp fork/join is a few us on an idle
  * machine.  (Not measurable on the shared dev machine, see benchmarks/NOTES.md.) */
 #define FC_PARALLEL_MIN_FLOPS 1.0e6
+/* Channels-last copies above this size are made band group by band group
+ * (about the L2 of one core here). */
+#define FC_BAND_GROUP_BYTES ((int64_t)1 << 20)
 
 /* Driver modes, see conv_direct_impl.h. */
 enum { MODE_A, MODE_DIRECT, MODE_FOLD, MODE_NHWC };

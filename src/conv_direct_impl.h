@@ -360,6 +360,19 @@ static void FN(ptr_table_)(const FN(geom_) *g, const T *base, const T *zero, int
 
 static int64_t FN(ceil_div_)(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+/* One past the last input row read by the tiles of bands [0, b) (n == 1):
+ * rows are copied group by group in that order. */
+static int64_t FN(band_rows_end_)(const fc_conv_desc *d, int64_t b, int64_t band, int64_t pbase,
+                                  int64_t pextra, int64_t ntiles)
+{
+    const int64_t t = fc_min64(ntiles, b * band);
+    const int64_t p_end = t * pbase + fc_min64(t, pextra);   /* first pixel not covered */
+    if (p_end <= 0) return 0;
+    const int64_t oh = (p_end - 1) / d->w_out;                /* last output row touched */
+    const int64_t ih = oh * d->stride_h - d->pad_top + (d->kh - 1) * d->dil_h + 1;
+    return fc_max64(0, fc_min64(d->h_in, ih));
+}
+
 /* x: element strides xs (n, c, h, w) or NULL for dense NCHW; y dense, NCHW
  * or (y_nhwc) NHWC. */
 int FN(fc_conv2d_packed_ex_)(const fc_conv_desc *d, const T *x, const int64_t *xs_in,
@@ -496,12 +509,27 @@ int FN(fc_conv2d_packed_ex_)(const fc_conv_desc *d, const T *x, const int64_t *x
      * window half empty, a streaming pass keeps it full (NOTES.md). */
     const int item_act = post->kind != FC_ACT_IDENTITY && post->kind != FC_ACT_RELU;
     const fc_activation *tile_act = item_act ? &ident : post;
+    /* An image whose channels-last copy is bigger than L2 (VGG's 64 x 224 x 224
+     * is 12.8 MB) is copied and computed in groups of tile bands, each group's
+     * input rows copied just before its tiles read them; otherwise the copy
+     * makes a round trip through L3/DRAM between the two phases. */
+    int64_t ngroups = 1, bpg = nbands;
+    if (mode == MODE_NHWC && d->n == 1 && G == 1 && (int64_t)ws_bytes > FC_BAND_GROUP_BYTES) {
+        const int64_t row_bytes = d->w_in * d->c_in * (int64_t)sizeof(T);
+        const int64_t band_px = band * (pbase + 1);
+        /* output rows a group may span, then input rows, within FC_BAND_GROUP_BYTES / 2 */
+        const int64_t rows_fit = fc_max64(1, (FC_BAND_GROUP_BYTES / 2) / row_bytes);
+        const int64_t out_rows = fc_max64(1, (rows_fit - (d->kh - 1) * d->dil_h) / d->stride_h);
+        bpg = fc_max64(1, out_rows * d->w_out / band_px);
+        bpg = fc_max64(bpg, nthr);   /* at least a band per thread per group */
+        ngroups = FN(ceil_div_)(nbands, bpg);
+    }
 
 #ifdef _OPENMP
 #pragma omp parallel if (par) reduction(| : failed)
 #endif
     {
-        if (mode == MODE_NHWC || mode == MODE_FOLD) {
+        if ((mode == MODE_NHWC || mode == MODE_FOLD) && ngroups == 1) {
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif
@@ -523,10 +551,27 @@ int FN(fc_conv2d_packed_ex_)(const fc_conv_desc *d, const T *x, const int64_t *x
         ab.wbs = ntaps * gm.kc * OB;
         ab.ptrs = (const void *const *)tab;
         aa.ldx = xs[1]; aa.k = cin_g; aa.ldy = hwo; aa.act = tile_act;
+        for (int64_t grp = 0; grp < ngroups; ++grp) {
+        /* items of bands [grp * bpg, (grp + 1) * bpg) (n == 1, G == 1 when grouped) */
+        const int64_t it0 = grp * bpg * nog;
+        const int64_t it1 = ngroups == 1 ? nitems : fc_min64(nitems, (grp + 1) * bpg * nog);
+        if (ngroups > 1) {
+            /* input rows this group reads that the previous groups did not */
+            const int64_t r0 = grp ? FN(band_rows_end_)(d, grp * bpg, band, pbase, pextra, ntiles)
+                                   : 0;
+            const int64_t r1 = grp + 1 == ngroups
+                                   ? d->h_in
+                                   : FN(band_rows_end_)(d, (grp + 1) * bpg, band, pbase,
+                                                        pextra, ntiles);
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif
-        for (int64_t it = 0; it < nitems; ++it) {
+            for (int64_t r = r0; r < r1; ++r) FN(to_nhwc_row_)(kt, d, x, xs, xt, r, pre);
+        }
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 1) nowait
+#endif
+        for (int64_t it = it0; it < it1; ++it) {
             if (failed) continue;
             int64_t r = it;
             const int64_t og = r % nog; r /= nog;
@@ -594,6 +639,7 @@ int FN(fc_conv2d_packed_ex_)(const fc_conv_desc *d, const T *x, const int64_t *x
                 }
             }
         }
+        }   /* groups */
         free((void *)tab);
     }
     if (own_ws) fc_free64(xt);

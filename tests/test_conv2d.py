@@ -276,6 +276,27 @@ def test_numpy_integer_params(rng, method):
     assert_close(got, ref, scale, np.float64)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("geom", [dict(k=3, stride=1, padding=1, dilation=1),
+                                  dict(k=3, stride=2, padding=1, dilation=1),
+                                  dict(k=3, stride=1, padding=2, dilation=2),
+                                  dict(k=5, stride=1, padding=(2, 0), dilation=1)],
+                         ids=["3x3", "s2", "dil2", "5x5-asym"])
+def test_big_image_band_groups(rng, threads, geom):
+    """An image whose channels-last copy is over 1 MB is copied and computed in
+    groups of tile bands (each group's input rows just before its tiles): every
+    row must be copied before a tile reads it, whatever the geometry."""
+    x, w, b = make(rng, np.float32, 1, 24, 150, 93, 20, 1, geom["k"], geom["k"])
+    old = fastconv.get_num_threads()
+    fastconv.set_num_threads(threads)
+    try:
+        for act, pre in ((None, None), ("relu", None), ("silu", None), (None, "relu")):
+            run_and_check("fused", x, w, b, geom["stride"], geom["padding"], geom["dilation"],
+                          activation=act, pre_activation=pre)
+    finally:
+        fastconv.set_num_threads(old)
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_huge_stride_gives_single_output(rng, method):
     x, w, b = make(rng, np.float32, 2, 3, 6, 6, 4, 1, 3, 3)
