@@ -71,6 +71,12 @@ class BuildExt(build_ext):
             omp_link = ["-fopenmp"] if use else []
         self.openmp = bool(omp)
         san = os.environ.get("FASTCONV_SANITIZE")  # e.g. "address,undefined"
+        if san or os.environ.get("FASTCONV_NO_OPENMP") == "1":
+            # objects and modules left in build/ by a plain build look up to date
+            # and would be reused as they are (with OpenMP, uninstrumented):
+            # rebuild everything
+            self.force = True
+            self.compiler.force = True
         for ext in self.extensions:
             ext.extra_compile_args += omp
             ext.extra_link_args += omp_link
