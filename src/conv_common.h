@@ -10,6 +10,13 @@ static inline int64_t fc_floor_div(int64_t a, int64_t b)
     return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
 }
 
+/* A hint to fetch the line at p for writing (no-op where the compiler has no builtin). */
+#if defined(__GNUC__) || defined(__clang__)
+#define FC_PREFETCH_W(p) __builtin_prefetch((p), 1, 2)
+#else
+#define FC_PREFETCH_W(p) ((void)(p))
+#endif
+
 static inline int64_t fc_min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t fc_max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
