@@ -552,103 +552,105 @@ int FN(fc_conv2d_packed_ex_)(const fc_conv_desc *d, const T *x, const int64_t *x
         ab.ptrs = (const void *const *)tab;
         aa.ldx = xs[1]; aa.k = cin_g; aa.ldy = hwo; aa.act = tile_act;
         for (int64_t grp = 0; grp < ngroups; ++grp) {
-        /* items of bands [grp * bpg, (grp + 1) * bpg) (n == 1, G == 1 when grouped) */
-        const int64_t it0 = grp * bpg * nog;
-        const int64_t it1 = ngroups == 1 ? nitems : fc_min64(nitems, (grp + 1) * bpg * nog);
-        if (ngroups > 1) {
-            /* input rows this group reads that the previous groups did not */
-            const int64_t r0 = grp ? FN(band_rows_end_)(d, grp * bpg, band, pbase, pextra, ntiles)
-                                   : 0;
-            const int64_t r1 = grp + 1 == ngroups
-                                   ? d->h_in
-                                   : FN(band_rows_end_)(d, (grp + 1) * bpg, band, pbase,
-                                                        pextra, ntiles);
+            /* items of bands [grp * bpg, (grp + 1) * bpg) (n == 1, G == 1 when grouped) */
+            const int64_t it0 = grp * bpg * nog;
+            const int64_t it1 = ngroups == 1 ? nitems : fc_min64(nitems, (grp + 1) * bpg * nog);
+            if (ngroups > 1) {
+                /* input rows this group reads that the previous groups did not */
+                const int64_t r0 = grp ? FN(band_rows_end_)(d, grp * bpg, band, pbase, pextra,
+                                                            ntiles)
+                                       : 0;
+                const int64_t r1 = grp + 1 == ngroups
+                                       ? d->h_in
+                                       : FN(band_rows_end_)(d, (grp + 1) * bpg, band, pbase,
+                                                            pextra, ntiles);
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif
-            for (int64_t r = r0; r < r1; ++r) FN(to_nhwc_row_)(kt, d, x, xs, xt, r, pre);
-        }
+                for (int64_t r = r0; r < r1; ++r) FN(to_nhwc_row_)(kt, d, x, xs, xt, r, pre);
+            }
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1) nowait
 #endif
-        for (int64_t it = it0; it < it1; ++it) {
-            if (failed) continue;
-            int64_t r = it;
-            const int64_t og = r % nog; r /= nog;
-            const int64_t bnd = r % nbands; r /= nbands;
-            const int64_t g = r % G;
-            const int64_t n = r / G;
-            const int64_t t0 = bnd * band, t1 = fc_min64(ntiles, t0 + band);
-            if (mode == MODE_A) {
-                T *yg = y + (n * d->c_out + g * cout_g) * hwo;
-                const int64_t b0 = og * ogs, b1 = fc_min64(pk->noa, b0 + ogs);
-                const T *xg = x + n * xs[0] + g * cin_g * xs[1];
-                for (int64_t b = b0; b < b1; ++b) {
-                    aa.w = (const T *)pk->wa + (g * pk->noa + b) * cin_g * FC_TA_OC;
-                    aa.bias = bpad + g * bstride + b * FC_TA_OC;
-                    aa.noc = (int)fc_min64(FC_TA_OC, cout_g - b * FC_TA_OC);
-                    const int64_t p0 = t0 * TAP;
-                    aa.x = xg + p0;
-                    aa.y = yg + b * FC_TA_OC * hwo + p0;
-                    aa.npix = fc_min64(t1 * TAP, hwo) - p0;
-                    CAT(kt->tileA_, SFX)(&aa);
-                }
-                if (item_act) {
-                    const int64_t p0 = t0 * TAP, np = fc_min64(t1 * TAP, hwo) - p0;
-                    const int64_t o1 = fc_min64(cout_g, b1 * FC_TA_OC);
-                    for (int64_t o = b0 * FC_TA_OC; o < o1; ++o)
-                        FN(fc_activate_serial_)(yg + o * hwo + p0, yg + o * hwo + p0,
-                                                (size_t)np, post);
-                }
-            } else {
-                /* y at (n, channel g * cout_g, pixel 0) */
-                T *yg = y_nhwc ? y + n * hwo * d->c_out + g * cout_g
-                               : y + (n * d->c_out + g * cout_g) * hwo;
-                const int64_t b0 = og * ogs, b1 = fc_min64(pk->nob, b0 + ogs);
-                const T *base = xsrc + n * gm.img + g * gm.grp;
-                for (int64_t t = t0; t < t1; ++t) {
-                    const int64_t p0 = t * pbase + fc_min64(t, pextra);
-                    const int np = (int)(pbase + (t < pextra));
-                    FN(ptr_table_)(&gm, base, zero, p0, np, P, d->w_out, tab);
-                    ab.npix = np;
-                    if (!y_nhwc) {
-                        /* the next tile's output lines, for writing: a cold output
-                         * (a batch's next image, a big image) otherwise stalls the
-                         * tile's stores (+1.2-1.9 % on batch8 and VGG, NOTES.md) */
-                        const int64_t pn = p0 + np;
-                        const int64_t o1 = fc_min64(cout_g, b1 * OB);
-                        if (pn < hwo)
-                            for (int64_t o = b0 * OB; o < o1; ++o)
-                                FC_PREFETCH_W(yg + o * hwo + pn);
+            for (int64_t it = it0; it < it1; ++it) {
+                if (failed) continue;
+                int64_t r = it;
+                const int64_t og = r % nog; r /= nog;
+                const int64_t bnd = r % nbands; r /= nbands;
+                const int64_t g = r % G;
+                const int64_t n = r / G;
+                const int64_t t0 = bnd * band, t1 = fc_min64(ntiles, t0 + band);
+                if (mode == MODE_A) {
+                    T *yg = y + (n * d->c_out + g * cout_g) * hwo;
+                    const int64_t b0 = og * ogs, b1 = fc_min64(pk->noa, b0 + ogs);
+                    const T *xg = x + n * xs[0] + g * cin_g * xs[1];
+                    for (int64_t b = b0; b < b1; ++b) {
+                        aa.w = (const T *)pk->wa + (g * pk->noa + b) * cin_g * FC_TA_OC;
+                        aa.bias = bpad + g * bstride + b * FC_TA_OC;
+                        aa.noc = (int)fc_min64(FC_TA_OC, cout_g - b * FC_TA_OC);
+                        const int64_t p0 = t0 * TAP;
+                        aa.x = xg + p0;
+                        aa.y = yg + b * FC_TA_OC * hwo + p0;
+                        aa.npix = fc_min64(t1 * TAP, hwo) - p0;
+                        CAT(kt->tileA_, SFX)(&aa);
                     }
-                    for (int64_t b = b0; b < b1; b += NBT) {
-                        ab.nb = (int)fc_min64(NBT, b1 - b);
-                        ab.w = (const T *)pk->wb + (g * pk->nob + b) * ab.wbs;
-                        ab.bias = bpad + g * bstride + b * OB;
-                        ab.noc = (int)fc_min64((int64_t)ab.nb * OB, cout_g - b * OB);
-                        ab.y = yg + b * OB * ab.ldy + p0 * ab.ldp;
-                        CAT(kt->tileB_, SFX)(&ab);
-                    }
-                }
-                if (item_act) {
-                    const int64_t p0 = t0 * pbase + fc_min64(t0, pextra);
-                    const int64_t p1 = t1 * pbase + fc_min64(t1, pextra);
-                    const int64_t o0 = b0 * OB, o1 = fc_min64(cout_g, b1 * OB);
-                    if (!y_nhwc) {
-                        for (int64_t o = o0; o < o1; ++o)
+                    if (item_act) {
+                        const int64_t p0 = t0 * TAP, np = fc_min64(t1 * TAP, hwo) - p0;
+                        const int64_t o1 = fc_min64(cout_g, b1 * FC_TA_OC);
+                        for (int64_t o = b0 * FC_TA_OC; o < o1; ++o)
                             FN(fc_activate_serial_)(yg + o * hwo + p0, yg + o * hwo + p0,
-                                                    (size_t)(p1 - p0), post);
-                    } else if (o1 - o0 == d->c_out) {   /* the pixels' rows are contiguous */
-                        T *yp = yg + p0 * d->c_out;
-                        FN(fc_activate_serial_)(yp, yp, (size_t)((p1 - p0) * d->c_out), post);
-                    } else {
-                        for (int64_t p = p0; p < p1; ++p)
-                            FN(fc_activate_serial_)(yg + p * d->c_out + o0, yg + p * d->c_out + o0,
-                                                    (size_t)(o1 - o0), post);
+                                                    (size_t)np, post);
+                    }
+                } else {
+                    /* y at (n, channel g * cout_g, pixel 0) */
+                    T *yg = y_nhwc ? y + n * hwo * d->c_out + g * cout_g
+                                   : y + (n * d->c_out + g * cout_g) * hwo;
+                    const int64_t b0 = og * ogs, b1 = fc_min64(pk->nob, b0 + ogs);
+                    const T *base = xsrc + n * gm.img + g * gm.grp;
+                    for (int64_t t = t0; t < t1; ++t) {
+                        const int64_t p0 = t * pbase + fc_min64(t, pextra);
+                        const int np = (int)(pbase + (t < pextra));
+                        FN(ptr_table_)(&gm, base, zero, p0, np, P, d->w_out, tab);
+                        ab.npix = np;
+                        if (!y_nhwc) {
+                            /* the next tile's output lines, for writing: a cold output
+                             * (a batch's next image, a big image) otherwise stalls the
+                             * tile's stores (+1.2-1.9 % on batch8 and VGG, NOTES.md) */
+                            const int64_t pn = p0 + np;
+                            const int64_t o1 = fc_min64(cout_g, b1 * OB);
+                            if (pn < hwo)
+                                for (int64_t o = b0 * OB; o < o1; ++o)
+                                    FC_PREFETCH_W(yg + o * hwo + pn);
+                        }
+                        for (int64_t b = b0; b < b1; b += NBT) {
+                            ab.nb = (int)fc_min64(NBT, b1 - b);
+                            ab.w = (const T *)pk->wb + (g * pk->nob + b) * ab.wbs;
+                            ab.bias = bpad + g * bstride + b * OB;
+                            ab.noc = (int)fc_min64((int64_t)ab.nb * OB, cout_g - b * OB);
+                            ab.y = yg + b * OB * ab.ldy + p0 * ab.ldp;
+                            CAT(kt->tileB_, SFX)(&ab);
+                        }
+                    }
+                    if (item_act) {
+                        const int64_t p0 = t0 * pbase + fc_min64(t0, pextra);
+                        const int64_t p1 = t1 * pbase + fc_min64(t1, pextra);
+                        const int64_t o0 = b0 * OB, o1 = fc_min64(cout_g, b1 * OB);
+                        if (!y_nhwc) {
+                            for (int64_t o = o0; o < o1; ++o)
+                                FN(fc_activate_serial_)(yg + o * hwo + p0, yg + o * hwo + p0,
+                                                        (size_t)(p1 - p0), post);
+                        } else if (o1 - o0 == d->c_out) {   /* the pixels' rows are contiguous */
+                            T *yp = yg + p0 * d->c_out;
+                            FN(fc_activate_serial_)(yp, yp, (size_t)((p1 - p0) * d->c_out), post);
+                        } else {
+                            for (int64_t p = p0; p < p1; ++p) {
+                                T *yp = yg + p * d->c_out + o0;
+                                FN(fc_activate_serial_)(yp, yp, (size_t)(o1 - o0), post);
+                            }
+                        }
                     }
                 }
             }
-        }
         }   /* groups */
         free((void *)tab);
     }
