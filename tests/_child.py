@@ -44,3 +44,21 @@ def portable_outputs(module, func, arg, tmp_path):
                check=True)
     with np.load(path) as f:
         return [f[f"arr_{i}"] for i in range(len(f.files))]
+
+
+def assert_simd_matches_portable(module, compute, dtype, tmp_path):
+    """`compute(dtype)` in this process (the SIMD kernels) against the same call
+    in a child with the portable kernels forced: every output within 1e-4
+    (float32) or 1e-12 (float64) of its largest magnitude + 1.  Skips where this
+    build or CPU has no SIMD kernels."""
+    import pytest
+    import fastconv
+    if fastconv.config.config()["kernels"] not in ("avx2+fma", "avx512"):
+        pytest.skip("no SIMD kernels on this machine/build")
+    ref = portable_outputs(module, compute.__name__, dtype, tmp_path)
+    got = compute(dtype)
+    assert len(got) == len(ref)
+    tol = 1e-4 if dtype == "float32" else 1e-12
+    for i, (y, r) in enumerate(zip(got, ref)):
+        scale = np.abs(r).max() + 1.0
+        assert np.abs(y - r).max() <= tol * scale, f"output {i} differs"

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import fastconv
-from _child import portable_outputs
+from _child import assert_simd_matches_portable
 from reference import conv2d_act_ref
 
 RTOL = {np.float32: 2e-5, np.float64: 1e-12}
@@ -160,15 +160,7 @@ def _compute(dtype_name):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_simd_matches_portable(tmp_path, dtype):
-    if fastconv.config.config()["kernels"] not in ("avx2+fma", "avx512"):
-        pytest.skip("no SIMD kernels on this machine/build")
-    ref = portable_outputs('test_first_and_1x1', "_compute", dtype, tmp_path)
-    got = _compute(dtype)
-    tol = 1e-4 if dtype == "float32" else 1e-12
-    for i, y in enumerate(got):
-        r = ref[i]
-        scale = np.abs(r).max() + 1.0
-        assert np.abs(y - r).max() <= tol * scale, f"output {i} differs"
+    assert_simd_matches_portable("test_first_and_1x1", _compute, dtype, tmp_path)
 
 
 def test_routing():

@@ -1,6 +1,6 @@
 """The AVX2+FMA kernels and the portable ones agree (portable run in a
 subprocess with FASTCONV_DISABLE_SIMD=1)."""
-from _child import portable_outputs
+from _child import assert_simd_matches_portable
 
 import numpy as np
 import pytest
@@ -40,12 +40,4 @@ def _compute(dtype_name):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_simd_matches_portable(tmp_path, dtype):
-    if fastconv.config.config()["kernels"] not in ("avx2+fma", "avx512"):
-        pytest.skip("no SIMD kernels on this machine/build")
-    ref = portable_outputs('test_simd_parity', "_compute", dtype, tmp_path)
-    got = _compute(dtype)
-    tol = 1e-4 if dtype == "float32" else 1e-12
-    for i, y in enumerate(got):
-        r = ref[i]
-        scale = np.abs(r).max() + 1.0
-        assert np.abs(y - r).max() <= tol * scale, f"output {i} differs"
+    assert_simd_matches_portable("test_simd_parity", _compute, dtype, tmp_path)
