@@ -94,17 +94,28 @@ void FN(fc_activate_serial_)(const T *x, T *y, size_t n, const fc_activation *ac
     FN(act_array_)(x, y, n, (T)-0.0, act);
 }
 
-void FN(fc_activate_)(const T *x, T *y, size_t n, const fc_activation *act)
+/* The blocks of the array shared among the threads of the enclosing parallel
+ * region (an orphaned worksharing loop, with its barrier at the end); run
+ * outside one, the calling thread does them all. */
+void FN(fc_activate_team_)(const T *x, T *y, size_t n, const fc_activation *act)
 {
     const int64_t nblocks = (int64_t)((n + FC_ACT_BLOCK - 1) / FC_ACT_BLOCK);
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (nblocks > 4)
+#pragma omp for schedule(static)
 #endif
     for (int64_t b = 0; b < nblocks; ++b) {
         const size_t i = (size_t)b * FC_ACT_BLOCK;
         const size_t len = n - i < FC_ACT_BLOCK ? n - i : FC_ACT_BLOCK;
         FN(act_array_)(x + i, y + i, len, (T)-0.0, act);
     }
+}
+
+void FN(fc_activate_)(const T *x, T *y, size_t n, const fc_activation *act)
+{
+#ifdef _OPENMP
+#pragma omp parallel if (n > 4 * FC_ACT_BLOCK)
+#endif
+    FN(fc_activate_team_)(x, y, n, act);
 }
 
 void FN(fc_bias_activate_ld_)(T *y, int64_t rows, int64_t len, int64_t ld, const T *bias,

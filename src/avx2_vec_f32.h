@@ -20,7 +20,6 @@
 #define VCASTI _mm256_castsi256_ps
 #define VMASKLOAD _mm256_maskload_ps
 #define VMASKSTORE _mm256_maskstore_ps
-#define VACT_ARRAY fc_act_array_avx2_f32
 #define VACT_TILE fc_act8_tile_f32
 #define VACT fc_act8_f32
 #define VACTK(x, a) fc_act8_kind_f32((a)->kind, x, (float)(a)->p0, (float)(a)->p1)

@@ -16,7 +16,6 @@
 #define VCASTI _mm256_castsi256_pd
 #define VMASKLOAD _mm256_maskload_pd
 #define VMASKSTORE _mm256_maskstore_pd
-#define VACT_ARRAY fc_act_array_avx2_f64
 #define VACT_TILE fc_act4_tile_f64
 #define VACT fc_act4_f64
 #define VACTK(x, a) fc_act4_f64(x, a)

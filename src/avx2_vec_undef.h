@@ -17,7 +17,6 @@
 #undef VMASKLOAD
 #undef VMASKSTORE
 #undef VACT
-#undef VACT_ARRAY
 #undef VACT_TILE
 #undef VACTK
 #undef VRELU

@@ -96,16 +96,6 @@ static void FN(first_row_)(const FN(fjob_) *j, int64_t oh, int64_t ohb)
     const int64_t nvec = j->nvec, nt = j->nt;
     const int last_tail = (int)(j->w_out - (nvec - 1) * VL);
     const int64_t nob = (j->c_out + FOB - 1) / FOB;
-    const int64_t ldy = j->h_out * j->w_out;
-    /* The costly activations go over each finished row segment (L1) instead of
-     * each tile: a 12-vector burst of long dependency chains drains the
-     * out-of-order window between FMA loops, a streaming pass keeps it full. */
-    const fc_activation *act = j->act;
-    const int row_act = act->kind != FC_ACT_IDENTITY && act->kind != FC_ACT_RELU;
-    static const fc_activation ident = {FC_ACT_IDENTITY, 0.0, 0.0};
-    FN(fjob_) jt = *j;
-    if (row_act) jt.act = &ident;
-    j = &jt;
     _Alignas(32) T bias4[4];
     for (int64_t b = 0; b < nob; ++b) {
         for (int64_t m = 0; m < FOB; m += 4) {
@@ -125,8 +115,6 @@ static void FN(first_row_)(const FN(fjob_) *j, int64_t oh, int64_t ohb)
                 else FN(first_tile_)(j, xrow + v * VL, w, bias4, y + v * VL, noc, tail, 1);
                 v += n;
             }
-            if (row_act)
-                for (int o = 0; o < noc; ++o) VACT_ARRAY(y + o * ldy, y + o * ldy, j->w_out, 0, act);
         }
     }
 }
@@ -211,7 +199,11 @@ int CAT(fc_conv_first_avx2_, SFX)(const fc_conv_desc *d, const T *x, const struc
     FN(fjob_) jb;
     jb.off = off; jb.nt = nt; jb.rs = rs; jb.wb = (const T *)pk->wb;
     jb.bias = bias; jb.c_out = d->c_out; jb.h_out = d->h_out; jb.w_out = d->w_out;
-    jb.sh = d->stride_h; jb.nvec = nvec; jb.act = post;
+    jb.sh = d->stride_h; jb.nvec = nvec;
+    /* The costly activations (not identity or relu) run as one pass over the
+     * whole output at the end, as in the general driver (conv_direct_impl.h). */
+    const int late_act = post->kind != FC_ACT_IDENTITY && post->kind != FC_ACT_RELU;
+    jb.act = late_act ? &ident : post;
     const int64_t chw = C * d->h_in * d->w_in, kchw = d->c_out * d->h_out * d->w_out;
     const int64_t nitems = d->n * nbands;
     int failed = 0;
@@ -238,7 +230,8 @@ int CAT(fc_conv_first_avx2_, SFX)(const fc_conv_desc *d, const T *x, const struc
             j.y = y + n * kchw;
             for (int64_t oh = oh0; oh < oh1; ++oh)
                 FN(first_row_)(&j, oh, oh - oh0);
-        }
+        }   /* (the worksharing loop's barrier: every row is written) */
+        if (late_act) FN(fc_activate_team_)(y, y, (size_t)(d->n * kchw), post);
         fc_free64(xp);
     }
     free(off);

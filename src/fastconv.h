@@ -69,6 +69,12 @@ void fc_activate_f64(const double *x, double *y, size_t n, const fc_activation *
 void fc_activate_serial_f32(const float *x, float *y, size_t n, const fc_activation *act);
 void fc_activate_serial_f64(const double *x, double *y, size_t n, const fc_activation *act);
 
+/* The same shared among the threads of the enclosing OpenMP parallel region
+ * (every thread of the team must call it; it ends in a barrier): for kernels
+ * that finish with an activation pass over their whole output. */
+void fc_activate_team_f32(const float *x, float *y, size_t n, const fc_activation *act);
+void fc_activate_team_f64(const double *x, double *y, size_t n, const fc_activation *act);
+
 /* y[c][i] = f(y[c][i] + bias[c % bias_len]) over `rows` rows of `len` values:
  * the epilogue of the im2col path, one pass while the GEMM result is hot. */
 void fc_bias_activate_f32(float *y, int64_t rows, int64_t len, const float *bias,
