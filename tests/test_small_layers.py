@@ -175,3 +175,50 @@ def test_fast_path_checks_after_caching():
     wt[...] = rng.standard_normal(wt.shape)
     fastconv.conv2d(x, wt, b, activation="relu", out=out)
     _check(out, x, wt, b, activation="relu")
+
+
+def test_fast_path_last_call_tells_calls_apart():
+    """The hot path's last-call shortcut (same parameter objects, arrays of
+    the same type, dtype and shape) never hands one call another's plan:
+    calls that alternate, each differing from the one before in one thing,
+    all match the reference."""
+    rng = np.random.default_rng(11)
+    x, wt, b = _data(rng, 1, 3, 14, 14, 4, 3, 3)
+    x64, wt64, b64 = (a.astype(np.float64) for a in (x, wt, b))
+    pw = fastconv.pack_weight(wt)
+    pw2 = fastconv.pack_weight(wt, groups=1)
+    xw = rng.standard_normal((1, 3, 14, 18)).astype(np.float32)   # another width
+    silu = fastconv.Activation("silu")   # an object: compared by identity
+    calls = [
+        (x, wt, b, {"activation": "relu"}),
+        (x, pw, b, {"activation": "relu"}),
+        (x, pw2, b, {"activation": "relu"}),
+        (x, pw, None, {"activation": "relu"}),
+        (xw, pw, b, {"activation": "relu"}),
+        (x, pw, b, {"activation": silu}),
+        (x, pw, b, {"activation": "relu", "stride": 2}),
+        (x, pw, b, {"activation": "relu", "padding": 1}),
+        (x, pw, b, {"activation": "relu", "padding": (1, 1)}),
+        (x, pw, b, {"pre_activation": "relu"}),
+        (x64, wt64, b64, {"activation": "relu"}),
+        (x[0], pw, b, {"activation": "relu"}),
+    ]
+    for _ in range(3):
+        for xi, wi, bi, kw in calls:
+            y = fastconv.conv2d(xi, wi, bi, **kw)
+            wref = wt64 if wi is wt64 else wt
+            kw_ref = {k: ("silu" if v is silu else v) for k, v in kw.items()}
+            _check(y, xi, wref, bi, dtype=xi.dtype.type, **kw_ref)
+            # with out= as well, same parameter objects
+            out = np.empty_like(y)
+            assert fastconv.conv2d(xi, wi, bi, out=out, **kw) is out
+            _check(out, xi, wref, bi, dtype=xi.dtype.type, **kw_ref)
+    # the same array object given a new shape in place
+    xr = rng.standard_normal((1, 3, 14, 14)).astype(np.float32)
+    for _ in range(2):
+        _check(fastconv.conv2d(xr, pw, b, activation="relu"), xr, wt, b, activation="relu")
+    xr.shape = (1, 3, 7, 28)
+    for _ in range(2):
+        y = fastconv.conv2d(xr, pw, b, activation="relu")
+        assert y.shape == (1, 4, 5, 26)
+        _check(y, xr, wt, b, activation="relu")
