@@ -102,6 +102,9 @@ def _bench(args) -> int:
     print(B.format_table(report, spread=args.spread))
     for line in B.target_summary(report):
         print(line.replace("**", ""))
+    ms = B.machine_summary(report)
+    if ms:
+        print(ms)
     for n in meta["notes"]:
         print("note: " + n)
 

@@ -94,6 +94,34 @@ def test_target_summary_geomean_and_slower_layers():
     assert "fused slower than separate on: a (0.500x)" in line
 
 
+def test_group_retimed_when_the_machine_probe_finds_a_core_missing(monkeypatch):
+    """A multi-thread group during which the FMA probe saw less than
+    STALL_FRACTION of the peak is timed again, and the report says so."""
+    # the first timing sees a stall; the wait polls until the cores are back
+    probes = iter([1.0, 0.4, 0.5, 0.5, 1.0, 1.0, 1.0])
+    calls = []
+    monkeypatch.setattr(B, "machine_probe",
+                        lambda t: 1.0 if t == 1 else (calls.append(t), next(probes))[1])
+    layer = B.LAYER_BY_ID["seed"]
+    group = [B.Case(layer, impl, "relu", 2) for impl in ("fused", "separate")]
+    res = B.run_group(group, rounds=2, check=False, segments=1)
+    # before the group and after its one block, the wait (3 polls), then again
+    assert calls == [2] * 7
+    assert all(r["status"] == "ok" for r in res)
+    assert all(r["machine"] == {"probe_min": 1.0, "retimed": 1} for r in res)
+    line = B.machine_summary({"results": res})
+    assert "Re-timed: seed/relu/2 thr (1x)" in line
+    # on one thread nothing is probed or recorded
+    res1 = B.run_group([B.Case(layer, "fused", "relu", 1)], rounds=1, check=False)
+    assert "machine" not in res1[0] and B.machine_summary({"results": res1}) is None
+
+
+def test_machine_probe_is_a_fraction_of_the_peak():
+    assert B.machine_probe(1) == 1.0
+    r = B.machine_probe(2)
+    assert 0.0 <= r <= 1.0
+
+
 def test_cli_bench_tiny(tmp_path):
     r = _run_cli(["bench", "--layers", "seed", "--rounds", "1", "--no-chart", "--peers", "none",
                   "--out", str(tmp_path / "o"), "--markdown", str(tmp_path / "R.md")],
