@@ -17,7 +17,9 @@ SRC = "src"
 
 # One entry per Cython module: the C sources it links.
 EXTENSIONS = {
-    "fastconv._core": ["activation.c", "activation_avx2.c", "conv_direct.c", "conv_direct_avx2.c", "conv_direct_avx512.c", "dispatch.c", "peak.c", "peak_avx2.c", "im2col.c",
+    "fastconv._core": ["activation.c", "activation_avx2.c", "activation_avx512.c",
+                       "conv_direct.c", "conv_direct_avx2.c", "conv_direct_avx512.c",
+                       "dispatch.c", "peak.c", "peak_avx2.c", "im2col.c",
                        "conv_depthwise.c", "conv_depthwise_avx2.c", "conv_small.c", "conv_small_avx2.c",
                        "conv_first.c", "conv_first_avx2.c",
                        "conv_1x1.c", "conv_1x1_avx2.c"],

@@ -2,6 +2,7 @@
 #include <math.h>
 
 #include "activation_internal.h"
+#include "conv_kern.h"
 #include "fastconv.h"
 
 /* The run-time choice of the AVX2 loops: dispatch.c's CPU check and
@@ -20,6 +21,15 @@ int fc_act_simd(void)
     static int cached = -1;   /* a benign race: every thread computes the same */
     if (cached < 0) cached = fc_act_simd_probe();
     return cached;
+}
+
+int fc_act_avx512(void)
+{
+#if defined(__x86_64__) || defined(_M_X64)
+    return fc_kernels() == &fc_kernels_avx512;
+#else
+    return 0;
+#endif
 }
 
 /* Elements per parallel work item: big enough to amortise scheduling. */

@@ -92,48 +92,42 @@ static inline __m256 fc_v8_expm1(__m256 x)
     return _mm256_blendv_ps(y, x, _mm256_cmp_ps(fc_v8_abs(x), FC_V8(1e-8f), _CMP_LT_OQ));
 }
 
-/* exp(y) for y <= 0 (or NaN), denormal results included, with a short
- * dependency chain and few FMA-pipe operations: what limits sigmoid and silu
- * is latency (the out-of-order window holds only a few of these chains) and
- * the FMA pipes they share with the convolution, not the operation count.
- * n = round(y / ln 2) by the 1.5 * 2^23 trick (n also lands in the low bits
- * of t, no conversion); exp(r) = 1 + r + r^2 q(r), q of degree 4 fitted for
- * this file (relative error 3.6e-9 on |r| <= ln2/2), evaluated by Estrin's
- * scheme; one scaling by 2^(n+64) (normal for every n >= -150, so exact)
- * and the final multiplication by 2^-64 is the only rounding, gradual
- * underflow included. */
-static inline __m256 fc_v8_exp_nonpos(__m256 y)
-{
-    y = _mm256_max_ps(FC_V8(-104.0f), y);   /* NaN kept */
-    const __m256 magic = FC_V8(12582912.0f);   /* 1.5 * 2^23 */
-    const __m256 t = _mm256_fmadd_ps(y, FC_V8(1.44269504088896341f), magic);
-    const __m256 n = _mm256_sub_ps(t, magic);
-    __m256 r = _mm256_fnmadd_ps(n, FC_V8(0.693145751953125f), y);
-    r = _mm256_fnmadd_ps(n, FC_V8(1.42860682030941723e-6f), r);
-    const __m256 r2 = _mm256_mul_ps(r, r);
-    const __m256 q0 = _mm256_fmadd_ps(r, FC_V8(0.16666518154529153), FC_V8(0.49999988585202443));
-    const __m256 q1 = _mm256_fmadd_ps(r, FC_V8(0.00836895347516663), FC_V8(0.0416695326856281));
-    const __m256 q = _mm256_fmadd_ps(_mm256_mul_ps(r2, r2), FC_V8(0.001375163286692962),
-                                     _mm256_fmadd_ps(r2, q1, q0));
-    const __m256 e = _mm256_add_ps(_mm256_fmadd_ps(r2, q, r), FC_V8(1.0f));
-    /* t's bits are 0x4B400000 + n: shifted by 23 only n << 23 is left */
-    const __m256i b = _mm256_add_epi32(_mm256_slli_epi32(_mm256_castps_si256(t), 23),
-                                       _mm256_set1_epi32((127 + 64) << 23));
-    return _mm256_mul_ps(_mm256_mul_ps(e, _mm256_castsi256_ps(b)), FC_V8(0x1p-64f));
-}
-
-/* sigmoid(x) = 1 / (1 + e) for x >= 0 and e / (1 + e) below, e = exp(-|x|):
- * no overflow, and the negative tail keeps its denormals down to where
- * 1 + exp(-x) overflows in float, below which the result is 0 (as torch's and
- * the scalar 1 / (1 + exp(-x)) give). */
-static inline __m256 fc_v8_sigmoid(__m256 x)
-{
-    const __m256 e = fc_v8_exp_nonpos(_mm256_or_ps(x, FC_V8(-0.0f)));   /* exp(-|x|) */
-    const __m256 num = _mm256_blendv_ps(
-        _mm256_and_ps(e, _mm256_cmp_ps(x, FC_V8(-88.72283935546875f), _CMP_NLE_UQ)),
-        FC_V8(1.0f), _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GE_OQ));
-    return _mm256_div_ps(num, _mm256_add_ps(e, FC_V8(1.0f)));
-}
+/* fc_v8_exp_nonpos (exp(y) for y <= 0) and fc_v8_sigmoid, from the code
+ * shared with the AVX-512 pass (activation_vexp_impl.h). */
+#define VF __m256
+#define VM __m256
+#define VNAME(name) fc_v8_##name
+#define VSET1(c) FC_V8(c)
+#define VADD _mm256_add_ps
+#define VSUB _mm256_sub_ps
+#define VMUL _mm256_mul_ps
+#define VDIV _mm256_div_ps
+#define VMAX _mm256_max_ps
+#define VFMA _mm256_fmadd_ps
+#define VFNMA _mm256_fnmadd_ps
+#define VNEG_ABS(x) _mm256_or_ps((x), FC_V8(-0.0f))
+#define VPOW2_BITS(t, k) _mm256_castsi256_ps(_mm256_add_epi32( \
+    _mm256_slli_epi32(_mm256_castps_si256(t), 23), _mm256_set1_epi32(k)))
+#define VCMP _mm256_cmp_ps
+#define VKEEP(m, v) _mm256_and_ps((v), (m))
+#define VSET_WHERE(v, m, w) _mm256_blendv_ps((v), (w), (m))
+#include "activation_vexp_impl.h"
+#undef VF
+#undef VM
+#undef VNAME
+#undef VSET1
+#undef VADD
+#undef VSUB
+#undef VMUL
+#undef VDIV
+#undef VMAX
+#undef VFMA
+#undef VFNMA
+#undef VNEG_ABS
+#undef VPOW2_BITS
+#undef VCMP
+#undef VKEEP
+#undef VSET_WHERE
 
 /* tanh through t = expm1(-2|x|): tanh|x| = -t / (t + 2). */
 static inline __m256 fc_v8_tanh(__m256 x)

@@ -78,12 +78,16 @@ void FN(fc_act_array_portable_)(const T *x, T *y, size_t n, T b, const fc_activa
 }
 #undef ACT_LOOP
 
-/* The AVX2 loop where the CPU has it (activation_avx2.c), else the portable one. */
+/* The AVX-512 or AVX2 loop where the CPU has it (activation_avx512.c,
+ * activation_avx2.c), else the portable one. */
 static void FN(act_array_)(const T *x, T *y, size_t n, T b, const fc_activation *act)
 {
-    if (act && act->kind != FC_ACT_IDENTITY && fc_act_simd())
-        FN(fc_act_array_avx2_)(x, y, n, b, act);
-    else
+    if (act && act->kind != FC_ACT_IDENTITY && fc_act_simd()) {
+        if (fc_act_avx512())
+            FN(fc_act_array_avx512_)(x, y, n, b, act);
+        else
+            FN(fc_act_array_avx2_)(x, y, n, b, act);
+    } else
         FN(fc_act_array_portable_)(x, y, n, b, act);
 }
 

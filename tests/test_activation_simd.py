@@ -186,3 +186,34 @@ def test_against_torch():
         with np.errstate(invalid="ignore"):
             bad = ~(d <= tol) & ~(ours[~nan] == ref[~nan])
         assert not bad.any(), f"{name}: x={x[~nan][bad][:4]} ours={ours[~nan][bad][:4]} torch={ref[~nan][bad][:4]}"
+
+
+@pytest.mark.skipif(not fastconv.config.config()["cpu_avx512"],
+                    reason="no AVX-512 on this CPU/build")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_avx512_pass_equals_avx2_pass(dtype):
+    """The activation pass of the AVX-512 kernel set (16-wide sigmoid and silu,
+    the AVX2 loops for the rest) gives the AVX2 pass's bits, every tail length
+    included, in activate and in the bias epilogue."""
+    from fastconv import _core
+    x = _inputs(dtype)
+    before = fastconv.config.config()["kernels"]
+    got = {}
+    try:
+        for isa in ("avx512", "avx2+fma"):
+            assert _core._force_kernels(isa)
+            with np.errstate(all="ignore"):
+                for name, act in ACTS.items():
+                    got[isa, name] = fastconv.activate(x, act)
+                    for n in range(1, 34):   # every tail of a 16- and an 8-wide loop
+                        got[isa, name, n] = fastconv.activate(x[-n:], act)
+                    rows = x[:70_007].reshape(7, 10_001).copy()
+                    bias = np.array([0.0, -0.0, 1.5, -2.25, np.inf, 1e-30, -7.0], dtype)
+                    _core.bias_activate(rows, 7, 10_001, bias, act._spec)
+                    got[isa, name, "bias"] = rows
+    finally:
+        _core._force_kernels(before)
+    for key, a in got.items():
+        if key[0] == "avx512":
+            r = got[("avx2+fma",) + key[1:]]
+            assert a.view(np.uint8).tobytes() == r.view(np.uint8).tobytes(), key
