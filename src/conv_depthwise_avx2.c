@@ -105,7 +105,6 @@ static inline void dw_tr4_f64(__m256d *r)
 #define VUNPERM(v) _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(v), 0xD8))
 #define VTRANSPOSE dw_tr8_f32
 #define dw_deint2 dw_deint2_f32
-#define act_array fc_act_array_avx2_f32
 #include "conv_depthwise_avx2_impl.h"
 #undef T
 #undef SFX
@@ -126,7 +125,6 @@ static inline void dw_tr4_f64(__m256d *r)
 #undef VUNPERM
 #undef VTRANSPOSE
 #undef dw_deint2
-#undef act_array
 
 #define T double
 #define SFX f64
@@ -147,7 +145,6 @@ static inline void dw_tr4_f64(__m256d *r)
 #define VUNPERM(v) _mm256_permute4x64_pd(v, 0xD8)
 #define VTRANSPOSE dw_tr4_f64
 #define dw_deint2 dw_deint2_f64
-#define act_array fc_act_array_avx2_f64
 #include "conv_depthwise_avx2_impl.h"
 #undef T
 #undef SFX
@@ -168,7 +165,6 @@ static inline void dw_tr4_f64(__m256d *r)
 #undef VUNPERM
 #undef VTRANSPOSE
 #undef dw_deint2
-#undef act_array
 
 int fc_dw_avx2_f32(const fc_conv_desc *d, const float *x, const float *w, const float *bias,
                    float *y, const fc_activation *post)

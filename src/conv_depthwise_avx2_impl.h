@@ -2,7 +2,7 @@
  * Depthwise convolution, AVX2+FMA kernels for one float type (included by
  * conv_depthwise_avx2.c with T, SFX, V, VL, the V* intrinsic macros, MI /
  * MLOAD / VMASKLOAD (lane masks), VEVEN / VODD / VUNPERM (stride 2),
- * VTRANSPOSE, VACT(kind, v), dw_deint2 and act_array defined).
+ * VTRANSPOSE, VACT(kind, v) and dw_deint2 defined).
  *
  * Three kernels, chosen per call (fc_dw_avx2_*_impl at the end):
  *
@@ -472,7 +472,7 @@ static void FN(dwc_block_)(const fc_conv_desc *d, const FN(dwc_geom_) *g, const 
         }
     }
     if (kind != FC_ACT_IDENTITY && kind != FC_ACT_RELU && kind != FC_ACT_RELU6)
-        act_array(yb, yb, (size_t)(VL * hw_out), (T)0, post);
+        FN(fc_activate_serial_)(yb, yb, (size_t)(VL * hw_out), post);
 }
 
 static int FN(dwc_run_)(const fc_conv_desc *d, const T *x, const T *w, const T *bias, T *y,
@@ -690,7 +690,7 @@ static int CAT(FN(fc_dw_avx2_), _impl)(const fc_conv_desc *d, const T *x, const 
                     else
                         FN(dwv_generic_)(&a, KH, KW, SH, dh, toff);
                     if (!in_regs)
-                        act_array(a.y, a.y, (size_t)((t1 - t0) * w_out), (T)0, post);
+                        FN(fc_activate_serial_)(a.y, a.y, (size_t)((t1 - t0) * w_out), post);
                 }
             }
         }
