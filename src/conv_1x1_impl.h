@@ -85,6 +85,10 @@ int CAT(fc_conv_1x1s_avx2_, SFX)(const fc_conv_desc *d, const T *x, const struct
     (void)flops;
 #endif
     const T *wb = (const T *)pk->wb;
+    /* the costly activations: one pass over each image's output at the end
+     * of its parallel region, as in the direct driver (conv_direct_impl.h) */
+    const int late_act = post->kind != FC_ACT_IDENTITY && post->kind != FC_ACT_RELU;
+    const fc_activation *tile_act = late_act ? &ident : post;
     for (int64_t n = 0; n < d->n; ++n) {
         const T *x0 = x + n * K * HWi;
         T *y0 = y + n * d->c_out * HWo;
@@ -123,11 +127,12 @@ int CAT(fc_conv_1x1s_avx2_, SFX)(const fc_conv_desc *d, const T *x, const struct
                     const int64_t p0 = t * pbase + fc_min64(t, pextra);
                     const int np = (int)(pbase + (t < pextra));
                     if (np == 5)
-                        FN(s1_tile_)(xd + p0 * K, K, w, bb, yb + p0, HWo, np, noc, post, 5);
+                        FN(s1_tile_)(xd + p0 * K, K, w, bb, yb + p0, HWo, np, noc, tile_act, 5);
                     else
-                        FN(s1_tile_)(xd + p0 * K, K, w, bb, yb + p0, HWo, np, noc, post, 6);
+                        FN(s1_tile_)(xd + p0 * K, K, w, bb, yb + p0, HWo, np, noc, tile_act, 6);
                 }
-            }
+            }   /* (the worksharing loop's barrier: the image is written) */
+            if (late_act) FN(fc_activate_team_)(y0, y0, (size_t)(d->c_out * HWo), post);
         }
     }
     fc_free64(own);
