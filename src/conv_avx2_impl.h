@@ -15,37 +15,51 @@ static inline __m256i FN(lane_mask_)(int n, int half)
 
 #if VL == 8
 
+/* Rows r0..r7 (8 pixels of 8 channels) stored as np (<= 8) pixels of 8
+ * channels at d, d + C, ...: an 8 x 8 transpose. */
+static inline __attribute__((always_inline)) void FN(nhwc_store8x8_)(
+    V r0, V r1, V r2, V r3, V r4, V r5, V r6, V r7, T *d, int64_t C, int np)
+{
+    const V t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+    const V t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+    const V t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+    const V t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+    const V u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    const V u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    const V u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    const V u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    const V o[8] = {_mm256_permute2f128_ps(u0, u4, 0x20), _mm256_permute2f128_ps(u1, u5, 0x20),
+                    _mm256_permute2f128_ps(u2, u6, 0x20), _mm256_permute2f128_ps(u3, u7, 0x20),
+                    _mm256_permute2f128_ps(u0, u4, 0x31), _mm256_permute2f128_ps(u1, u5, 0x31),
+                    _mm256_permute2f128_ps(u2, u6, 0x31), _mm256_permute2f128_ps(u3, u7, 0x31)};
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; ++j)
+        if (j < np) VSTORE(d + j * C, o[j]);
+}
+
 static void FN(nhwc_avx2_)(const T *src, int64_t C, int64_t cs, int64_t W, T *dst)
 {
     int64_t c = 0;
+    /* the last (W % 8) pixels: masked loads (never past the row), same transpose */
+    const int nt = (int)(W % 8);
+    const __m256i tail = FN(lane_mask_)(nt, 0);
     for (; c + 8 <= C; c += 8) {
         const T *s = src + c * cs;
         int64_t w = 0;
-        for (; w + 8 <= W; w += 8) {
-            const V r0 = VLOAD(s + w), r1 = VLOAD(s + cs + w), r2 = VLOAD(s + 2 * cs + w);
-            const V r3 = VLOAD(s + 3 * cs + w), r4 = VLOAD(s + 4 * cs + w);
-            const V r5 = VLOAD(s + 5 * cs + w), r6 = VLOAD(s + 6 * cs + w);
-            const V r7 = VLOAD(s + 7 * cs + w);
-            const V t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
-            const V t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
-            const V t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
-            const V t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
-            const V u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-            const V u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-            const V u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-            const V u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-            T *d = dst + w * C + c;
-            VSTORE(d + 0 * C, _mm256_permute2f128_ps(u0, u4, 0x20));
-            VSTORE(d + 1 * C, _mm256_permute2f128_ps(u1, u5, 0x20));
-            VSTORE(d + 2 * C, _mm256_permute2f128_ps(u2, u6, 0x20));
-            VSTORE(d + 3 * C, _mm256_permute2f128_ps(u3, u7, 0x20));
-            VSTORE(d + 4 * C, _mm256_permute2f128_ps(u0, u4, 0x31));
-            VSTORE(d + 5 * C, _mm256_permute2f128_ps(u1, u5, 0x31));
-            VSTORE(d + 6 * C, _mm256_permute2f128_ps(u2, u6, 0x31));
-            VSTORE(d + 7 * C, _mm256_permute2f128_ps(u3, u7, 0x31));
-        }
-        for (; w < W; ++w)
-            for (int i = 0; i < 8; ++i) dst[w * C + c + i] = s[i * cs + w];
+        for (; w + 8 <= W; w += 8)
+            FN(nhwc_store8x8_)(VLOAD(s + w), VLOAD(s + cs + w), VLOAD(s + 2 * cs + w),
+                               VLOAD(s + 3 * cs + w), VLOAD(s + 4 * cs + w),
+                               VLOAD(s + 5 * cs + w), VLOAD(s + 6 * cs + w),
+                               VLOAD(s + 7 * cs + w), dst + w * C + c, C, 8);
+        if (nt)
+            FN(nhwc_store8x8_)(_mm256_maskload_ps(s + w, tail),
+                               _mm256_maskload_ps(s + cs + w, tail),
+                               _mm256_maskload_ps(s + 2 * cs + w, tail),
+                               _mm256_maskload_ps(s + 3 * cs + w, tail),
+                               _mm256_maskload_ps(s + 4 * cs + w, tail),
+                               _mm256_maskload_ps(s + 5 * cs + w, tail),
+                               _mm256_maskload_ps(s + 6 * cs + w, tail),
+                               _mm256_maskload_ps(s + 7 * cs + w, tail), dst + w * C + c, C, nt);
     }
     for (; c < C; ++c)
         for (int64_t w = 0; w < W; ++w) dst[w * C + c] = src[c * cs + w];
