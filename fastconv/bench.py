@@ -945,7 +945,7 @@ STALL_WAIT_SECONDS = 15.0
 STALL_PROBE_ITERS = 2_000_000
 
 #: Time segments of a multi-thread group (see run_group).
-FOREIGN_SEGMENTS = 3
+FOREIGN_SEGMENTS = 5
 
 #: Pause after a case that ran on another library's thread pool (see run_group).
 QUIESCE_SECONDS = 0.3
