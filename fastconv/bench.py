@@ -839,12 +839,12 @@ def run_group(cases: Sequence[Case], *, rounds=None, max_time=0.5, check=True, d
     worker holding a core stalls the join of our next multi-threaded call, so
     on several threads each of them is followed by a pause.
 
-    On several threads a short FMA probe runs before the group and after each
-    block (:func:`machine_probe`); when one finds less than STALL_FRACTION of
-    the FMA peak, the threads did not have their cores, and the whole group is
-    timed again once the probe finds them back (at most STALL_RETRIES times;
-    each result records the lowest probe and the number of re-timings under
-    ``machine``).
+    On several threads a short FMA probe runs before and after each block
+    (:func:`machine_probe`); when one finds less than STALL_FRACTION of the FMA
+    peak, the threads did not have their cores, and the block is timed again
+    once the probe finds them back (at most STALL_RETRIES times; each result
+    records the lowest probe around the blocks kept and the number of blocks
+    timed again under ``machine``).
 
     ``on_case(case)`` is called as each case starts (its check and setup).
     """
@@ -863,58 +863,68 @@ def run_group(cases: Sequence[Case], *, rounds=None, max_time=0.5, check=True, d
     blocks = [[i for i in runs if not foreign_pool(cases[i])]]
     blocks += [[i] for i in runs if foreign_pool(cases[i])]
     segments = segments or (1 if rounds is not None else FOREIGN_SEGMENTS)
-    for attempt in range(1 + STALL_RETRIES):
-        if attempt:
-            _wait_for_cores(nthreads)
-        samples, numbers, errors, machine = _time_segments(
-            runs, cases, blocks, nthreads, segments, rounds, max_time)
-        if machine >= STALL_FRACTION:
-            break
+    samples, numbers, errors, machine = _time_segments(
+        runs, cases, blocks, nthreads, segments, rounds, max_time)
     for i in runs:
         t = errors.get(i) or _timing(samples[i], numbers[i])
         _finish(results[i], cases[i], t)
         if nthreads > 1:
-            results[i]["machine"] = {"probe_min": round(machine, 3), "retimed": attempt}
+            results[i]["machine"] = machine
     return [results[i] for i in range(len(cases))]
 
 
 def _time_segments(runs, cases, blocks, nthreads, segments, rounds, max_time):
-    """One timing of a group (see run_group): (samples, numbers, errors, machine).
+    """The timing of a group (see run_group): (samples, numbers, errors, machine).
 
-    ``machine`` is the lowest ratio of the FMA probe, run before the group and
-    after each block of each segment, to this run's FMA peak on ``nthreads`` threads (1.0 on
-    one thread, where it is not probed)."""
+    On several threads each block is framed by FMA probes (the one after a
+    block is the one before the next); a block with a probe under
+    STALL_FRACTION of the peak on either side is timed again, its samples
+    dropped, once the probe finds the cores back (at most STALL_RETRIES times).
+    ``machine``: the lowest probe around the blocks kept and the number of
+    blocks timed again."""
     samples: Dict[int, List[float]] = {i: [] for i in runs}
     numbers: Dict[int, int] = {}
     errors: Dict[int, Exception] = {}
     seg_rounds = None if rounds is None else max(1, rounds // segments)
-    machine = machine_probe(nthreads)
+    before = machine_probe(nthreads)
+    kept_min, retimed = 1.0, 0
     for _ in range(segments):
         for block in blocks:
             live = [i for i in block if i not in errors]
             if not live:
                 continue
-            with fastconv_threads(nthreads):
-                s, n, e = _interleaved_samples(
-                    {str(i): runs[i] for i in live}, rounds=seg_rounds,
-                    max_time=max_time / segments, min_rounds=max(1, 3 // segments),
-                    max_rounds=200, min_round_time=2e-3, warmup=1)
+            for attempt in range(1 + STALL_RETRIES):
+                if before < STALL_FRACTION:
+                    before = _wait_for_cores(nthreads)
+                with fastconv_threads(nthreads):
+                    s, n, e = _interleaved_samples(
+                        {str(i): runs[i] for i in live}, rounds=seg_rounds,
+                        max_time=max_time / segments, min_rounds=max(1, 3 // segments),
+                        max_rounds=200, min_round_time=2e-3, warmup=1)
+                if nthreads > 1 and any(foreign_pool(cases[i]) for i in block):
+                    time.sleep(QUIESCE_SECONDS)
+                after = machine_probe(nthreads)
+                low, before = min(before, after), after
+                if low >= STALL_FRACTION or attempt == STALL_RETRIES:
+                    break
+                retimed += 1
+            kept_min = min(kept_min, low)
             for k, v in s.items():
                 samples[int(k)] += v
                 numbers[int(k)] = n[k]
             errors.update({int(k): v for k, v in e.items()})
-            if nthreads > 1 and any(foreign_pool(cases[i]) for i in block):
-                time.sleep(QUIESCE_SECONDS)
-            machine = min(machine, machine_probe(nthreads))
-    return samples, numbers, errors, machine
+    return samples, numbers, errors, {"probe_min": round(kept_min, 3), "retimed": retimed}
 
 
-def _wait_for_cores(threads: int) -> None:
+def _wait_for_cores(threads: int) -> float:
     """Poll the machine probe until it finds the cores back (at most
-    STALL_WAIT_SECONDS)."""
+    STALL_WAIT_SECONDS); its last value."""
     end = time.perf_counter() + STALL_WAIT_SECONDS
-    while machine_probe(threads) < STALL_FRACTION and time.perf_counter() < end:
+    probe = machine_probe(threads)
+    while probe < STALL_FRACTION and time.perf_counter() < end:
         time.sleep(0.1)
+        probe = machine_probe(threads)
+    return probe
 
 
 def machine_probe(threads: int) -> float:
@@ -934,11 +944,12 @@ def machine_probe(threads: int) -> float:
     return min(1.0, float(probe(threads, STALL_PROBE_ITERS, 3)) / peak)
 
 
-#: A multi-thread group whose machine probe fell below this fraction of the
-#: FMA peak is timed again, at most STALL_RETRIES times (reported per case).
+#: A timing block of a multi-thread group with a machine probe below this
+#: fraction of the FMA peak on either side is timed again, at most
+#: STALL_RETRIES times (the count is reported per case).
 STALL_FRACTION = 0.75
 STALL_RETRIES = 3
-#: Before timing such a group again, wait (at most this long) until the probe
+#: Before timing such a block again, wait (at most this long) until the probe
 #: finds the cores back: the stretches measured here last up to ~5 s.
 STALL_WAIT_SECONDS = 15.0
 #: FMA iterations per thread of one probe try (~3 ms at 100 GFLOP/s per core).
@@ -1111,9 +1122,9 @@ def run_suite(layers: Sequence[Layer], methods: Sequence[str] = METHODS,
                    "order": "%d segments per (layer, activation, threads) group, each: "
                             "fastconv's fused and separate with their rounds interleaved, "
                             "then im2col and each peer alone (on several threads followed by "
-                            "a %.1f s pause); on several threads an FMA probe before the group "
-                            "and after each block, the group timed again (at most %d times) "
-                            "when one finds under %.0f%% of the FMA peak"
+                            "a %.1f s pause); on several threads an FMA probe before and after "
+                            "each block, the block timed again (at most %d times) when one "
+                            "finds under %.0f%% of the FMA peak"
                             % (FOREIGN_SEGMENTS, QUIESCE_SECONDS, STALL_RETRIES,
                                100 * STALL_FRACTION)},
     }
@@ -1259,14 +1270,15 @@ def machine_summary(report: dict) -> Optional[str]:
             probes[(r["layer"], r["activation"], r["threads"])] = m
     if not probes:
         return None
-    retimed = [f"{l}/{a}/{t} thr ({m['retimed']}x)" for (l, a, t), m in probes.items()
+    retimed = [f"{l}/{a}/{t} thr ({m['retimed']})" for (l, a, t), m in probes.items()
                if m["retimed"]]
     low = min(probes.items(), key=lambda kv: kv[1]["probe_min"])
-    return ("Multi-thread groups: an FMA probe before each group and after each timing "
-            f"block; a group is timed again when one finds under {STALL_FRACTION:.0%} "
-            "of the FMA peak (its threads did not have their cores). Re-timed: "
+    return ("Multi-thread groups: an FMA probe before and after each timing block; a block "
+            f"is timed again when one finds under {STALL_FRACTION:.0%} of the FMA peak (its "
+            "threads did not have their cores), at most "
+            f"{STALL_RETRIES} times. Blocks re-timed: "
             + (", ".join(retimed) if retimed else "none")
-            + f"; lowest probe of the timings kept: {low[1]['probe_min']:.0%} of the peak "
+            + f"; lowest probe around the blocks kept: {low[1]['probe_min']:.0%} of the peak "
               f"({low[0][0]}/{low[0][1]})")
 
 

@@ -94,23 +94,30 @@ def test_target_summary_geomean_and_slower_layers():
     assert "fused slower than separate on: a (0.500x)" in line
 
 
-def test_group_retimed_when_the_machine_probe_finds_a_core_missing(monkeypatch):
-    """A multi-thread group during which the FMA probe saw less than
-    STALL_FRACTION of the peak is timed again, and the report says so."""
-    # the first timing sees a stall; the wait polls until the cores are back
-    probes = iter([1.0, 0.4, 0.5, 0.5, 1.0, 1.0, 1.0])
+def test_block_retimed_when_the_machine_probe_finds_a_core_missing(monkeypatch):
+    """A timing block of a multi-thread group with a probe under
+    STALL_FRACTION of the peak on either side is timed again once the cores
+    are back, its samples dropped, and the report says so."""
+    # block 1: fine; block 2 (segment 2): a stall after it, the wait polls
+    # twice more, then it is timed again with good probes around it
+    probes = iter([1.0, 1.0, 0.4, 0.5, 1.0, 1.0])
     calls = []
     monkeypatch.setattr(B, "machine_probe",
                         lambda t: 1.0 if t == 1 else (calls.append(t), next(probes))[1])
     layer = B.LAYER_BY_ID["seed"]
     group = [B.Case(layer, impl, "relu", 2) for impl in ("fused", "separate")]
-    res = B.run_group(group, rounds=2, check=False, segments=1)
-    # before the group and after its one block, the wait (3 polls), then again
-    assert calls == [2] * 7
+    res = B.run_group(group, rounds=4, check=False, segments=2)
+    assert calls == [2] * 6
     assert all(r["status"] == "ok" for r in res)
     assert all(r["machine"] == {"probe_min": 1.0, "retimed": 1} for r in res)
+    assert all(r["time"]["rounds"] == 4 for r in res)   # 2 per segment, none of the dropped
     line = B.machine_summary({"results": res})
-    assert "Re-timed: seed/relu/2 thr (1x)" in line
+    assert "Blocks re-timed: seed/relu/2 thr (1)" in line
+    # a stall that outlasts the retries: the last timing is kept, and reported
+    monkeypatch.setattr(B, "machine_probe", lambda t: 1.0 if t == 1 else 0.5)
+    monkeypatch.setattr(B, "STALL_WAIT_SECONDS", 0.0)
+    res = B.run_group(group, rounds=2, check=False, segments=1)
+    assert all(r["machine"] == {"probe_min": 0.5, "retimed": B.STALL_RETRIES} for r in res)
     # on one thread nothing is probed or recorded
     res1 = B.run_group([B.Case(layer, "fused", "relu", 1)], rounds=1, check=False)
     assert "machine" not in res1[0] and B.machine_summary({"results": res1}) is None
