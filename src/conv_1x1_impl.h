@@ -85,9 +85,9 @@ int CAT(fc_conv_1x1s_avx2_, SFX)(const fc_conv_desc *d, const T *x, const struct
     (void)flops;
 #endif
     const T *wb = (const T *)pk->wb;
-    /* the costly activations: one pass over each image's output at the end
-     * of its parallel region, as in the direct driver (conv_direct_impl.h) */
-    const int late_act = post->kind != FC_ACT_IDENTITY && post->kind != FC_ACT_RELU;
+    /* relu in the tiles, the other kinds in one pass over each image's
+     * output at the end of its parallel region (conv_kern.h) */
+    const int late_act = !fc_act_in_tile(post);
     const fc_activation *tile_act = late_act ? &ident : post;
     for (int64_t n = 0; n < d->n; ++n) {
         const T *x0 = x + n * K * HWi;

@@ -513,15 +513,8 @@ int FN(fc_conv2d_packed_ex_)(const fc_conv_desc *d, const T *x, const int64_t *x
     nitems = d->n * G * nbands * nog;
     const int64_t nrows = d->n * d->h_in;
     int failed = 0;
-    /* The costly activations (not identity or relu) run as one streaming pass
-     * over the whole output at the end of the parallel region, not on each
-     * tile's accumulators nor on each work item's block: they are bound by
-     * their own long dependency chains, not by memory, and a long contiguous
-     * run keeps the out-of-order window full; short bursts between FMA loops
-     * or over an item's 2 KB row pieces do not (measured in NOTES.md: the
-     * pass beat the per-item version on every layer, by 20 % on mobilenet_pw
-     * with silu on 2 threads). */
-    const int late_act = post->kind != FC_ACT_IDENTITY && post->kind != FC_ACT_RELU;
+    /* relu in the tiles, the other kinds in one pass at the end (conv_kern.h) */
+    const int late_act = !fc_act_in_tile(post);
     const fc_activation *tile_act = late_act ? &ident : post;
     /* An image whose channels-last copy is bigger than L2 (VGG's 64 x 224 x 224
      * is 12.8 MB) is copied and computed in groups of tile bands, each group's

@@ -200,9 +200,8 @@ int CAT(fc_conv_first_avx2_, SFX)(const fc_conv_desc *d, const T *x, const struc
     jb.off = off; jb.nt = nt; jb.rs = rs; jb.wb = (const T *)pk->wb;
     jb.bias = bias; jb.c_out = d->c_out; jb.h_out = d->h_out; jb.w_out = d->w_out;
     jb.sh = d->stride_h; jb.nvec = nvec;
-    /* The costly activations (not identity or relu) run as one pass over the
-     * whole output at the end, as in the general driver (conv_direct_impl.h). */
-    const int late_act = post->kind != FC_ACT_IDENTITY && post->kind != FC_ACT_RELU;
+    /* relu in the tiles, the other kinds in one pass at the end (conv_kern.h) */
+    const int late_act = !fc_act_in_tile(post);
     jb.act = late_act ? &ident : post;
     const int64_t chw = C * d->h_in * d->w_in, kchw = d->c_out * d->h_out * d->w_out;
     const int64_t nitems = d->n * nbands;

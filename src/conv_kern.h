@@ -17,8 +17,9 @@
  *     channels (broadcast) x 2 vectors of pixels (16 f32 / 8 f64).  Weights
  *     packed [group][oc block of 6][ic][6].  Stores straight into NCHW rows.
  *
- * Both tiles start from the bias and apply the activation to the accumulators
- * before the single store.
+ * Both tiles start from the bias and apply relu (or nothing) to the
+ * accumulators before the single store; the other activations run as one
+ * pass over the output at the end of the call (fc_act_in_tile).
  */
 #ifndef FASTCONV_CONV_KERN_H
 #define FASTCONV_CONV_KERN_H
@@ -27,6 +28,17 @@
 #include <stdint.h>
 
 #include "fastconv.h"
+
+/* Whether a kernel applies `a` to its accumulators (identity, relu: a max
+ * next to the FMAs) or leaves it to one pass over the whole output at the end
+ * of its parallel region (fc_activate_team_*): the costly kinds are bound by
+ * their own dependency chains, not by memory, and measured faster in one long
+ * pass than tile by tile or work item by work item (benchmarks/NOTES.md,
+ * perf-E: 20 % on mobilenet_pw with silu on 2 threads). */
+static inline int fc_act_in_tile(const fc_activation *a)
+{
+    return a->kind == FC_ACT_IDENTITY || a->kind == FC_ACT_RELU;
+}
 
 #define FC_TB_P 6                      /* pixels of a B tile */
 #define FC_OB(T) ((int)(64 / sizeof(T))) /* output channels of a B tile */
