@@ -14,7 +14,6 @@
 #include <omp.h>
 #endif
 
-#include "activation_avx2.h"
 #include "conv_common.h"
 #include "conv_kern.h"
 

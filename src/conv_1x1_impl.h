@@ -31,16 +31,11 @@ FN(s1_tile_)(const T *px, int64_t K, const T *w, const T *bias, T *y, int64_t ld
             x = VBCAST(p5 + k); c50 = VFMA(w0, x, c50); c51 = VFMA(w1, x, c51);
         }
     }
-    if (act->kind == FC_ACT_RELU) {
+    if (act->kind == FC_ACT_RELU) {   /* else identity (fc_act_in_tile, conv_kern.h) */
         const V z = VSET1((T)0);
         c00 = VRELU(c00, z); c01 = VRELU(c01, z); c10 = VRELU(c10, z); c11 = VRELU(c11, z);
         c20 = VRELU(c20, z); c21 = VRELU(c21, z); c30 = VRELU(c30, z); c31 = VRELU(c31, z);
         c40 = VRELU(c40, z); c41 = VRELU(c41, z); c50 = VRELU(c50, z); c51 = VRELU(c51, z);
-    } else if (act->kind != FC_ACT_IDENTITY) {
-        _Alignas(32) V r[12] = {c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51};
-        VACT_TILE(r, 12, act);
-        c00 = r[0]; c01 = r[1]; c10 = r[2]; c11 = r[3]; c20 = r[4]; c21 = r[5];
-        c30 = r[6]; c31 = r[7]; c40 = r[8]; c41 = r[9]; c50 = r[10]; c51 = r[11];
     }
 #if VL == 8
     if (np == P && noc == OB1) {

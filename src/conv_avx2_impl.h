@@ -92,23 +92,15 @@ static void FN(nhwc_avx2_)(const T *src, int64_t C, int64_t cs, int64_t W, T *ds
 #endif
 
 
-/* The activation on the 12 accumulators c00..c51.  relu inline (a call would
- * spill all 12 accumulators); other kinds: one out-of-line call per tile. */
+/* relu on the 12 accumulators c00..c51; the tiles get identity or relu
+ * (fc_act_in_tile, conv_kern.h). */
 #define FC_TILE_ACT12(ACTP)                                                              \
-    {                                                                                    \
-        const fc_activation *act_ = (ACTP);                                              \
-        if (act_->kind == FC_ACT_RELU) {                                                 \
-            const V z_ = VSET1((T)0);                                                    \
-            c00 = VRELU(c00, z_); c01 = VRELU(c01, z_); c10 = VRELU(c10, z_);            \
-            c11 = VRELU(c11, z_); c20 = VRELU(c20, z_); c21 = VRELU(c21, z_);            \
-            c30 = VRELU(c30, z_); c31 = VRELU(c31, z_); c40 = VRELU(c40, z_);            \
-            c41 = VRELU(c41, z_); c50 = VRELU(c50, z_); c51 = VRELU(c51, z_);            \
-        } else if (act_->kind != FC_ACT_IDENTITY) {                                      \
-            _Alignas(32) V r_[12] = {c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51}; \
-            VACT_TILE(r_, 12, act_);                                                  \
-            c00 = r_[0]; c01 = r_[1]; c10 = r_[2]; c11 = r_[3]; c20 = r_[4]; c21 = r_[5];  \
-            c30 = r_[6]; c31 = r_[7]; c40 = r_[8]; c41 = r_[9]; c50 = r_[10]; c51 = r_[11]; \
-        }                                                                                \
+    if ((ACTP)->kind == FC_ACT_RELU) {                                                   \
+        const V z_ = VSET1((T)0);                                                        \
+        c00 = VRELU(c00, z_); c01 = VRELU(c01, z_); c10 = VRELU(c10, z_);                \
+        c11 = VRELU(c11, z_); c20 = VRELU(c20, z_); c21 = VRELU(c21, z_);                \
+        c30 = VRELU(c30, z_); c31 = VRELU(c31, z_); c40 = VRELU(c40, z_);                \
+        c41 = VRELU(c41, z_); c50 = VRELU(c50, z_); c51 = VRELU(c51, z_);                \
     }
 
 /* P (5 or 6, a constant after inlining) pixels x 2 vectors of channels */

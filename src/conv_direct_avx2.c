@@ -7,7 +7,6 @@
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
 
-#include "activation_avx2.h"
 #include "avx2_store6.h"
 #include "conv_kern.h"
 

@@ -23,7 +23,6 @@
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
 
-#include "activation_avx2.h"
 #include "conv_kern.h"
 
 #ifndef FC_AVX512_TNB
@@ -34,27 +33,6 @@
 #endif
 #define TNB FC_AVX512_TNB
 #define TP FC_AVX512_TP
-
-/* The activation on n accumulators, through the AVX2 code on 256-bit halves
- * (out of line: a call would otherwise spill the whole tile). */
-static __attribute__((noinline)) void act_f32(__m512 *r, int n, const fc_activation *act)
-{
-    for (int i = 0; i < n; ++i) {
-        const __m256 lo = fc_act8_f32(_mm512_castps512_ps256(r[i]), act);
-        const __m256 hi = fc_act8_f32(
-            _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(r[i]), 1)), act);
-        r[i] = _mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1);
-    }
-}
-
-static __attribute__((noinline)) void act_f64(__m512d *r, int n, const fc_activation *act)
-{
-    for (int i = 0; i < n; ++i) {
-        const __m256d lo = fc_act4_f64(_mm512_castpd512_pd256(r[i]), act);
-        const __m256d hi = fc_act4_f64(_mm512_extractf64x4_pd(r[i], 1), act);
-        r[i] = _mm512_insertf64x4(_mm512_castpd256_pd512(lo), hi, 1);
-    }
-}
 
 /* out[c] = (r[0][c], ..., r[15][c]): 16 x 16 transpose. */
 static inline __attribute__((always_inline)) void tr16(const __m512 *r, __m512 *out)
@@ -124,8 +102,8 @@ static inline __attribute__((always_inline)) void tileB_f32_body(const fc_tileB_
             off += xs;
         }
     }
-    const fc_activation *act = a->act;
-    if (act->kind == FC_ACT_RELU) {   /* x < 0 ? 0 : x, NaN and -0.0 kept */
+    /* identity or relu (fc_act_in_tile, conv_kern.h) */
+    if (a->act->kind == FC_ACT_RELU) {   /* x < 0 ? 0 : x, NaN and -0.0 kept */
         const __m512 z = _mm512_setzero_ps();
 #pragma GCC unroll 4
         for (int v = 0; v < NV; ++v)
@@ -133,13 +111,6 @@ static inline __attribute__((always_inline)) void tileB_f32_body(const fc_tileB_
             for (int j = 0; j < P; ++j)
                 acc[v][j] = _mm512_mask_mov_ps(acc[v][j],
                                                _mm512_cmp_ps_mask(acc[v][j], z, _CMP_LT_OQ), z);
-    } else if (act->kind != FC_ACT_IDENTITY) {
-        __m512 r[TNB * TP];
-        for (int v = 0; v < NV; ++v)
-            for (int j = 0; j < P; ++j) r[v * P + j] = acc[v][j];
-        act_f32(r, NV * P, act);
-        for (int v = 0; v < NV; ++v)
-            for (int j = 0; j < P; ++j) acc[v][j] = r[v * P + j];
     }
     float *y = (float *)a->y;
     const int npix = a->npix, noc = a->noc;
@@ -231,20 +202,12 @@ static inline __attribute__((always_inline)) void tileB_f64_body(const fc_tileB_
             off += xs;
         }
     }
-    const fc_activation *act = a->act;
-    if (act->kind == FC_ACT_RELU) {
+    if (a->act->kind == FC_ACT_RELU) {   /* else identity (fc_act_in_tile) */
         const __m512d z = _mm512_setzero_pd();
         for (int v = 0; v < NV; ++v)
             for (int j = 0; j < P; ++j)
                 acc[v][j] = _mm512_mask_mov_pd(acc[v][j],
                                                _mm512_cmp_pd_mask(acc[v][j], z, _CMP_LT_OQ), z);
-    } else if (act->kind != FC_ACT_IDENTITY) {
-        __m512d r[TNB * TP];
-        for (int v = 0; v < NV; ++v)
-            for (int j = 0; j < P; ++j) r[v * P + j] = acc[v][j];
-        act_f64(r, NV * P, act);
-        for (int v = 0; v < NV; ++v)
-            for (int j = 0; j < P; ++j) acc[v][j] = r[v * P + j];
     }
     double *y = (double *)a->y;
     const int npix = a->npix, noc = a->noc;
@@ -314,8 +277,8 @@ static inline __attribute__((always_inline)) void tileA_f32_body(const fc_tileA_
         }
         w += 6;
     }
-    const fc_activation *act = a->act;
-    if (act->kind == FC_ACT_RELU) {   /* x < 0 ? 0 : x, NaN and -0.0 kept */
+    /* identity or relu (fc_act_in_tile, conv_kern.h) */
+    if (a->act->kind == FC_ACT_RELU) {   /* x < 0 ? 0 : x, NaN and -0.0 kept */
         const __m512 z = _mm512_setzero_ps();
 #pragma GCC unroll 6
         for (int o = 0; o < 6; ++o)
@@ -323,13 +286,6 @@ static inline __attribute__((always_inline)) void tileA_f32_body(const fc_tileA_
             for (int v = 0; v < NV; ++v)
                 acc[o][v] = _mm512_mask_mov_ps(acc[o][v],
                                                _mm512_cmp_ps_mask(acc[o][v], z, _CMP_LT_OQ), z);
-    } else if (act->kind != FC_ACT_IDENTITY) {
-        __m512 r[24];
-        for (int o = 0; o < 6; ++o)
-            for (int v = 0; v < NV; ++v) r[o * NV + v] = acc[o][v];
-        act_f32(r, 6 * NV, act);
-        for (int o = 0; o < 6; ++o)
-            for (int v = 0; v < NV; ++v) acc[o][v] = r[o * NV + v];
     }
     const int64_t ldy = a->ldy;
     const int noc = a->noc;

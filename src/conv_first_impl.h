@@ -47,25 +47,12 @@ FN(first_tile_)(const FN(fjob_) *j, const T *xrow, const T *w, const T *bias4, T
         }
         w += FOB;
     }
-    const int kind = j->act->kind;
-    if (kind == FC_ACT_RELU) {
+    if (j->act->kind == FC_ACT_RELU) {   /* else identity (fc_act_in_tile, conv_kern.h) */
         const V z = VSET1((T)0);
 #pragma GCC unroll 4
         for (int o = 0; o < 4; ++o)
 #pragma GCC unroll 3
             for (int v = 0; v < N; ++v) c[o][v] = VRELU(c[o][v], z);
-    } else if (kind != FC_ACT_IDENTITY) {
-        /* through a copy: the address of c itself would keep it out of registers */
-        _Alignas(32) V r[12];
-#pragma GCC unroll 4
-        for (int o = 0; o < 4; ++o)
-#pragma GCC unroll 3
-            for (int v = 0; v < N; ++v) r[o * 3 + v] = c[o][v];
-        VACT_TILE(r, 12, j->act);
-#pragma GCC unroll 4
-        for (int o = 0; o < 4; ++o)
-#pragma GCC unroll 3
-            for (int v = 0; v < N; ++v) c[o][v] = r[o * 3 + v];
     }
     const int64_t ldy = j->h_out * j->w_out;
     if (noc == 4 && tail == VL) {
