@@ -104,6 +104,7 @@ struct fc_packed {
     void *wb;                          /* layout B */
     void *wa;                          /* layout A (1x1 weights only) or NULL */
     void *raw;                         /* OIHW copy for the depthwise kernel, or NULL */
+    int finite;                        /* no inf or NaN weight (taps may be skipped) */
 };
 
 void *fc_alloc64(size_t bytes);

@@ -536,6 +536,52 @@ def test_special_values_propagate(rng):
         assert np.all(np.abs(got[fin] - ref[fin]) <= 1e-10 * scale[fin]), method
 
 
+# Geometries whose top/bottom-row tiles have kernel rows wholly in the padding,
+# which the direct driver skips (channels enough to reach it, not the small
+# kernel): 7x7 images (one tile per row), taller padding, dilation, stride,
+# one-sided padding, few input channels (the folded copy), NHWC input (read in
+# place, padded taps from the zero buffer).
+DEAD_TAP_CASES = [
+    dict(C=16, H=7, W=7, KH=3, KW=3, stride=1, padding=1, dilation=1),
+    dict(C=16, H=14, W=14, KH=5, KW=5, stride=1, padding=2, dilation=1),
+    dict(C=12, H=9, W=20, KH=3, KW=3, stride=1, padding=((3, 4), (1, 1)), dilation=1),
+    dict(C=16, H=12, W=12, KH=3, KW=3, stride=1, padding=2, dilation=2),
+    dict(C=16, H=13, W=16, KH=3, KW=3, stride=2, padding=1, dilation=1),
+    dict(C=5, H=10, W=24, KH=3, KW=3, stride=1, padding=1, dilation=1),
+]
+
+
+@pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("case", range(len(DEAD_TAP_CASES)))
+def test_padding_rows_skipped_exactly(rng, case, dtype, data_format):
+    """Skipping the taps that read only padding changes nothing for finite
+    weights, and an inf weight still meets the padding's zeros: inf * 0 = NaN
+    wherever the zero-padded definition (the reference) has it."""
+    c = DEAD_TAP_CASES[case]
+    geo = dict(stride=c["stride"], padding=c["padding"], dilation=c["dilation"])
+    x, w, b = make(rng, dtype, 2, c["C"], c["H"], c["W"], 32, 1, c["KH"], c["KW"],
+                   data_format=data_format)
+    for method in ("fused", "auto"):
+        run_and_check(method, x, w, b, activation="relu", data_format=data_format, **geo)
+    # the first tap of output channel 0 (top-left: dead on the top row), and the
+    # last of channel 17 (bottom-right: dead on the bottom row)
+    if data_format == "NCHW":
+        w[0, 0, 0, 0] = np.inf
+        w[17, 3, -1, -1] = -np.inf
+    else:
+        w[0, 0, 0, 0] = np.inf
+        w[-1, -1, 3, 17] = -np.inf
+    got = fastconv.conv2d(x, w, b, data_format=data_format, **geo)
+    ref, scale = conv2d_act_ref(x, w, b, data_format=data_format, **geo)
+    assert np.isnan(ref).any()
+    assert np.array_equal(np.isnan(got), np.isnan(ref))
+    assert np.array_equal(np.isinf(got), np.isinf(ref))
+    assert np.array_equal(got[np.isinf(ref)], ref[np.isinf(ref)])
+    fin = np.isfinite(ref)
+    assert np.all(np.abs(got[fin] - ref[fin]) <= RTOL[np.dtype(dtype)] * scale[fin])
+
+
 def test_dtype_preserved_and_fresh_output(rng):
     for dtype in DTYPES:
         x, w, b = make(rng, dtype, 1, 2, 5, 5, 2, 1, 3, 3)
