@@ -62,9 +62,38 @@ static inline __attribute__((always_inline)) void tr16(const __m512 *r, __m512 *
 
 /* ---- float32 ---- */
 
-/* NV vectors of channels x P pixels, both constants after inlining. */
+/* One tap: kc input channels into pixels [J0, J1) of the tile (the others
+ * read only padding there); NV, P, J0, J1 constants after inlining. */
+static inline __attribute__((always_inline)) const float *
+tap_f32(__m512 acc[TNB][TP], const float *w, const float *const *pp, int64_t kc, int64_t xs,
+        int64_t wbs, const int NV, const int J0, const int J1)
+{
+    const float *p[TP];
+#pragma GCC unroll 16
+    for (int j = J0; j < J1; ++j) p[j] = pp[j];
+    int64_t off = 0;
+#pragma GCC unroll 2
+    for (int64_t k = 0; k < kc; ++k) {
+        __m512 wv[TNB];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) wv[v] = _mm512_loadu_ps(w + v * wbs);
+        w += 16;
+#pragma GCC unroll 16
+        for (int j = J0; j < J1; ++j) {
+            const __m512 x = _mm512_set1_ps(p[j][off]);
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; ++v) acc[v][j] = _mm512_fmadd_ps(wv[v], x, acc[v][j]);
+        }
+        off += xs;
+    }
+    return w;
+}
+
+/* NV vectors of channels x P pixels, both constants after inlining; SKIP:
+ * honour a->tapskip (only when npix == P). */
 static inline __attribute__((always_inline)) void tileB_f32_body(const fc_tileB_args *a,
-                                                                const int NV, const int P)
+                                                                const int NV, const int P,
+                                                                const int SKIP)
 {
     __m512 acc[TNB][TP];
     const float *bias = (const float *)a->bias;
@@ -78,28 +107,11 @@ static inline __attribute__((always_inline)) void tileB_f32_body(const fc_tileB_
     const int64_t wbs = a->wbs, kc = a->kc, xs = a->xs, ntaps = a->ntaps;
     const float *const *pp = (const float *const *)a->ptrs;
     for (int64_t t = 0; t < ntaps; ++t, pp += TP) {
-        const float *p[TP];
-#pragma GCC unroll 16
-        for (int j = 0; j < P; ++j) p[j] = pp[j];
-        int64_t off = 0;
-#pragma GCC unroll 2
-        for (int64_t k = 0; k < kc; ++k) {
-            __m512 wv[TNB];
-#pragma GCC unroll 4
-            for (int v = 0; v < NV; ++v) {
-                wv[v] = _mm512_loadu_ps(w + v * wbs);
-#ifdef FC_AVX512_PF
-                _mm_prefetch((const char *)(w + v * wbs + 16 * FC_AVX512_PF), _MM_HINT_T0);
-#endif
-            }
-            w += 16;
-#pragma GCC unroll 16
-            for (int j = 0; j < P; ++j) {
-                const __m512 x = _mm512_set1_ps(p[j][off]);
-#pragma GCC unroll 4
-                for (int v = 0; v < NV; ++v) acc[v][j] = _mm512_fmadd_ps(wv[v], x, acc[v][j]);
-            }
-            off += xs;
+        switch (SKIP ? a->tapskip[t] : 0) {
+        case 0: w = tap_f32(acc, w, pp, kc, xs, wbs, NV, 0, P); break;
+        case 1: w = tap_f32(acc, w, pp, kc, xs, wbs, NV, 1, P); break;
+        case 2: w = tap_f32(acc, w, pp, kc, xs, wbs, NV, 0, P - 1); break;
+        default: w = tap_f32(acc, w, pp, kc, xs, wbs, NV, 1, P - 1); break;
         }
     }
     /* identity or relu (fc_act_in_tile, conv_kern.h) */
@@ -113,9 +125,12 @@ static inline __attribute__((always_inline)) void tileB_f32_body(const fc_tileB_
                                                _mm512_cmp_ps_mask(acc[v][j], z, _CMP_LT_OQ), z);
     }
     float *y = (float *)a->y;
-    const int npix = a->npix, noc = a->noc;
+    const int npix = a->npix, noc = a->noc, rot = a->rot;
     if (a->ldy == 1) {   /* NHWC: each pixel's channels are contiguous */
         const int64_t ldp = a->ldp;
+        int64_t at[TP];   /* where pixel column j goes */
+#pragma GCC unroll 16
+        for (int j = 0; j < P; ++j) at[j] = (j + rot < npix ? j + rot : j + rot - npix) * ldp;
 #pragma GCC unroll 4
         for (int v = 0; v < NV; ++v) {
             const int nv = noc - 16 * v;
@@ -124,10 +139,10 @@ static inline __attribute__((always_inline)) void tileB_f32_body(const fc_tileB_
             if (nv >= 16) {
 #pragma GCC unroll 16
                 for (int j = 0; j < P; ++j)
-                    if (j < npix) _mm512_storeu_ps(y + j * ldp + 16 * v, acc[v][j]);
+                    if (j < npix) _mm512_storeu_ps(y + at[j] + 16 * v, acc[v][j]);
             } else {
                 for (int j = 0; j < npix; ++j)
-                    _mm512_mask_storeu_ps(y + j * ldp + 16 * v, m, acc[v][j]);
+                    _mm512_mask_storeu_ps(y + at[j] + 16 * v, m, acc[v][j]);
             }
         }
         return;
@@ -141,6 +156,16 @@ static inline __attribute__((always_inline)) void tileB_f32_body(const fc_tileB_
 #pragma GCC unroll 16
         for (int j = 0; j < 16; ++j) r[j] = acc[v][j < P ? j : 0];
         tr16(r, o);
+        if (rot) {   /* memory pixel m is column (m - rot) mod npix */
+            const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3,
+                                                  2, 1, 0);
+            const __m512i back = _mm512_sub_epi32(lane, _mm512_set1_epi32(rot));
+            const __m512i idx = _mm512_mask_add_epi32(back, _mm512_cmplt_epi32_mask(
+                                                                back, _mm512_setzero_si512()),
+                                                      back, _mm512_set1_epi32(npix));
+#pragma GCC unroll 16
+            for (int c = 0; c < 16; ++c) o[c] = _mm512_permutexvar_ps(idx, o[c]);
+        }
         const int nv = noc - 16 * v;
         if (nv >= 16 && npix == 8) {   /* rows of 8 pixels: plain 256-bit stores */
 #pragma GCC unroll 16
@@ -157,12 +182,19 @@ static inline __attribute__((always_inline)) void tileB_f32_body(const fc_tileB_
 
 static void tileB_avx512_f32(const fc_tileB_args *a)
 {
+    const int skip = a->tapskip != NULL;
     if (a->nb >= TNB) {
-        if (a->npix == TP) tileB_f32_body(a, TNB, TP);
-        else if (a->npix == TP - 1) tileB_f32_body(a, TNB, TP - 1);
-        else tileB_f32_body(a, TNB, TP);   /* small or uneven tails: extra pixels unstored */
+        if (a->npix == TP) {
+            if (skip) tileB_f32_body(a, TNB, TP, 1);
+            else tileB_f32_body(a, TNB, TP, 0);
+        } else if (a->npix == TP - 1) {
+            if (skip) tileB_f32_body(a, TNB, TP - 1, 1);
+            else tileB_f32_body(a, TNB, TP - 1, 0);
+        } else {
+            tileB_f32_body(a, TNB, TP, 0);   /* small or uneven tails: extra pixels unstored */
+        }
     } else {
-        tileB_f32_body(a, 1, TP);
+        tileB_f32_body(a, 1, TP, 0);
     }
 }
 
@@ -333,6 +365,6 @@ static void nhwc_f64(const double *s, int64_t C, int64_t cs, int64_t W, double *
 
 const fc_kernel_table fc_kernels_avx512 = {
     "avx512", TP, TNB, tileB_avx512_f32, tileB_avx512_f64, tileA_avx512_f32, tileA_f64,
-    nhwc_f32, nhwc_f64,
+    nhwc_f32, nhwc_f64, 1, 0,
 };
 #endif

@@ -345,14 +345,15 @@ typedef struct {
     int64_t kc;                    /* channels per tap */
 } FN(geom_);
 
-/* tab[tap][j] for the np pixels from p0; columns np..P-1 repeat pixel 0
- * (computed, never stored; not the zero buffer, which is only kc long and
- * DIRECT strides by the channel stride). */
+/* tab[tap][j] for the np pixels from p0, column j pixel p0 + (j + rot) % np;
+ * columns np..P-1 repeat column 0 (computed, never stored; not the zero
+ * buffer, which is only kc long and DIRECT strides by the channel stride). */
 static void FN(ptr_table_)(const FN(geom_) *g, const T *base, const T *zero, int64_t p0,
-                           int np, int P, int64_t wo, const T **tab)
+                           int np, int rot, int P, int64_t wo, const T **tab)
 {
-    int64_t oh = p0 / wo, ow = p0 % wo;
+    int64_t oh = (p0 + rot) / wo, ow = (p0 + rot) % wo;
     for (int j = 0; j < P; ++j) {
+        if (rot && j == np - rot) { oh = p0 / wo; ow = p0 % wo; }
         if (j >= np) {
             for (int64_t t = 0; t < g->kh * g->kw; ++t) tab[t * P + j] = tab[t * P];
             continue;
@@ -531,6 +532,12 @@ int FN(fc_conv2d_packed_ex_)(const fc_conv_desc *d, const T *x, const int64_t *x
      * exact zero when w is finite; an inf or NaN weight must still give NaN
      * there, as the zero-padded definition (and the reference) does. */
     const int skip_dead = pk->finite;
+    /* ... and, where the kernel can, the FMAs of a tile's end pixels at the taps
+     * that read the left or right padding for them (conv_kern.h, tapskip) */
+    const int hpad = d->pad_left > 0
+                     || (d->w_out - 1) * d->stride_w - d->pad_left + (d->kw - 1) * d->dil_w
+                            >= d->w_in;
+    const int colskip = skip_dead && hpad && mode != MODE_FOLD && CAT(kt->colskip_, SFX);
     const int late_act = !fc_act_in_tile(post);
     const fc_activation *tile_act = late_act ? &ident : post;
     /* An image whose channels-last copy is bigger than L2 (VGG's 64 x 224 x 224
@@ -563,9 +570,12 @@ int FN(fc_conv2d_packed_ex_)(const fc_conv_desc *d, const T *x, const int64_t *x
             }
         }
         const T **tab = NULL;
+        unsigned char *tapskip = NULL;
         if (mode != MODE_A) {
-            tab = (const T **)malloc((size_t)(ntaps * P) * sizeof(T *));
+            /* the tap flags after the table, in the same allocation */
+            tab = (const T **)malloc((size_t)(ntaps * P) * sizeof(T *) + (size_t)ntaps);
             if (!tab) failed = 1;
+            else tapskip = (unsigned char *)(tab + ntaps * P);
         }
         fc_tileB_args ab;
         fc_tileA_args aa;
@@ -574,6 +584,8 @@ int FN(fc_conv2d_packed_ex_)(const fc_conv_desc *d, const T *x, const int64_t *x
         ab.ldp = y_nhwc ? d->c_out : 1;
         ab.wbs = ntaps * gm.kc * OB;
         ab.ptrs = (const void *const *)tab;
+        ab.tapskip = NULL;
+        ab.rot = 0;
         aa.ldx = xs[1]; aa.k = cin_g; aa.ldy = hwo; aa.act = tile_act;
         for (int64_t grp = 0; grp < ngroups; ++grp) {
             /* items of bands [grp * bpg, (grp + 1) * bpg) (n == 1, G == 1 when grouped) */
@@ -627,8 +639,14 @@ int FN(fc_conv2d_packed_ex_)(const fc_conv_desc *d, const T *x, const int64_t *x
                     for (int64_t t = t0; t < t1; ++t) {
                         const int64_t p0 = t * pbase + fc_min64(t, pextra);
                         const int np = (int)(pbase + (t < pextra));
-                        FN(ptr_table_)(&gm, base, zero, p0, np, P, d->w_out, tab);
+                        /* a tile across a row end starts at the next row's first
+                         * pixel, so both border pixels are at its ends */
+                        const int64_t ow0 = p0 % d->w_out;
+                        const int rot = colskip && ow0 && ow0 + np > d->w_out && np <= d->w_out
+                                            ? (int)(d->w_out - ow0) : 0;
+                        FN(ptr_table_)(&gm, base, zero, p0, np, rot, P, d->w_out, tab);
                         ab.npix = np;
+                        ab.rot = rot;
                         int64_t tb = 0, te = ntaps;
                         if (skip_dead) {   /* taps that read only padding, for every pixel */
                             while (tb < te && FN(tap_dead_)(tab + tb * P, P, zero)) ++tb;
@@ -636,6 +654,16 @@ int FN(fc_conv2d_packed_ex_)(const fc_conv_desc *d, const T *x, const int64_t *x
                         }
                         ab.ntaps = te - tb;
                         ab.ptrs = (const void *const *)(tab + tb * P);
+                        if (colskip) {   /* taps where an end pixel reads only padding */
+                            int any = 0;
+                            for (int64_t t = tb; t < te; ++t) {
+                                const T *const *c = tab + t * P;
+                                tapskip[t - tb] = (unsigned char)((c[0] == zero)
+                                                                  | (c[np - 1] == zero) << 1);
+                                any |= tapskip[t - tb];
+                            }
+                            ab.tapskip = any ? tapskip : NULL;
+                        }
                         if (!y_nhwc) {
                             /* the next tile's output lines, for writing: a cold output
                              * (a batch's next image, a big image) otherwise stalls the

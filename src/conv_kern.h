@@ -57,6 +57,13 @@ typedef struct {
     int nb;                  /* OB-blocks in this tile (<= tile_nb of the table) */
     int64_t wbs;             /* elements between the weights of consecutive blocks */
     const fc_activation *act;
+    /* Column padding, for tables with colskip (else NULL and 0): tapskip[t]
+     * bit 0: pixel 0 reads only padding at tap t, bit 1: pixel npix - 1 does,
+     * so its FMAs can go; rot: the pointer columns are the pixels rotated by
+     * rot (column j is pixel p0 + (j + rot) % npix), which puts a tile's
+     * row start at j = 0 and the previous row's end at j = npix - 1. */
+    const unsigned char *tapskip;
+    int rot;
 } fc_tileB_args;
 
 typedef struct {
@@ -83,6 +90,7 @@ typedef struct {
     /* dst[w][c] = src[c * cstride + w] for c < C, w < W (NCHW row -> NHWC row) */
     void (*nhwc_f32)(const float *src, int64_t C, int64_t cstride, int64_t W, float *dst);
     void (*nhwc_f64)(const double *src, int64_t C, int64_t cstride, int64_t W, double *dst);
+    int colskip_f32, colskip_f64;  /* B tiles honour tapskip and rot (else leave them 0) */
 } fc_kernel_table;
 
 /* The table chosen at first use (dispatch.c). */

@@ -536,31 +536,40 @@ def test_special_values_propagate(rng):
         assert np.all(np.abs(got[fin] - ref[fin]) <= 1e-10 * scale[fin]), method
 
 
-# Geometries whose top/bottom-row tiles have kernel rows wholly in the padding,
-# which the direct driver skips (channels enough to reach it, not the small
-# kernel): 7x7 images (one tile per row), taller padding, dilation, stride,
-# one-sided padding, few input channels (the folded copy), NHWC input (read in
-# place, padded taps from the zero buffer).
+# Geometries whose tiles have taps wholly in the padding, which the direct
+# driver skips (channels enough to reach it, not the small kernel): kernel
+# rows above/below the image for top/bottom-row tiles, and (AVX-512) the left
+# or right padding for a tile's end pixels, with tiles across a row end
+# rotated to put both border pixels at their ends.  7x7 images (one tile per
+# row), 14 and 20 wide (tiles of 8 and 7 across row ends), a 5-wide image
+# (tiles longer than a row: not rotated), two padded columns a side, taller
+# padding, dilation, stride, one-sided padding, few input channels (the
+# folded copy); NHWC input is read in place, padded taps from the zero buffer.
 DEAD_TAP_CASES = [
     dict(C=16, H=7, W=7, KH=3, KW=3, stride=1, padding=1, dilation=1),
     dict(C=16, H=14, W=14, KH=5, KW=5, stride=1, padding=2, dilation=1),
+    dict(C=16, H=9, W=14, KH=3, KW=3, stride=1, padding=1, dilation=1),
     dict(C=12, H=9, W=20, KH=3, KW=3, stride=1, padding=((3, 4), (1, 1)), dilation=1),
+    dict(C=16, H=11, W=5, KH=3, KW=3, stride=1, padding=1, dilation=1),
     dict(C=16, H=12, W=12, KH=3, KW=3, stride=1, padding=2, dilation=2),
     dict(C=16, H=13, W=16, KH=3, KW=3, stride=2, padding=1, dilation=1),
+    dict(C=16, H=6, W=19, KH=3, KW=3, stride=1, padding=((1, 1), (0, 2)), dilation=1),
     dict(C=5, H=10, W=24, KH=3, KW=3, stride=1, padding=1, dilation=1),
 ]
 
 
 @pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("cout", [32, 40])
 @pytest.mark.parametrize("case", range(len(DEAD_TAP_CASES)))
-def test_padding_rows_skipped_exactly(rng, case, dtype, data_format):
+def test_padding_taps_skipped_exactly(rng, case, cout, dtype, data_format):
     """Skipping the taps that read only padding changes nothing for finite
     weights, and an inf weight still meets the padding's zeros: inf * 0 = NaN
-    wherever the zero-padded definition (the reference) has it."""
+    wherever the zero-padded definition (the reference) has it.  40 output
+    channels: a tile of one channel block after one of two."""
     c = DEAD_TAP_CASES[case]
     geo = dict(stride=c["stride"], padding=c["padding"], dilation=c["dilation"])
-    x, w, b = make(rng, dtype, 2, c["C"], c["H"], c["W"], 32, 1, c["KH"], c["KW"],
+    x, w, b = make(rng, dtype, 2, c["C"], c["H"], c["W"], cout, 1, c["KH"], c["KW"],
                    data_format=data_format)
     for method in ("fused", "auto"):
         run_and_check(method, x, w, b, activation="relu", data_format=data_format, **geo)
