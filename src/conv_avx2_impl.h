@@ -103,9 +103,28 @@ static void FN(nhwc_avx2_)(const T *src, int64_t C, int64_t cs, int64_t W, T *ds
         c41 = VRELU(c41, z_); c50 = VRELU(c50, z_); c51 = VRELU(c51, z_);                \
     }
 
-/* P (5 or 6, a constant after inlining) pixels x 2 vectors of channels */
+/* One input channel of one tap into pixel j's two accumulators, when j is in
+ * [J0, J1) (the others read only padding there: conv_kern.h, tapskip). */
+#define FC_PIX6(j, J0, J1, pj, cj0, cj1)                                                 \
+    if ((J0) <= (j) && (j) < (J1)) {                                                     \
+        const V x_ = VBCAST(pj + off);                                                   \
+        cj0 = VFMA(w0, x_, cj0); cj1 = VFMA(w1, x_, cj1);                                \
+    }
+#define FC_TAP6(J0, J1)                                                                  \
+    _Pragma("GCC unroll 4")                                                              \
+    for (int64_t k = 0; k < kc; ++k) {                                                   \
+        const V w0 = VLOAD(w), w1 = VLOAD(w + VL);                                       \
+        w += 2 * VL;                                                                     \
+        FC_PIX6(0, J0, J1, p0, c00, c01) FC_PIX6(1, J0, J1, p1, c10, c11)               \
+        FC_PIX6(2, J0, J1, p2, c20, c21) FC_PIX6(3, J0, J1, p3, c30, c31)               \
+        FC_PIX6(4, J0, J1, p4, c40, c41) FC_PIX6(5, J0, J1, p5, c50, c51)               \
+        off += xs;                                                                       \
+    }
+
+/* P (5 or 6, a constant after inlining) pixels x 2 vectors of channels; SKIP:
+ * honour a->tapskip (only when npix == P). */
 static inline __attribute__((always_inline)) void FN(tileB_body_)(const fc_tileB_args *a,
-                                                                 const int P)
+                                                                 const int P, const int SKIP)
 {
     const T *bias = (const T *)a->bias;
     const V b0 = VLOAD(bias), b1 = VLOAD(bias + VL);
@@ -117,21 +136,23 @@ static inline __attribute__((always_inline)) void FN(tileB_body_)(const fc_tileB
     for (int64_t t = 0; t < ntaps; ++t, pp += 6) {
         const T *p0 = pp[0], *p1 = pp[1], *p2 = pp[2], *p3 = pp[3], *p4 = pp[4], *p5 = pp[5];
         int64_t off = 0;
-#pragma GCC unroll 4
-        for (int64_t k = 0; k < kc; ++k) {
-            const V w0 = VLOAD(w), w1 = VLOAD(w + VL);
-            V x;
-            w += 2 * VL;
-            x = VBCAST(p0 + off); c00 = VFMA(w0, x, c00); c01 = VFMA(w1, x, c01);
-            x = VBCAST(p1 + off); c10 = VFMA(w0, x, c10); c11 = VFMA(w1, x, c11);
-            x = VBCAST(p2 + off); c20 = VFMA(w0, x, c20); c21 = VFMA(w1, x, c21);
-            x = VBCAST(p3 + off); c30 = VFMA(w0, x, c30); c31 = VFMA(w1, x, c31);
-            x = VBCAST(p4 + off); c40 = VFMA(w0, x, c40); c41 = VFMA(w1, x, c41);
-            if (P > 5) {
-                x = VBCAST(p5 + off); c50 = VFMA(w0, x, c50); c51 = VFMA(w1, x, c51);
-            }
-            off += xs;
+        switch (SKIP ? a->tapskip[t] : 0) {
+        case 0: FC_TAP6(0, P) break;
+        case 1: FC_TAP6(1, P) break;
+        case 2: FC_TAP6(0, P - 1) break;
+        default: FC_TAP6(1, P - 1) break;
         }
+    }
+    if (a->rot) {   /* back to memory order: pixel m is column (m - rot) mod npix */
+        const V r0[6] = {c00, c10, c20, c30, c40, c50}, r1[6] = {c01, c11, c21, c31, c41, c51};
+        V m0[6], m1[6];
+        const int n = a->npix, rot = a->rot;
+        for (int m = 0; m < 6; ++m) {
+            const int j = m < n ? (m - rot + n) % n : m;
+            m0[m] = r0[j]; m1[m] = r1[j];
+        }
+        c00 = m0[0]; c10 = m0[1]; c20 = m0[2]; c30 = m0[3]; c40 = m0[4]; c50 = m0[5];
+        c01 = m1[0]; c11 = m1[1]; c21 = m1[2]; c31 = m1[3]; c41 = m1[4]; c51 = m1[5];
     }
     FC_TILE_ACT12(a->act)
     T *y = (T *)a->y;
@@ -172,8 +193,16 @@ static inline __attribute__((always_inline)) void FN(tileB_body_)(const fc_tileB
 
 static void FN(tileB_avx2_)(const fc_tileB_args *a)
 {
-    if (a->npix == 5) FN(tileB_body_)(a, 5);
-    else FN(tileB_body_)(a, 6);
+    const int skip = a->tapskip != NULL;
+    if (a->npix == 6) {
+        if (skip) FN(tileB_body_)(a, 6, 1);
+        else FN(tileB_body_)(a, 6, 0);
+    } else if (a->npix == 5) {
+        if (skip) FN(tileB_body_)(a, 5, 1);
+        else FN(tileB_body_)(a, 5, 0);
+    } else {
+        FN(tileB_body_)(a, 6, 0);
+    }
 }
 
 #define TA_BODY(LOADX0, LOADX1)                                                 \
@@ -242,6 +271,8 @@ static void FN(tileA_avx2_)(const fc_tileA_args *a)
 }
 #undef TA_BODY
 #undef FC_TILE_ACT12
+#undef FC_TAP6
+#undef FC_PIX6
 #undef FN
 #undef CAT
 #undef CAT_
