@@ -1319,9 +1319,12 @@ def format_markdown(report: dict, chart: Optional[str] = None) -> str:
         f"- fastconv thread control: {meta['thread_control']}; weights "
         + ("pre-packed once with `fastconv.pack_weight` (outside the timed call)"
            if meta.get("packed_weights") else "passed as arrays (not pre-packed)"),
-        "- Figures: GFLOP/s (FLOPs = 2*N*Cout*Hout*Wout*Cin/groups*KH*KW), "
+        "- Figures: GFLOP/s (FLOPs = 2*N*Cout*Hout*Wout*Cin/groups*KH*KW, the dense count "
+        "with the taps in the padding, the same for every path and peer), "
         "median over rounds with the interquartile range in parentheses; "
         "`% peak` is the fused path (median) against the FMA peak for that thread count; "
+        "it can pass 100 % on small padded images, where the fused path (like oneDNN and "
+        "ONNX Runtime) skips the FMAs of taps that read only padding; "
         "`fused/sep` and `fused/im2col` (> 1 means fused is faster) and the peer ratios are "
         "ratios of median times measured over the same stretch of the run: the time of a "
         "case group is cut into segments, in each fused and separate take turns round by "
