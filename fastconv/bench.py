@@ -863,18 +863,24 @@ def run_group(cases: Sequence[Case], *, rounds=None, max_time=0.5, check=True, d
     blocks = [[i for i in runs if not foreign_pool(cases[i])]]
     blocks += [[i] for i in runs if foreign_pool(cases[i])]
     segments = segments or (1 if rounds is not None else FOREIGN_SEGMENTS)
-    samples, numbers, errors, machine = _time_segments(
+    samples, numbers, errors, machine, pairs = _time_segments(
         runs, cases, blocks, nthreads, segments, rounds, max_time)
     for i in runs:
         t = errors.get(i) or _timing(samples[i], numbers[i])
         _finish(results[i], cases[i], t)
         if nthreads > 1:
             results[i]["machine"] = machine
+        paired = {cases[j].impl: statistics.median(v) for (a, j), v in pairs.items()
+                  if a == i and v and i not in errors and j not in errors}
+        if paired:
+            results[i]["paired"] = paired
     return [results[i] for i in range(len(cases))]
 
 
 def _time_segments(runs, cases, blocks, nthreads, segments, rounds, max_time):
-    """The timing of a group (see run_group): (samples, numbers, errors, machine).
+    """The timing of a group (see run_group): (samples, numbers, errors, machine,
+    pairs); pairs[i, j]: time of j / time of i in each round where both ran
+    (cases of one interleaved block).
 
     On several threads each block is framed by FMA probes (the one after a
     block is the one before the next); a block with a probe under
@@ -885,6 +891,7 @@ def _time_segments(runs, cases, blocks, nthreads, segments, rounds, max_time):
     samples: Dict[int, List[float]] = {i: [] for i in runs}
     numbers: Dict[int, int] = {}
     errors: Dict[int, Exception] = {}
+    pairs: Dict[Tuple[int, int], List[float]] = {}
     seg_rounds = None if rounds is None else max(1, rounds // segments)
     before = machine_probe(nthreads)
     kept_min, retimed = 1.0, 0
@@ -912,8 +919,13 @@ def _time_segments(runs, cases, blocks, nthreads, segments, rounds, max_time):
             for k, v in s.items():
                 samples[int(k)] += v
                 numbers[int(k)] = n[k]
+                for k2, v2 in s.items():   # round r of one next to round r of the other
+                    if k2 != k:
+                        pairs.setdefault((int(k), int(k2)), []).extend(
+                            b / a for a, b in zip(v, v2))
             errors.update({int(k): v for k, v in e.items()})
-    return samples, numbers, errors, {"probe_min": round(kept_min, 3), "retimed": retimed}
+    machine = {"probe_min": round(kept_min, 3), "retimed": retimed}
+    return samples, numbers, errors, machine, pairs
 
 
 def _wait_for_cores(threads: int) -> float:
@@ -1181,9 +1193,8 @@ def _cell(r: Optional[dict], spread: bool) -> str:
 
 
 def _ratio(a: Optional[dict], b: Optional[dict]) -> str:
-    if not a or not b or a["status"] not in ("ok", "wrong") or b["status"] not in ("ok", "wrong"):
-        return "-"
-    return f"{b['time']['median'] / a['time']['median']:.2f}x"
+    r = _speedup(a, b)
+    return "-" if r is None else f"{r:.2f}x"
 
 
 def table_rows(report: dict, spread: bool = False) -> Tuple[List[str], List[List[str]]]:
@@ -1222,10 +1233,16 @@ def table_rows(report: dict, spread: bool = False) -> Tuple[List[str], List[List
 
 
 def _speedup(fast: Optional[dict], other: Optional[dict]) -> Optional[float]:
-    """time(other) / time(fast) from two results, or None when either has no timing."""
+    """time(other) / time(fast) from two results, or None when either has no timing:
+    the median of the round-by-round ratios when the two took turns round by
+    round (fused and separate: the drift of the machine's speed cancels in
+    each pair), else the ratio of the median times."""
     ok = ("ok", "wrong")
     if not fast or not other or fast["status"] not in ok or other["status"] not in ok:
         return None
+    paired = fast.get("paired", {}).get(other["impl"])
+    if paired is not None:
+        return paired
     return other["time"]["median"] / fast["time"]["median"]
 
 
@@ -1326,9 +1343,11 @@ def format_markdown(report: dict, chart: Optional[str] = None) -> str:
         "it can pass 100 % on small padded images, where the fused path (like oneDNN and "
         "ONNX Runtime) skips the FMAs of taps that read only padding; "
         "`fused/sep` and `fused/im2col` (> 1 means fused is faster) and the peer ratios are "
-        "ratios of median times measured over the same stretch of the run: the time of a "
+        "measured over the same stretch of the run: the time of a "
         "case group is cut into segments, in each fused and separate take turns round by "
-        "round, then im2col and each peer run alone; "
+        "round, then im2col and each peer run alone; `fused/sep` is the median of the "
+        "round-by-round ratios (the machine's drift cancels in each pair), the others are "
+        "ratios of median times; "
         "`mem` is the peak extra memory a path allocates besides its (preallocated) output.",
         "- Every case's output was checked against a float64 NumPy reference "
         f"(max error <= {CHECK_RTOL:g} x max |reference|).",
@@ -1348,8 +1367,9 @@ def format_markdown(report: dict, chart: Optional[str] = None) -> str:
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     summary = target_summary(report)
     if summary:
-        lines += ["", "Comparisons from this run (ratios of median times; `fused/x` in the "
-                      "table is time(x) / time(fused)):", ""] + summary
+        lines += ["", "Comparisons from this run (fused against separate: median of the "
+                      "round-by-round ratios; the others: ratios of median times; `fused/x` "
+                      "in the table is time(x) / time(fused)):", ""] + summary
     if chart:
         lines += ["", f"![GFLOP/s per layer, path and peer]({chart})"]
     lines += ["", "Layers:", ""]

@@ -123,6 +123,30 @@ def test_block_retimed_when_the_machine_probe_finds_a_core_missing(monkeypatch):
     assert "machine" not in res1[0] and B.machine_summary({"results": res1}) is None
 
 
+def test_fused_vs_separate_is_paired_round_by_round(monkeypatch):
+    """fused and separate take turns round by round, so their ratio is the
+    median of the per-round ratios: a machine whose speed drifts between
+    rounds (here x1, x2, x4, x8) moves both sides of each pair alike."""
+    drift = [1.0, 2.0, 4.0, 8.0]
+
+    def fake(fns, **kw):
+        names = sorted(fns)
+        return ({n: [d * (1.0 + 0.1 * k) for d in drift] for k, n in enumerate(names)},
+                {n: 1 for n in names}, {})
+    monkeypatch.setattr(B, "_interleaved_samples", fake)
+    layer = B.LAYER_BY_ID["seed"]
+    group = [B.Case(layer, impl, "relu", 1) for impl in ("fused", "separate")]
+    fused, sep = B.run_group(group, rounds=4, check=False, segments=1)
+    assert fused["paired"]["separate"] == pytest.approx(1.1)
+    assert sep["paired"]["fused"] == pytest.approx(1 / 1.1)
+    assert B._speedup(fused, sep) == pytest.approx(1.1)
+    # without a pairing (a peer, timed alone) it is the ratio of the medians
+    fused.pop("paired")
+    fused["time"]["median"], sep["time"]["median"] = 2.0, 5.0
+    assert B._speedup(fused, sep) == pytest.approx(2.5)
+    assert B._ratio(fused, sep) == "2.50x"
+
+
 def test_machine_probe_is_a_fraction_of_the_peak():
     assert B.machine_probe(1) == 1.0
     r = B.machine_probe(2)
