@@ -525,7 +525,6 @@ int FN(fc_conv2d_packed_ex_)(const fc_conv_desc *d, const T *x, const int64_t *x
     nitems = d->n * G * nbands * nog;
     const int64_t nrows = d->n * d->h_in;
     int failed = 0;
-    /* relu in the tiles, the other kinds in one pass at the end (conv_kern.h) */
     /* Tiles of a top or bottom output row skip the kernel rows that fall wholly
      * in the padding (a third of a 3x3 tile's FMAs; 7x7 layers: +9 %, 28x28:
      * +2 %, NOTES.md perf-F).  Adding w * 0 changes nothing but the sign of an
@@ -538,6 +537,7 @@ int FN(fc_conv2d_packed_ex_)(const fc_conv_desc *d, const T *x, const int64_t *x
                      || (d->w_out - 1) * d->stride_w - d->pad_left + (d->kw - 1) * d->dil_w
                             >= d->w_in;
     const int colskip = skip_dead && hpad && mode != MODE_FOLD && CAT(kt->colskip_, SFX);
+    /* relu in the tiles, the other kinds in one pass at the end (conv_kern.h) */
     const int late_act = !fc_act_in_tile(post);
     const fc_activation *tile_act = late_act ? &ident : post;
     /* An image whose channels-last copy is bigger than L2 (VGG's 64 x 224 x 224
@@ -656,11 +656,11 @@ int FN(fc_conv2d_packed_ex_)(const fc_conv_desc *d, const T *x, const int64_t *x
                         ab.ptrs = (const void *const *)(tab + tb * P);
                         if (colskip) {   /* taps where an end pixel reads only padding */
                             int any = 0;
-                            for (int64_t t = tb; t < te; ++t) {
-                                const T *const *c = tab + t * P;
-                                tapskip[t - tb] = (unsigned char)((c[0] == zero)
+                            for (int64_t k = tb; k < te; ++k) {
+                                const T *const *c = tab + k * P;
+                                tapskip[k - tb] = (unsigned char)((c[0] == zero)
                                                                   | (c[np - 1] == zero) << 1);
-                                any |= tapskip[t - tb];
+                                any |= tapskip[k - tb];
                             }
                             ab.tapskip = any ? tapskip : NULL;
                         }

@@ -10,8 +10,11 @@
  *     [group][oc block][kh][kw][ic][OB]; the 6 pixels are consecutive flat
  *     output indices (they may straddle rows); for each tap the driver gives one
  *     input pointer per pixel, or a pointer to a zero buffer where the tap
- *     falls in the padding, so the FMA loop has no branches.  The tile is
- *     stored transposed into the NCHW output.
+ *     falls in the padding, so the FMA loop has no branches.  Taps in the
+ *     padding for every pixel are left out of the tile's tap range, and
+ *     kernels with colskip leave out an end pixel's FMAs at a tap in the
+ *     left/right padding (tapskip, rot below).  The tile is stored
+ *     transposed into the NCHW output.
  *
  *  A  (1x1, stride 1, no padding: a GEMM on the NCHW arrays): 6 output
  *     channels (broadcast) x 2 vectors of pixels (16 f32 / 8 f64).  Weights
