@@ -63,31 +63,46 @@ static inline __attribute__((always_inline)) void tr16(const __m512 *r, __m512 *
 /* ---- float32 ---- */
 
 /* One tap: kc input channels into pixels [J0, J1) of the tile (the others
- * read only padding there); NV, P, J0, J1 constants after inlining. */
-static inline __attribute__((always_inline)) const float *
-tap_f32(__m512 acc[TNB][TP], const float *w, const float *const *pp, int64_t kc, int64_t xs,
-        int64_t wbs, const int NV, const int J0, const int J1)
-{
-    const float *p[TP];
-#pragma GCC unroll 16
-    for (int j = J0; j < J1; ++j) p[j] = pp[j];
-    int64_t off = 0;
-#pragma GCC unroll 2
-    for (int64_t k = 0; k < kc; ++k) {
-        __m512 wv[TNB];
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) wv[v] = _mm512_loadu_ps(w + v * wbs);
-        w += 16;
-#pragma GCC unroll 16
-        for (int j = J0; j < J1; ++j) {
-            const __m512 x = _mm512_set1_ps(p[j][off]);
-#pragma GCC unroll 4
-            for (int v = 0; v < NV; ++v) acc[v][j] = _mm512_fmadd_ps(wv[v], x, acc[v][j]);
-        }
-        off += xs;
+ * read only padding there); NV, P, J0, J1 constants after inlining.  One
+ * definition for both types (LANES elements per zmm). */
+#define FC_DEF_TAP(SFX, T, V, LANES, LOADU, SET1, FMADD)                                  \
+    static inline __attribute__((always_inline)) const T *tap_##SFX(                     \
+        V acc[TNB][TP], const T *w, const T *const *pp, int64_t kc, int64_t xs,            \
+        int64_t wbs, const int NV, const int J0, const int J1)                             \
+    {                                                                                      \
+        const T *p[TP];                                                                    \
+        _Pragma("GCC unroll 16") for (int j = J0; j < J1; ++j) p[j] = pp[j];               \
+        int64_t off = 0;                                                                   \
+        _Pragma("GCC unroll 2") for (int64_t k = 0; k < kc; ++k)                           \
+        {                                                                                  \
+            V wv[TNB];                                                                     \
+            _Pragma("GCC unroll 4") for (int v = 0; v < NV; ++v) wv[v] = LOADU(w + v * wbs); \
+            w += LANES;                                                                    \
+            _Pragma("GCC unroll 16") for (int j = J0; j < J1; ++j)                         \
+            {                                                                              \
+                const V x = SET1(p[j][off]);                                               \
+                _Pragma("GCC unroll 4") for (int v = 0; v < NV; ++v)                       \
+                    acc[v][j] = FMADD(wv[v], x, acc[v][j]);                                \
+            }                                                                              \
+            off += xs;                                                                     \
+        }                                                                                  \
+        return w;                                                                          \
     }
-    return w;
-}
+FC_DEF_TAP(f32, float, __m512, 16, _mm512_loadu_ps, _mm512_set1_ps, _mm512_fmadd_ps)
+FC_DEF_TAP(f64, double, __m512d, 8, _mm512_loadu_pd, _mm512_set1_pd, _mm512_fmadd_pd)
+#undef FC_DEF_TAP
+
+/* The taps of a tile body: all pixels, or without pixel 0 and/or pixel P - 1
+ * where a->tapskip says they read only padding (SKIP: a constant). */
+#define FC_TAPS(SFX)                                                                      \
+    for (int64_t t = 0; t < ntaps; ++t, pp += TP) {                                        \
+        switch (SKIP ? a->tapskip[t] : 0) {                                                \
+        case 0: w = tap_##SFX(acc, w, pp, kc, xs, wbs, NV, 0, P); break;                   \
+        case 1: w = tap_##SFX(acc, w, pp, kc, xs, wbs, NV, 1, P); break;                   \
+        case 2: w = tap_##SFX(acc, w, pp, kc, xs, wbs, NV, 0, P - 1); break;               \
+        default: w = tap_##SFX(acc, w, pp, kc, xs, wbs, NV, 1, P - 1); break;              \
+        }                                                                                  \
+    }
 
 /* NV vectors of channels x P pixels, both constants after inlining; SKIP:
  * honour a->tapskip (only when npix == P). */
@@ -106,14 +121,7 @@ static inline __attribute__((always_inline)) void tileB_f32_body(const fc_tileB_
     const float *w = (const float *)a->w;
     const int64_t wbs = a->wbs, kc = a->kc, xs = a->xs, ntaps = a->ntaps;
     const float *const *pp = (const float *const *)a->ptrs;
-    for (int64_t t = 0; t < ntaps; ++t, pp += TP) {
-        switch (SKIP ? a->tapskip[t] : 0) {
-        case 0: w = tap_f32(acc, w, pp, kc, xs, wbs, NV, 0, P); break;
-        case 1: w = tap_f32(acc, w, pp, kc, xs, wbs, NV, 1, P); break;
-        case 2: w = tap_f32(acc, w, pp, kc, xs, wbs, NV, 0, P - 1); break;
-        default: w = tap_f32(acc, w, pp, kc, xs, wbs, NV, 1, P - 1); break;
-        }
-    }
+    FC_TAPS(f32)
     /* identity or relu (fc_act_in_tile, conv_kern.h) */
     if (a->act->kind == FC_ACT_RELU) {   /* x < 0 ? 0 : x, NaN and -0.0 kept */
         const __m512 z = _mm512_setzero_ps();
@@ -201,7 +209,8 @@ static void tileB_avx512_f32(const fc_tileB_args *a)
 /* ---- float64 (8 channels per zmm) ---- */
 
 static inline __attribute__((always_inline)) void tileB_f64_body(const fc_tileB_args *a,
-                                                                const int NV, const int P)
+                                                                const int NV, const int P,
+                                                                const int SKIP)
 {
     __m512d acc[TNB][TP];
     const double *bias = (const double *)a->bias;
@@ -214,26 +223,7 @@ static inline __attribute__((always_inline)) void tileB_f64_body(const fc_tileB_
     const double *w = (const double *)a->w;
     const int64_t wbs = a->wbs, kc = a->kc, xs = a->xs, ntaps = a->ntaps;
     const double *const *pp = (const double *const *)a->ptrs;
-    for (int64_t t = 0; t < ntaps; ++t, pp += TP) {
-        const double *p[TP];
-#pragma GCC unroll 16
-        for (int j = 0; j < P; ++j) p[j] = pp[j];
-        int64_t off = 0;
-#pragma GCC unroll 2
-        for (int64_t k = 0; k < kc; ++k) {
-            __m512d wv[TNB];
-#pragma GCC unroll 4
-            for (int v = 0; v < NV; ++v) wv[v] = _mm512_loadu_pd(w + v * wbs);
-            w += 8;
-#pragma GCC unroll 16
-            for (int j = 0; j < P; ++j) {
-                const __m512d x = _mm512_set1_pd(p[j][off]);
-#pragma GCC unroll 4
-                for (int v = 0; v < NV; ++v) acc[v][j] = _mm512_fmadd_pd(wv[v], x, acc[v][j]);
-            }
-            off += xs;
-        }
-    }
+    FC_TAPS(f64)
     if (a->act->kind == FC_ACT_RELU) {   /* else identity (fc_act_in_tile) */
         const __m512d z = _mm512_setzero_pd();
         for (int v = 0; v < NV; ++v)
@@ -242,7 +232,9 @@ static inline __attribute__((always_inline)) void tileB_f64_body(const fc_tileB_
                                                _mm512_cmp_pd_mask(acc[v][j], z, _CMP_LT_OQ), z);
     }
     double *y = (double *)a->y;
-    const int npix = a->npix, noc = a->noc;
+    const int npix = a->npix, noc = a->noc, rot = a->rot;
+    int at[TP];   /* the pixel of column j (a->rot) */
+    for (int j = 0; j < P; ++j) at[j] = j + rot < npix ? j + rot : j + rot - npix;
     if (a->ldy == 1) {
         const int64_t ldp = a->ldp;
         for (int v = 0; v < NV; ++v) {
@@ -250,7 +242,7 @@ static inline __attribute__((always_inline)) void tileB_f64_body(const fc_tileB_
             if (nv <= 0) break;
             const __mmask8 m = nv >= 8 ? (__mmask8)0xFF : (__mmask8)((1u << nv) - 1);
             for (int j = 0; j < P; ++j)
-                if (j < npix) _mm512_mask_storeu_pd(y + j * ldp + 8 * v, m, acc[v][j]);
+                if (j < npix) _mm512_mask_storeu_pd(y + at[j] * ldp + 8 * v, m, acc[v][j]);
         }
         return;
     }
@@ -260,19 +252,28 @@ static inline __attribute__((always_inline)) void tileB_f64_body(const fc_tileB_
         for (int j = 0; j < P; ++j) _mm512_store_pd(buf[j] + 8 * v, acc[v][j]);
     const int64_t ldy = a->ldy;
     for (int o = 0; o < noc; ++o)
-        for (int j = 0; j < npix; ++j) y[o * ldy + j] = buf[j][o];
+        for (int j = 0; j < npix; ++j) y[o * ldy + at[j]] = buf[j][o];
 }
 
 static void tileB_avx512_f64(const fc_tileB_args *a)
 {
+    const int skip = a->tapskip != NULL;
     if (a->nb >= TNB) {
-        if (a->npix == TP) tileB_f64_body(a, TNB, TP);
-        else if (a->npix == TP - 1) tileB_f64_body(a, TNB, TP - 1);
-        else tileB_f64_body(a, TNB, TP);
+        if (a->npix == TP) {
+            if (skip) tileB_f64_body(a, TNB, TP, 1);
+            else tileB_f64_body(a, TNB, TP, 0);
+        } else if (a->npix == TP - 1) {
+            if (skip) tileB_f64_body(a, TNB, TP - 1, 1);
+            else tileB_f64_body(a, TNB, TP - 1, 0);
+        } else {
+            tileB_f64_body(a, TNB, TP, 0);
+        }
     } else {
-        tileB_f64_body(a, 1, TP);
+        tileB_f64_body(a, 1, TP, 0);
     }
 }
+
+#undef FC_TAPS
 
 /* ---- A tile (1x1 GEMM), float32: 6 output channels x NV zmm of pixels ----
  * 24 accumulators: per input channel NV loads and 6 broadcasts for 6 NV FMAs
@@ -365,6 +366,6 @@ static void nhwc_f64(const double *s, int64_t C, int64_t cs, int64_t W, double *
 
 const fc_kernel_table fc_kernels_avx512 = {
     "avx512", TP, TNB, tileB_avx512_f32, tileB_avx512_f64, tileA_avx512_f32, tileA_f64,
-    nhwc_f32, nhwc_f64, 1, 0,
+    nhwc_f32, nhwc_f64, 1, 1,
 };
 #endif

@@ -173,6 +173,16 @@ def test_concurrent_calls_are_correct():
 
 # ------------------------------------------------------------------ (c) no leaks
 
+def _under_asan():
+    """AddressSanitizer keeps freed blocks in its quarantine (256 MB by
+    default), so the process's RSS grows over many calls without a leak."""
+    try:
+        with open("/proc/self/maps") as f:
+            return "libasan" in f.read()
+    except OSError:  # pragma: no cover - not Linux
+        return False
+
+
 def _rss_bytes():
     try:
         with open("/proc/self/statm") as f:
@@ -239,5 +249,6 @@ def test_no_memory_leak():
     top = snap1.compare_to(snap0, "lineno")[:5]
     assert traced < 512 << 10, "traced Python/NumPy memory grew by %d bytes:\n%s" % (
         traced, "\n".join(map(str, top)))
-    assert rss1 - rss0 < 8 << 20, "RSS grew by %.1f MiB over 3000 calls" % (
-        (rss1 - rss0) / 2**20)
+    if not _under_asan():
+        assert rss1 - rss0 < 8 << 20, "RSS grew by %.1f MiB over 3000 calls" % (
+            (rss1 - rss0) / 2**20)
