@@ -31,9 +31,12 @@ static void FN(tileB_port_)(const fc_tileB_args *a)
     for (int j = 0; j < FC_TB_P; ++j)
         for (int o = 0; o < OB; ++o) acc[j][o] = bias[o];
     for (int64_t t = 0; t < a->ntaps; ++t, pp += FC_TB_P) {
+        /* the end pixels that read only padding at this tap are left out */
+        const int skip = a->tapskip ? a->tapskip[t] : 0;
+        const int j0 = skip & 1, j1 = a->npix - (skip >> 1);
         for (int64_t k = 0; k < a->kc; ++k, w += OB) {
             const int64_t off = k * a->xs;
-            for (int j = 0; j < FC_TB_P; ++j) {
+            for (int j = j0; j < j1; ++j) {
                 const T xv = pp[j][off];
                 for (int o = 0; o < OB; ++o) acc[j][o] += w[o] * xv;
             }
@@ -41,8 +44,9 @@ static void FN(tileB_port_)(const fc_tileB_args *a)
     }
     T *y = (T *)a->y;
     for (int j = 0; j < a->npix; ++j) {
+        const int px = j + a->rot < a->npix ? j + a->rot : j + a->rot - a->npix;
         FN(fc_activate_serial_)(acc[j], acc[j], (size_t)a->noc, a->act);
-        for (int o = 0; o < a->noc; ++o) y[o * a->ldy + j * a->ldp] = acc[j][o];
+        for (int o = 0; o < a->noc; ++o) y[o * a->ldy + px * a->ldp] = acc[j][o];
     }
 }
 
