@@ -366,6 +366,6 @@ static void nhwc_f64(const double *s, int64_t C, int64_t cs, int64_t W, double *
 
 const fc_kernel_table fc_kernels_avx512 = {
     "avx512", TP, TNB, tileB_avx512_f32, tileB_avx512_f64, tileA_avx512_f32, tileA_f64,
-    nhwc_f32, nhwc_f64, 1, 1,
+    nhwc_f32, nhwc_f64,
 };
 #endif

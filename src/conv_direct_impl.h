@@ -535,12 +535,12 @@ int FN(fc_conv2d_packed_ex_)(const fc_conv_desc *d, const T *x, const int64_t *x
      * exact zero when w is finite; an inf or NaN weight must still give NaN
      * there, as the zero-padded definition (and the reference) does. */
     const int skip_dead = pk->finite;
-    /* ... and, where the kernel can, the FMAs of a tile's end pixels at the taps
-     * that read the left or right padding for them (conv_kern.h, tapskip) */
+    /* ... and the FMAs of a tile's end pixels at the taps that read the left or
+     * right padding for them (conv_kern.h, tapskip) */
     const int hpad = d->pad_left > 0
                      || (d->w_out - 1) * d->stride_w - d->pad_left + (d->kw - 1) * d->dil_w
                             >= d->w_in;
-    const int colskip = skip_dead && hpad && mode != MODE_FOLD && CAT(kt->colskip_, SFX);
+    const int colskip = skip_dead && hpad && mode != MODE_FOLD;
     /* relu in the tiles, the other kinds in one pass at the end (conv_kern.h) */
     const int late_act = !fc_act_in_tile(post);
     const fc_activation *tile_act = late_act ? &ident : post;

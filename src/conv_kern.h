@@ -12,8 +12,8 @@
  *     input pointer per pixel, or a pointer to a zero buffer where the tap
  *     falls in the padding, so the FMA loop has no branches.  Taps in the
  *     padding for every pixel are left out of the tile's tap range, and
- *     kernels with colskip leave out an end pixel's FMAs at a tap in the
- *     left/right padding (tapskip, rot below).  The tile is stored
+ *     the tiles leave out an end pixel's FMAs at a tap in the left/right
+ *     padding (tapskip, rot below).  The tile is stored
  *     transposed into the NCHW output.
  *
  *  A  (1x1, stride 1, no padding: a GEMM on the NCHW arrays): 6 output
@@ -60,7 +60,7 @@ typedef struct {
     int nb;                  /* OB-blocks in this tile (<= tile_nb of the table) */
     int64_t wbs;             /* elements between the weights of consecutive blocks */
     const fc_activation *act;
-    /* Column padding, for tables with colskip (else NULL and 0): tapskip[t]
+    /* Column padding (NULL and 0 where there is none): tapskip[t]
      * bit 0: pixel 0 reads only padding at tap t, bit 1: pixel npix - 1 does,
      * so its FMAs can go; rot: the pointer columns are the pixels rotated by
      * rot (column j is pixel p0 + (j + rot) % npix), which puts a tile's
@@ -93,7 +93,6 @@ typedef struct {
     /* dst[w][c] = src[c * cstride + w] for c < C, w < W (NCHW row -> NHWC row) */
     void (*nhwc_f32)(const float *src, int64_t C, int64_t cstride, int64_t W, float *dst);
     void (*nhwc_f64)(const double *src, int64_t C, int64_t cstride, int64_t W, double *dst);
-    int colskip_f32, colskip_f64;  /* B tiles honour tapskip and rot (else leave them 0) */
 } fc_kernel_table;
 
 /* The table chosen at first use (dispatch.c). */
