@@ -188,23 +188,21 @@ static inline __attribute__((always_inline)) void tileB_f32_body(const fc_tileB_
     }
 }
 
-static void tileB_avx512_f32(const fc_tileB_args *a)
-{
-    const int skip = a->tapskip != NULL;
-    if (a->nb >= TNB) {
-        if (a->npix == TP) {
-            if (skip) tileB_f32_body(a, TNB, TP, 1);
-            else tileB_f32_body(a, TNB, TP, 0);
-        } else if (a->npix == TP - 1) {
-            if (skip) tileB_f32_body(a, TNB, TP - 1, 1);
-            else tileB_f32_body(a, TNB, TP - 1, 0);
-        } else {
-            tileB_f32_body(a, TNB, TP, 0);   /* small or uneven tails: extra pixels unstored */
-        }
-    } else {
-        tileB_f32_body(a, 1, TP, 0);
+/* The body for a tile's shape, all constants: whole tiles of TP or TP - 1
+ * pixels (with or without tapskip), small or uneven tails (extra pixels
+ * unstored), a single channel block.  One dispatch for both types. */
+#define FC_TILEB_DISPATCH(BODY)                                                           \
+    {                                                                                      \
+        const int skip = a->tapskip != NULL;                                               \
+        if (a->nb < TNB) BODY(a, 1, TP, 0);                                                \
+        else if (a->npix == TP && skip) BODY(a, TNB, TP, 1);                               \
+        else if (a->npix == TP) BODY(a, TNB, TP, 0);                                       \
+        else if (a->npix == TP - 1 && skip) BODY(a, TNB, TP - 1, 1);                       \
+        else if (a->npix == TP - 1) BODY(a, TNB, TP - 1, 0);                               \
+        else BODY(a, TNB, TP, 0);                                                          \
     }
-}
+
+static void tileB_avx512_f32(const fc_tileB_args *a) FC_TILEB_DISPATCH(tileB_f32_body)
 
 /* ---- float64 (8 channels per zmm) ---- */
 
@@ -255,25 +253,10 @@ static inline __attribute__((always_inline)) void tileB_f64_body(const fc_tileB_
         for (int j = 0; j < npix; ++j) y[o * ldy + at[j]] = buf[j][o];
 }
 
-static void tileB_avx512_f64(const fc_tileB_args *a)
-{
-    const int skip = a->tapskip != NULL;
-    if (a->nb >= TNB) {
-        if (a->npix == TP) {
-            if (skip) tileB_f64_body(a, TNB, TP, 1);
-            else tileB_f64_body(a, TNB, TP, 0);
-        } else if (a->npix == TP - 1) {
-            if (skip) tileB_f64_body(a, TNB, TP - 1, 1);
-            else tileB_f64_body(a, TNB, TP - 1, 0);
-        } else {
-            tileB_f64_body(a, TNB, TP, 0);
-        }
-    } else {
-        tileB_f64_body(a, 1, TP, 0);
-    }
-}
+static void tileB_avx512_f64(const fc_tileB_args *a) FC_TILEB_DISPATCH(tileB_f64_body)
 
 #undef FC_TAPS
+#undef FC_TILEB_DISPATCH
 
 /* ---- A tile (1x1 GEMM), float32: 6 output channels x NV zmm of pixels ----
  * 24 accumulators: per input channel NV loads and 6 broadcasts for 6 NV FMAs
