@@ -86,13 +86,16 @@ class BuildExt(build_ext):
             if san:
                 ext.extra_compile_args += [f"-fsanitize={san}", "-fno-omit-frame-pointer", "-g"]
                 ext.extra_link_args += [f"-fsanitize={san}"]
+        self._compile_sources_concurrently()
         super().build_extensions()
 
-    def build_extension(self, ext):
-        # Compile the sources of one extension concurrently (each with its own ISA
+    def _compile_sources_concurrently(self):
+        # Compile the sources of an extension concurrently (each with its own ISA
         # flags), then link as usual: the build is bound by a few large translation
         # units (the Cython module, the AVX-512 tiles), so one compiler process per
-        # core roughly halves the wall time on two cores.
+        # core roughly halves the wall time on two cores.  Installed once on the
+        # compiler and never removed, so `build_ext -j` (extensions built in
+        # parallel threads on this same compiler) works too.
         x86_unix = _is_x86() and self.compiler.compiler_type != "msvc"
         compile_one = self.compiler.compile
 
@@ -112,10 +115,6 @@ class BuildExt(build_ext):
             return [obj for s in sources for obj in done[s]]
 
         self.compiler.compile = compile_all
-        try:
-            super().build_extension(ext)
-        finally:
-            del self.compiler.compile      # back to the class's method
 
 
 def _build_jobs():
