@@ -17,6 +17,9 @@ static int FN(dw_portable_)(const fc_conv_desc *d, const T *x, const T *w, const
     const fc_dw_geom g = fc_dw_plan(d, nthreads);
     const int64_t s = d->stride_w, L = g.L, sL = s * L, KW = d->kw, KH = d->kh;
     const int64_t items = d->n * d->c_in * g.nblk;
+    /* rows of padding are not in buf: their taps are skipped, which is exact
+     * unless a weight is inf or NaN (then they add w * 0 = NaN, as zero padding does) */
+    const int finite = fc_rows_padded(d) ? FN(fc_all_finite_)(w, d->c_out * KH * KW) : 1;
     const size_t buf_bytes = (size_t)(g.buf_rows * sL) * sizeof(T);
     const double work = 2.0 * (double)(d->n * d->c_out * d->h_out * d->w_out) * (double)(KH * KW);
     int err = 0;
@@ -56,7 +59,13 @@ static int FN(dw_portable_)(const fc_conv_desc *d, const T *x, const T *w, const
                         for (int64_t i = 0; i < cw; ++i) acc[i] = b;
                         for (int64_t kh = 0; kh < KH; ++kh) {
                             const int64_t ih = oh * d->stride_h - d->pad_top + kh * d->dil_h;
-                            if (ih < ih_lo || ih >= ih_hi) continue;
+                            if (ih < ih_lo || ih >= ih_hi) {
+                                for (int64_t j = 0; j < KW && !finite; ++j) {
+                                    const T pw = wo[kh * KW + j] * (T)0;
+                                    for (int64_t i = 0; i < cw; ++i) acc[i] += pw;
+                                }
+                                continue;
+                            }
                             const T *r = buf + (ih - ih_lo) * sL + ow0;
                             for (int64_t j = 0; j < KW; ++j) {
                                 const T wv = wo[kh * KW + j];

@@ -11,6 +11,7 @@ typedef struct {
     const T *bias;   /* bias of that channel, or NULL */
     T *y;            /* y at (n, oc0, 0, 0) */
     int64_t C, H, W, KH, KW, sh, dh, dw, pt, pl, wo, hwo, wocs;
+    int finite;      /* no inf or NaN weight: the rows of padding may be skipped */
     const fc_activation *act;
 } FN(sjob_);
 
@@ -102,7 +103,22 @@ FN(small_rows_)(const FN(sjob_) *j, int64_t ow0, int nvalid, int64_t oh0, int64_
         for (int64_t ic = 0; ic < C; ++ic) {
             for (int64_t kh = 0; kh < KH; ++kh) {
                 const int64_t ih = ih0 + kh * dh;
-                if ((uint64_t)ih >= (uint64_t)H) continue;
+                if ((uint64_t)ih >= (uint64_t)H) {
+                    /* a row of padding adds w * 0: nothing, unless a weight is inf
+                     * or NaN, which must give NaN as the zero-padded definition
+                     * does (docs/DESIGN.md, padding skip; the driver's rule too) */
+                    if (!j->finite) {
+                        const T *wk = j->w + (ic * KH + kh) * KW;
+#pragma GCC unroll 4
+                        for (int o = 0; o < NOC; ++o)
+                            for (int64_t kw = 0; kw < KW; ++kw) {
+                                const V p = VSET1(wk[o * wocs + kw]);
+#pragma GCC unroll 4
+                                for (int v = 0; v < NV; ++v) acc[o][v] = VFMA(p, VZERO(), acc[o][v]);
+                            }
+                    }
+                    continue;
+                }
                 /* may point left of the row in a border block: masked lanes only */
                 const T *row = j->x + ((ic * H + ih) * W + ow0 - j->pl);
                 const T *wk = j->w + (ic * KH + kh) * KW;
@@ -205,8 +221,8 @@ static const FN(small_fn_) FN(small_tab_)[4][4][3] = {
 /* One work item: image n, group g, output-channel block b, column block c,
  * rows [oh0, oh1). */
 static void FN(small_item_)(const fc_conv_desc *d, const T *x, const T *w, const T *bias,
-                            T *y, const fc_activation *post, int64_t n, int64_t g, int64_t b,
-                            int64_t c, int64_t oh0, int64_t oh1, int64_t nb, int nv)
+                            T *y, const fc_activation *post, int finite, int64_t n, int64_t g,
+                            int64_t b, int64_t c, int64_t oh0, int64_t oh1, int64_t nb, int nv)
 {
     const int64_t G = d->groups, cin_g = d->c_in / G, cout_g = d->c_out / G;
     const int64_t q = cout_g / nb, rem = cout_g % nb;
@@ -223,7 +239,7 @@ static void FN(small_item_)(const fc_conv_desc *d, const T *x, const T *w, const
     j.y = y + (n * d->c_out + ocg) * hwo;
     j.C = cin_g; j.H = d->h_in; j.W = d->w_in; j.KH = d->kh; j.KW = d->kw;
     j.sh = d->stride_h; j.dh = d->dil_h; j.dw = d->dil_w; j.pt = d->pad_top; j.pl = d->pad_left;
-    j.wo = d->w_out; j.hwo = hwo; j.wocs = cin_g * taps; j.act = post;
+    j.wo = d->w_out; j.hwo = hwo; j.wocs = cin_g * taps; j.act = post; j.finite = finite;
     const int64_t cols = (int64_t)nv * VL, ow0 = c * cols;
     const int nvalid = (int)fc_min64(cols, d->w_out - ow0);
     /* 0: every lane real and inside the row; 1: only columns past w_out;
@@ -247,6 +263,8 @@ int FN(fc_conv_small_avx2_)(const fc_conv_desc *d, const T *x, const T *w, const
     const int nv = (int)fc_min64(maxoc == 4 ? 3 : 4, nvw);
     const int64_t ncb = (d->w_out + nv * VL - 1) / (nv * VL);
     const int64_t ho = d->h_out;
+    const int finite = fc_rows_padded(d) ? FN(fc_all_finite_)(w, d->c_out * (d->c_in / G) * d->kh * d->kw)
+                                         : 1;
     const double flops = 2.0 * (double)d->n * (double)d->c_out * (double)(ho * d->w_out)
                          * (double)(d->c_in / G) * (double)(d->kh * d->kw);
     int nthr = 1;
@@ -258,7 +276,7 @@ int FN(fc_conv_small_avx2_)(const fc_conv_desc *d, const T *x, const T *w, const
             for (int64_t g = 0; g < G; ++g)
                 for (int64_t b = 0; b < nb; ++b)
                     for (int64_t c = 0; c < ncb; ++c)
-                        FN(small_item_)(d, x, w, bias, y, post, n, g, b, c, 0, ho, nb, nv);
+                        FN(small_item_)(d, x, w, bias, y, post, finite, n, g, b, c, 0, ho, nb, nv);
         return FC_OK;
     }
 #ifdef _OPENMP
@@ -273,7 +291,7 @@ int FN(fc_conv_small_avx2_)(const fc_conv_desc *d, const T *x, const T *w, const
         const int64_t c = r % ncb; r /= ncb;
         const int64_t b = r % nb; r /= nb;
         const int64_t g = r % G, n = r / G;
-        FN(small_item_)(d, x, w, bias, y, post, n, g, b, c, rb * rows,
+        FN(small_item_)(d, x, w, bias, y, post, finite, n, g, b, c, rb * rows,
                         fc_min64(ho, rb * rows + rows), nb, nv);
     }
 #endif

@@ -591,6 +591,39 @@ def test_padding_taps_skipped_exactly(rng, case, cout, dtype, data_format):
     assert np.all(np.abs(got[fin] - ref[fin]) <= RTOL[np.dtype(dtype)] * scale[fin])
 
 
+@pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("kind", ["small-4", "small-7", "depthwise", "depthwise-x2"])
+@pytest.mark.parametrize("geo", [dict(padding=1), dict(padding=((2, 0), (1, 1))),
+                                 dict(padding=((0, 3), (0, 0)), dilation=2), dict(padding=2, stride=2)],
+                         ids=["p1", "top2", "bottom3-dil2", "p2-s2"])
+def test_inf_weight_in_padding_rows_few_channels(rng, kind, geo, dtype, data_format):
+    """The kernels for few output channels (the small kernel) and depthwise skip
+    the kernel rows in the top/bottom padding too: an inf weight in such a row
+    must still meet the padding's zeros (NaN where the zero-padded reference has
+    it), and a finite one changes nothing.  Under FASTCONV_DISABLE_SIMD=1 (CI)
+    this covers the portable depthwise kernel."""
+    C = 8
+    cout, groups = dict(**{"small-4": (4, 1), "small-7": (7, 1),
+                           "depthwise": (C, C), "depthwise-x2": (2 * C, C)})[kind]
+    x, w, b = make(rng, dtype, 2, C, 10, 12, cout, groups, 3, 3, data_format=data_format)
+    kw = dict(groups=groups, data_format=data_format, **geo)
+    run_and_check("fused", x, w, b, activation="relu", **kw)
+    for oc, ky in ((0, 0), (cout - 1, 2)):       # a top and a bottom kernel row
+        if data_format == "NCHW":
+            w[oc, 0, ky, 1] = np.inf
+        else:
+            w[ky, 1, 0, oc] = -np.inf
+    for method in ("fused", "auto"):
+        got = fastconv.conv2d(x, w, b, method=method, **kw)
+        ref, scale = conv2d_act_ref(x, w, b, **kw)
+        assert np.isnan(ref).any()
+        assert np.array_equal(np.isnan(got), np.isnan(ref)), method
+        assert np.array_equal(np.isinf(got), np.isinf(ref)), method
+        fin = np.isfinite(ref)
+        assert np.all(np.abs(got[fin] - ref[fin]) <= RTOL[np.dtype(dtype)] * scale[fin]), method
+
+
 def test_dtype_preserved_and_fresh_output(rng):
     for dtype in DTYPES:
         x, w, b = make(rng, dtype, 1, 2, 5, 5, 2, 1, 3, 3)
