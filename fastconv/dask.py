@@ -10,16 +10,19 @@ How ``conv2d`` splits the work
 ------------------------------
 * The channel axis must be one chunk: a channel-chunked ``x`` is rechunked to
   one chunk along it first (``x.rechunk({channel_axis: -1})``).
-* The output is chunked like the input: along the batch exactly as ``x``,
-  along H and W one output chunk per input chunk, its boundary moved to the
-  first output pixel whose receptive field starts in that input chunk (so
-  with stride 2 an input chunk of 1000 rows gives an output chunk of 500).
-  Every output pixel is computed once, by exactly one task.
-* Each task reads the input rows and columns its output block needs, which
-  is its own input chunk plus a halo of ``dilation * (k - 1) + 1 - stride``
-  pixels from the following chunks (several of them when chunks are smaller
-  than the halo); the halo slices are their own small tasks, so on a cluster
-  only they travel between workers.  The image's zero padding (explicit,
+* The output is chunked like the input: along the batch exactly as ``x``;
+  along H and W output pixel ``o`` goes with the input chunk that holds input
+  pixel ``o * stride``, so each input chunk of ``c`` pixels gives an output
+  chunk of about ``c / stride`` (``padding='same'`` keeps the chunks as they
+  are; a chunk that holds no such pixel gives none).  Every output pixel is
+  computed once, by exactly one task.
+* Each task reads the input rows and columns its output block needs: its own
+  input chunk and a halo from the neighbouring chunks (``pad_lo`` pixels
+  before, ``dilation * (k - 1) + 1 - stride - pad_lo`` after; from several
+  chunks when chunks are smaller than the halo, so any chunking works).  The
+  halo slices are their own small tasks, so on a cluster only they travel
+  between workers; chunks much smaller than the halo work but read their
+  neighbours many times (rechunk them larger for speed).  The image's zero padding (explicit,
   asymmetric or ``'same'``) is applied by fastconv itself on the blocks at
   the true border only; ``pre_activation`` is therefore never applied to
   padding zeros, exactly as in memory.  A batch-chunked ``x`` (one chunk along
@@ -132,12 +135,14 @@ def _axis_blocks(chunks, size_out, pad_lo, stride, dilation, kernel):
     """
     bounds = np.concatenate([[0], np.cumsum(chunks)]).astype(np.int64)
     size_in = int(bounds[-1])
-    # Output o reads input rows [o*stride - pad_lo, o*stride - pad_lo + span):
-    # it belongs to the input chunk its first row is in.  The first output
-    # whose first row is at or past boundary P is ceil((P + pad_lo) / stride).
+    # Output o is anchored at input row o*stride (where it would start without
+    # padding) and belongs to the input chunk holding that row, so that the
+    # output is chunked as the input divided by the stride whatever the
+    # padding ('same' keeps the chunks).  The first output anchored at or
+    # past boundary P is ceil(P / stride).
     out_bounds = {0, size_out}
     for p in bounds[1:-1]:
-        out_bounds.add(min(max(-(-(int(p) + pad_lo) // stride), 0), size_out))
+        out_bounds.add(min(-(-int(p) // stride), size_out))
     out_bounds = sorted(out_bounds)
     span = dilation * (kernel - 1) + 1
     blocks = []

@@ -158,12 +158,13 @@ def test_conv2d_chunks_match_blocks(rng, data_format):
                              data_format=data_format)
     assert_eq(y, expect, rtol=1e-5, atol=1e-5 * np.abs(expect).max())
     h_axis = 2 if data_format == "NCHW" else 1
-    # output o belongs to the input chunk holding its first row 2*o - 1 (an
-    # odd row): rows 0-9 start outputs 0-5, row 10 none (its chunk gets no
-    # output block), rows 11-12 output 6, rows 13-36 outputs 7-18; columns
-    # 2*o: 0-6 -> 0-3, 7-13 -> 4-6, 14-28 -> 7-14
-    assert y.chunks[h_axis] == (6, 1, 12)
+    # output o goes with the input chunk holding row/column 2*o, whatever the
+    # padding: rows 0-9 -> outputs 0-4, 10 -> 5, 11-12 -> 6, 13-36 -> 7-18;
+    # columns 0-6 -> 0-3, 7-13 -> 4-6, 14-28 -> 7-14
+    assert y.chunks[h_axis] == (5, 1, 1, 12)
     assert y.chunks[h_axis + 1] == (4, 3, 8)
+    same = fd.conv2d(xd, w, None, padding="same", dilation=2, data_format=data_format)
+    assert same.chunks[h_axis:h_axis + 2] == xd.chunks[h_axis:h_axis + 2]
     conv_keys = [k for k in dict(y.__dask_graph__()) if k[0] == y.name]
     assert len(conv_keys) == int(np.prod(y.numblocks))
 
