@@ -283,12 +283,16 @@ def batch_inference(args, rng):
                                        dashboard_address=None, silence_logs=40)
     client = distributed.Client(cluster, set_as_default=False)
     try:
-        # the images are made on the workers and kept there (as a data set
-        # already loaded into a cluster), and gathered once for the others
-        images = da.random.default_rng(int(rng.integers(2 ** 31))).standard_normal(
-            (n, 32, 32, 3), chunks=(per_chunk, 32, 32, 3)).astype(np.float32)
-        on_cluster = client.persist(images)
-        x = on_cluster.compute(scheduler=client)
+        # the images are sent to the workers once, chunk by chunk in turn (as a
+        # data set already loaded into a cluster), before any timing
+        x = rng.standard_normal((n, 32, 32, 3), dtype=np.float32)
+        xd = da.from_array(x, chunks=(per_chunk, 32, 32, 3))
+        parts = client.scatter([x[s:s + per_chunk] for s in range(0, n, per_chunk)])
+        on_cluster = da.concatenate([da.from_delayed(dask.delayed(f), f_shape, np.float32)
+                                     for f, f_shape in zip(parts, [p.shape for p in
+                                                                   np.array_split(x, range(per_chunk, n, per_chunk))])])
+        held = sorted(len(keys) for keys in client.has_what().values())
+        print(f"    the {len(parts)} chunks are held by the workers as {held}")
         xd = da.from_array(x, chunks=(per_chunk, 32, 32, 3))
         runs = {
             "single process, model.predict": lambda: model.predict(x, batch_size=bs),

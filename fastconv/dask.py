@@ -154,10 +154,12 @@ def _axis_blocks(chunks, size_out, pad_lo, stride, dilation, kernel):
             blocks.append((o1 - o0, hi - lo, 0, []))
             continue
         pieces = []
-        for j in range(len(chunks)):
+        j = int(np.searchsorted(bounds, start, side="right")) - 1   # the chunk holding start
+        while j < len(chunks) and bounds[j] < stop:
             c0, c1 = int(bounds[j]), int(bounds[j + 1])
-            if c0 < stop and c1 > start and c1 > c0:
+            if c1 > c0:   # (zero-size chunks hold nothing)
                 pieces.append((j, max(start, c0) - c0, min(stop, c1) - c0))
+            j += 1
         blocks.append((o1 - o0, start - lo, hi - stop, pieces))
     return blocks
 
@@ -168,8 +170,10 @@ def _offsets(pieces):
 
 
 def _take(chunk, index):
-    """A halo piece: a copy, so that the chunk it came from can be freed."""
-    return np.array(chunk[index], copy=True)
+    """A piece of a chunk.  A small one (a halo) is copied, so that the chunk
+    it came from can be freed before the block that needs it runs."""
+    piece = chunk[index]
+    return piece.copy() if 2 * piece.size < chunk.size else piece
 
 
 def _assemble(pieces, block, dtype):
