@@ -17,8 +17,8 @@ How ``conv2d`` splits the work
   are; a chunk that holds no such pixel gives none).  Every output pixel is
   computed once, by exactly one task.
 * Each task reads the input rows and columns its output block needs: its own
-  input chunk and a halo from the neighbouring chunks (``pad_lo`` pixels
-  before, ``dilation * (k - 1) + 1 - stride - pad_lo`` after; from several
+  input chunk and a halo from the neighbouring chunks (about ``pad_lo``
+  pixels before, ``dilation * (k - 1) + 1 - stride - pad_lo`` after; from several
   chunks when chunks are smaller than the halo, so any chunking works).  The
   halo slices are their own small tasks, so on a cluster only they travel
   between workers; chunks much smaller than the halo work but read their
@@ -150,7 +150,7 @@ def _axis_blocks(chunks, size_out, pad_lo, stride, dilation, kernel):
         lo = o0 * stride - pad_lo                 # the rows this block reads,
         hi = (o1 - 1) * stride - pad_lo + span    # padding included: [lo, hi)
         start, stop = max(lo, 0), min(hi, size_in)
-        if stop <= start:   # only padding (padding wider than the kernel)
+        if stop <= start:   # only padding (an empty image, or padding wider than the kernel)
             blocks.append((o1 - o0, hi - lo, 0, []))
             continue
         pieces = []
@@ -212,7 +212,8 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
         axis is rechunked to one chunk if it is not.
     weight, bias, stride, padding, dilation, groups, activation,
     pre_activation, method, data_format : as ``fastconv.conv2d`` (weight may
-        be a ``fastconv.pack_weight`` result; NumPy arrays, not dask arrays).
+        be a ``fastconv.pack_weight`` result; a dask weight or bias is computed
+        once, here).
     num_threads : fastconv threads per dask task (default 1: one per dask
         worker thread); None leaves the worker's setting unchanged.
 
