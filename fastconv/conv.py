@@ -4,6 +4,7 @@ Everything is validated here, in Python, before any C runs (the C kernels
 trust their arguments).  Messages name the argument and the shapes involved,
 in torch's words where torch has words for it.
 """
+import copyreg
 import operator
 
 import numpy as np
@@ -609,3 +610,30 @@ def pack_weight(weight, groups=1, *, data_format="NCHW"):
     if min(w.shape) == 0:
         raise ValueError(f"pack_weight: weight of size {_shape_str(w.shape)} has an empty dimension")
     return _core.PackedWeight(np.ascontiguousarray(w), groups)
+
+
+# ---- pickling -------------------------------------------------------------
+# What conv2d takes must travel to other processes (dask.distributed workers,
+# multiprocessing pools, layers holding their packed kernels): a PackedWeight
+# pickles as its weight copy and groups and is packed again when loaded; an
+# Activation as its name and parameters (both wrap C structs that have no
+# pickled form of their own).
+
+def _packed_from(weight, groups):
+    return _core.PackedWeight(np.ascontiguousarray(weight), groups)
+
+
+def _reduce_packed(packed):
+    return _packed_from, (packed.weight, packed.groups)
+
+
+def _activation_from(name, params):
+    return Activation(name, **params)
+
+
+def _reduce_activation(act):
+    return _activation_from, (act.name, dict(act.params))
+
+
+copyreg.pickle(_core.PackedWeight, _reduce_packed)
+copyreg.pickle(Activation, _reduce_activation)
