@@ -1,12 +1,14 @@
 """Weight packing speed against the machine's copy bandwidth, in one process.
 
 `fastconv.pack_weight` (what a layer does once; it keeps a private OIHW copy
-too) and, with --raw, the raw-weight conv2d call against the pre-packed one
-are timed in interleaved rounds with `np.copyto` of a same-size array (warmed
-buffers): the copy's GB/s is the yardstick, pack GB/s = weight bytes / time.
+too) is timed in interleaved rounds with `np.copyto` of a same-size array
+(warmed buffers): the copy's GB/s is the yardstick, pack GB/s = weight bytes
+/ time.  With --layers, the suite layers' raw-weight conv2d (plain weight
+array, as a user writes it), the pre-packed one and torch (F.conv2d + relu,
+raw tensors) take turns instead: median times and same-run ratios.
 
     OPENBLAS_NUM_THREADS=1 PYTHONPATH=. python benchmarks/bench_pack.py \
-        [--threads 1,2] [--rounds 31] [--f64]
+        [--threads 1,2] [--rounds 31] [--f64] [--layers [--nhwc] [id ...]]
 """
 import argparse
 import statistics
@@ -36,15 +38,66 @@ def interleaved(fns, rounds, number):
     return {k: statistics.median(v) for k, v in times.items()}
 
 
+def layers(a, dt):
+    """raw vs packed vs torch + relu on the suite layers (ratios of medians)."""
+    import torch
+
+    from fastconv.bench import LAYER_BY_ID, LAYERS
+    ids = a.ids or [l.id for l in LAYERS]
+    rng = np.random.default_rng(0)
+    print("layer thr | raw us packed us torch us | raw/packed torch/raw")
+    for lid in ids:
+        L = LAYER_BY_ID[lid]
+        x = rng.standard_normal(L.x_shape).astype(dt)
+        w = rng.standard_normal(L.w_shape).astype(dt)
+        b = rng.standard_normal(L.cout).astype(dt)
+        fmt = "NHWC" if a.nhwc else "NCHW"
+        if a.nhwc:
+            xu, wu = np.ascontiguousarray(x.transpose(0, 2, 3, 1)), \
+                np.ascontiguousarray(w.transpose(2, 3, 1, 0))
+            oshape = (L.n,) + L.out_hw + (L.cout,)
+        else:
+            xu, wu, oshape = x, w, L.out_shape
+        out = np.empty(oshape, dt)
+        kw = dict(L.conv_kwargs, activation="relu", method=a.method, out=out, data_format=fmt)
+        tx, tw, tb = (torch.from_numpy(v) for v in (x, w, b))
+        tkw = L.conv_kwargs
+        for th in [int(t) for t in a.threads.split(",")]:
+            fastconv.set_num_threads(th)
+            torch.set_num_threads(th)
+            pw = fastconv.pack_weight(wu, groups=L.groups, data_format=fmt)
+
+            def torch_run():
+                with torch.inference_mode():
+                    return torch.relu(torch.nn.functional.conv2d(tx, tw, tb, **tkw))
+
+            fns = {"raw": lambda: fastconv.conv2d(xu, wu, b, **kw),
+                   "packed": lambda: fastconv.conv2d(xu, pw, b, **kw),
+                   "torch": torch_run}
+            t1 = time.perf_counter()
+            fns["raw"]()
+            number = max(1, int(0.02 / max(time.perf_counter() - t1, 1e-6)))
+            med = interleaved(fns, a.rounds, number)
+            print(f"{lid} {th} | {med['raw'] * 1e6:.0f} {med['packed'] * 1e6:.0f} "
+                  f"{med['torch'] * 1e6:.0f} | {med['raw'] / med['packed']:.2f} "
+                  f"{med['torch'] / med['raw']:.2f}", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--rounds", type=int, default=31)
     ap.add_argument("--f64", action="store_true")
+    ap.add_argument("--layers", action="store_true")
+    ap.add_argument("--nhwc", action="store_true")
+    ap.add_argument("--method", default="fused")
+    ap.add_argument("ids", nargs="*")
     a = ap.parse_args()
     dt = np.float64 if a.f64 else np.float32
     rng = np.random.default_rng(0)
     print(fastconv.config.config()["kernels"], np.dtype(dt).name)
+    if a.layers:
+        return layers(a, dt)
     for name, (shape, groups) in WEIGHTS.items():
         w = rng.standard_normal(shape).astype(dt)
         dst = np.empty_like(w)
