@@ -24,8 +24,9 @@ WEIGHTS = {   # name: (OIHW shape, groups)
 }
 
 
-def interleaved(fns, rounds, number):
-    """Median seconds per call of each fn, the fns taking turns every round."""
+def interleaved(fns, rounds, number, per_round=False):
+    """Median seconds per call of each fn, the fns taking turns every round
+    (with per_round: also the list of each round's times)."""
     times = {k: [] for k in fns}
     for f in fns.values():
         f()
@@ -35,7 +36,14 @@ def interleaved(fns, rounds, number):
             for _ in range(number):
                 f()
             times[k].append((time.perf_counter() - t0) / number)
-    return {k: statistics.median(v) for k, v in times.items()}
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return (med, times) if per_round else med
+
+
+def paired(times, a, b):
+    """Median over rounds of time(a) / time(b) in the same round (the
+    machine's drift cancels in each pair)."""
+    return statistics.median(x / y for x, y in zip(times[a], times[b]))
 
 
 def layers(a, dt):
@@ -45,7 +53,8 @@ def layers(a, dt):
     from fastconv.bench import LAYER_BY_ID, LAYERS
     ids = a.ids or [l.id for l in LAYERS]
     rng = np.random.default_rng(0)
-    print("layer thr | raw us packed us torch us | raw/packed torch/raw")
+    print("layer thr | raw us packed us torch us (medians) | raw/packed torch/raw "
+          "(medians of the per-round ratios)")
     for lid in ids:
         L = LAYER_BY_ID[lid]
         x = rng.standard_normal(L.x_shape).astype(dt)
@@ -77,10 +86,10 @@ def layers(a, dt):
             t1 = time.perf_counter()
             fns["raw"]()
             number = max(1, int(0.02 / max(time.perf_counter() - t1, 1e-6)))
-            med = interleaved(fns, a.rounds, number)
+            med, per = interleaved(fns, a.rounds, number, per_round=True)
             print(f"{lid} {th} | {med['raw'] * 1e6:.0f} {med['packed'] * 1e6:.0f} "
-                  f"{med['torch'] * 1e6:.0f} | {med['raw'] / med['packed']:.2f} "
-                  f"{med['torch'] / med['raw']:.2f}", flush=True)
+                  f"{med['torch'] * 1e6:.0f} | {paired(per, 'raw', 'packed'):.2f} "
+                  f"{paired(per, 'torch', 'raw'):.2f}", flush=True)
 
 
 def main():

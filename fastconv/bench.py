@@ -1384,7 +1384,9 @@ def format_markdown(report: dict, chart: Optional[str] = None) -> str:
         + ("; `raw` is the fused path with the plain weight array, as a user writes "
            "`conv2d(x, w, b)` (the weights packed inside every call); `raw/fused` is "
            "time(fused) / time(raw) (< 1: what packing inside the call costs), "
-           "`raw/x` time(x) / time(raw)" if "raw" in meta.get("methods", ()) else ""),
+           "`raw/x` time(x) / time(raw); `mem raw` leaves out the buffer the weights are "
+           "packed into, kept between calls (about the packed weights' size)"
+           if "raw" in meta.get("methods", ()) else ""),
         "- Figures: GFLOP/s (FLOPs = 2*N*Cout*Hout*Wout*Cin/groups*KH*KW, the dense count "
         "with the taps in the padding, the same for every path and peer), "
         "median over rounds with the interquartile range in parentheses; "

@@ -688,11 +688,11 @@ int FN(fc_conv2d_packed_ex_)(const fc_conv_desc *d, const T *x, const int64_t *x
      * exact zero when w is finite; an inf or NaN weight must still give NaN
      * there, as the zero-padded definition (and the reference) does. */
     /* Raw weights: a work item packs its blocks just before its tiles read
-     * them (hot in L2 then, and packing overlaps the other threads' tiles)
-     * when no other item reads them: one image, one band of tiles (small
-     * images with many channels, whose weights are big next to their
-     * pixels); else all blocks here. */
-    const int pack_in_item = pk->src && d->n * nbands == 1;
+     * them, into its thread's slot of wb (ogs blocks; the slot stays in L2
+     * between items, nothing is written back), when no other item reads
+     * them: one image, one band of tiles (small images with many channels,
+     * whose weights are big next to their pixels); else all blocks here. */
+    const int pack_in_item = pk->src && d->n * nbands == 1 && G * pk->nob >= nthr * ogs;
     if (pk->src && !pack_in_item) {
         packed_now = *pk;
         packed_now.src = NULL;
@@ -741,6 +741,11 @@ int FN(fc_conv2d_packed_ex_)(const fc_conv_desc *d, const T *x, const int64_t *x
         }
         const T **tab = NULL;
         unsigned char *tapskip = NULL;
+        int tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        T *slot = pack_in_item ? (T *)pk->wb + (int64_t)tid * ogs * ntaps * gm.kc * OB : NULL;
         if (mode != MODE_A) {
             /* the tap flags after the table, in the same allocation */
             tab = (const T **)malloc((size_t)(ntaps * P) * sizeof(T *) + (size_t)ntaps);
@@ -807,14 +812,16 @@ int FN(fc_conv2d_packed_ex_)(const fc_conv_desc *d, const T *x, const int64_t *x
                     const int64_t b0 = og * ogs, b1 = fc_min64(pk->nob, b0 + ogs);
                     const T *base = xsrc + n * gm.img + g * gm.grp;
                     int item_skip = skip_dead, item_colskip = colskip;
+                    /* the weights of blocks b0.. at wg, wbs apart */
+                    const T *wg = (const T *)pk->wb + (g * pk->nob + b0) * ab.wbs;
                     if (pack_in_item) {
                         int fin = 1;
                         for (int64_t b = b0; b < b1; ++b)
                             fin &= FN(pack_block_)(kt, (const T *)pk->src, pk->src_ws, pk,
-                                                   g * pk->nob + b,
-                                                   (T *)pk->wb + (g * pk->nob + b) * ab.wbs);
+                                                   g * pk->nob + b, slot + (b - b0) * ab.wbs);
                         item_skip = fin;
                         item_colskip = fin && colskip;
+                        wg = slot;
                     }
                     for (int64_t t = t0; t < t1; ++t) {
                         const int64_t p0 = t * pbase + fc_min64(t, pextra);
@@ -857,8 +864,7 @@ int FN(fc_conv2d_packed_ex_)(const fc_conv_desc *d, const T *x, const int64_t *x
                         }
                         for (int64_t b = b0; b < b1; b += NBT) {
                             ab.nb = (int)fc_min64(NBT, b1 - b);
-                            ab.w = (const T *)pk->wb + (g * pk->nob + b) * ab.wbs
-                                   + tb * gm.kc * OB;
+                            ab.w = wg + (b - b0) * ab.wbs + tb * gm.kc * OB;
                             ab.bias = bpad + g * bstride + b * OB;
                             ab.noc = (int)fc_min64((int64_t)ab.nb * OB, cout_g - b * OB);
                             ab.y = yg + b * OB * ab.ldy + p0 * ab.ldp;
