@@ -51,6 +51,7 @@ CASES = [
     (1, 16, 11, 9, 32, 3, 1, 1, 16),
     (1, 24, 8, 8, 36, 3, 1, 1, 3),
     (1, 128, 3, 3, 130, 3, 1, 1, 1),
+    (1, 256, 5, 5, 288, 3, 1, 1, 1),   # one band, enough blocks: packed in the work items
 ]
 
 
@@ -137,20 +138,31 @@ def test_weight_changed_in_place_changes_the_next_result(rng, layout, case):
     assert not np.array_equal(y1, y2)
 
 
-def test_inf_weight_in_one_block_raw(rng):
-    """Blocks packed in their work items decide the padding-tap skip on their
-    own weights: an inf in one block still gives NaN at that block's padded
-    outputs (as the zero-padded reference), the other blocks are exact."""
-    case = (1, 64, 5, 5, 48, 3, 1, 1, 1)
-    for dtype in (np.float32, np.float64):
-        x, w, b = _data(rng, case, dtype)
-        w[3, 5, 0, 0] = np.inf            # block 0, top-left tap
-        y = fastconv.conv2d(x, w, b, padding=1, method="fused")
-        ref, scale = conv2d_act_ref(x, w, b, padding=1)
-        np.testing.assert_array_equal(np.isnan(y), np.isnan(ref))
-        fin = np.isfinite(ref)
-        assert np.max(np.abs(y[fin] - ref[fin]) / (1 + scale[fin])) < _tol(dtype)
-        assert np.isnan(y[0, 3]).any() and np.isfinite(y[0, 16:]).all()
+@pytest.mark.parametrize("threads", [1, 2])
+def test_inf_weight_in_one_block_raw(rng, threads):
+    """Blocks packed in their work items (one 3x16 image, 288 output channels:
+    one band of tiles, a work item per pair of blocks) decide the padding-tap
+    skips (top-row tiles: kernel row 0; row ends: the end pixels) on their own
+    weights: an inf in one block still gives NaN at that
+    block's padded outputs (as the zero-padded reference), the other blocks
+    skip those taps and are exact.  Also with the weights packed up front (a
+    batch of two)."""
+    before = fastconv.get_num_threads()
+    fastconv.set_num_threads(threads)
+    try:
+        for n in (1, 2):
+            case = (n, 256, 3, 16, 288, 3, 1, 1, 1)   # 8-pixel tiles within rows
+            for dtype in (np.float32, np.float64):
+                x, w, b = _data(rng, case, dtype)
+                w[3, 5, 0, 0] = np.inf            # block 0, top-left tap
+                y = fastconv.conv2d(x, w, b, padding=1, method="fused")
+                ref, scale = conv2d_act_ref(x, w, b, padding=1)
+                np.testing.assert_array_equal(np.isnan(y), np.isnan(ref))
+                fin = np.isfinite(ref)
+                assert np.max(np.abs(y[fin] - ref[fin]) / (1 + scale[fin])) < _tol(dtype)
+                assert np.isnan(y[:, 3]).any() and np.isfinite(y[:, 32:]).all()
+    finally:
+        fastconv.set_num_threads(before)
 
 
 def test_concurrent_raw_calls_with_different_weights(rng):
