@@ -1,9 +1,10 @@
 """Weight packing speed against the machine's copy bandwidth, in one process.
 
-`fastconv.pack_weight` (what a layer does once; it keeps a private OIHW copy
-too) is timed in interleaved rounds with `np.copyto` of a same-size array
-(warmed buffers): the copy's GB/s is the yardstick, pack GB/s = weight bytes
-/ time.  With --layers, the suite layers' raw-weight conv2d (plain weight
+`fastconv.pack_weight` (what a layer does once: fresh memory, and a private
+OIHW copy too) and the pack inside a raw-weight call (into its kept buffer:
+a raw call on a 1x1 image minus the pre-packed one) are timed in interleaved
+rounds with `np.copyto` of a same-size array (warmed buffers): the copy's
+GB/s is the yardstick, pack GB/s = weight bytes / time.  With --layers, the suite layers' raw-weight conv2d (plain weight
 array, as a user writes it), the pre-packed one and torch (F.conv2d + relu,
 raw tensors) take turns instead: median times and same-run ratios.
 
@@ -114,14 +115,26 @@ def main():
         for th in [int(t) for t in a.threads.split(",")]:
             fastconv.set_num_threads(th)
             number = 3
+            # the raw call's own pack (into its kept buffer): a raw call on a
+            # 1x1 image (padding 1 for 3x3: every block still packed) minus
+            # the same call with the weights pre-packed
+            k = shape[2]
+            x = rng.standard_normal((1, shape[1] * groups, 1, 1)).astype(dt)
+            pw = fastconv.pack_weight(w, groups)
+            kw = dict(padding=k // 2, groups=groups, method="fused")
             med = interleaved({"copy": lambda: np.copyto(dst, w),
-                               "pack_weight": lambda: fastconv.pack_weight(w, groups)},
+                               "pack_weight": lambda: fastconv.pack_weight(w, groups),
+                               "raw_1px": lambda: fastconv.conv2d(x, w, **kw),
+                               "packed_1px": lambda: fastconv.conv2d(x, pw, **kw)},
                               a.rounds, number)
             gb = w.nbytes / 1e9
             cp, pk = gb / med["copy"], gb / med["pack_weight"]
+            rp = gb / max(med["raw_1px"] - med["packed_1px"], 1e-9)
             print(f"{name} {w.nbytes / 1e6:.1f} MB, {th} thr: copy {cp:.1f} GB/s "
                   f"({med['copy'] * 1e6:.0f} us), pack_weight {pk:.2f} GB/s "
-                  f"({med['pack_weight'] * 1e6:.0f} us) = {100 * pk / cp:.0f} % of copy")
+                  f"({med['pack_weight'] * 1e6:.0f} us) = {100 * pk / cp:.0f} % of copy; "
+                  f"raw call's pack {rp:.2f} GB/s ({(med['raw_1px'] - med['packed_1px']) * 1e6:.0f}"
+                  f" us) = {100 * rp / cp:.0f} % of copy")
 
 
 if __name__ == "__main__":
