@@ -101,3 +101,18 @@ cdef extern from "fastconv.h" nogil:
                                 const double *w, const int64_t *wstrides, const double *bias,
                                 double *y, int y_nhwc, const fc_activation *post,
                                 const fc_activation *pre, void *workspace)
+
+# Raw weights packed into a kept buffer (conv_direct.c).
+cdef extern from "fastconv.h" nogil:
+    ctypedef struct fc_scratch:
+        void *p
+        size_t bytes
+    void fc_scratch_release(fc_scratch *s)
+    int fc_conv2d_raw_f32(const fc_conv_desc *d, const float *x, const int64_t *xstrides,
+                          const float *w, const int64_t *wstrides, const float *bias, float *y,
+                          int y_nhwc, const fc_activation *post, const fc_activation *pre,
+                          fc_scratch *s)
+    int fc_conv2d_raw_f64(const fc_conv_desc *d, const double *x, const int64_t *xstrides,
+                          const double *w, const int64_t *wstrides, const double *bias,
+                          double *y, int y_nhwc, const fc_activation *post,
+                          const fc_activation *pre, fc_scratch *s)

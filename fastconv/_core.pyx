@@ -66,6 +66,51 @@ cdef inline void *_data(object a):
     return NULL if a is None else cnp.PyArray_DATA(<cnp.ndarray>a)
 
 
+# ---- the buffers raw-weight calls pack into ---------------------------------
+# A call takes a scratch from the free list while it holds the GIL and puts it
+# back after, so two calls running at once (the GIL is released inside) never
+# share one.  The buffer keeps its size between calls (no allocation, no page
+# faults); it only ever holds what one call packed, never reused as weights.
+
+cdef class _Scratch:
+    """One fc_scratch (see fastconv.h), freed with the object."""
+    cdef fc_scratch s
+
+    def __cinit__(self):
+        self.s.p = NULL
+        self.s.bytes = 0
+
+    def __dealloc__(self):
+        fc_scratch_release(&self.s)
+
+
+cdef list _scratch_free = []
+# as many as calls may run at once from different threads (more are freed)
+cdef Py_ssize_t _SCRATCH_KEEP = 8
+
+
+cdef inline _Scratch _scratch_take():
+    # len() and pop() run no Python code in between: no other thread can take it
+    if len(_scratch_free):
+        return <_Scratch>_scratch_free.pop()
+    return _Scratch()
+
+
+cdef inline void _scratch_give(_Scratch sc):
+    if len(_scratch_free) < _SCRATCH_KEEP:
+        _scratch_free.append(sc)
+
+
+def scratch_bytes():
+    """Bytes held by the free raw-call buffers (tests, memory accounting)."""
+    return sum((<_Scratch>sc).s.bytes for sc in _scratch_free)
+
+
+def release_scratch():
+    """Free the buffers kept for raw-weight calls (the next call makes new ones)."""
+    del _scratch_free[:]
+
+
 def out_overlaps(cnp.ndarray out, cnp.ndarray x, cnp.ndarray w, object bias):
     """Whether C-contiguous `out` shares bytes with x, w or bias (all
     C-contiguous): np.may_share_memory for dense arrays, without its cost."""
@@ -111,22 +156,24 @@ def bias_activate(cnp.ndarray y, int64_t rows, int64_t length, object bias, ActS
 
 
 def conv2d_direct(ConvDesc desc, cnp.ndarray x, cnp.ndarray w, object bias, cnp.ndarray y,
-                  ActSpec post, ActSpec pre, object workspace):
-    """The direct convolution with fused pre- and post-activation."""
+                  ActSpec post, ActSpec pre):
+    """The direct convolution with fused pre- and post-activation, w (dense
+    OIHW) packed for this call into a kept scratch (its workspace too)."""
     cdef void *xp = cnp.PyArray_DATA(x)
     cdef void *wp = cnp.PyArray_DATA(w)
     cdef void *yp = cnp.PyArray_DATA(y)
     cdef void *bp = _data(bias)
-    cdef void *ws = _data(workspace)
     cdef int rc
+    cdef _Scratch sc = _scratch_take()
     if _is_f32(x):
         with nogil:
-            rc = fc_conv2d_direct_f32(&desc.d, <const float *>xp, <const float *>wp,
-                                      <const float *>bp, <float *>yp, &post.a, &pre.a, ws)
+            rc = fc_conv2d_raw_f32(&desc.d, <const float *>xp, NULL, <const float *>wp, NULL,
+                                   <const float *>bp, <float *>yp, 0, &post.a, &pre.a, &sc.s)
     else:
         with nogil:
-            rc = fc_conv2d_direct_f64(&desc.d, <const double *>xp, <const double *>wp,
-                                      <const double *>bp, <double *>yp, &post.a, &pre.a, ws)
+            rc = fc_conv2d_raw_f64(&desc.d, <const double *>xp, NULL, <const double *>wp, NULL,
+                                   <const double *>bp, <double *>yp, 0, &post.a, &pre.a, &sc.s)
+    _scratch_give(sc)
     if rc == FC_ENOMEM:
         raise MemoryError("fastconv: the convolution kernel could not allocate its buffers")
     if rc != FC_OK:
@@ -303,11 +350,13 @@ def conv2d_ex(ConvDesc desc, cnp.ndarray x, object w, object bias, cnp.ndarray y
     cdef int rc
     cdef bint f32 = _is_f32(x)
     _elem_strides(x, xs)
+    cdef _Scratch sc = None
     if isinstance(w, PackedWeight):
         pk = (<PackedWeight>w).p
     else:
         _elem_strides(<cnp.ndarray>w, ws)
         wp = cnp.PyArray_DATA(<cnp.ndarray>w)
+        sc = _scratch_take()   # the workspace comes from it too (wsp unused)
     with nogil:
         if pk != NULL and f32:
             rc = fc_conv2d_packed_ex_f32(&desc.d, <const float *>xp, xs, pk, <const float *>bp,
@@ -317,13 +366,15 @@ def conv2d_ex(ConvDesc desc, cnp.ndarray x, object w, object bias, cnp.ndarray y
                                          <const double *>bp, <double *>yp, y_nhwc, &post.a,
                                          &pre.a, wsp)
         elif f32:
-            rc = fc_conv2d_direct_ex_f32(&desc.d, <const float *>xp, xs, <const float *>wp, ws,
-                                         <const float *>bp, <float *>yp, y_nhwc, &post.a,
-                                         &pre.a, wsp)
+            rc = fc_conv2d_raw_f32(&desc.d, <const float *>xp, xs, <const float *>wp, ws,
+                                   <const float *>bp, <float *>yp, y_nhwc, &post.a, &pre.a,
+                                   &sc.s)
         else:
-            rc = fc_conv2d_direct_ex_f64(&desc.d, <const double *>xp, xs, <const double *>wp,
-                                         ws, <const double *>bp, <double *>yp, y_nhwc,
-                                         &post.a, &pre.a, wsp)
+            rc = fc_conv2d_raw_f64(&desc.d, <const double *>xp, xs, <const double *>wp, ws,
+                                   <const double *>bp, <double *>yp, y_nhwc, &post.a, &pre.a,
+                                   &sc.s)
+    if sc is not None:
+        _scratch_give(sc)
     if rc == FC_ENOMEM:
         raise MemoryError("fastconv: the convolution kernel could not allocate its buffers")
     if rc != FC_OK:
@@ -608,11 +659,15 @@ def fast_conv2d(dict cache, object x, object weight, object bias, object stride,
     else:
         wp = cnp.PyArray_DATA(<cnp.ndarray>weight)
     cdef int rc
+    cdef _Scratch sc = None if packed else _scratch_take()
+    cdef fc_scratch *scp = NULL if packed else &sc.s
     if t.nogil_call:
         with nogil:
-            rc = _fast_call(&t.desc.d, t.typenum, xp, wp, pk, bp, yp, &t.post.a, &t.pre.a)
+            rc = _fast_call(&t.desc.d, t.typenum, xp, wp, pk, bp, yp, &t.post.a, &t.pre.a, scp)
     else:
-        rc = _fast_call(&t.desc.d, t.typenum, xp, wp, pk, bp, yp, &t.post.a, &t.pre.a)
+        rc = _fast_call(&t.desc.d, t.typenum, xp, wp, pk, bp, yp, &t.post.a, &t.pre.a, scp)
+    if sc is not None:
+        _scratch_give(sc)
     if rc == FC_ENOMEM:
         raise MemoryError("fastconv: the convolution kernel could not allocate its buffers")
     if rc != FC_OK:
@@ -622,18 +677,18 @@ def fast_conv2d(dict cache, object x, object weight, object bias, object stride,
 
 cdef inline int _fast_call(const fc_conv_desc *d, int typenum, void *xp, void *wp,
                            fc_packed *pk, void *bp, void *yp, const fc_activation *post,
-                           const fc_activation *pre) noexcept nogil:
+                           const fc_activation *pre, fc_scratch *sc) noexcept nogil:
     if typenum == cnp.NPY_FLOAT32:
         if pk != NULL:
             return fc_conv2d_packed_f32(d, <const float *>xp, pk, <const float *>bp,
                                         <float *>yp, post, pre, NULL)
-        return fc_conv2d_direct_f32(d, <const float *>xp, <const float *>wp,
-                                    <const float *>bp, <float *>yp, post, pre, NULL)
+        return fc_conv2d_raw_f32(d, <const float *>xp, NULL, <const float *>wp, NULL,
+                                 <const float *>bp, <float *>yp, 0, post, pre, sc)
     if pk != NULL:
         return fc_conv2d_packed_f64(d, <const double *>xp, pk, <const double *>bp,
                                     <double *>yp, post, pre, NULL)
-    return fc_conv2d_direct_f64(d, <const double *>xp, <const double *>wp,
-                                <const double *>bp, <double *>yp, post, pre, NULL)
+    return fc_conv2d_raw_f64(d, <const double *>xp, NULL, <const double *>wp, NULL,
+                             <const double *>bp, <double *>yp, 0, post, pre, sc)
 
 
 cdef object np_empty(object shape, int typenum):

@@ -103,7 +103,12 @@ LAYER_BY_ID: Dict[str, Layer] = {l.id: l for l in LAYERS}
 QUICK_LAYERS: Tuple[str, ...] = ("seed", "resnet_3x3_64", "resnet_3x3_256",
                                  "mobilenet_dw", "resnet_1x1_down")
 
-METHODS: Tuple[str, ...] = ("fused", "separate", "im2col")
+# "raw" is the fused method called with the plain weight array, as a user
+# writes it (the weights packed inside every call); "fused" gets them packed
+# once with fastconv.pack_weight, outside the timed call (as a layer does).
+METHODS: Tuple[str, ...] = ("fused", "raw", "separate", "im2col")
+#: the conv2d method each fastconv path calls
+CALL_METHOD = {"raw": "fused"}
 PEERS: Tuple[str, ...] = ("torch", "onnxruntime")
 IMPLS: Tuple[str, ...] = METHODS + PEERS
 # relu, plus one transcendental activation (silu = x * sigmoid(x), unambiguous
@@ -115,6 +120,7 @@ PEER_SHORT = {"torch": "torch", "onnxruntime": "ORT"}
 
 IMPL_LABELS = {
     "fused": "fastconv fused",
+    "raw": "fastconv raw",
     "separate": "fastconv separate",
     "im2col": "fastconv im2col",
     "torch": "torch eager",
@@ -737,7 +743,8 @@ def make_runner(case: Case, x, w, b, pack: bool = True):
         return run, get_out, contextlib.nullcontext()
     if case.impl not in METHODS:
         raise ValueError(f"unknown implementation {case.impl!r}")
-    run, out = fastconv_runner(case.layer, case.impl, case.activation, x, w, b, pack=pack)
+    run, out = fastconv_runner(case.layer, CALL_METHOD.get(case.impl, case.impl),
+                               case.activation, x, w, b, pack=pack and case.impl != "raw")
     return run, (lambda: out), fastconv_threads(case.threads)
 
 
@@ -786,7 +793,8 @@ def prepare_case(case: Case, *, check=True, data=None, ref=None, measure_memory=
                 if not chk.ok:
                     res["status"] = "wrong"
             if measure_memory and not case.is_peer:
-                res["workspace"] = fastconv_workspace(layer, case.impl, case.activation, run)
+                res["workspace"] = fastconv_workspace(
+                    layer, CALL_METHOD.get(case.impl, case.impl), case.activation, run)
     except Unavailable as e:
         res.update(status="skipped", error=str(e))
         return res, None, None
@@ -1214,6 +1222,9 @@ def table_rows(report: dict, spread: bool = False) -> Tuple[List[str], List[List
         head += ["fused/sep" if "separate" in methods else None,
                  "fused/im2col" if "im2col" in methods else None]
         head += [f"fused/{PEER_SHORT.get(p, p)}" for p in peers]
+    if "raw" in methods:
+        head += ["raw/fused" if "fused" in methods else None]
+        head += [f"raw/{PEER_SHORT.get(p, p)}" for p in peers]
     head += [f"mem {m}" for m in methods]
     head = [h for h in head if h is not None]
     rows = []
@@ -1229,6 +1240,12 @@ def table_rows(report: dict, spread: bool = False) -> Tuple[List[str], List[List
                 row.append(_ratio(f, by.get("im2col")))
             for p in peers:
                 row.append(_ratio(f, by.get(p)))
+        if "raw" in methods:
+            r = by.get("raw")
+            if "fused" in methods:
+                row.append(_ratio(r, by.get("fused")))
+            for p in peers:
+                row.append(_ratio(r, by.get(p)))
         for m in methods:
             r = by.get(m)
             row.append(_fmt_bytes(r["workspace"]["bytes"]) if r and "workspace" in r else "-")
@@ -1277,9 +1294,33 @@ def target_summary(report: dict) -> List[str]:
             else:
                 parts.append(f"fused slower than {label} on: "
                              + (", ".join(slower) if slower else "none"))
+        for other in PEERS:
+            ratios = [(layer, _speedup(by.get("raw"), by.get(other))) for layer, by in items]
+            ratios = [(layer, r) for layer, r in ratios if r is not None]
+            if not ratios:
+                continue
+            label = IMPL_LABELS.get(other, other)
+            gm = math.exp(-sum(math.log(r) for _, r in ratios) / len(ratios))
+            slower = [f"{layer} ({r:.3f}x)" for layer, r in ratios if r < 1.0]
+            parts.append(f"raw time / {label} time, geometric mean over {len(ratios)} "
+                         f"layers: **{gm:.2f}**; raw slower on: "
+                         + (", ".join(slower) if slower else "none"))
+        # raw / pre-packed: the cost of packing inside the call (paired rounds)
+        costs = [(layer, _speedup(by.get("raw"), by.get("fused"))) for layer, by in items]
+        costs = [(layer, 1.0 / r) for layer, r in costs if r]
+        if costs:
+            worst = max(costs, key=lambda lr: lr[1])
+            over = [f"{layer} ({c:.2f}x)" for layer, c in costs if c > RAW_TARGET]
+            parts.append(f"raw time / pre-packed fused time: max **{worst[1]:.2f}** "
+                         f"({worst[0]}), over {RAW_TARGET}x on: "
+                         + (", ".join(over) if over else "none"))
         if parts:
             lines.append(f"- {act}, {thr} thread(s): " + "; ".join(parts))
     return lines
+
+
+#: the raw-weight call's goal against the pre-packed one (time ratio)
+RAW_TARGET = 1.25
 
 
 def machine_summary(report: dict) -> Optional[str]:
@@ -1339,7 +1380,13 @@ def format_markdown(report: dict, chart: Optional[str] = None) -> str:
         + f" (source: {meta['peak_source']})",
         f"- fastconv thread control: {meta['thread_control']}; weights "
         + ("pre-packed once with `fastconv.pack_weight` (outside the timed call)"
-           if meta.get("packed_weights") else "passed as arrays (not pre-packed)"),
+           if meta.get("packed_weights") else "passed as arrays (not pre-packed)")
+        + ("; `raw` is the fused path with the plain weight array, as a user writes "
+           "`conv2d(x, w, b)` (the weights packed inside every call); `raw/fused` is "
+           "time(fused) / time(raw) (< 1: what packing inside the call costs), "
+           "`raw/x` time(x) / time(raw); `mem raw` leaves out the buffer the weights are "
+           "packed into, kept between calls (about the packed weights' size)"
+           if "raw" in meta.get("methods", ()) else ""),
         "- Figures: GFLOP/s (FLOPs = 2*N*Cout*Hout*Wout*Cin/groups*KH*KW, the dense count "
         "with the taps in the padding, the same for every path and peer), "
         "median over rounds with the interquartile range in parentheses; "
@@ -1412,7 +1459,7 @@ def write_chart(report: dict, path: str) -> str:
     npanels = len(combos) + (1 if has_mem else 0)
     width = max(9.0, 1.1 * len(layers) + 5)
     fig, axes = plt.subplots(npanels, 1, figsize=(width, 3.6 * npanels), squeeze=False)
-    colors = {"fused": "#1f77b4", "separate": "#ff7f0e", "im2col": "#2ca02c",
+    colors = {"fused": "#1f77b4", "raw": "#17becf", "separate": "#ff7f0e", "im2col": "#2ca02c",
               "torch": "#d62728", "onnxruntime": "#9467bd"}
     bw = 0.8 / max(1, len(impls))
     xs = np.arange(len(layers))

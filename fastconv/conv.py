@@ -400,13 +400,15 @@ def _run_cached(t, x, weight, bias, method, out):
 
 
 def _direct(p, x, y, post, pre):
-    """The direct kernels, with the pre-packed weights when the caller gave them."""
-    nbytes = p.desc.direct_workspace_bytes(pre._spec, p.dtype.itemsize)
-    ws = np.empty(nbytes, np.uint8) if nbytes else None
+    """The direct kernels, with the pre-packed weights when the caller gave
+    them; raw weights are packed by the kernels into a kept buffer (which
+    holds the workspace too)."""
     if p.packed is not None:
+        nbytes = p.desc.direct_workspace_bytes(pre._spec, p.dtype.itemsize)
+        ws = np.empty(nbytes, np.uint8) if nbytes else None
         _core.conv2d_packed(p.desc, x, p.packed, p.bias, y, post._spec, pre._spec, ws)
     else:
-        _core.conv2d_direct(p.desc, x, p.w, p.bias, y, post._spec, pre._spec, ws)
+        _core.conv2d_direct(p.desc, x, p.w, p.bias, y, post._spec, pre._spec)
 
 
 def _run_fused(p, y):
@@ -516,8 +518,10 @@ def _nhwc_via_nchw(run, p, y):
 
 
 def _direct_nhwc(p, x, y, post, pre):
-    nbytes = _core.direct_workspace_ex(p.desc, _elem_strides(x), pre._spec, x.itemsize)
-    ws = np.empty(nbytes, np.uint8) if nbytes else None
+    ws = None   # raw weights: the kernels' kept buffer holds the workspace
+    if p.packed is not None:
+        nbytes = _core.direct_workspace_ex(p.desc, _elem_strides(x), pre._spec, x.itemsize)
+        ws = np.empty(nbytes, np.uint8) if nbytes else None
     w = p.packed if p.packed is not None else p.w
     _core.conv2d_ex(p.desc, x, w, p.bias, y, True, post._spec, pre._spec, ws)
 

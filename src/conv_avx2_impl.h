@@ -15,23 +15,31 @@ static inline __m256i FN(lane_mask_)(int n, int half)
 
 #if VL == 8
 
+/* o[j] = (r[0][j], ..., r[7][j]): an 8 x 8 transpose. */
+static inline __attribute__((always_inline)) void FN(tr_)(const V *r, V *o)
+{
+    const V t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    const V t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    const V t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    const V t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    const V u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    const V u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    const V u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    const V u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    o[0] = _mm256_permute2f128_ps(u0, u4, 0x20); o[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+    o[2] = _mm256_permute2f128_ps(u2, u6, 0x20); o[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+    o[4] = _mm256_permute2f128_ps(u0, u4, 0x31); o[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+    o[6] = _mm256_permute2f128_ps(u2, u6, 0x31); o[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
 /* Rows r0..r7 (8 pixels of 8 channels) stored as np (<= 8) pixels of 8
  * channels at d, d + C, ...: an 8 x 8 transpose. */
 static inline __attribute__((always_inline)) void FN(nhwc_store8x8_)(
     V r0, V r1, V r2, V r3, V r4, V r5, V r6, V r7, T *d, int64_t C, int np)
 {
-    const V t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
-    const V t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
-    const V t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
-    const V t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
-    const V u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-    const V u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-    const V u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-    const V u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-    const V o[8] = {_mm256_permute2f128_ps(u0, u4, 0x20), _mm256_permute2f128_ps(u1, u5, 0x20),
-                    _mm256_permute2f128_ps(u2, u6, 0x20), _mm256_permute2f128_ps(u3, u7, 0x20),
-                    _mm256_permute2f128_ps(u0, u4, 0x31), _mm256_permute2f128_ps(u1, u5, 0x31),
-                    _mm256_permute2f128_ps(u2, u6, 0x31), _mm256_permute2f128_ps(u3, u7, 0x31)};
+    const V r[8] = {r0, r1, r2, r3, r4, r5, r6, r7};
+    V o[8];
+    FN(tr_)(r, o);
 #pragma GCC unroll 8
     for (int j = 0; j < 8; ++j)
         if (j < np) VSTORE(d + j * C, o[j]);
@@ -66,6 +74,15 @@ static void FN(nhwc_avx2_)(const T *src, int64_t C, int64_t cs, int64_t W, T *ds
 }
 #else
 
+/* o[j] = (r[0][j], ..., r[3][j]): a 4 x 4 transpose. */
+static inline __attribute__((always_inline)) void FN(tr_)(const V *r, V *o)
+{
+    const V t0 = _mm256_unpacklo_pd(r[0], r[1]), t1 = _mm256_unpackhi_pd(r[0], r[1]);
+    const V t2 = _mm256_unpacklo_pd(r[2], r[3]), t3 = _mm256_unpackhi_pd(r[2], r[3]);
+    o[0] = _mm256_permute2f128_pd(t0, t2, 0x20); o[1] = _mm256_permute2f128_pd(t1, t3, 0x20);
+    o[2] = _mm256_permute2f128_pd(t0, t2, 0x31); o[3] = _mm256_permute2f128_pd(t1, t3, 0x31);
+}
+
 static void FN(nhwc_avx2_)(const T *src, int64_t C, int64_t cs, int64_t W, T *dst)
 {
     int64_t c = 0;
@@ -90,6 +107,57 @@ static void FN(nhwc_avx2_)(const T *src, int64_t C, int64_t cs, int64_t W, T *ds
         for (int64_t w = 0; w < W; ++w) dst[w * C + c] = src[c * cs + w];
 }
 #endif
+
+#if VL == 8
+#define PK_ADD _mm256_add_ps
+#define PK_SUB _mm256_sub_ps
+#define PK_NONZERO(v) _mm256_movemask_ps(_mm256_cmp_ps(v, VZERO(), _CMP_NEQ_UQ))
+#else
+#define PK_ADD _mm256_add_pd
+#define PK_SUB _mm256_sub_pd
+#define PK_NONZERO(v) _mm256_movemask_pd(_mm256_cmp_pd(v, VZERO(), _CMP_NEQ_UQ))
+#endif
+
+/* Layout B of one block of OB = 2 VL rows (conv_kern.h, packB): per VL
+ * columns, a VL x VL transpose of each half of the rows; each column's two
+ * vectors are one aligned 64-byte line of dst.  The finite test: v - v summed
+ * lane-wise (NaN for inf and NaN), two chains. */
+static int FN(packB_avx2_)(const T *src, int64_t rs, int nrows, int64_t cin, int64_t taps,
+                           T *dst)
+{
+    const int64_t K = cin * taps;
+    V bad0 = VZERO(), bad1 = VZERO();
+    int64_t ic = 0, t = 0;   /* column k0 is ic * taps + t */
+    for (int64_t k0 = 0; k0 < K; k0 += VL) {
+        const int nc = K - k0 < VL ? (int)(K - k0) : VL;
+        const VI m = FN(lane_mask_)(nc, 0);
+        T *dp[VL];
+        for (int j = 0; j < nc; ++j) {
+            dp[j] = dst + (t * cin + ic) * (2 * VL);
+            if (++t == taps) { t = 0; ++ic; }
+        }
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; ++h) {
+            V r[VL], o[VL];
+#pragma GCC unroll 8
+            for (int i = 0; i < VL; ++i) {
+                const int row = h * VL + i;
+                const T *sp = src + row * rs + k0;
+                r[i] = row >= nrows ? VZERO() : nc == VL ? VLOAD(sp) : VMASKLOAD(sp, m);
+                if (i & 1) bad1 = PK_ADD(bad1, PK_SUB(r[i], r[i]));
+                else bad0 = PK_ADD(bad0, PK_SUB(r[i], r[i]));
+            }
+            FN(tr_)(r, o);
+#pragma GCC unroll 8
+            for (int j = 0; j < VL; ++j)
+                if (j < nc) VSTOREA(dp[j] + h * VL, o[j]);
+        }
+    }
+    return !PK_NONZERO(PK_ADD(bad0, bad1));
+}
+#undef PK_ADD
+#undef PK_SUB
+#undef PK_NONZERO
 
 
 /* relu on the 12 accumulators c00..c51; the tiles get identity or relu

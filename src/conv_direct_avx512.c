@@ -60,6 +60,68 @@ static inline __attribute__((always_inline)) void tr16(const __m512 *r, __m512 *
     }
 }
 
+/* out[c] = (r[0][c], ..., r[7][c]): 8 x 8 transpose of doubles. */
+static inline __attribute__((always_inline)) void tr8d(const __m512d *r, __m512d *out)
+{
+    __m512d t[8], u[8];
+    for (int k = 0; k < 4; ++k) {   /* per 128-bit lane: (r[2k][2i], r[2k+1][2i]) and odd */
+        t[2 * k] = _mm512_unpacklo_pd(r[2 * k], r[2 * k + 1]);
+        t[2 * k + 1] = _mm512_unpackhi_pd(r[2 * k], r[2 * k + 1]);
+    }
+    for (int q = 0; q < 2; ++q) {   /* lanes 0, 2 (0x88) and 1, 3 (0xDD) of two rows pairs */
+        u[4 * q + 0] = _mm512_shuffle_f64x2(t[4 * q], t[4 * q + 2], 0x88);
+        u[4 * q + 1] = _mm512_shuffle_f64x2(t[4 * q], t[4 * q + 2], 0xDD);
+        u[4 * q + 2] = _mm512_shuffle_f64x2(t[4 * q + 1], t[4 * q + 3], 0x88);
+        u[4 * q + 3] = _mm512_shuffle_f64x2(t[4 * q + 1], t[4 * q + 3], 0xDD);
+    }
+    out[0] = _mm512_shuffle_f64x2(u[0], u[4], 0x88);
+    out[4] = _mm512_shuffle_f64x2(u[0], u[4], 0xDD);
+    out[2] = _mm512_shuffle_f64x2(u[1], u[5], 0x88);
+    out[6] = _mm512_shuffle_f64x2(u[1], u[5], 0xDD);
+    out[1] = _mm512_shuffle_f64x2(u[2], u[6], 0x88);
+    out[5] = _mm512_shuffle_f64x2(u[2], u[6], 0xDD);
+    out[3] = _mm512_shuffle_f64x2(u[3], u[7], 0x88);
+    out[7] = _mm512_shuffle_f64x2(u[3], u[7], 0xDD);
+}
+
+/* Layout B of one block (conv_kern.h, packB): per LANES columns one LANES x
+ * LANES transpose of the block's rows (masked loads at the row ends, zero
+ * rows past nrows), each column an aligned 64-byte line of dst.  The finite
+ * test: v - v summed lane-wise (NaN for inf and NaN), two chains.  One
+ * definition for both types. */
+#define FC_DEF_PACKB(SFX, T, V, LANES, MASKT, MASKZ_LOADU, TR, STORE, ADD, SUB, SETZERO,   \
+                     CMP_MASK, FULL)                                                       \
+    static int packB_avx512_##SFX(const T *src, int64_t rs, int nrows, int64_t cin,       \
+                                  int64_t taps, T *dst)                                    \
+    {                                                                                      \
+        const int64_t K = cin * taps;                                                      \
+        V bad0 = SETZERO(), bad1 = SETZERO();                                              \
+        int64_t ic = 0, t = 0; /* column k0 is ic * taps + t */                            \
+        for (int64_t k0 = 0; k0 < K; k0 += LANES) {                                        \
+            const int nc = K - k0 < LANES ? (int)(K - k0) : LANES;                         \
+            const MASKT m = nc == LANES ? (MASKT)FULL : (MASKT)((1u << nc) - 1);           \
+            V r[LANES], c[LANES];                                                          \
+            _Pragma("GCC unroll 16") for (int o = 0; o < LANES; ++o)                       \
+            {                                                                              \
+                r[o] = o < nrows ? MASKZ_LOADU(m, src + o * rs + k0) : SETZERO();          \
+                if (o & 1) bad1 = ADD(bad1, SUB(r[o], r[o]));                              \
+                else bad0 = ADD(bad0, SUB(r[o], r[o]));                                    \
+            }                                                                              \
+            TR(r, c);                                                                      \
+            for (int j = 0; j < nc; ++j) {                                                 \
+                STORE(dst + (t * cin + ic) * LANES, c[j]);                                 \
+                if (++t == taps) { t = 0; ++ic; }                                          \
+            }                                                                              \
+        }                                                                                  \
+        return CMP_MASK(ADD(bad0, bad1), SETZERO(), _CMP_EQ_OQ) == (MASKT)FULL;            \
+    }
+
+FC_DEF_PACKB(f32, float, __m512, 16, __mmask16, _mm512_maskz_loadu_ps, tr16, _mm512_store_ps,
+             _mm512_add_ps, _mm512_sub_ps, _mm512_setzero_ps, _mm512_cmp_ps_mask, 0xFFFF)
+FC_DEF_PACKB(f64, double, __m512d, 8, __mmask8, _mm512_maskz_loadu_pd, tr8d, _mm512_store_pd,
+             _mm512_add_pd, _mm512_sub_pd, _mm512_setzero_pd, _mm512_cmp_pd_mask, 0xFF)
+#undef FC_DEF_PACKB
+
 /* ---- float32 ---- */
 
 /* One tap: kc input channels into pixels [J0, J1) of the tile (the others
@@ -349,6 +411,6 @@ static void nhwc_f64(const double *s, int64_t C, int64_t cs, int64_t W, double *
 
 const fc_kernel_table fc_kernels_avx512 = {
     "avx512", TP, TNB, tileB_avx512_f32, tileB_avx512_f64, tileA_avx512_f32, tileA_f64,
-    nhwc_f32, nhwc_f64,
+    nhwc_f32, nhwc_f64, packB_avx512_f32, packB_avx512_f64,
 };
 #endif

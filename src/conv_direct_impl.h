@@ -85,68 +85,214 @@ static void FN(nhwc_port_)(const T *src, int64_t C, int64_t cstride, int64_t W, 
 
 /* ---- packing ----------------------------------------------------------- */
 
+/* Layout B of one OB-block from dense OIHW rows (the kernel table's packB,
+ * conv_kern.h): the portable version.  The OB rows are read as OB streams,
+ * each moving forward; one accumulator per lane keeps the finite test
+ * (v - v is NaN for inf and NaN) off a serial dependency chain. */
+static int FN(packB_port_)(const T *src, int64_t rs, int nrows, int64_t cin, int64_t taps,
+                           T *dst)
+{
+    T chk[FC_OB(T)];
+    for (int o = 0; o < OB; ++o) chk[o] = (T)0;
+    for (int64_t ic = 0; ic < cin; ++ic)
+        for (int64_t t = 0; t < taps; ++t) {
+            T *dd = dst + (t * cin + ic) * OB;
+            const T *sp = src + ic * taps + t;
+            for (int o = 0; o < OB; ++o) {
+                const T v = o < nrows ? sp[o * rs] : (T)0;
+                dd[o] = v;
+                chk[o] += v - v;
+            }
+        }
+    int ok = 1;
+    for (int o = 0; o < OB; ++o) ok &= chk[o] == (T)0;
+    return ok;
+}
+
+/* Shapes of the packed layouts (no buffers). */
+static void FN(packed_geometry_)(const fc_conv_desc *d, fc_packed *pk)
+{
+    memset(pk, 0, sizeof *pk);
+    const int64_t G = d->groups, cout_g = d->c_out / G, cin_g = d->c_in / G;
+    pk->elem = sizeof(T);
+    pk->c_out = d->c_out; pk->cin_g = cin_g; pk->kh = d->kh; pk->kw = d->kw;
+    pk->groups = G; pk->cout_g = cout_g;
+    pk->nob = (cout_g + OB - 1) / OB;
+    pk->noa = d->kh * d->kw == 1 ? (cout_g + FC_TA_OC - 1) / FC_TA_OC : 0;
+}
+
+static size_t FN(wb_elems_)(const fc_packed *pk)
+{
+    return (size_t)(pk->groups * pk->nob * pk->kh * pk->kw * pk->cin_g * OB);
+}
+
+static size_t FN(wa_elems_)(const fc_packed *pk)
+{
+    return (size_t)(pk->groups * pk->noa * pk->cin_g * FC_TA_OC);
+}
+
+/* Threads for packing `bytes` of weights: one below FC_PACK_PARALLEL_BYTES
+ * (waking the team costs more than the copy), fastconv's count above. */
+static int FN(pack_threads_)(size_t bytes, int64_t blocks)
+{
+#ifdef _OPENMP
+    if (bytes < FC_PACK_PARALLEL_BYTES) return 1;
+    return (int)fc_max64(1, fc_min64(omp_get_max_threads(), blocks));
+#else
+    (void)bytes; (void)blocks;
+    return 1;
+#endif
+}
+
+/* Block gb (= group * nob + oc block) of layout B ([kh][kw][ic][OB]) into
+ * dst.  w[o][i][h][v] at w + o*ws[0] + i*ws[1] + h*ws[2] + v*ws[3].  Dense
+ * OIHW rows go to the kernel set's blocked transpose; o-contiguous weights (a
+ * view of HWIO) are line copies; anything else a scalar loop.  Returns
+ * whether the block's weights are all finite. */
+static int FN(pack_block_)(const fc_kernel_table *kt, const T *w, const int64_t *ws,
+                           const fc_packed *pk, int64_t gb, T *dst)
+{
+    const int64_t nob = pk->nob, cin_g = pk->cin_g, cout_g = pk->cout_g;
+    const int64_t KW = pk->kw, taps = pk->kh * pk->kw;
+    const int64_t g = gb / nob, b = gb % nob;
+    const int nrows = (int)fc_min64(OB, cout_g - b * OB);
+    const T *src = w + (g * cout_g + b * OB) * ws[0];
+    if (ws[3] == 1 && ws[2] == KW && ws[1] == taps)
+        return CAT(kt->packB_, SFX)(src, ws[0], nrows, cin_g, taps, dst);
+    T chk[FC_OB(T)];
+    for (int o = 0; o < OB; ++o) chk[o] = (T)0;
+    for (int64_t kh = 0; kh < pk->kh; ++kh)
+        for (int64_t kw = 0; kw < KW; ++kw)
+            for (int64_t ic = 0; ic < cin_g; ++ic) {
+                T *dd = dst + ((kh * KW + kw) * cin_g + ic) * OB;
+                const T *sp = src + ic * ws[1] + kh * ws[2] + kw * ws[3];
+                if (ws[0] == 1) {
+                    memcpy(dd, sp, (size_t)nrows * sizeof(T));
+                    for (int o = nrows; o < OB; ++o) dd[o] = (T)0;
+                } else {
+                    for (int o = 0; o < OB; ++o) dd[o] = o < nrows ? sp[o * ws[0]] : (T)0;
+                }
+                for (int o = 0; o < OB; ++o) chk[o] += dd[o] - dd[o];
+            }
+    int ok = 1;
+    for (int o = 0; o < OB; ++o) ok &= chk[o] == (T)0;
+    return ok;
+}
+
+/* Layout B into wb: [group][oc block][kh][kw][ic][OB], threaded over the
+ * blocks for big weights.  Returns whether every weight is finite
+ * (fc_packed.finite). */
+static int FN(pack_b_)(const T *w, const int64_t *ws, const fc_packed *pk, T *wb)
+{
+    const fc_kernel_table *kt = fc_kernels();
+    const int64_t nblk = pk->groups * pk->nob, blk = pk->kh * pk->kw * pk->cin_g * OB;
+    const int nthr = FN(pack_threads_)(FN(wb_elems_)(pk) * sizeof(T), nblk);
+    int finite = 1;
+    (void)nthr;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(nthr) if (nthr > 1) reduction(& : finite)
+#endif
+    for (int64_t gb = 0; gb < nblk; ++gb) finite &= FN(pack_block_)(kt, w, ws, pk, gb, wb + gb * blk);
+    return finite;
+}
+
+/* Layout A (1x1 weights) into wa: [group][oc block of 6][ic][6].  From
+ * layout B when it is packed (wb non-NULL): per input channel a 6-channel
+ * block is one or two short copies out of B's 64-byte lines, a sixth of the
+ * instructions of reading the 6 scattered OIHW values (512x256 1x1: 2.5x
+ * faster pack_weight, benchmarks/NOTES.md); else straight from w. */
+static void FN(pack_a_)(const T *w, const int64_t *ws, const fc_packed *pk, const T *wb, T *wa)
+{
+    const int64_t G = pk->groups, noa = pk->noa, nob = pk->nob, cin_g = pk->cin_g;
+    const int64_t cout_g = pk->cout_g;
+    const int nthr = FN(pack_threads_)(FN(wa_elems_)(pk) * sizeof(T), G * noa);
+    (void)nthr;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(nthr) if (nthr > 1)
+#endif
+    for (int64_t gb = 0; gb < G * noa; ++gb) {
+        const int64_t g = gb / noa, b = gb % noa, oc0 = b * FC_TA_OC;
+        T *dst = wa + gb * cin_g * FC_TA_OC;
+        if (wb) {
+            /* channels [oc0, oc0 + n1) from B block b1, the rest from b1 + 1
+             * (B is zero past cout_g; past its last block, zeros here) */
+            const int64_t b1 = oc0 / OB, o1 = oc0 % OB;
+            const int n1 = (int)fc_min64(FC_TA_OC, OB - o1), n2 = FC_TA_OC - n1;
+            const int has2 = n2 > 0 && b1 + 1 < nob;
+            const T *s1 = wb + (g * nob + b1) * cin_g * OB + o1;
+            const T *s2 = s1 - o1 + cin_g * OB;
+            /* n1 is 6, 4 or 2 (OB is a multiple of 8): constant-size copies,
+             * inlined (a libc call per 24 bytes doubled the pack's time) */
+#define FC_PACK_A_COPY(N1)                                                                 \
+    for (int64_t ic = 0; ic < cin_g; ++ic, dst += FC_TA_OC, s1 += OB, s2 += OB) {          \
+        memcpy(dst, s1, (N1) * sizeof(T));                                                 \
+        if ((N1) < FC_TA_OC) {                                                             \
+            if (has2) memcpy(dst + (N1), s2, (FC_TA_OC - (N1)) * sizeof(T));                \
+            else memset(dst + (N1), 0, (FC_TA_OC - (N1)) * sizeof(T));                      \
+        }                                                                                  \
+    }
+            if (n1 == 6) FC_PACK_A_COPY(6)
+            else if (n1 == 4) FC_PACK_A_COPY(4)
+            else FC_PACK_A_COPY(2)
+#undef FC_PACK_A_COPY
+            (void)n2;
+            continue;
+        }
+        const int nrows = (int)fc_min64(FC_TA_OC, cout_g - oc0);
+        const T *src = w + (g * cout_g + oc0) * ws[0];
+        for (int64_t ic = 0; ic < cin_g; ++ic) {
+            const T *sp = src + ic * ws[1];
+            for (int o = 0; o < FC_TA_OC; ++o)
+                dst[ic * FC_TA_OC + o] = o < nrows ? sp[o * ws[0]] : (T)0;
+        }
+    }
+}
+
+/* A dense OIHW copy of w (any strides) into raw. */
+static void FN(copy_oihw_)(const fc_conv_desc *d, const T *w, const int64_t *ws, T *raw)
+{
+    const int64_t cin_g = d->c_in / d->groups, taps = d->kh * d->kw;
+    if (ws[3] == 1 && ws[2] == d->kw && ws[1] == taps && ws[0] == cin_g * taps) {
+        memcpy(raw, w, (size_t)(d->c_out * cin_g * taps) * sizeof(T));
+        return;
+    }
+    for (int64_t o = 0; o < d->c_out; ++o)
+        for (int64_t ic = 0; ic < cin_g; ++ic)
+            for (int64_t kh = 0; kh < d->kh; ++kh)
+                for (int64_t kw = 0; kw < d->kw; ++kw)
+                    *raw++ = w[o * ws[0] + ic * ws[1] + kh * ws[2] + kw * ws[3]];
+}
+
+/* Whether packed weights keep an OIHW copy: depthwise candidates for
+ * fc_conv2d_depthwise_*, few-output-channel weights for the small kernel
+ * (conv_small.h). */
+static int FN(keeps_oihw_)(const fc_packed *pk)
+{
+    return pk->cin_g == 1
+           || FC_SMALL_KEEP_OIHW(pk->cout_g,
+                                 pk->c_out * pk->cin_g * pk->kh * pk->kw * (int64_t)sizeof(T));
+}
+
 /* w[o][i][h][v] at w + o*ws[0] + i*ws[1] + h*ws[2] + v*ws[3] (OIHW order, any
  * strides: a dense OIHW array, or a view of HWIO weights). */
 fc_packed *FN(fc_pack_weight_strided_)(const fc_conv_desc *d, const T *w, const int64_t *ws)
 {
     fc_packed *pk = (fc_packed *)calloc(1, sizeof *pk);
     if (!pk) return NULL;
-    const int64_t G = d->groups, cout_g = d->c_out / G, cin_g = d->c_in / G;
-    const int64_t taps = d->kh * d->kw;
-    pk->elem = sizeof(T);
-    pk->c_out = d->c_out; pk->cin_g = cin_g; pk->kh = d->kh; pk->kw = d->kw;
-    pk->groups = G; pk->cout_g = cout_g;
-    pk->nob = (cout_g + OB - 1) / OB;
-    pk->noa = taps == 1 ? (cout_g + FC_TA_OC - 1) / FC_TA_OC : 0;
-    T *wb = (T *)fc_alloc64((size_t)(G * pk->nob * taps * cin_g * OB) * sizeof(T));
-    T *wa = pk->noa ? (T *)fc_alloc64((size_t)(G * pk->noa * cin_g * FC_TA_OC) * sizeof(T)) : NULL;
-    if (!wb || (pk->noa && !wa)) {
-        fc_free64(wb); fc_free64(wa); free(pk);
+    FN(packed_geometry_)(d, pk);
+    T *wb = (T *)fc_alloc64(FN(wb_elems_)(pk) * sizeof(T));
+    T *wa = pk->noa ? (T *)fc_alloc64(FN(wa_elems_)(pk) * sizeof(T)) : NULL;
+    T *raw = FN(keeps_oihw_)(pk)
+                 ? (T *)fc_alloc64((size_t)(d->c_out * pk->cin_g * d->kh * d->kw) * sizeof(T))
+                 : NULL;
+    pk->wb = wb; pk->wa = wa; pk->raw = raw;
+    if (!wb || (pk->noa && !wa) || (FN(keeps_oihw_)(pk) && !raw)) {
+        fc_packed_free(pk);
         return NULL;
     }
-    pk->wb = wb; pk->wa = wa;
-    /* depthwise candidates keep OIHW for fc_conv2d_depthwise_*, few-output-channel
-     * weights for the small kernel (conv_small.h) */
-    if (cin_g == 1 || FC_SMALL_KEEP_OIHW(cout_g, d->c_out * cin_g * taps * (int64_t)sizeof(T))) {
-        const size_t nb = (size_t)(d->c_out * cin_g * taps) * sizeof(T);
-        pk->raw = fc_alloc64(nb);
-        if (!pk->raw) {
-            fc_packed_free(pk);
-            return NULL;
-        }
-        (void)nb;
-        T *raw = (T *)pk->raw;
-        for (int64_t o = 0; o < d->c_out; ++o)
-            for (int64_t ic = 0; ic < cin_g; ++ic)
-                for (int64_t t = 0; t < taps; ++t)
-                    raw[(o * cin_g + ic) * taps + t] =
-                        w[o * ws[0] + ic * ws[1] + (t / d->kw) * ws[2] + (t % d->kw) * ws[3]];
-    }
-    for (int64_t g = 0; g < G; ++g)
-        for (int64_t b = 0; b < pk->nob; ++b)
-            for (int64_t t = 0; t < taps; ++t)
-                for (int64_t ic = 0; ic < cin_g; ++ic) {
-                    T *dst = wb + (((g * pk->nob + b) * taps + t) * cin_g + ic) * OB;
-                    for (int o = 0; o < OB; ++o) {
-                        const int64_t oc = b * OB + o;
-                        dst[o] = oc < cout_g ? w[(g * cout_g + oc) * ws[0] + ic * ws[1]
-                                                 + (t / d->kw) * ws[2] + (t % d->kw) * ws[3]]
-                                             : (T)0;
-                    }
-                }
-    int finite = 1;
-    for (int64_t i = 0; i < G * pk->nob * taps * cin_g * OB; ++i)
-        finite &= wb[i] - wb[i] == (T)0;   /* NaN for inf and NaN */
-    pk->finite = finite;
-    for (int64_t g = 0; g < G && wa; ++g)
-        for (int64_t b = 0; b < pk->noa; ++b)
-            for (int64_t ic = 0; ic < cin_g; ++ic) {
-                T *dst = wa + ((g * pk->noa + b) * cin_g + ic) * FC_TA_OC;
-                for (int o = 0; o < FC_TA_OC; ++o) {
-                    const int64_t oc = b * FC_TA_OC + o;
-                    dst[o] = oc < cout_g ? w[(g * cout_g + oc) * ws[0] + ic * ws[1]] : (T)0;
-                }
-            }
+    if (raw) FN(copy_oihw_)(d, w, ws, raw);
+    pk->finite = FN(pack_b_)(w, ws, pk, wb);
+    if (wa) FN(pack_a_)(w, ws, pk, wb, wa);
     return pk;
 }
 
@@ -432,6 +578,13 @@ int FN(fc_conv2d_packed_ex_)(const fc_conv_desc *d, const T *x, const int64_t *x
     }
     const fc_kernel_table *kt = fc_kernels();
     const int mode = FN(pick_mode_)(d, pre, pk, xs, y_nhwc);
+    fc_packed packed_now;   /* pk with layout B packed here (raw weights) */
+    if (pk->src && (FN(image_by_image_)(d, mode) || mode == MODE_A)) {
+        packed_now = *pk;
+        packed_now.src = NULL;
+        packed_now.finite = FN(pack_b_)((const T *)pk->src, pk->src_ws, pk, (T *)pk->wb);
+        pk = &packed_now;
+    }
     if (FN(image_by_image_)(d, mode)) {
         fc_conv_desc d1 = *d;
         d1.n = 1;
@@ -534,7 +687,20 @@ int FN(fc_conv2d_packed_ex_)(const fc_conv_desc *d, const T *x, const int64_t *x
      * +2 %, NOTES.md perf-F).  Adding w * 0 changes nothing but the sign of an
      * exact zero when w is finite; an inf or NaN weight must still give NaN
      * there, as the zero-padded definition (and the reference) does. */
-    const int skip_dead = pk->finite;
+    /* Raw weights: a work item packs its blocks just before its tiles read
+     * them, into its thread's slot of wb (ogs blocks; the slot stays in L2
+     * between items, nothing is written back), when no other item reads
+     * them: one image, one band of tiles (small images with many channels,
+     * whose weights are big next to their pixels); else all blocks here. */
+    const int pack_in_item = pk->src && d->n * nbands == 1 && G * pk->nob >= nthr * ogs;
+    if (pk->src && !pack_in_item) {
+        packed_now = *pk;
+        packed_now.src = NULL;
+        packed_now.finite = FN(pack_b_)((const T *)pk->src, pk->src_ws, pk, (T *)pk->wb);
+        pk = &packed_now;
+    }
+    /* (with pack_in_item: whether the item's own blocks are finite, below) */
+    const int skip_dead = pack_in_item || pk->finite;
     /* ... and the FMAs of a tile's end pixels at the taps that read the left or
      * right padding for them (conv_kern.h, tapskip) */
     const int hpad = d->pad_left > 0
@@ -575,6 +741,11 @@ int FN(fc_conv2d_packed_ex_)(const fc_conv_desc *d, const T *x, const int64_t *x
         }
         const T **tab = NULL;
         unsigned char *tapskip = NULL;
+        int tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        T *slot = pack_in_item ? (T *)pk->wb + (int64_t)tid * ogs * ntaps * gm.kc * OB : NULL;
         if (mode != MODE_A) {
             /* the tap flags after the table, in the same allocation */
             tab = (const T **)malloc((size_t)(ntaps * P) * sizeof(T *) + (size_t)ntaps);
@@ -640,25 +811,38 @@ int FN(fc_conv2d_packed_ex_)(const fc_conv_desc *d, const T *x, const int64_t *x
                                    : y + (n * d->c_out + g * cout_g) * hwo;
                     const int64_t b0 = og * ogs, b1 = fc_min64(pk->nob, b0 + ogs);
                     const T *base = xsrc + n * gm.img + g * gm.grp;
+                    int item_skip = skip_dead, item_colskip = colskip;
+                    /* the weights of blocks b0.. at wg, wbs apart */
+                    const T *wg = (const T *)pk->wb + (g * pk->nob + b0) * ab.wbs;
+                    if (pack_in_item) {
+                        int fin = 1;
+                        for (int64_t b = b0; b < b1; ++b)
+                            fin &= FN(pack_block_)(kt, (const T *)pk->src, pk->src_ws, pk,
+                                                   g * pk->nob + b, slot + (b - b0) * ab.wbs);
+                        item_skip = fin;
+                        item_colskip = fin && colskip;
+                        wg = slot;
+                    }
                     for (int64_t t = t0; t < t1; ++t) {
                         const int64_t p0 = t * pbase + fc_min64(t, pextra);
                         const int np = (int)(pbase + (t < pextra));
                         /* a tile across a row end starts at the next row's first
                          * pixel, so both border pixels are at its ends */
                         const int64_t ow0 = p0 % d->w_out;
-                        const int rot = colskip && ow0 && ow0 + np > d->w_out && np <= d->w_out
+                        const int rot = item_colskip && ow0 && ow0 + np > d->w_out
+                                                && np <= d->w_out
                                             ? (int)(d->w_out - ow0) : 0;
                         FN(ptr_table_)(&gm, base, zero, p0, np, rot, P, d->w_out, tab);
                         ab.npix = np;
                         ab.rot = rot;
                         int64_t tb = 0, te = ntaps;
-                        if (skip_dead) {   /* taps that read only padding, for every pixel */
+                        if (item_skip) {   /* taps that read only padding, for every pixel */
                             while (tb < te && FN(tap_dead_)(tab + tb * P, P, zero)) ++tb;
                             while (te > tb && FN(tap_dead_)(tab + (te - 1) * P, P, zero)) --te;
                         }
                         ab.ntaps = te - tb;
                         ab.ptrs = (const void *const *)(tab + tb * P);
-                        if (colskip) {   /* taps where an end pixel reads only padding */
+                        if (item_colskip) {   /* taps where an end pixel reads only padding */
                             int any = 0;
                             for (int64_t k = tb; k < te; ++k) {
                                 const T *const *c = tab + k * P;
@@ -680,8 +864,7 @@ int FN(fc_conv2d_packed_ex_)(const fc_conv_desc *d, const T *x, const int64_t *x
                         }
                         for (int64_t b = b0; b < b1; b += NBT) {
                             ab.nb = (int)fc_min64(NBT, b1 - b);
-                            ab.w = (const T *)pk->wb + (g * pk->nob + b) * ab.wbs
-                                   + tb * gm.kc * OB;
+                            ab.w = wg + (b - b0) * ab.wbs + tb * gm.kc * OB;
                             ab.bias = bpad + g * bstride + b * OB;
                             ab.noc = (int)fc_min64((int64_t)ab.nb * OB, cout_g - b * OB);
                             ab.y = yg + b * OB * ab.ldy + p0 * ab.ldp;
@@ -712,20 +895,98 @@ int FN(fc_conv2d_packed_)(const fc_conv_desc *d, const T *x, const fc_packed *pk
     return FN(fc_conv2d_packed_ex_)(d, x, NULL, pk, bias, y, 0, post, pre, workspace);
 }
 
+/* ---- raw weights: packed for this call into a kept scratch ---------------- */
+
+/* x: strides xs_in (NULL: dense NCHW); w: OIHW order, strides ws_in (NULL:
+ * dense OIHW).  Only the layouts this call reads are packed, into s (grown
+ * as needed, kept by the caller for its next call), and the workspace is
+ * taken from s when the caller gave none.  Nothing outlives the call. */
+static int FN(conv_raw_)(const fc_conv_desc *d, const T *x, const int64_t *xs_in, const T *w,
+                         const int64_t *ws_in, const T *bias, T *y, int y_nhwc,
+                         const fc_activation *post, const fc_activation *pre, void *workspace,
+                         fc_scratch *s)
+{
+    fc_packed pk;
+    FN(packed_geometry_)(d, &pk);
+    const int64_t taps = d->kh * d->kw;
+    const int64_t wd[4] = {pk.cin_g * taps, taps, d->kw, 1};
+    const int64_t *ws = ws_in ? ws_in : wd;
+    const int w_oihw = !memcmp(ws, wd, sizeof wd);
+    int64_t xd[4], xs[4];
+    FN(dense_strides_)(d, xd);
+    memcpy(xs, xs_in ? xs_in : xd, sizeof xs);
+    const int nchw = !memcmp(xs, xd, sizeof xd) && !y_nhwc;
+    const int pre_id = !pre || pre->kind == FC_ACT_IDENTITY;
+    /* the kernels that read OIHW as it is (a strided w: a dense copy first) */
+    const int dw = d->c_in == d->groups && pre_id, small = FN(small_takes_)(d, pre);
+    size_t off_a, off_ws, total;
+    const size_t raw_bytes = (size_t)(d->c_out * pk.cin_g * taps) * sizeof(T);
+    if (nchw && (dw || small)) {
+        const T *wo = w;
+        if (!w_oihw) {
+            T *raw = (T *)fc_scratch_get(s, raw_bytes);
+            if (!raw) return FC_ENOMEM;
+            FN(copy_oihw_)(d, w, ws, raw);
+            wo = raw;
+        }
+        if (dw) {
+            const int rc = FN(fc_conv2d_depthwise_)(d, x, wo, bias, y, post);
+            if (rc != FC_EINVAL) return rc;
+        }
+        if (small) return CAT(fc_conv_small_avx2_, SFX)(d, x, wo, bias, y, post);
+    }
+    /* layout A only where the driver's MODE_A will read it, layout B otherwise
+     * and for the first-layer and strided-1x1 kernels */
+    fc_packed fake = pk;
+    fake.wa = pk.noa ? (void *)&fake : NULL;
+    const int first = nchw && FN(first_takes_)(d, pre), s1x1 = nchw && FN(s1x1_takes_)(d, pre);
+    const int want_a = pk.noa && FN(pick_mode_)(d, pre, &fake, xs, y_nhwc) == MODE_A;
+    const int want_b = !want_a || first || s1x1;
+    size_t wsb = 0;
+    if (!workspace) {
+        wsb = FN(mode_workspace_)(d, pre, xs);
+        if (first) wsb = wsb > fc_first_workspace(d, sizeof(T)) ? wsb
+                                                                : fc_first_workspace(d, sizeof(T));
+        if (s1x1) wsb = wsb > fc_1x1s_workspace(d, sizeof(T)) ? wsb
+                                                              : fc_1x1s_workspace(d, sizeof(T));
+    }
+    off_a = (want_b ? fc_round64(FN(wb_elems_)(&pk) * sizeof(T)) : 0);
+    off_ws = off_a + (want_a ? fc_round64(FN(wa_elems_)(&pk) * sizeof(T)) : 0);
+    total = off_ws + wsb;
+    char *base = (char *)fc_scratch_get(s, total ? total : 64);
+    if (!base) return FC_ENOMEM;
+    if (want_b) {
+        pk.wb = base;
+        if (first || s1x1 || want_a) {   /* their kernels read a packed B */
+            pk.finite = FN(pack_b_)(w, ws, &pk, (T *)pk.wb);
+        } else {                          /* the driver packs it (fc_packed.src) */
+            pk.src = w;
+            memcpy(pk.src_ws, ws, sizeof pk.src_ws);
+        }
+    }
+    if (want_a) {
+        pk.wa = base + off_a;
+        FN(pack_a_)(w, ws, &pk, (const T *)pk.wb, (T *)pk.wa);
+    }
+    if (!workspace && wsb) workspace = base + off_ws;
+    /* pk.raw stays NULL: the kernels that read OIHW were tried above */
+    return FN(fc_conv2d_packed_ex_)(d, x, xs, &pk, bias, y, y_nhwc, post, pre, workspace);
+}
+
+int FN(fc_conv2d_raw_)(const fc_conv_desc *d, const T *x, const int64_t *xs, const T *w,
+                       const int64_t *ws, const T *bias, T *y, int y_nhwc,
+                       const fc_activation *post, const fc_activation *pre, fc_scratch *s)
+{
+    return FN(conv_raw_)(d, x, xs, w, ws, bias, y, y_nhwc, post, pre, NULL, s);
+}
+
 int FN(fc_conv2d_direct_)(const fc_conv_desc *d, const T *x, const T *w, const T *bias,
                           T *y, const fc_activation *post, const fc_activation *pre,
                           void *workspace)
 {
-    if (d->c_in == d->groups && (!pre || pre->kind == FC_ACT_IDENTITY)) {
-        const int rc = FN(fc_conv2d_depthwise_)(d, x, w, bias, y, post);
-        if (rc != FC_EINVAL) return rc;
-    }
-    if (FN(small_takes_)(d, pre))   /* few channels / tiny: OIHW as it is, no packing */
-        return CAT(fc_conv_small_avx2_, SFX)(d, x, w, bias, y, post);
-    fc_packed *pk = FN(fc_pack_weight_)(d, w);
-    if (!pk) return FC_ENOMEM;
-    int rc = FN(fc_conv2d_packed_)(d, x, pk, bias, y, post, pre, workspace);
-    fc_packed_free(pk);
+    fc_scratch s = {NULL, 0};
+    const int rc = FN(conv_raw_)(d, x, NULL, w, NULL, bias, y, 0, post, pre, workspace, &s);
+    fc_scratch_release(&s);
     return rc;
 }
 
@@ -735,10 +996,9 @@ int FN(fc_conv2d_direct_ex_)(const fc_conv_desc *d, const T *x, const int64_t *x
                              int y_nhwc, const fc_activation *post,
                              const fc_activation *pre, void *workspace)
 {
-    fc_packed *pk = FN(fc_pack_weight_strided_)(d, w, wstr);
-    if (!pk) return FC_ENOMEM;
-    int rc = FN(fc_conv2d_packed_ex_)(d, x, xs, pk, bias, y, y_nhwc, post, pre, workspace);
-    fc_packed_free(pk);
+    fc_scratch s = {NULL, 0};
+    const int rc = FN(conv_raw_)(d, x, xs, w, wstr, bias, y, y_nhwc, post, pre, workspace, &s);
+    fc_scratch_release(&s);
     return rc;
 }
 

@@ -93,6 +93,13 @@ typedef struct {
     /* dst[w][c] = src[c * cstride + w] for c < C, w < W (NCHW row -> NHWC row) */
     void (*nhwc_f32)(const float *src, int64_t C, int64_t cstride, int64_t W, float *dst);
     void (*nhwc_f64)(const double *src, int64_t C, int64_t cstride, int64_t W, double *dst);
+    /* One OB-block of layout B from dense OIHW rows (fc_pack_block_*, conv_direct_impl.h):
+     * dst[(t * cin + ic) * OB + o] = src[o * rs + ic * taps + t] for o < nrows, 0 for
+     * nrows <= o < OB (dst 64-byte aligned); returns 1 when every value is finite. */
+    int (*packB_f32)(const float *src, int64_t rs, int nrows, int64_t cin, int64_t taps,
+                     float *dst);
+    int (*packB_f64)(const double *src, int64_t rs, int nrows, int64_t cin, int64_t taps,
+                     double *dst);
 } fc_kernel_table;
 
 /* The table chosen at first use (dispatch.c). */
@@ -115,6 +122,11 @@ struct fc_packed {
     void *wa;                          /* layout A (1x1 weights only) or NULL */
     void *raw;                         /* OIHW copy for the depthwise kernel, or NULL */
     int finite;                        /* no inf or NaN weight (taps may be skipped) */
+    /* Raw-weight calls (conv_raw_*): layout B not packed yet; wb is room for
+     * it.  The driver packs each block in the work item that reads it when
+     * every block has one reader, else all of it before its tiles. */
+    const void *src;                   /* OIHW-order weights, or NULL: wb is packed */
+    int64_t src_ws[4];                 /* their element strides */
 };
 
 void *fc_alloc64(size_t bytes);

@@ -97,7 +97,8 @@ size_t fc_conv2d_direct_workspace(const fc_conv_desc *d, const fc_activation *pr
 
 /* y = post(conv(pad(pre(x)), w) + bias).  bias may be NULL; pre/post may be
  * NULL for identity.  `workspace` holds fc_conv2d_direct_workspace() bytes
- * or is NULL.  Packs w on every call: prefer fc_pack_weight + fc_conv2d_packed. */
+ * or is NULL.  Packs w on every call (into a buffer of its own: fc_conv2d_raw_*
+ * keeps one between calls); fc_pack_weight + fc_conv2d_packed pack once. */
 int fc_conv2d_direct_f32(const fc_conv_desc *d, const float *x, const float *w,
                          const float *bias, float *y, const fc_activation *post,
                          const fc_activation *pre, void *workspace);
@@ -153,6 +154,31 @@ int fc_conv2d_direct_ex_f64(const fc_conv_desc *d, const double *x, const int64_
                             const double *w, const int64_t *wstrides, const double *bias,
                             double *y, int y_nhwc, const fc_activation *post,
                             const fc_activation *pre, void *workspace);
+
+/* ---- raw weights with a kept buffer (conv_direct.c) ---------------------- */
+
+/* What a raw-weight call packs its weights into and takes its workspace
+ * from: grown as needed and kept for the next call, so repeated calls do not
+ * allocate or fault pages in.  One call at a time per scratch (its owner
+ * serialises); {NULL, 0} is an empty one.  Nothing packed is reused: every
+ * call packs the weights it is given. */
+typedef struct fc_scratch {
+    void *p;
+    size_t bytes;
+} fc_scratch;
+void fc_scratch_release(fc_scratch *s);
+
+/* fc_conv2d_direct_ex_* with w packed into *s (and the workspace from it);
+ * xstrides / wstrides NULL for dense NCHW / OIHW. */
+int fc_conv2d_raw_f32(const fc_conv_desc *d, const float *x, const int64_t *xstrides,
+                      const float *w, const int64_t *wstrides, const float *bias, float *y,
+                      int y_nhwc, const fc_activation *post, const fc_activation *pre,
+                      fc_scratch *s);
+int fc_conv2d_raw_f64(const fc_conv_desc *d, const double *x, const int64_t *xstrides,
+                      const double *w, const int64_t *wstrides, const double *bias, double *y,
+                      int y_nhwc, const fc_activation *post, const fc_activation *pre,
+                      fc_scratch *s);
+
 fc_packed *fc_pack_weight_strided_f32(const fc_conv_desc *d, const float *w,
                                       const int64_t *wstrides);
 fc_packed *fc_pack_weight_strided_f64(const fc_conv_desc *d, const double *w,

@@ -94,6 +94,42 @@ def test_target_summary_geomean_and_slower_layers():
     assert "fused slower than separate on: a (0.500x)" in line
 
 
+def test_target_summary_raw_against_torch_and_packed():
+    """The raw-weight comparisons: geometric mean of raw time / torch time,
+    the layers where raw loses, and the worst raw / pre-packed time (paired
+    rounds where the two took turns) with the layers over RAW_TARGET."""
+    def res(layer, impl, t, paired=None):
+        r = {"layer": layer, "impl": impl, "activation": "relu", "threads": 2,
+             "status": "ok", "time": {"median": t}}
+        if paired:
+            r["paired"] = paired
+        return r
+    rep = {"results": [res("a", "fused", 1.0, {"raw": 1.1}), res("a", "raw", 1.2, {"fused": 1 / 1.1}),
+                       res("a", "torch", 2.4),
+                       res("b", "fused", 1.0, {"raw": 1.5}), res("b", "raw", 1.5, {"fused": 1 / 1.5}),
+                       res("b", "torch", 0.75)]}
+    (line,) = B.target_summary(rep)
+    assert "raw time / torch eager time, geometric mean over 2 layers: **1.00**" in line
+    assert "raw slower on: b (0.500x)" in line
+    # from the paired ratios (1.1, 1.5), not the medians (1.2, 1.5)
+    assert "raw time / pre-packed fused time: max **1.50** (b), over 1.25x on: b (1.50x)" in line
+
+
+def test_raw_case_passes_the_plain_weight_array(monkeypatch):
+    """`raw` calls conv2d(method="fused") with the ndarray; `fused` with a PackedWeight."""
+    import fastconv
+    seen = []
+    real = fastconv.conv2d
+    monkeypatch.setattr(fastconv, "conv2d",
+                        lambda x, w, *a, **k: (seen.append((type(w), k["method"])), real(x, w, *a, **k))[1])
+    layer = B.LAYER_BY_ID["seed"]
+    for impl in ("raw", "fused"):
+        run, _, ctx = B.make_runner(B.Case(layer, impl, "relu", 1), *B.make_inputs(layer))
+        with ctx:
+            run()
+    assert seen == [(np.ndarray, "fused"), (fastconv._core.PackedWeight, "fused")]
+
+
 def test_block_retimed_when_the_machine_probe_finds_a_core_missing(monkeypatch):
     """A timing block of a multi-thread group with a probe under
     STALL_FRACTION of the peak on either side is timed again once the cores
@@ -160,7 +196,8 @@ def test_cli_bench_tiny(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "seed" in r.stdout and "fused/sep" in r.stdout and "separate" in r.stdout
     data = json.loads((tmp_path / "o" / "results.json").read_text())
-    assert {x["impl"] for x in data["results"]} == {"fused", "separate", "im2col"}
+    assert {x["impl"] for x in data["results"]} == {"fused", "raw", "separate", "im2col"}
+    assert "raw/fused" in r.stdout
     assert all(x["status"] == "ok" and x["gflops"]["median"] > 0 for x in data["results"])
     assert "python -m fastconv bench" in (tmp_path / "R.md").read_text()
 

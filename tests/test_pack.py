@@ -1,0 +1,214 @@
+"""Raw-weight calls (weights packed inside the call, into a kept buffer) against
+pre-packed ones and the float64 reference: shapes around the packing blocks
+(16 f32 / 8 f64 output channels, 16 / 8 columns per transpose), both dtypes,
+NCHW/OIHW and NHWC/HWIO (and a strided HWIO view), groups and depthwise,
+every kernel set; weights changed in place between calls; concurrent calls
+from several Python threads with different weights."""
+import concurrent.futures
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastconv
+from fastconv import _core
+from _child import PKG_PARENT, child_env
+from reference import conv2d_act_ref
+
+CFG = fastconv.config.config()
+KERNELS = ["portable"] + (["avx2+fma"] if CFG["cpu_avx2_fma"] else []) \
+    + (["avx512"] if CFG["cpu_avx512"] else [])
+
+
+@pytest.fixture
+def kernels(request):
+    """Force a kernel set in this process for one test, then restore it."""
+    before = CFG["kernels"]
+    assert _core._force_kernels(request.param)
+    yield request.param
+    _core._force_kernels(before)
+
+
+# (N, C_in, H, W, C_out, k, stride, pad, groups): C_out around one and two
+# blocks, C_in * taps around the transpose width (full chunks, tails, fewer
+# columns than one chunk), 1x1 (layouts A and B), small images with many
+# channels (each block packed by the work item that reads it) and bigger or
+# batched ones (packed before the tiles), grouped, depthwise and multiplier 2.
+CASES = [
+    (1, 16, 5, 5, 16, 3, 1, 1, 1),
+    (1, 17, 6, 5, 15, 3, 1, 1, 1),
+    (1, 7, 7, 7, 17, 3, 1, 1, 1),
+    (1, 64, 4, 4, 40, 3, 1, 1, 1),
+    (1, 9, 12, 11, 33, 3, 2, 1, 1),
+    (2, 24, 9, 9, 8, 3, 1, 0, 1),
+    (1, 3, 20, 20, 24, 5, 2, 2, 1),
+    (1, 33, 6, 6, 9, 1, 1, 0, 1),
+    (1, 32, 10, 10, 70, 1, 1, 0, 1),
+    (1, 40, 10, 10, 48, 1, 2, 0, 1),
+    (1, 16, 12, 10, 16, 3, 1, 1, 16),
+    (1, 16, 11, 9, 32, 3, 1, 1, 16),
+    (1, 24, 8, 8, 36, 3, 1, 1, 3),
+    (1, 128, 3, 3, 130, 3, 1, 1, 1),
+    (1, 256, 5, 5, 288, 3, 1, 1, 1),   # one band, enough blocks: packed in the work items
+]
+
+
+def _data(rng, case, dtype):
+    n, c, h, w, o, k, s, p, g = case
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    wt = rng.standard_normal((o, c // g, k, k)).astype(dtype)
+    b = rng.standard_normal(o).astype(dtype)
+    return x, wt, b
+
+
+def _tol(dtype):
+    return 1e-4 if dtype == np.float32 else 1e-11
+
+
+def _call(x, w, b, case, layout, **kw):
+    n, c, h, wd, o, k, s, p, g = case
+    if layout == "NHWC":
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+        if not isinstance(w, _core.PackedWeight):
+            w = np.ascontiguousarray(w.transpose(2, 3, 1, 0))
+    y = fastconv.conv2d(x, w, b, stride=s, padding=p, groups=g, data_format=layout, **kw)
+    return y.transpose(0, 3, 1, 2) if layout == "NHWC" else y
+
+
+@pytest.mark.parametrize("kernels", KERNELS, indirect=True)
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_raw_equals_packed_and_reference(rng, kernels, layout, dtype):
+    for case in CASES:
+        x, w, b = _data(rng, case, dtype)
+        n, c, h, wd, o, k, s, p, g = case
+        ref, scale = conv2d_act_ref(x, w, b, stride=s, padding=p, groups=g, activation="relu")
+        pw = fastconv.pack_weight(w if layout == "NCHW" else w.transpose(2, 3, 1, 0), g,
+                                  data_format=layout)
+        for method in ("fused", "auto"):
+            raw = _call(x, w, b, case, layout, activation="relu", method=method)
+            again = _call(x, w, b, case, layout, activation="relu", method=method)
+            packed = _call(x, pw, b, case, layout, activation="relu", method=method)
+            assert np.max(np.abs(raw - ref) / (1 + scale)) < _tol(dtype), (case, method)
+            # the same kernels on the same packed values: the same bits
+            np.testing.assert_array_equal(raw, packed, err_msg=str((case, method)))
+            np.testing.assert_array_equal(raw, again, err_msg=str((case, method)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_strided_hwio_view(rng, dtype):
+    """An NHWC call whose HWIO weight is a strided view (every other output
+    channel of a bigger array): neither dense OIHW rows nor o-contiguous."""
+    case = (1, 12, 7, 7, 20, 3, 1, 1, 1)
+    x, _, b = _data(rng, case, dtype)
+    big = rng.standard_normal((3, 3, 12, 40)).astype(dtype)
+    w_hwio = big[..., ::2]
+    y = fastconv.conv2d(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), w_hwio, b, padding=1,
+                        data_format="NHWC", activation="relu", method="fused")
+    ref, scale = conv2d_act_ref(x, np.ascontiguousarray(w_hwio.transpose(3, 2, 0, 1)), b,
+                                padding=1, activation="relu")
+    assert np.max(np.abs(y.transpose(0, 3, 1, 2) - ref) / (1 + scale)) < _tol(dtype)
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("case", [(1, 64, 5, 5, 48, 3, 1, 1, 1), (1, 16, 9, 9, 16, 3, 1, 1, 16),
+                                  (1, 32, 6, 6, 24, 1, 1, 0, 1), (2, 20, 16, 16, 20, 3, 1, 1, 1)])
+def test_weight_changed_in_place_changes_the_next_result(rng, layout, case):
+    """Nothing packed outlives a call: the second call sees the new values
+    (the same array object, data pointer and shape; the cached plan is used)."""
+    x, w, b = _data(rng, case, np.float32)
+    n, c, h, wd, o, k, s, p, g = case
+    w_user = w if layout == "NCHW" else np.ascontiguousarray(w.transpose(2, 3, 1, 0))
+
+    def call():
+        xx = x if layout == "NCHW" else np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+        y = fastconv.conv2d(xx, w_user, b, stride=s, padding=p, groups=g, data_format=layout,
+                            activation="relu")
+        return y if layout == "NCHW" else y.transpose(0, 3, 1, 2)
+
+    y1 = call()
+    w_user *= -0.5                       # in place: same object and buffer
+    w_user.flat[w_user.size // 3] += 4.0  # and one weight of one block alone
+    y2 = call()
+    w_now = w_user if layout == "NCHW" else w_user.transpose(3, 2, 0, 1)
+    ref, scale = conv2d_act_ref(x, w_now, b, stride=s, padding=p, groups=g, activation="relu")
+    assert np.max(np.abs(y2 - ref) / (1 + scale)) < 1e-4
+    assert not np.array_equal(y1, y2)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_inf_weight_in_one_block_raw(rng, threads):
+    """Blocks packed in their work items (one 3x16 image, 288 output channels:
+    one band of tiles, a work item per pair of blocks) decide the padding-tap
+    skips (top-row tiles: kernel row 0; row ends: the end pixels) on their own
+    weights: an inf in one block still gives NaN at that
+    block's padded outputs (as the zero-padded reference), the other blocks
+    skip those taps and are exact.  Also with the weights packed up front (a
+    batch of two)."""
+    before = fastconv.get_num_threads()
+    fastconv.set_num_threads(threads)
+    try:
+        for n in (1, 2):
+            case = (n, 256, 3, 16, 288, 3, 1, 1, 1)   # 8-pixel tiles within rows
+            for dtype in (np.float32, np.float64):
+                x, w, b = _data(rng, case, dtype)
+                w[3, 5, 0, 0] = np.inf            # block 0, top-left tap
+                y = fastconv.conv2d(x, w, b, padding=1, method="fused")
+                ref, scale = conv2d_act_ref(x, w, b, padding=1)
+                np.testing.assert_array_equal(np.isnan(y), np.isnan(ref))
+                fin = np.isfinite(ref)
+                assert np.max(np.abs(y[fin] - ref[fin]) / (1 + scale[fin])) < _tol(dtype)
+                assert np.isnan(y[:, 3]).any() and np.isfinite(y[:, 32:]).all()
+    finally:
+        fastconv.set_num_threads(before)
+
+
+def test_concurrent_raw_calls_with_different_weights(rng):
+    """Calls from several Python threads at once (the GIL is released in the
+    kernels), one weight array each, same shapes (the same cached plan): each
+    gets its own weights' result, every time."""
+    cases = [(1, 96, 7, 7, 96, 3, 1, 1, 1), (1, 32, 14, 14, 64, 1, 2, 0, 1)]
+    for case in cases:
+        n, c, h, wd, o, k, s, p, g = case
+        x = rng.standard_normal((n, c, h, wd)).astype(np.float32)
+        ws = [rng.standard_normal((o, c // g, k, k)).astype(np.float32) for _ in range(4)]
+        b = rng.standard_normal(o).astype(np.float32)
+        for layout in ("NCHW", "NHWC"):
+            expect = [_call(x, w, b, case, layout, activation="relu") for w in ws]
+
+            def work(i):
+                for _ in range(15):
+                    y = _call(x, ws[i], b, case, layout, activation="relu")
+                    if not np.array_equal(y, expect[i]):
+                        return False
+                return True
+
+            with concurrent.futures.ThreadPoolExecutor(4) as ex:
+                assert all(ex.map(work, range(4))), (case, layout)
+
+
+def test_scratch_is_kept_and_released(rng):
+    """A raw call's buffer is kept for the next call (it does not grow on a
+    repeat) and release_scratch frees it."""
+    case = (1, 64, 6, 6, 64, 3, 1, 1, 1)
+    x, w, b = _data(rng, case, np.float32)
+    fastconv.conv2d(x, w, b, padding=1)
+    kept = _core.scratch_bytes()
+    assert kept >= w.nbytes   # at least the packed weights
+    fastconv.conv2d(x, w, b, padding=1)
+    assert _core.scratch_bytes() == kept
+    _core.release_scratch()
+    assert _core.scratch_bytes() == 0
+
+
+@pytest.mark.skipif(CFG["kernels"] == "portable", reason="this process runs the portable set")
+def test_module_with_portable_kernels_forced_at_startup():
+    """This module in a child started with FASTCONV_DISABLE_SIMD=1 (the
+    portable set chosen at start-up, not forced afterwards)."""
+    env = child_env(FASTCONV_DISABLE_SIMD="1")
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+                        os.path.abspath(__file__), "-k", "not portable_kernels_forced"],
+                       env=env, cwd=PKG_PARENT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
