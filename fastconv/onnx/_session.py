@@ -19,6 +19,17 @@ _TYPE_NAMES = {1: "float", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "i
                13: "uint64", 16: "bfloat16"}
 
 
+def _type_name(code):
+    """ONNX element type code -> onnxruntime's spelling ("float"), else ONNX's name."""
+    if code in _TYPE_NAMES:
+        return _TYPE_NAMES[code]
+    from onnx import TensorProto
+    try:
+        return TensorProto.DataType.Name(code)
+    except ValueError:
+        return str(code)
+
+
 class NodeArg:
     """A graph input or output, as onnxruntime describes it: ``name``,
     ``shape`` (ints, with a string for a symbolic dimension and None for an
@@ -184,7 +195,7 @@ class InferenceSession:
         for t in graph.initializer:
             if t.data_type not in _NP_TYPES:
                 raise Unsupported(f"fastconv.onnx: initializer {t.name!r} has element type "
-                                  f"{_TYPE_NAMES.get(t.data_type, t.data_type)}, not supported")
+                                  f"{_type_name(t.data_type)}, not supported")
             constants[t.name] = numpy_helper.to_array(t)
         if len(graph.sparse_initializer):
             raise Unsupported("fastconv.onnx: sparse initializers are not supported")
@@ -208,7 +219,7 @@ class InferenceSession:
                 continue   # an initializer listed as an input (IR < 4) is not one
             self._inputs.append(self._check_input(vi, first_reader.get(vi.name)))
         self._outputs = [NodeArg(vi.name, _shape_of(vi),
-                                 f"tensor({_TYPE_NAMES.get(vi.type.tensor_type.elem_type, '?')})")
+                                 f"tensor({_type_name(vi.type.tensor_type.elem_type)})")
                          for vi in graph.output]
         out_names = {o.name for o in self._outputs}
         in_names = [i.name for i in self._inputs]
@@ -242,7 +253,7 @@ class InferenceSession:
         code = vi.type.tensor_type.elem_type
         if code not in _NP_TYPES:
             raise Unsupported(f"fastconv.onnx: {where}: element type "
-                              f"{_TYPE_NAMES.get(code, code)} is not supported")
+                              f"{_type_name(code)} is not supported")
         shape = _shape_of(vi)
         if shape is None:
             raise Unsupported(f"fastconv.onnx: {where}: an input of unknown rank is not supported")
