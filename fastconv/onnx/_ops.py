@@ -499,10 +499,10 @@ def compile_gemm(node, ctx):
     alpha, beta = float(node.attr("alpha", 1.0)), float(node.attr("beta", 1.0))
     b_const = ctx.const(node.inputs[1])
     c_const = ctx.const(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
-    if b_const is not None:   # B transposed and scaled once
+    if b_const is not None:   # B scaled once; a transposed view is as fast for BLAS
+        if alpha != 1:
+            b_const = b_const * b_const.dtype.type(alpha)
         b_const = b_const.T if tb else b_const
-        b_const = np.ascontiguousarray(b_const * b_const.dtype.type(alpha)
-                                       if alpha != 1 else b_const)
     if c_const is not None and beta != 1:
         c_const = (c_const * c_const.dtype.type(beta)).astype(c_const.dtype)
 

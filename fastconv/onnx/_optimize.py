@@ -42,7 +42,8 @@ def fold_constants(nodes, constants, ctx, compile_node):
         res = res if isinstance(res, tuple) else (res,)
         for name, value in zip(n.outputs, res):
             if name:
-                constants[name] = np.ascontiguousarray(value)
+                value = np.asarray(value)   # (not ascontiguousarray: it makes 0-d 1-d)
+                constants[name] = value if value.flags.c_contiguous else value.copy()
     return out
 
 

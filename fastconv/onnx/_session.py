@@ -67,6 +67,38 @@ def _load(model):
                     f"got {type(model).__name__}")
 
 
+#: initializers above this many elements are left out of the model that
+#: the checker and shape inference see (both serialize it: seconds for VGG)
+_OUTLINE_MAX_ELEMENTS = 4096
+
+
+def _outline(model):
+    """The model with its large initializers turned into graph inputs of the
+    same type and shape: what checking and shape inference need of them."""
+    import onnx
+    big = [t for t in model.graph.initializer if np.prod(t.dims) > _OUTLINE_MAX_ELEMENTS]
+    if not big:
+        return model
+    out = onnx.ModelProto()
+    for field in ("ir_version", "producer_name", "producer_version", "domain", "model_version",
+                  "doc_string"):
+        setattr(out, field, getattr(model, field))
+    out.opset_import.extend(model.opset_import)
+    out.functions.extend(model.functions)
+    g, src = out.graph, model.graph
+    g.name = src.name
+    g.node.extend(src.node)
+    g.output.extend(src.output)
+    g.value_info.extend(src.value_info)
+    big_names = {t.name for t in big}
+    g.initializer.extend(t for t in src.initializer if t.name not in big_names)
+    g.input.extend(src.input)
+    listed = {i.name for i in src.input}
+    g.input.extend(onnx.helper.make_tensor_value_info(t.name, t.data_type, t.dims)
+                   for t in big if t.name not in listed)
+    return out
+
+
 def _shape_of(vi):
     """ValueInfoProto -> list of int / str (symbolic) / None, or None if unranked."""
     t = vi.type.tensor_type
@@ -172,8 +204,9 @@ class InferenceSession:
                  **kwargs):
         import onnx
         model = _load(path_or_bytes)
+        outline = _outline(model)
         try:
-            onnx.checker.check_model(model)
+            onnx.checker.check_model(outline)
         except onnx.checker.ValidationError as e:
             raise ValueError(f"fastconv.onnx: malformed model: {e}") from None
         self._threads = int(getattr(sess_options, "intra_op_num_threads", 0) or 0)
@@ -183,7 +216,7 @@ class InferenceSession:
         self._opset = self._default_opset(model)
 
         try:
-            inferred = onnx.shape_inference.infer_shapes(model, data_prop=True).graph
+            inferred = onnx.shape_inference.infer_shapes(outline, data_prop=True).graph
         except Exception:   # inference is only a help; the run checks shapes itself
             inferred = graph
         infos = {}
@@ -196,7 +229,11 @@ class InferenceSession:
             if t.data_type not in _NP_TYPES:
                 raise Unsupported(f"fastconv.onnx: initializer {t.name!r} has element type "
                                   f"{_type_name(t.data_type)}, not supported")
-            constants[t.name] = numpy_helper.to_array(t)
+            try:
+                constants[t.name] = numpy_helper.to_array(t)
+            except Exception as e:   # data not matching the dims, say
+                raise ValueError(f"fastconv.onnx: malformed model: initializer {t.name!r}: "
+                                 f"{e}") from None
         if len(graph.sparse_initializer):
             raise Unsupported("fastconv.onnx: sparse initializers are not supported")
 
