@@ -273,6 +273,7 @@ class ConvKernel:
         self._pads = {}
         self.c_out = w_shape[0]
         self.alloc = None   # set by the session: alloc(shape, dtype) -> its reusable buffer
+        self.method = "auto"   # conv2d's method; the session may pick another by timing
 
     def out_shape(self, x_shape, pads, strides, dil):
         (kh, kw) = (1, self.kernel[0]) if self.nd == 1 else self.kernel
@@ -306,7 +307,8 @@ class ConvKernel:
         if self.alloc is not None:
             out = self.alloc(self.out_shape(x.shape, pads, strides, dil), x.dtype)
         y = conv2d(x, weight, bias, stride=strides, padding=pads, dilation=dil,
-                   groups=self.groups, activation=self.post, pre_activation=self.pre, out=out)
+                   groups=self.groups, activation=self.post, pre_activation=self.pre, out=out,
+                   method=self.method)
         if self.nd == 1:
             y = y.reshape(y.shape[:2] + y.shape[3:])
         return y
@@ -364,9 +366,11 @@ def compile_batchnorm(node, ctx):
             if key not in cache:
                 cache[key] = (bcast(ss[0], x).astype(x.dtype), bcast(ss[1], x).astype(x.dtype))
             a, b = cache[key]
-            y = x * a
+            out = bn_const.alloc(x.shape, x.dtype) if bn_const.alloc is not None else None
+            y = np.multiply(x, a, out=out)
             y += b
             return y
+        bn_const.alloc = None
         return bn_const
 
     def bn(x, gamma, beta, mean, var):
@@ -531,11 +535,11 @@ def compile_matmul(node, ctx):
 # ---------------------------------------------------------------------------
 # element-wise arithmetic (NumPy broadcasting is ONNX's multidirectional one)
 
-def _int_div(a, b):
+def _int_div(a, b, out=None):
     if a.dtype.kind in "iu":   # C division: truncation toward zero
         q = np.abs(a) // np.abs(b) if a.dtype.kind == "i" else a // b
         return (q * (np.sign(a) * np.sign(b)) if a.dtype.kind == "i" else q).astype(a.dtype)
-    return np.divide(a, b)
+    return np.divide(a, b, out=out)
 
 
 _BINARY = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": _int_div,
@@ -555,12 +559,16 @@ def compile_binary(node, ctx):
         act = node.fused.get("activation")
 
         def arith(a, b):
-            y = f(a, b)
+            out = None
+            if arith.alloc is not None and a.dtype == b.dtype and a.dtype in FLOATS:
+                out = arith.alloc(np.broadcast_shapes(a.shape, b.shape), a.dtype)
+            y = f(a, b) if out is None else f(a, b, out=out)
             if y.dtype != a.dtype:
                 y = y.astype(a.dtype)
             if act is not None:
                 activate(y, act, out=y)
             return y
+        arith.alloc = None   # the session's buffer pool (float outputs)
         return arith
     return f
 
@@ -572,7 +580,14 @@ def compile_variadic(node, ctx):
     mean = node.op_type == "Mean"
 
     def variadic(*xs):
-        y = np.array(xs[0], copy=True) if len(xs) == 1 else f(xs[0], xs[1])
+        out = None
+        if variadic.alloc is not None and len(xs) > 1 and xs[0].dtype in FLOATS and \
+                xs[0].dtype == xs[1].dtype:
+            out = variadic.alloc(np.broadcast_shapes(xs[0].shape, xs[1].shape), xs[0].dtype)
+        if len(xs) == 1:
+            y = np.array(xs[0], copy=True)
+        else:
+            y = f(xs[0], xs[1]) if out is None else f(xs[0], xs[1], out=out)
         for t in xs[2:]:
             if y.shape == np.broadcast_shapes(y.shape, t.shape):
                 f(y, t, out=y)
@@ -583,6 +598,7 @@ def compile_variadic(node, ctx):
         if act is not None:
             activate(y, act, out=y)
         return y
+    variadic.alloc = None
     return variadic
 
 

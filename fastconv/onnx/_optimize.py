@@ -3,8 +3,8 @@
 In order: constant folding (initializers, Constant nodes, and every node
 whose inputs are all known, including the Shape / Gather / Concat / Reshape
 chains exporters emit, Shape itself when its input's shape is static);
-Identity / inference Dropout removal; BatchNormalization folded into the
-Conv before it; the activation (or Clip as relu6 / relu) after a Conv fused
+Identity / inference Dropout removal; BatchNormalization, and Mul / Add by
+per-channel constants, folded into the Conv before it; the activation (or Clip as relu6 / relu) after a Conv fused
 into it; an activation before Conv(s) fused as their pre-activation when
 nothing else reads the activated tensor; the activation after Add / Sum
 (the residual join) applied in place by the Add.
@@ -102,6 +102,53 @@ def fold_batchnorm(nodes, constants, ctx, graph_outputs):
     return [n for n in nodes if id(n) not in removed]
 
 
+def _per_channel(c, channels, rank):
+    """c as a (channels,) float64 vector when multiplying / adding it to a
+    (N, channels, ...) tensor of `rank` dims broadcasts per channel only."""
+    if c.dtype.kind != "f" or c.ndim > rank:
+        return None
+    shape = (1,) * (rank - c.ndim) + c.shape
+    if any(d != 1 for k, d in enumerate(shape) if k != 1) or shape[1] not in (1, channels):
+        return None
+    return np.broadcast_to(c.astype(np.float64).reshape(-1), (channels,))
+
+
+def fold_affine(nodes, constants, graph_outputs):
+    """Conv -> Mul / Add by a per-channel (or scalar) constant (the scale
+    layers of Caffe-converted nets, after their batch norm) folded into the
+    Conv's scale and shift."""
+    changed = True
+    while changed:
+        changed = False
+        cons = consumers(nodes)
+        for conv in nodes:
+            if conv.op_type != "Conv" or "activation" in conv.fused or \
+                    not _conv_weights_const(conv, constants):
+                continue
+            nxt = _sole_consumer(conv.outputs[0], cons, graph_outputs)
+            if nxt is None or nxt.op_type not in ("Mul", "Add") or len(nxt.inputs) != 2:
+                continue
+            other = [v for v in nxt.inputs if v != conv.outputs[0]]
+            if len(other) != 1 or other[0] not in constants:
+                continue
+            w = constants[conv.inputs[1]]
+            c = _per_channel(constants[other[0]], w.shape[0], w.ndim)
+            if c is None or constants[other[0]].dtype != w.dtype:
+                continue
+            scale = conv.fused.get("scale", np.ones(w.shape[0]))
+            shift = conv.fused.get("shift", np.zeros(w.shape[0]))
+            if nxt.op_type == "Mul":
+                scale, shift = scale * c, shift * c
+            else:
+                shift = shift + c
+            conv.fused["scale"], conv.fused["shift"] = scale, shift
+            conv.outputs = [nxt.outputs[0]]
+            nodes = [n for n in nodes if n is not nxt]
+            changed = True
+            break
+    return nodes
+
+
 def _float_value(ctx, name):
     dt = ctx.dtype(name)
     return dt is None or dt in (np.float32, np.float64)
@@ -158,6 +205,7 @@ def optimize(nodes, constants, ctx, graph_outputs, compile_node, level=1):
     if level:
         nodes = remove_identities(nodes, ctx, graph_outputs)
         nodes = fold_batchnorm(nodes, constants, ctx, graph_outputs)
+        nodes = fold_affine(nodes, constants, graph_outputs)
         nodes = fuse_activations(nodes, constants, ctx, graph_outputs)
     return nodes
 
