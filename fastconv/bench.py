@@ -1496,10 +1496,13 @@ def onnx_model_inputs(model, batch: int = 1, seed: int = 0) -> Dict[str, np.ndar
     return feed
 
 
+ONNX_SEGMENTS = 4
+
+
 def bench_onnx_model(model, threads: Sequence[int] = (1,), feed=None, *, rounds=None,
                      max_time: float = 2.0, peers: Sequence[str] = ("onnxruntime",)) -> List[dict]:
     """Latency of one ONNX model (a path or bytes) with fastconv.onnx and
-    onnxruntime at each thread count, their rounds interleaved; onnxruntime
+    onnxruntime at each thread count, timed in alternating segments; onnxruntime
     with default graph optimisations and ``intra_op_num_threads`` = threads,
     fastconv with ``set_num_threads`` (and BLAS limited alike).  Each row:
     threads, fastconv_ms / onnxruntime_ms (medians), speedup (ORT / fastconv),
@@ -1522,17 +1525,26 @@ def bench_onnx_model(model, threads: Sequence[int] = (1,), feed=None, *, rounds=
             so.log_severity_level = 3
             osess = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
             fns["onnxruntime"] = lambda s=osess: s.run(None, feed)
+        samples = {name: [] for name in fns}
         with fastconv_threads(n):
             for name, fn in fns.items():
                 outs[name] = fn()[0]
-            times = time_interleaved(fns, rounds=rounds, max_time=max_time, min_rounds=5,
-                                     min_round_time=0.0)
+            # Segments of each library alone, in turns (see run_group: round by
+            # round the two disturb each other's caches and thread pools); after
+            # onnxruntime on several threads a pause lets its spinning workers stop.
+            for _ in range(ONNX_SEGMENTS):
+                for name, fn in fns.items():
+                    t = time_fn(fn, rounds=None if rounds is None else
+                                max(1, rounds // ONNX_SEGMENTS),
+                                max_time=max_time / ONNX_SEGMENTS, min_rounds=2,
+                                min_round_time=0.0)
+                    samples[name] += [t.median] * t.rounds
+                    if n > 1 and name != "fastconv":
+                        time.sleep(0.2)
         row = {"threads": int(n)}
-        for name, t in times.items():
-            if isinstance(t, Exception):
-                raise t
-            row[f"{name}_ms"] = t.median * 1e3
-            row[f"{name}_rounds"] = t.rounds
+        for name, v in samples.items():
+            row[f"{name}_ms"] = statistics.median(v) * 1e3
+            row[f"{name}_rounds"] = len(v)
         mem = sess.memory_stats()
         row["fastconv_peak_bytes"], row["fastconv_pool_bytes"] = mem["peak"], mem["pool"]
         if "onnxruntime" in fns:

@@ -20,7 +20,7 @@ backend_test = onnx.backend.test.BackendTest(fastconv.onnx.Backend, __name__)
 # ---- what runs -------------------------------------------------------------
 _NODE_FAMILIES = [
     # convolution and pooling
-    "basic_conv", "conv", "maxpool", "averagepool", "globalaveragepool", "globalmaxpool",
+    "basic_conv", "conv", "convtranspose", "maxpool", "averagepool", "globalaveragepool", "globalmaxpool",
     "batchnorm", "lrn",
     # activations
     "relu", "leakyrelu", "prelu", "elu", "selu", "sigmoid", "hardsigmoid", "hardswish",
@@ -37,7 +37,7 @@ _NODE_FAMILIES = [
 for family in _NODE_FAMILIES:
     backend_test.include(rf"^test_{family}(_.*)?_cpu$")
 # the pytorch-converted / -operator tests of the same layers
-for name in ["Conv1d", "Conv2d", "AvgPool1d", "AvgPool2d", "MaxPool1d", "MaxPool2d",
+for name in ["Conv1d", "Conv2d", "ConvTranspose2d", "AvgPool1d", "AvgPool2d", "MaxPool1d", "MaxPool2d",
              "BatchNorm1d_3d_input_eval", "BatchNorm2d", "ELU", "LeakyReLU", "PReLU",
              "ReLU", "SELU", "Sigmoid", "Softmax", "LogSoftmax", "Softplus", "Tanh", "Linear",
              "ConstantPad2d", "ReflectionPad2d", "ReplicationPad2d", "ZeroPad2d", "PixelShuffle",
@@ -56,8 +56,7 @@ for model in ["resnet50", "vgg19", "inception_v1", "inception_v2", "densenet121"
 # ---- what does not, and why ------------------------------------------------
 EXCLUDED = {
     # not CNN inference, or not what fastconv computes
-    r"^test_convtranspose": "ConvTranspose: NotImplementedError until fastconv.conv_transpose2d",
-    r"^test_(maxpool|averagepool)_3d|^test_(Conv3d|AvgPool3d|MaxPool3d)":
+    r"^test_(maxpool|averagepool|convtranspose)_3d|^test_(Conv3d|AvgPool3d|MaxPool3d)":
         "3-D convolution / pooling (fastconv is 2-D; 1-D runs as H = 1)",
     r"^test_maxpool_with_argmax": "MaxPool's Indices output (NotImplementedError)",
     r"^test_maxpool_2d_uint8": "pooling on uint8 (the pooling kernels are float32 / float64)",

@@ -139,11 +139,26 @@ def test_unsupported_operator_is_refused_at_creation_naming_it():
         fo.InferenceSession(model)
 
 
-def test_conv_transpose_is_refused_at_creation_naming_it(rng):
-    w = rng.standard_normal((3, 2, 3, 3)).astype(np.float32)
-    nodes = [helper.make_node("ConvTranspose", ["x", "w"], ["y"], "up1")]
-    model = make_model(nodes, [("x", [1, 3, 5, 5])], [("y", None)], {"w": w}, opset=11)
-    with pytest.raises(NotImplementedError, match=r"ConvTranspose node 'up1' \(opset 11\)"):
+def test_conv_transpose_matches_torch(rng):
+    torch = pytest.importorskip("torch", reason="reference transposed convolution")
+    w = rng.standard_normal((4, 3, 3, 2)).astype(np.float32)   # (C, M / group, kH, kW)
+    b = rng.standard_normal(6).astype(np.float32)
+    nodes = [helper.make_node("ConvTranspose", ["x", "w", "b"], ["y"], "up1", strides=[2, 3],
+                              pads=[1, 0, 0, 1], dilations=[1, 2], output_padding=[1, 0],
+                              group=2)]
+    model = make_model(nodes, [("x", [2, 4, 5, 4])], [("y", None)], {"w": w, "b": b})
+    x = rng.standard_normal((2, 4, 5, 4)).astype(np.float32)
+    y = fo.InferenceSession(model).run(None, {"x": x})[0]
+    t = torch.nn.functional.conv_transpose2d(
+        torch.from_numpy(x.astype(np.float64)), torch.from_numpy(w.astype(np.float64)),
+        torch.from_numpy(b.astype(np.float64)), stride=(2, 3), padding=0,
+        output_padding=(1, 0), groups=2, dilation=(1, 2)).numpy()
+    t = t[:, :, 1:t.shape[2], 0:t.shape[3] - 1]   # ONNX pads (1, 0) rows, (0, 1) columns
+    np.testing.assert_allclose(y, t, rtol=1e-5, atol=1e-5)
+    w3 = rng.standard_normal((3, 2, 3, 3, 3)).astype(np.float32)
+    nodes = [helper.make_node("ConvTranspose", ["x", "w"], ["y"], "up3")]
+    model = make_model(nodes, [("x", [1, 3, 4, 4, 4])], [("y", [1, 2, 6, 6, 6])], {"w": w3})
+    with pytest.raises(NotImplementedError, match=r"ConvTranspose node 'up3' \(opset 17\): 3-D"):
         fo.InferenceSession(model)
 
 

@@ -319,10 +319,89 @@ def compile_conv(node, ctx):
     return ConvKernel(node, ctx)
 
 
+def conv_transpose2d(x, w, b, strides, dilations, pads, output_padding, groups):
+    """The transposed convolution, NCHW, ONNX's weight layout (C, M / groups,
+    kH, kW); pads = ((top, bottom), (left, right)) cropped off the full output.
+
+    NumPy (one einsum per kernel tap, scattered at the stride): the one place
+    to switch to fastconv.conv_transpose2d once the gradients issue lands."""
+    n, c, h, wd = x.shape
+    _, mg, kh, kw = w.shape
+    g = groups
+    sh, sw = strides
+    dh, dw = dilations
+    full_h = sh * (h - 1) + (kh - 1) * dh + 1 + output_padding[0]
+    full_w = sw * (wd - 1) + (kw - 1) * dw + 1 + output_padding[1]
+    acc = np.zeros((n, g, mg, full_h, full_w), np.float64)
+    xg = x.reshape(n, g, c // g, h, wd).astype(np.float64)
+    wg = w.reshape(g, c // g, mg, kh, kw).astype(np.float64)
+    for i in range(kh):
+        for j in range(kw):
+            contrib = np.einsum("ngchw,gcm->ngmhw", xg, wg[:, :, :, i, j])
+            acc[:, :, :, i * dh:i * dh + sh * (h - 1) + 1:sh,
+                j * dw:j * dw + sw * (wd - 1) + 1:sw] += contrib
+    y = acc.reshape(n, g * mg, full_h, full_w)
+    if min(p for pair in pads for p in pair) < 0:   # an output_shape beyond the full one
+        y = np.pad(y, [(0, 0), (0, 0)] + [(max(-lo, 0), max(-hi, 0)) for lo, hi in pads])
+        pads = [(max(lo, 0), max(hi, 0)) for lo, hi in pads]
+    (t, bt), (l, r) = pads
+    y = y[:, :, t:y.shape[2] - bt, l:y.shape[3] - r]
+    if b is not None:
+        y = y + b.reshape(1, -1, 1, 1)
+    return np.ascontiguousarray(y, dtype=x.dtype)
+
+
 @op("ConvTranspose")
 def compile_conv_transpose(node, ctx):
-    # fastconv.conv_transpose2d (the gradients issue) is not on this branch.
-    raise unsupported(node, "ConvTranspose (fastconv.conv_transpose2d is not available yet)")
+    _float_only(node, ctx)
+    w_const = ctx.const(node.inputs[1])
+    w_shape = w_const.shape if w_const is not None else ctx.shape(node.inputs[1])
+    if w_shape is None or None in w_shape:
+        raise unsupported(node, "a weight of unknown shape")
+    nd = len(w_shape) - 2
+    if nd not in (1, 2):
+        raise unsupported(node, f"{nd}-D transposed convolution (1-D and 2-D are)")
+    kernel = _ints(node.attr("kernel_shape", w_shape[2:]))
+    strides = _ints(node.attr("strides", [1] * nd))
+    dilations = _ints(node.attr("dilations", [1] * nd))
+    out_pad = _ints(node.attr("output_padding", [0] * nd))
+    out_shape = node.attr("output_shape")
+    auto = node.attr("auto_pad", "NOTSET")
+    groups = int(node.attr("group", 1))
+    if auto not in ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"):
+        raise unsupported(node, f"auto_pad={auto!r}")
+
+    def pads_for(in_sizes):
+        if out_shape is None and auto not in ("SAME_UPPER", "SAME_LOWER"):
+            if auto == "VALID":
+                return [(0, 0)] * nd
+            p = _ints(node.attr("pads", [0] * (2 * nd)))
+            return [(p[i], p[i + nd]) for i in range(nd)]
+        target = _ints(out_shape)[-nd:] if out_shape is not None else \
+            [i * s for i, s in zip(in_sizes, strides)]
+        pads = []
+        for i, size in enumerate(in_sizes):
+            total = strides[i] * (size - 1) + out_pad[i] + (kernel[i] - 1) * dilations[i] + 1 \
+                - target[i]
+            if total < 0:   # a larger output_shape: the extra rows / columns at the end
+                pads.append((0, total))
+                continue
+            half = total // 2
+            pads.append((half, total - half) if auto == "SAME_UPPER" else (total - half, half))
+        return pads
+
+    def conv_transpose(x, w, b=None):
+        one = nd == 1
+        if one:
+            x, w = x[:, :, None], w[:, :, None]
+        pads = pads_for(list(x.shape[2 + one:]))
+        pads = [(0, 0)] + pads if one else pads
+        st = [1] + strides if one else strides
+        dil = [1] + dilations if one else dilations
+        op_ = [0] + out_pad if one else out_pad
+        y = conv_transpose2d(x, w, b, st, dil, pads, op_, groups)
+        return y[:, :, 0] if one else y
+    return conv_transpose
 
 
 # ---------------------------------------------------------------------------
