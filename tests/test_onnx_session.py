@@ -428,3 +428,16 @@ def test_cli_run_writes_the_outputs(rng, tmp_path, capsys):
     with pytest.raises(SystemExit, match="x.*float64"):
         np.save(tmp_path / "x64.npy", x.astype(np.float64))
         main(["run", str(tmp_path / "m.onnx"), "--input", str(tmp_path / "x64.npy")])
+
+
+def test_cli_bench_onnx_runs_both_and_checks_agreement(rng, tmp_path, capsys):
+    pytest.importorskip("onnxruntime", reason="bench --onnx compares with onnxruntime")
+    from fastconv.__main__ import main
+    model, _, _ = conv_relu_model(rng)
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    assert main(["bench", "--onnx", str(tmp_path / "m.onnx"), "--rounds", "4",
+                 "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "fastconv" in out and "onnxruntime" in out and "speedup" in out
+    diff = float(out.split("max |diff| ")[1].split(";")[0])
+    assert diff < 1e-4   # the two sessions computed the same thing
