@@ -357,6 +357,36 @@ def test_buffers_are_reused_and_outputs_stay_the_callers(rng):
     np.testing.assert_allclose(sess.run(None, {"x": x})[0], ref(x), rtol=1e-4, atol=1e-4)
 
 
+def test_concurrent_runs_from_threads(rng):
+    import threading
+    model, w, b = conv_relu_model(rng, c_in=3, c_out=8, hw=16)
+    sess = fo.InferenceSession(model)
+    xs = [rng.standard_normal((2, 3, 16, 16)).astype(np.float32) for _ in range(4)]
+    got = {}
+
+    def work(k):
+        for _ in range(20):
+            got[k] = sess.run(None, {"x": xs[k]})[0]
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for k, x in enumerate(xs):
+        ref = np.maximum(conv2d_ref(x, w, b, padding=(1, 1, 1, 1)), 0)
+        np.testing.assert_allclose(got[k], ref, rtol=1e-4, atol=1e-4)
+
+
+def test_identity_model_returns_copies(rng):
+    nodes = [helper.make_node("Identity", ["x"], ["y"], "id")]
+    model = make_model(nodes, [("x", [2, 3])], [("y", [2, 3])])
+    x = rng.standard_normal((2, 3)).astype(np.float32)
+    y = fo.InferenceSession(model).run(None, {"x": x})[0]
+    np.testing.assert_array_equal(y, x)
+    assert not np.shares_memory(y, x)
+
+
 def test_conv1d_and_float64(rng):
     w = rng.standard_normal((4, 2, 3))
     nodes = [helper.make_node("Conv", ["x", "w"], ["y"], "c1", pads=[2, 1], dilations=[2])]

@@ -1,5 +1,6 @@
 """InferenceSession: onnxruntime's API on fastconv's kernels."""
 import os
+import threading
 
 import numpy as np
 
@@ -359,6 +360,7 @@ class InferenceSession:
         self._in_slots = [slot[name] for name in in_names]
         self._out_slot = {name: slot[name] for name in out_names}
         self._last_shapes = None
+        self._lock = threading.Lock()
         self.peak_bytes = 0
         self.constant_bytes = sum(v.nbytes for v in constants.values())
 
@@ -422,22 +424,29 @@ class InferenceSession:
                                  f"{list(self._out_slot)}")
         arrays = self._check_feed(input_feed)
         shapes = tuple(a.shape for a in arrays)
-        if shapes != self._last_shapes:   # other sizes: the pool's buffers would not fit
-            self._pool.clear()
-            self._last_shapes = shapes
         if self._threads:
             saved = get_num_threads()
             set_num_threads(self._threads)
         try:
-            env = self._execute(arrays)
+            with self._lock:   # one run at a time: they share the buffer pool
+                if shapes != self._last_shapes:   # other sizes: the pooled buffers would not fit
+                    self._pool.clear()
+                    self._last_shapes = shapes
+                env = self._execute(arrays)
+                outs = self._outputs_of(env, output_names, arrays)
         finally:
             if self._threads:
                 set_num_threads(saved)
+        return outs
+
+    def _outputs_of(self, env, output_names, arrays):
         outs = []
         for name in output_names:
             v = env[self._out_slot[name]]
             root = v if v.base is None else v.base
-            if id(root) in self._const_ids or any(v is a or root is a for a in arrays):
+            if id(root) in self._const_ids or any(
+                    v is a or root is a or (a.base is not None and root is a.base)
+                    for a in arrays):
                 v = v.copy()   # never hand out the session's constants or the caller's input
             outs.append(v)
         return outs
