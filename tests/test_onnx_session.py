@@ -471,3 +471,38 @@ def test_cli_bench_onnx_runs_both_and_checks_agreement(rng, tmp_path, capsys):
     assert "fastconv" in out and "onnxruntime" in out and "speedup" in out
     diff = float(out.split("max |diff| ")[1].split(";")[0])
     assert diff < 1e-4   # the two sessions computed the same thing
+
+
+def _max_pool_ref(x, k, s, d, pads, out_hw):
+    """Plain loops in float64: -inf padding, each output the max of its taps."""
+    n, c, h, w = x.shape
+    t, _, l, _ = pads
+    y = np.full((n, c) + tuple(out_hw), -np.inf)
+    for i in range(out_hw[0]):
+        for j in range(out_hw[1]):
+            for a in range(k[0]):
+                for b in range(k[1]):
+                    r, q = i * s[0] - t + a * d[0], j * s[1] - l + b * d[1]
+                    if 0 <= r < h and 0 <= q < w:
+                        y[:, :, i, j] = np.maximum(y[:, :, i, j], x[:, :, r, q])
+    return y
+
+
+@pytest.mark.parametrize("k, s, d, pads, ceil", [
+    ((3, 3), (2, 2), (1, 1), (0, 0, 0, 0), 0),     # SqueezeNet / AlexNet
+    ((3, 3), (2, 2), (1, 1), (1, 1, 1, 1), 0),     # ResNet
+    ((3, 2), (1, 2), (2, 1), (2, 0, 1, 1), 0),     # dilated, asymmetric pads
+    ((3, 3), (2, 2), (1, 1), (0, 0, 0, 0), 1),     # ceil_mode (GoogLeNet)
+    ((2, 2), (3, 3), (1, 1), (1, 1, 1, 1), 1),     # windows that start in the padding
+])
+def test_max_pool_matches_loops(rng, k, s, d, pads, ceil):
+    x = rng.standard_normal((2, 3, 10, 9)).astype(np.float32)
+    node = helper.make_node("MaxPool", ["x"], ["y"], "mp", kernel_shape=list(k), strides=list(s),
+                            dilations=list(d), pads=[pads[0], pads[2], pads[1], pads[3]],
+                            ceil_mode=ceil)
+    model = make_model([node], [("x", [2, 3, 10, 9])], [("y", None)], opset=12)
+    y = fo.InferenceSession(model).run(None, {"x": x})[0]
+    o = ort_session(model).run(None, {"x": x})[0]
+    assert y.shape == o.shape
+    np.testing.assert_array_equal(y, _max_pool_ref(x, k, s, d, pads, y.shape[2:]))
+    np.testing.assert_array_equal(y, o)
