@@ -506,3 +506,23 @@ def test_max_pool_matches_loops(rng, k, s, d, pads, ceil):
     assert y.shape == o.shape
     np.testing.assert_array_equal(y, _max_pool_ref(x, k, s, d, pads, y.shape[2:]))
     np.testing.assert_array_equal(y, o)
+
+
+def test_batchnorm_scale_layer_and_relu_become_one_step(rng):
+    c = 4
+    p = {k: rng.uniform(0.5, 1.5, c).astype(np.float32) for k in ("s", "v")}
+    p.update({k: rng.standard_normal(c).astype(np.float32) for k in ("b", "m")})
+    p["mul"] = rng.standard_normal((c, 1, 1)).astype(np.float32)   # Caffe's Scale layer
+    p["add"] = rng.standard_normal((1, c, 1, 1)).astype(np.float32)
+    nodes = [helper.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["n"], "bn"),
+             helper.make_node("Mul", ["n", "mul"], ["sc"], "scale"),
+             helper.make_node("Add", ["sc", "add"], ["sh"], "shift"),
+             helper.make_node("Relu", ["sh"], ["y"], "relu")]
+    model = make_model(nodes, [("x", [2, c, 5, 5])], [("y", None)], p)
+    sess = fo.InferenceSession(model)
+    assert [n.op_type for n in sess.nodes] == ["BatchNormalization"]
+    x = rng.standard_normal((2, c, 5, 5)).astype(np.float32)
+    col = (lambda a: a.astype(np.float64).reshape(1, -1, 1, 1))
+    ref = (x - col(p["m"])) / np.sqrt(col(p["v"]) + 1e-5) * col(p["s"]) + col(p["b"])
+    ref = np.maximum(ref * col(p["mul"]) + col(p["add"]), 0)
+    np.testing.assert_allclose(sess.run(None, {"x": x})[0], ref, rtol=1e-5, atol=1e-5)

@@ -431,8 +431,12 @@ def check_batchnorm(node):
 def compile_batchnorm(node, ctx):
     check_batchnorm(node)
     _float_only(node, ctx, 0)
-    ss = batchnorm_scale_shift(node, ctx)
+    if "scale" in node.fused:   # Mul / Add folded in by the optimiser
+        ss = node.fused["scale"], node.fused["shift"]
+    else:
+        ss = batchnorm_scale_shift(node, ctx)
     eps = float(node.attr("epsilon", 1e-5))
+    act = node.fused.get("activation")
 
     def bcast(v, x):
         return v.reshape((1, -1) + (1,) * (x.ndim - 2))
@@ -448,6 +452,8 @@ def compile_batchnorm(node, ctx):
             out = bn_const.alloc(x.shape, x.dtype) if bn_const.alloc is not None else None
             y = np.multiply(x, a, out=out)
             y += b
+            if act is not None:
+                activate(y, act, out=y)
             return y
         bn_const.alloc = None
         return bn_const
@@ -455,7 +461,8 @@ def compile_batchnorm(node, ctx):
     def bn(x, gamma, beta, mean, var):
         scale = gamma.astype(np.float64) / np.sqrt(var.astype(np.float64) + eps)
         shift = beta - mean * scale
-        return (x * bcast(scale, x) + bcast(shift, x)).astype(x.dtype)
+        y = (x * bcast(scale, x) + bcast(shift, x)).astype(x.dtype)
+        return y if act is None else activate(y, act, out=y)
     return bn
 
 

@@ -113,17 +113,38 @@ def _per_channel(c, channels, rank):
     return np.broadcast_to(c.astype(np.float64).reshape(-1), (channels,))
 
 
-def fold_affine(nodes, constants, graph_outputs):
-    """Conv -> Mul / Add by a per-channel (or scalar) constant (the scale
-    layers of Caffe-converted nets, after their batch norm) folded into the
-    Conv's scale and shift."""
+def _affine_base(node, constants, ctx):
+    """(channels, rank, dtype, scale, shift) of a Conv or BatchNormalization
+    whose per-channel affine output can absorb a Mul / Add, else None."""
+    if "activation" in node.fused:
+        return None
+    if node.op_type == "Conv" and _conv_weights_const(node, constants):
+        w = constants[node.inputs[1]]
+        return (w.shape[0], w.ndim, w.dtype, node.fused.get("scale", np.ones(w.shape[0])),
+                node.fused.get("shift", np.zeros(w.shape[0])))
+    if node.op_type == "BatchNormalization":
+        shape, dtype = ctx.shape(node.inputs[0]), ctx.dtype(node.inputs[0])
+        ss = node.fused.get("scale"), node.fused.get("shift")
+        if ss[0] is None:
+            check_batchnorm(node)
+            ss = batchnorm_scale_shift(node, ctx)
+        if ss is None or shape is None or dtype is None:
+            return None
+        return (ss[0].shape[0], len(shape), dtype) + tuple(ss)
+    return None
+
+
+def fold_affine(nodes, constants, ctx, graph_outputs):
+    """Conv or BatchNormalization -> Mul / Add by a per-channel (or scalar)
+    constant (the scale layers of Caffe-converted nets, after their batch
+    norm) folded into the first one's scale and shift."""
     changed = True
     while changed:
         changed = False
         cons = consumers(nodes)
         for conv in nodes:
-            if conv.op_type != "Conv" or "activation" in conv.fused or \
-                    not _conv_weights_const(conv, constants):
+            base = _affine_base(conv, constants, ctx)
+            if base is None:
                 continue
             nxt = _sole_consumer(conv.outputs[0], cons, graph_outputs)
             if nxt is None or nxt.op_type not in ("Mul", "Add") or len(nxt.inputs) != 2:
@@ -131,12 +152,10 @@ def fold_affine(nodes, constants, graph_outputs):
             other = [v for v in nxt.inputs if v != conv.outputs[0]]
             if len(other) != 1 or other[0] not in constants:
                 continue
-            w = constants[conv.inputs[1]]
-            c = _per_channel(constants[other[0]], w.shape[0], w.ndim)
-            if c is None or constants[other[0]].dtype != w.dtype:
+            channels, rank, dtype, scale, shift = base
+            c = _per_channel(constants[other[0]], channels, rank)
+            if c is None or constants[other[0]].dtype != dtype:
                 continue
-            scale = conv.fused.get("scale", np.ones(w.shape[0]))
-            shift = conv.fused.get("shift", np.zeros(w.shape[0]))
             if nxt.op_type == "Mul":
                 scale, shift = scale * c, shift * c
             else:
@@ -162,7 +181,8 @@ def fuse_activations(nodes, constants, ctx, graph_outputs):
     for n in nodes:
         if id(n) in removed or "activation" in n.fused:
             continue
-        if n.op_type not in ("Conv", "Add", "Sum") or not _float_value(ctx, n.outputs[0]):
+        if n.op_type not in ("Conv", "Add", "Sum", "BatchNormalization") or \
+                not _float_value(ctx, n.outputs[0]):
             continue
         if n.op_type in ("Add", "Sum") and len(n.inputs) != 2:
             continue
@@ -205,7 +225,7 @@ def optimize(nodes, constants, ctx, graph_outputs, compile_node, level=1):
     if level:
         nodes = remove_identities(nodes, ctx, graph_outputs)
         nodes = fold_batchnorm(nodes, constants, ctx, graph_outputs)
-        nodes = fold_affine(nodes, constants, graph_outputs)
+        nodes = fold_affine(nodes, constants, ctx, graph_outputs)
         nodes = fuse_activations(nodes, constants, ctx, graph_outputs)
     return nodes
 
