@@ -55,6 +55,9 @@ def _bench_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--spread", action="store_true",
                    help="show the IQR of each GFLOP/s figure in the terminal table")
+    p.add_argument("--onnx", metavar="MODEL",
+                   help="instead of the layer suite: time this ONNX model with fastconv.onnx "
+                        "and onnxruntime at --threads (default 1)")
     return p
 
 
@@ -138,12 +141,65 @@ def _bench(args) -> int:
     return 0
 
 
+def _bench_onnx(args) -> int:
+    """``bench --onnx model.onnx``: one model, fastconv.onnx vs onnxruntime."""
+    from . import bench as B
+    try:
+        threads = B.thread_counts(args.threads or ["1"])
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
+    peers = ["onnxruntime"] if args.peers is None or "onnxruntime" in args.peers else []
+    rows = B.bench_onnx_model(args.onnx, threads, rounds=args.rounds,
+                              max_time=args.max_time if args.max_time is not None else 2.0,
+                              peers=peers)
+    print(f"{args.onnx}: median latency, batch as in the model (symbolic dims = 1)")
+    for r in rows:
+        line = f"threads {r['threads']}: fastconv {r['fastconv_ms']:.2f} ms"
+        if "onnxruntime_ms" in r:
+            line += (f", onnxruntime {r['onnxruntime_ms']:.2f} ms, speedup "
+                     f"{r['speedup']:.2f}x, max |diff| {r['max_abs_diff']:.2g}")
+        print(line + f"; fastconv intermediates peak {r['fastconv_peak_bytes'] / 2**20:.1f} MiB")
+    return 0
+
+
+def _run_parser(sub) -> None:
+    p = sub.add_parser("run", help="run an ONNX model on a .npy input with fastconv.onnx",
+                       description="Run an ONNX model with fastconv.onnx.InferenceSession on "
+                                   "the array in --input (its one input); print the outputs' "
+                                   "shapes and save the first to --output.")
+    p.add_argument("model", help="the .onnx file")
+    p.add_argument("--input", required=True, metavar="X.npy", help="the input array")
+    p.add_argument("--output", metavar="Y.npy", help="where to save the first output")
+
+
+def _run(args) -> int:
+    import numpy as np
+    from .onnx import InferenceSession
+    sess = InferenceSession(args.model)
+    inputs = sess.get_inputs()
+    if len(inputs) != 1:
+        raise SystemExit(f"{args.model} has {len(inputs)} inputs "
+                         f"{[i.name for i in inputs]}; `fastconv run` feeds one")
+    x = np.load(args.input)
+    try:
+        outs = sess.run(None, {inputs[0].name: x})
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
+    for o, y in zip(sess.get_outputs(), outs):
+        print(f"{o.name}: shape {list(y.shape)}, dtype {y.dtype}")
+    if args.output:
+        np.save(args.output, outs[0])
+        print(f"saved {sess.get_outputs()[0].name} to {args.output}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="fastconv" if os.path.basename(sys.argv[0]) == "fastconv" else "python -m fastconv",
         description="fastconv: fused convolution + activation on the CPU.")
-    sub = parser.add_subparsers(dest="cmd", metavar="{bench,demo}")
+    sub = parser.add_subparsers(dest="cmd", metavar="{bench,demo,run}")
     _bench_parser(sub)
+    _run_parser(sub)
     d = sub.add_parser("demo", help="linearity demo: why the activation exists",
                        description="Two stacked convolutions without activation equal one "
                                    "convolution with the composed kernel; with a ReLU between "
@@ -151,7 +207,9 @@ def main(argv=None) -> int:
     d.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.cmd == "bench":
-        return _bench(args)
+        return _bench_onnx(args) if args.onnx else _bench(args)
+    if args.cmd == "run":
+        return _run(args)
     if args.cmd == "demo":
         from . import demo
         return demo.main(seed=args.seed)
