@@ -37,6 +37,16 @@ NEEDS = ("input", "weight", "bias")
 _NO_ACT = as_activation(None)
 
 
+def _quiet(fn):
+    """NaN and inf in the data propagate, as in the C kernels: no warnings
+    from the NumPy operations about them."""
+    def wrapped(*args, **kwargs):
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+            return fn(*args, **kwargs)
+    wrapped.__name__, wrapped.__doc__ = fn.__name__, fn.__doc__
+    return wrapped
+
+
 # ---- argument checks ---------------------------------------------------------
 
 def _needs(needs, where):
@@ -102,6 +112,7 @@ def _buffers(where, dtype, wanted, given, inputs):
 
 # ---- the derivative pass -----------------------------------------------------
 
+@_quiet
 def _activation_grad(g, v, act, from_output, gbias, fuse_bias):
     """gz = g * f'(v) (NCHW dense g, v), the bias gradient into gbias (or
     None): in one C pass when fuse_bias, else a second pass (method
@@ -207,6 +218,7 @@ def _tconv(g, w, geo, groups, out, bias, post, method):
     return out
 
 
+@_quiet
 def _tconv_im2col(g, w, geo, groups, out, bias, post):
     """_tconv as GEMMs (W^T g per image, group and block of g's rows) through
     NumPy's BLAS, scattered by col2im; bias and activation as one last pass."""
@@ -266,6 +278,7 @@ def _conv_nchw(x, w, geo, groups, y, bias, post, method):
     return y
 
 
+@_quiet
 def _weight_grad(x, gz, geo, groups, gw):
     """gw[co, ci, kh, kw] = sum over n, oh, ow of gz[n, co, oh, ow] *
     x[n, ci, oh*sh - pt + kh*dh, ow*sw - pl + kw*dw] (zero outside x): per
@@ -335,8 +348,8 @@ def _deliver(res4, buf, nhwc, unbatched, perm):
 
 def conv2d_backward(grad_output, x, weight, bias=None, stride=1, padding=0, dilation=1,
                     groups=1, *, activation=None, pre_activation=None, output=None,
-                    needs=NEEDS, method="auto", data_format="NCHW", grad_input=None,
-                    grad_weight=None, grad_bias=None):
+                    linear_output=None, needs=NEEDS, method="auto", data_format="NCHW",
+                    grad_input=None, grad_weight=None, grad_bias=None):
     """Gradients of ``sum(grad_output * y)`` for ``y = conv2d(x, weight, bias,
     stride, padding, dilation, groups, activation=..., pre_activation=...,
     data_format=...)``: ``(grad_input, grad_weight, grad_bias)``, what
@@ -352,6 +365,11 @@ def conv2d_backward(grad_output, x, weight, bias=None, stride=1, padding=0, dila
         it is used instead of recomputing the convolution; for the others z is
         recomputed (output is then only checked).  Not to be confused with the
         forward functions' ``out=``, a buffer written by them.
+    linear_output : the forward's z = conv2d(x, ...) + bias before the
+        activation, optional: f'(z) is taken from it for every activation (no
+        recomputation).  A training loop keeps it by running the forward as
+        ``z = conv2d(..., activation=None)`` and ``y = activate(z, act)``
+        (unfused), the way frameworks save it.
     needs : the gradients to compute, out of ("input", "weight", "bias"); the
         others come back None.  grad_bias is None when bias is None.
     method : "fused" (the derivative and the bias reduction in one pass that
@@ -374,6 +392,8 @@ def conv2d_backward(grad_output, x, weight, bias=None, stride=1, padding=0, dila
     yshape = _user_shape(p)
     g = _grad_like(grad_output, "grad_output", yshape, p.dtype, where)
     y = None if output is None else _grad_like(output, "output", yshape, p.dtype, where)
+    z = None if linear_output is None else _grad_like(linear_output, "linear_output", yshape,
+                                                      p.dtype, where)
     n, c_in, h, wd = p.x.shape
     c_out = p.shape_out[1]
     xshape = (n, h, wd, c_in) if p.nhwc else (n, c_in, h, wd)
@@ -383,7 +403,7 @@ def conv2d_backward(grad_output, x, weight, bias=None, stride=1, padding=0, dila
     do_x, do_w = "input" in want, "weight" in want
     do_b = "bias" in want and bias is not None
     inputs = [("input", p.x), ("weight", p.w), ("bias", p.bias), ("grad_output", g),
-              ("output", y)]
+              ("output", y), ("linear_output", z)]
     _buffers(where, p.dtype, {"grad_input": xshape if do_x else None,
                               "grad_weight": wshape if do_w else None,
                               "grad_bias": (c_out,) if do_b else None},
@@ -407,18 +427,20 @@ def conv2d_backward(grad_output, x, weight, bias=None, stride=1, padding=0, dila
     x4 = np.ascontiguousarray(p.x)
     w4 = np.ascontiguousarray(p.w)
     g4 = _nchw(g, p.nhwc, p.unbatched)
-    from_output = _uses_output(p.post, y)
+    from_output = z is None and _uses_output(p.post, y)
     v = None
     if not p.post.is_identity:
-        if from_output:
+        if z is not None:
+            v = _nchw(z, p.nhwc, p.unbatched)
+        elif from_output:
             v = _nchw(y, p.nhwc, p.unbatched)
-        else:   # recompute z = conv(pre(x)) + b with the forward kernel
+        else:   # recompute z = conv(pre(x)) + b with the (fused) forward kernel
             q = _Conv()
             q.x, q.w, q.bias, q.packed, q.desc = x4, w4, p.bias, p.packed, p.desc
             q.dtype, q.shape_out, q.post, q.pre = p.dtype, p.shape_out, _NO_ACT, p.pre
             q.cin_g, q.cout_g, q.nhwc, q.unbatched = p.cin_g, p.cout_g, False, False
             v = np.empty(p.shape_out, p.dtype)
-            _conv._METHODS["im2col" if method == "im2col" else "fused"](q, v)
+            _conv._METHODS["fused"](q, v)
     gz = _activation_grad(g4, v, p.post, from_output, gb, fuse_bias=method in ("auto", "fused"))
     geo = _core.desc_geometry(p.desc)
 
@@ -574,12 +596,13 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
 
 def conv_transpose2d_backward(grad_output, x, weight, bias=None, stride=1, padding=0,
                               output_padding=0, groups=1, dilation=1, *, activation=None,
-                              output=None, needs=NEEDS, method="auto", data_format="NCHW",
-                              grad_input=None, grad_weight=None, grad_bias=None):
+                              output=None, linear_output=None, needs=NEEDS, method="auto",
+                              data_format="NCHW", grad_input=None, grad_weight=None,
+                              grad_bias=None):
     """Gradients of ``sum(grad_output * y)`` for ``y = conv_transpose2d(x,
     weight, bias, ...)`` with the same arguments: ``(grad_input, grad_weight,
     grad_bias)``, conventions as :func:`conv2d_backward` (``output``,
-    ``needs``, ``method``, the ``grad_*`` buffers).  grad_input is the forward
+    ``linear_output``, ``needs``, ``method``, the ``grad_*`` buffers).  grad_input is the forward
     convolution of the (derivative-multiplied) gradient, grad_weight the
     correlation of that gradient with x."""
     where = "conv_transpose2d_backward"
@@ -591,6 +614,8 @@ def conv_transpose2d_backward(grad_output, x, weight, bias=None, stride=1, paddi
     yshape = _tuser_shape(t, t.shape_out)
     g = _grad_like(grad_output, "grad_output", yshape, t.dtype, where)
     y = None if output is None else _grad_like(output, "output", yshape, t.dtype, where)
+    z = None if linear_output is None else _grad_like(linear_output, "linear_output", yshape,
+                                                      t.dtype, where)
     n, c_in, h, wd = t.x.shape
     c_out = t.shape_out[1]
     xshape = _tuser_shape(t, t.x.shape)
@@ -602,7 +627,7 @@ def conv_transpose2d_backward(grad_output, x, weight, bias=None, stride=1, paddi
                               "grad_bias": (c_out,) if do_b else None},
              {"grad_input": grad_input, "grad_weight": grad_weight, "grad_bias": grad_bias},
              [("input", t.x), ("weight", t.w), ("bias", t.bias), ("grad_output", g),
-              ("output", y)])
+              ("output", y), ("linear_output", z)])
     gb = None
     if do_b:
         gb = grad_bias if grad_bias is not None else np.empty(c_out, t.dtype)
@@ -619,10 +644,12 @@ def conv_transpose2d_backward(grad_output, x, weight, bias=None, stride=1, paddi
     x4 = np.ascontiguousarray(t.x)
     w4 = np.ascontiguousarray(t.w)
     g4 = _nchw(g, t.nhwc, t.unbatched)
-    from_output = _uses_output(t.post, y)
+    from_output = z is None and _uses_output(t.post, y)
     v = None
     if not t.post.is_identity:
-        if from_output:
+        if z is not None:
+            v = _nchw(z, t.nhwc, t.unbatched)
+        elif from_output:
             v = _nchw(y, t.nhwc, t.unbatched)
         else:
             v = _tconv(x4, w4, t.geo, t.groups, np.empty(t.shape_out, t.dtype), t.bias,

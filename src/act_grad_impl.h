@@ -26,10 +26,11 @@ static inline T FN(dact_in_)(int kind, T g, T x, T p0, T p1)
     case FC_ACT_RELU:        return x <= (T)0 ? (T)0 : g;
     case FC_ACT_RELU6:       return (x > (T)0 && x < (T)6) ? g : (T)0;
     case FC_ACT_LEAKY_RELU:  return x > (T)0 ? g : g * p0;
-    case FC_ACT_ELU:         return x <= (T)0 ? g * p0 * M(exp)(x) : g;
+    /* NaN takes the exp branch (NaN), as torch's vectorised loops do */
+    case FC_ACT_ELU:         return x > (T)0 ? g : g * p0 * M(exp)(x);
     case FC_ACT_SELU:
-        return x <= (T)0 ? g * (FN(g_selu_alpha_) * FN(g_selu_scale_)) * M(exp)(x)
-                         : g * FN(g_selu_scale_);
+        return x > (T)0 ? g * FN(g_selu_scale_)
+                        : g * (FN(g_selu_alpha_) * FN(g_selu_scale_)) * M(exp)(x);
     case FC_ACT_SIGMOID: {
         const T y = (T)1 / ((T)1 + M(exp)(-x));
         return g * ((T)1 - y) * y;
@@ -53,8 +54,8 @@ static inline T FN(dact_in_)(int kind, T g, T x, T p0, T p1)
         const T s = (T)1 / ((T)1 + M(exp)(-x));
         return g * s * ((T)1 + x * ((T)1 - s));
     }
-    case FC_ACT_HARDSWISH:
-        return x <= (T)-3 ? (T)0 : (x < (T)3 ? g * (x / (T)3 + (T)0.5) : g);
+    case FC_ACT_HARDSWISH:   /* NaN: the middle branch, NaN (torch's vectorised loop) */
+        return x <= (T)-3 ? (T)0 : (x >= (T)3 ? g : g * (x / (T)3 + (T)0.5));
     case FC_ACT_GELU: {
         const T cdf = (T)0.5 * ((T)1 + M(erf)(x * (T)0.70710678118654752440));
         const T pdf = M(exp)((T)-0.5 * x * x) * (T)0.39894228040143267794;
@@ -84,10 +85,10 @@ static inline T FN(dact_out_)(int kind, T g, T y, T p0)
     case FC_ACT_RELU:        return y <= (T)0 ? (T)0 : g;
     case FC_ACT_RELU6:       return (y > (T)0 && y < (T)6) ? g : (T)0;
     case FC_ACT_LEAKY_RELU:  return y > (T)0 ? g : g * p0;
-    case FC_ACT_ELU:         return y <= (T)0 ? g * (y + p0) : g;
+    case FC_ACT_ELU:         return y > (T)0 ? g : g * (y + p0);
     case FC_ACT_SELU:
-        return y <= (T)0 ? g * (y + FN(g_selu_alpha_) * FN(g_selu_scale_))
-                         : g * FN(g_selu_scale_);
+        return y > (T)0 ? g * FN(g_selu_scale_)
+                        : g * (y + FN(g_selu_alpha_) * FN(g_selu_scale_));
     case FC_ACT_SIGMOID:     return g * ((T)1 - y) * y;
     case FC_ACT_TANH:        return g * ((T)1 - y * y);
     default:                 return g;
