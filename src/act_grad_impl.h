@@ -95,27 +95,33 @@ static inline T FN(dact_out_)(int kind, T g, T y, T p0)
     }
 }
 
-/* Eight partial sums in double, lane by lane: the same order (and bits) for
- * any thread count, and a loop the compiler can vectorise. */
+/* The derivative loops write gz chunk by chunk, and each chunk is summed
+ * while it is in L1: two simple loops the compiler vectorises (one fused
+ * loop with the double accumulators it does not). */
 #define GRAD_SUM_LANES 8
+#define GRAD_CHUNK 1024
 
 #define DACT_LOOP(KIND, EXPR)                                                     \
     case KIND:                                                                    \
-        for (; i + GRAD_SUM_LANES <= len; i += GRAD_SUM_LANES)                    \
-            for (int l = 0; l < GRAD_SUM_LANES; ++l) {                            \
-                const T r = EXPR(KIND, g[i + l], v[i + l]);                       \
-                gz[i + l] = r;                                                    \
-                acc[l] += (double)r;                                              \
-            }                                                                     \
-        for (; i < len; ++i) {                                                    \
-            const T r = EXPR(KIND, g[i], v[i]);                                   \
-            gz[i] = r;                                                            \
-            acc[0] += (double)r;                                                  \
+        for (int64_t c0 = 0; c0 < len; c0 += GRAD_CHUNK) {                        \
+            const int64_t c1 = c0 + GRAD_CHUNK < len ? c0 + GRAD_CHUNK : len;     \
+            for (int64_t j = c0; j < c1; ++j) gz[j] = EXPR(KIND, g[j], v[j]);     \
+            FN(sum_lanes_)(gz + c0, c1 - c0, acc);                                \
         }                                                                         \
         break;
 
 #define IN_(K, gg, vv) FN(dact_in_)(K, gg, vv, p0, p1)
 #define OUT_(K, gg, vv) FN(dact_out_)(K, gg, vv, p0)
+
+/* acc[l] += the values l, l + 8, l + 16, ... (and the tail into acc[0]):
+ * the same order, and bits, for any thread count. */
+static inline void FN(sum_lanes_)(const T *a, int64_t n, double *acc)
+{
+    int64_t i = 0;
+    for (; i + GRAD_SUM_LANES <= n; i += GRAD_SUM_LANES)
+        for (int l = 0; l < GRAD_SUM_LANES; ++l) acc[l] += (double)a[i + l];
+    for (; i < n; ++i) acc[0] += (double)a[i];
+}
 
 /* One plane of len values: gz = g * f'(v); returns the sum of gz. */
 double FN(fc_act_grad_plane_)(const T *g, const T *v, T *gz, int64_t len, int kind,
@@ -123,10 +129,9 @@ double FN(fc_act_grad_plane_)(const T *g, const T *v, T *gz, int64_t len, int ki
 {
     double acc[GRAD_SUM_LANES] = {0};
     int64_t i = 0;
+    (void)i;
     if (kind == FC_ACT_IDENTITY) {
-        for (; i + GRAD_SUM_LANES <= len; i += GRAD_SUM_LANES)
-            for (int l = 0; l < GRAD_SUM_LANES; ++l) acc[l] += (double)g[i + l];
-        for (; i < len; ++i) acc[0] += (double)g[i];
+        FN(sum_lanes_)(g, len, acc);
         if (gz && gz != g) memcpy(gz, g, (size_t)len * sizeof(T));
     } else if (from_output) {
         switch (kind) {
@@ -158,6 +163,7 @@ double FN(fc_act_grad_plane_)(const T *g, const T *v, T *gz, int64_t len, int ki
 #undef OUT_
 #undef DACT_LOOP
 #undef GRAD_SUM_LANES
+#undef GRAD_CHUNK
 #undef FN
 #undef CAT
 #undef CAT_
