@@ -145,7 +145,8 @@ def _uses_output(act, output):
 def _axis_phases(size_out, size_g, k, s, d, pad):
     """The phases r of one axis of a transposed convolution: (r, n_r, taps,
     lo, hi, pad_r) with n_r outputs r, r + s, ...; taps the kernel indices
-    that reach them, in the order of the phase's cross-correlation (flipped);
+    that reach them, in the order of the phase's cross-correlation (flipped),
+    as a slice;
     g cropped to [lo, hi) with pad_r zero rows before it.  taps is empty for a
     phase that no tap reaches (or that reads no row of g)."""
     phases = []
@@ -154,16 +155,21 @@ def _axis_phases(size_out, size_g, k, s, d, pad):
         n_r = (size_out - r + s - 1) // s
         taps = [t for t in range(k) if (r + pad - t * d) % s == 0]
         if not taps:
-            phases.append((r, n_r, [], 0, 0, 0))
+            phases.append((r, n_r, None, 0, 0, 0))
             continue
         c0 = (r + pad - taps[0] * d) // s
         pad_r = (len(taps) - 1) * dd - c0
         lo = max(0, -pad_r)
         hi = min(size_g, n_r - pad_r + (len(taps) - 1) * dd)
         if hi <= lo:
-            phases.append((r, n_r, [], 0, 0, 0))
+            phases.append((r, n_r, None, 0, 0, 0))
             continue
-        phases.append((r, n_r, taps[::-1], lo, hi, pad_r + lo))
+        # the taps reversed, as a slice (an arithmetic progression): the
+        # sub-kernel is a view of the weights, read through its strides
+        step = s // math.gcd(s, d)
+        stop = taps[0] - step
+        phases.append((r, n_r, slice(taps[-1], stop if stop >= 0 else None, -step), lo, hi,
+                       pad_r + lo))
     return phases, dd
 
 
@@ -195,17 +201,17 @@ def _tconv(g, w, geo, groups, out, bias, post, method):
     for (rh, nh, th, loh, hih, padh) in ph:
         for (rw, nw, tw, low, hiw, padw) in pw:
             dst = out if whole else out[:, :, rh::sh, rw::sw]
-            if not th or not tw:
+            if th is None or tw is None:
                 dst[...] = 0 if bias is None else bias.reshape(1, -1, 1, 1)
                 if not in_kernel.is_identity:
                     dst[...] = _conv._activated_copy(np.ascontiguousarray(dst), in_kernel)
                 continue
             if wc is None:
                 wc = _conv_weight_of(w, groups)
-            wsub = np.ascontiguousarray(wc[:, :, th][:, :, :, tw])
+            wsub = wc[:, :, th, tw]   # a strided view: packed by the kernel call
             gv = g[:, :, loh:hih, low:hiw]
-            desc = _core.ConvDesc(n, c_in, hih - loh, hiw - low, c_out, len(th), len(tw),
-                                  nh, nw, 1, 1, ddh, ddw, padh, padw, groups)
+            desc = _core.ConvDesc(n, c_in, hih - loh, hiw - low, c_out, wsub.shape[2],
+                                  wsub.shape[3], nh, nw, 1, 1, ddh, ddw, padh, padw, groups)
             y = dst if whole else np.empty((n, c_out, nh, nw), out.dtype)
             nbytes = _core.direct_workspace_ex(desc, _conv._elem_strides(gv), _NO_ACT._spec,
                                                g.itemsize)

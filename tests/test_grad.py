@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 import fastconv
-from fastconv import Activation
 
 import grad_reference as GR
 import reference as R
@@ -316,7 +315,8 @@ def torch_backward(torch, g, x, w, b, stride, padding, dilation, groups, activat
 
 
 TORCH_ACTS = [None, "relu", ("leaky_relu", {"negative_slope": 0.1}), ("elu", {"alpha": 0.7}),
-              "selu", "sigmoid", "hardsigmoid", "tanh", ("softplus", {"beta": 1.5, "threshold": 2.0}),
+              "selu", "sigmoid", "hardsigmoid", "tanh",
+              ("softplus", {"beta": 1.5, "threshold": 2.0}),
               "softsign", "silu", "hardswish", "gelu", ("gelu", {"approximate": "tanh"}), "mish",
               "relu6", ("leaky_relu", {"negative_slope": -0.5}), ("elu", {"alpha": -0.5})]
 
@@ -663,15 +663,18 @@ def test_conv_transpose2d_backward_layouts_buffers_needs(rng, method, dtype):
                                              *_targs(c), activation="tanh", method="im2col")
     tol = 1e-4 if dtype == np.float32 else 1e-10
     for k in range(3):
-        np.testing.assert_allclose(a[k], r64[k], rtol=tol * 10, atol=tol * 10 * np.abs(r64[k]).max())
+        np.testing.assert_allclose(a[k], r64[k], rtol=tol * 10,
+                                   atol=tol * 10 * np.abs(r64[k]).max())
     h = fastconv.conv_transpose2d_backward(
-        np.ascontiguousarray(g.transpose(0, 2, 3, 1)), np.ascontiguousarray(x.transpose(0, 2, 3, 1)),
+        np.ascontiguousarray(g.transpose(0, 2, 3, 1)),
+        np.ascontiguousarray(x.transpose(0, 2, 3, 1)),
         np.ascontiguousarray(w.transpose(2, 3, 1, 0)), b, *_targs(c), activation="tanh",
         method=method, data_format="NHWC", output=np.ascontiguousarray(y.transpose(0, 2, 3, 1)))
     np.testing.assert_allclose(h[0], a[0].transpose(0, 2, 3, 1), rtol=tol, atol=tol)
     np.testing.assert_allclose(h[1], a[1].transpose(2, 3, 1, 0), rtol=tol, atol=tol)
     np.testing.assert_allclose(h[2], a[2], rtol=tol, atol=tol)
-    bufs = dict(grad_input=np.full(x.shape, np.nan, dtype), grad_weight=np.full(w.shape, np.nan, dtype),
+    bufs = dict(grad_input=np.full(x.shape, np.nan, dtype),
+                grad_weight=np.full(w.shape, np.nan, dtype),
                 grad_bias=np.full(b.shape, np.nan, dtype))
     got = fastconv.conv_transpose2d_backward(g, x, w, b, *_targs(c), activation="tanh",
                                              method=method, **bufs)
@@ -699,7 +702,8 @@ def test_errors_conv2d_backward(rng):
     kw = dict(padding=1, groups=2)
     bad = [
         (dict(grad_output=g[:, :5]), ValueError, r"grad_output of size \[2, 5, 8, 8\]"),
-        (dict(grad_output=g.astype(np.float64)), TypeError, "grad_output must have the input's dtype"),
+        (dict(grad_output=g.astype(np.float64)), TypeError,
+         "grad_output must have the input's dtype"),
         (dict(grad_output=g.astype(np.int32)), TypeError, "grad_output must be float32 or float64"),
         (dict(output=g[:1]), ValueError, r"output of size \[1, 6, 8, 8\]"),
         (dict(linear_output=g[..., :4]), ValueError, r"linear_output of size \[2, 6, 8, 4\]"),
@@ -709,7 +713,8 @@ def test_errors_conv2d_backward(rng):
         (dict(method="fast"), ValueError, "method must be one of"),
         (dict(grad_input=np.empty((2, 4, 8, 7), np.float32)), ValueError, "grad_input has shape"),
         (dict(grad_weight=np.empty(w.shape, np.float64)), TypeError, "grad_weight has dtype"),
-        (dict(grad_bias=np.empty(12, np.float32)[::2]), ValueError, "grad_bias must be C-contiguous"),
+        (dict(grad_bias=np.empty(12, np.float32)[::2]), ValueError,
+         "grad_bias must be C-contiguous"),
         (dict(grad_input=np.empty(x.shape, np.float32), needs=("weight",)), ValueError,
          "grad_input was given but is not computed"),
         (dict(grad_input=x), ValueError, "grad_input must not overlap input"),
