@@ -181,13 +181,22 @@ def _conv_weight_of(w, groups):
         groups * cog, ci // groups, kh, kw)
 
 
+#: "auto" runs the transposed convolution as GEMM + col2im below this many
+#: output pixels (N * H * W): the direct kernels pack the (phase) weights on
+#: every call, a cost of the weights' size that few pixels do not amortise
+#: (measured, 1 thread: resnet_3x3_512 (49 pixels) 1.8x and resnet_3x3_256
+#: (196) 1.2x faster by GEMM; resnet_3x3_128 (784) on par or slower).
+_AUTO_IM2COL_PIXELS = 400
+
+
 def _tconv(g, w, geo, groups, out, bias, post, method):
     """out = post(T(g) + bias), out (N, C_out, H, W) dense and written whole:
     T(g)[n, co, ih, iw] = sum g[n, ci, oh, ow] w[ci, co', kh, kw] over
     ih = oh*sh - pt + kh*dh, iw = ow*sw - pl + kw*dw (co' = co within its
     group), w (C_in, C_out/groups, kH, kW), g (N, C_in, Hg, Wg) dense.  The
     adjoint of the convolution (geo) from out's shape to g's."""
-    if method == "im2col":
+    if method == "im2col" or (method == "auto" and
+                              out.shape[0] * out.shape[2] * out.shape[3] < _AUTO_IM2COL_PIXELS):
         return _tconv_im2col(g, w, geo, groups, out, bias, post)
     sh, sw, dh, dw, pt, pl = geo
     n, c_out, h, wd = out.shape
@@ -381,7 +390,9 @@ def conv2d_backward(grad_output, x, weight, bias=None, stride=1, padding=0, dila
     method : "fused" (the derivative and the bias reduction in one pass that
         feeds both gradient kernels), "separate" (the derivative pass, then a
         bias-reduction pass, then the kernels), "im2col" (GEMMs through NumPy's
-        BLAS plus col2im for the input gradient), "auto" (= "fused").
+        BLAS plus col2im for the input gradient), "auto" ("fused", with the
+        input gradient as in "im2col" for images of few pixels, where packing
+        the weights on every call costs more than the GEMM path).
     grad_input, grad_weight, grad_bias : optional preallocated C-contiguous
         buffers of the exact shapes and dtype, written in place and returned.
 
@@ -581,7 +592,8 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
         output_padding < stride or dilation.  The output is
         (H - 1)*stride - 2*padding + dilation*(k - 1) + output_padding + 1 high.
     method : "fused" (activation in the kernels' epilogue), "separate" (as a
-        pass after), "im2col" (GEMM plus col2im), "auto" (= "fused")
+        pass after), "im2col" (GEMM plus col2im), "auto" ("fused"; "im2col"
+        for outputs of few pixels)
     out : optional preallocated C-contiguous output of the exact shape and dtype
     """
     where = "conv_transpose2d"

@@ -285,8 +285,10 @@ def torch_backward(torch, g, x, w, b, stride, padding, dilation, groups, activat
     """torch.autograd's gradients of sum(g * y) for the same composition."""
     F = torch.nn.functional
     nhwc = data_format == "NHWC"
-    tx = torch.tensor(np.moveaxis(x, -1, -3) if nhwc else x, requires_grad=True)
-    tw = torch.tensor(w.transpose(3, 2, 0, 1) if nhwc else w, requires_grad=True)
+    tx = torch.tensor(np.ascontiguousarray(np.moveaxis(x, -1, -3) if nhwc else x),
+                      requires_grad=True)
+    tw = torch.tensor(np.ascontiguousarray(w.transpose(3, 2, 0, 1) if nhwc else w),
+                      requires_grad=True)
     tb = None if b is None else torch.tensor(b, requires_grad=True)
     h = tx
     if pre_activation is not None:
@@ -305,7 +307,7 @@ def torch_backward(torch, g, x, w, b, stride, padding, dilation, groups, activat
     if activation is not None:
         n, pp = R._act_spec(activation)
         y = R.torch_activation(torch, n, y, **pp)
-    tg = torch.tensor(np.moveaxis(g, -1, -3) if nhwc else g)
+    tg = torch.tensor(np.ascontiguousarray(np.moveaxis(g, -1, -3) if nhwc else g))
     y.backward(tg)
     gi = tx.grad.numpy()
     gw = tw.grad.numpy()
