@@ -774,3 +774,27 @@ def test_errors_conv_transpose2d(rng):
         fastconv.conv_transpose2d_backward(g, x, w, needs=("inputs",))
     with pytest.raises(ValueError, match="output padding must be smaller"):
         fastconv.conv_transpose2d_backward(g, x, w, output_padding=1)
+
+
+def test_bench_backward_helpers(rng):
+    """The backward benchmark's transposed shapes undo each suite layer, and
+    its report says which targets a result meets."""
+    from fastconv import bench as B
+    for layer in B.LAYERS:
+        t = B.transposed_layer(layer)
+        if t is None:
+            continue
+        x = np.zeros((1, layer.cout) + layer.out_hw, np.float32)
+        w = np.zeros((layer.cout, layer.cin // layer.groups, layer.k, layer.k), np.float32)
+        y = fastconv.conv_transpose2d(x, w, None, **t)
+        assert y.shape == (1, layer.cin, layer.h, layer.w), layer.id
+    row = dict(layer="l", activation="relu", threads=1, peak=100.0, flops=10 ** 9,
+               needs=("input", "weight", "bias"), errors={},
+               seconds=dict(auto=0.02, fused=0.02, separate=0.03, im2col=0.05, torch=0.01,
+                            fused_input=0.01, fused_weight=0.01, transpose=0.01,
+                            torch_transpose=0.02))
+    text = B.format_backward_markdown([row])
+    assert "| l | relu | 1 | 20.00 | 20.00 | 30.00 | 50.00 | 10.00 | 0.50 | 100.0 (100 %)" in text
+    assert "faster than torch on every layer: NO" in text
+    assert "<= separate on every layer: yes" in text
+    assert "F.conv_transpose2d on every transposed shape: yes" in text
