@@ -3,7 +3,8 @@ import numpy as np
 
 from fastconv.conv import conv2d, pack_weight
 
-from ._base import (Layer, check_axis, check_ndim, initialize, keras_activation,
+from ._backprop import backward_activation, forward_activation
+from ._base import (Layer, LayerActivation, check_axis, check_ndim, initialize, keras_activation,
                     out_size_and_pads, positive_int, shape_str, standardize_data_format,
                     standardize_padding, standardize_tuple)
 
@@ -112,7 +113,7 @@ class _ConvBase(Layer):
         if self.built:
             check_axis(self, shape, self._channel_axis, self._in_channels())
 
-    def call(self, x):
+    def call(self, x, training=False):
         _, pads = self._geometry(x.shape)
         w, groups = self._conv_weight()
         fused = self._activation.fused
@@ -121,9 +122,52 @@ class _ConvBase(Layer):
                    activation=fused, pre_activation=self._pre_activation.fused,
                    method=self.method,
                    data_format="NHWC" if self.data_format == "channels_last" else "NCHW")
+        py_saved = None
         if self._activation.python is not None:
-            y = np.asarray(self._activation.python(y))
+            y_fused = y
+            y, py_saved = forward_activation(LayerActivation(None, self._activation.python,
+                                                             self._activation.config),
+                                             y, training)
+        else:
+            y_fused = y
+        if training:
+            # the backward needs the input and the fused output (the
+            # derivative of the relu family comes from it; conv2d_backward
+            # recomputes the pre-activation of the others)
+            self._saved = (x, y_fused, pads, py_saved)
         return y
+
+    def _backward(self, g, saved, need_input):
+        x, y_fused, pads, py_saved = saved
+        g = g.astype(self.dtype, copy=False)
+        if py_saved is not None:
+            g = backward_activation(LayerActivation(None, self._activation.python,
+                                                    self._activation.config),
+                                    g, py_saved, f'Layer "{self.name}"')
+        import fastconv
+        conv2d_backward = getattr(fastconv, "conv2d_backward", None)
+        if conv2d_backward is None:
+            raise NotImplementedError(
+                f'{type(self).__name__} "{self.name}": training needs '
+                "fastconv.conv2d_backward (the convolution gradients of issue 14), which this "
+                "build of fastconv does not have")
+        hwio, groups = self._hwio_groups()
+        last = self.data_format == "channels_last"
+        weight = hwio if last else hwio.transpose(3, 2, 0, 1)
+        needs = ("input", "weight", "bias") if need_input else ("weight", "bias")
+        if not self.use_bias:
+            needs = tuple(n for n in needs if n != "bias")
+        gi, gw, gb = conv2d_backward(
+            np.ascontiguousarray(g), x, weight, self.bias if self.use_bias else None,
+            stride=self.strides, padding=pads, dilation=self.dilation_rate, groups=groups,
+            activation=self._activation.fused, pre_activation=self._pre_activation.fused,
+            output=y_fused, needs=needs, data_format="NHWC" if last else "NCHW")
+        if not last:
+            gw = gw.transpose(2, 3, 1, 0)
+        self._grads = {"kernel": np.ascontiguousarray(gw).reshape(self.kernel.shape)}
+        if self.use_bias:
+            self._grads["bias"] = gb
+        return gi if need_input else None
 
     def flops(self, input_shape):
         out = self.compute_output_shape(input_shape)
