@@ -154,7 +154,11 @@ def forward_activation(layer_act, z, training):
 
 
 def backward_activation(layer_act, g, saved, where):
-    """g (gradient of the activation's output) -> gradient of its input."""
+    """g (gradient of the activation's output) -> gradient of its input.
+    ``saved["skip"]``: the loss already gave the gradient of the input (the
+    fused softmax/sigmoid + cross-entropy backward)."""
+    if saved.get("skip"):
+        return g
     if layer_act.python is not None:
         fn = saved["python"]
         if fn is None:

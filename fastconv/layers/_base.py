@@ -463,6 +463,30 @@ class Layer:
     def _backward(self, g, saved, need_input):
         raise NotImplementedError(f"{type(self).__name__} has no backward pass")
 
+    def _training_problem(self):
+        """Why this layer cannot be trained (a sentence), or None."""
+        act = getattr(self, "_activation", None)
+        if act is not None and act.python is not None:
+            from ._backprop import PYTHON_GRADS
+            if not (isinstance(act.config, str) and act.config.lower() in PYTHON_GRADS):
+                return (f'layer "{self.name}" applies the Python callable {act.config!r}, '
+                        "which has no derivative here (use a Keras activation name)")
+        return None
+
+    def _activation_state(self):
+        """The dict forward_activation kept for this layer's output
+        activation in the last training forward (None if none)."""
+        return None
+
+    def _activation_name(self):
+        act = getattr(self, "_activation", None)
+        cfg = act.config if act is not None else None
+        if isinstance(cfg, str):
+            return cfg.lower()
+        if cfg is not None and hasattr(cfg, "name"):       # a fastconv.Activation
+            return cfg.name
+        return None
+
     def _after_update(self):
         """The optimizer changed the trained arrays in place: drop caches."""
         self._weights_changed()

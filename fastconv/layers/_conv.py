@@ -137,6 +137,18 @@ class _ConvBase(Layer):
             self._saved = (x, y_fused, pads, py_saved)
         return y
 
+    def _activation_state(self):
+        # only the NumPy part (softmax) can be skipped: the fused one is
+        # inside conv2d_backward
+        return self._saved[3] if self._saved and self._activation.fused is None else None
+
+    def _training_problem(self):
+        import fastconv
+        if getattr(fastconv, "conv2d_backward", None) is None:
+            return (f'{type(self).__name__} "{self.name}" needs fastconv.conv2d_backward (the '
+                    "convolution gradients of issue 14), which this build does not have")
+        return super()._training_problem()
+
     def _backward(self, g, saved, need_input):
         x, y_fused, pads, py_saved = saved
         g = g.astype(self.dtype, copy=False)

@@ -110,6 +110,9 @@ class Dense(Layer):
                    activation=fused, data_format="NHWC")
         return y.reshape(x.shape[:-1] + (self.units,))
 
+    def _activation_state(self):
+        return self._saved[1] if self._saved else None
+
     def _backward(self, g, saved, need_input):
         x, act_saved = saved
         gz = backward_activation(self._activation, g.astype(self.dtype, copy=False),
@@ -323,6 +326,9 @@ class Add(Layer):
             self._saved = (len(xs), act_saved)
         return y
 
+    def _activation_state(self):
+        return self._saved[1] if self._saved else None
+
     def _backward(self, g, saved, need_input):
         n, act_saved = saved
         self._grads = {}
@@ -448,6 +454,9 @@ class Activation(Layer):
         if training:
             self._saved = act_saved
         return y
+
+    def _activation_state(self):
+        return self._saved if isinstance(self._saved, dict) else None
 
     def _backward(self, g, saved, need_input):
         if not need_input:

@@ -8,6 +8,7 @@ import numpy as np
 from ._base import Layer, SymbolicTensor, shape_str
 from ._conv import _ConvBase
 from ._core_layers import Activation, BatchNormalization
+from ._training import _Trainer
 
 
 # ---------------------------------------------------------------------------
@@ -104,8 +105,9 @@ def _fmt_int(n):
     return "?" if n is None else f"{n:,}"
 
 
-class _Network(Layer):
-    """What Sequential and Model share: weights, predict, summary, folding."""
+class _Network(_Trainer, Layer):
+    """What Sequential and Model share: weights, predict, summary, folding,
+    training (compile / fit / evaluate / train_on_batch, see _training.py)."""
 
     _cast_all_inputs = False
 
@@ -158,6 +160,24 @@ class _Network(Layer):
         for layer in self.unique_layers():
             layer._after_update()
 
+    def _all_layers(self):
+        out = []
+        for layer in self.unique_layers():
+            out += layer._all_layers() if isinstance(layer, _Network) else [layer]
+        return out
+
+    def _training_problem(self):
+        probs = [p for layer in self._all_layers() for p in [layer._training_problem()] if p]
+        return "; ".join(probs) or None
+
+    def _activation_state(self):
+        layer = self._output_layer()
+        return layer._activation_state() if layer is not None else None
+
+    def _activation_name(self):
+        layer = self._output_layer()
+        return layer._activation_name() if layer is not None else None
+
     def _check_trainable_graph(self):
         """A layer called twice keeps one call's state: not trainable here."""
         if len(self.unique_layers()) != len(self.layers):
@@ -171,18 +191,35 @@ class _Network(Layer):
                 f"(shared layers: {', '.join(sorted(set(twice)))}) is not supported")
 
     def save_weights(self, path):
-        """All weights in one ``.npz`` file (keys ``NNNN/layer/weight``)."""
+        """All weights in one ``.npz`` file (keys ``NNNN/layer/weight``) and,
+        once the compiled optimizer has taken a step, its state
+        (``optimizer/...``), so that ``load_weights`` resumes training."""
         names = self.weight_names
         arrays = {f"{i:04d}/{n}": w for i, (n, w) in enumerate(zip(names, self.get_weights()))}
+        arrays.update(self._optimizer_arrays())
         np.savez(path, **arrays)
 
     def load_weights(self, path):
         """Load a file written by ``save_weights`` (same architecture; the
-        arrays are matched by position and their shapes checked)."""
+        arrays are matched by position and their shapes checked).  The
+        optimizer state in it is restored into the compiled optimizer (or
+        kept for ``compile``); nothing changes if any part does not fit."""
         with np.load(path) as f:
-            keys = sorted(f.files, key=lambda k: int(k.split("/", 1)[0]))
+            opt = {k: f[k] for k in f.files if k.startswith("optimizer/")}
+            keys = sorted((k for k in f.files if not k.startswith("optimizer/")),
+                          key=lambda k: int(k.split("/", 1)[0]))
             weights = [f[k] for k in keys]
+        old = self.get_weights()
         self.set_weights(weights)
+        if opt:
+            if self.optimizer is None:
+                self._pending_optimizer_state = opt
+                return
+            try:
+                self._restore_optimizer(dict(opt))
+            except Exception:
+                self.set_weights(old)
+                raise
 
     # -- running ---------------------------------------------------------------
     def predict(self, x, batch_size=None, verbose=False):
@@ -313,6 +350,12 @@ class Sequential(_Network):
             shape = out
         return rows
 
+    def _output_layer(self):
+        if not self.layers:
+            return None
+        last = self.layers[-1]
+        return last._output_layer() if isinstance(last, _Network) else last
+
     def fold_batchnorm(self, fuse_activations=True):
         """A new Sequential with every Conv2D/DepthwiseConv2D → BatchNormalization
         pair replaced by one folded convolution (nested networks too) and, with
@@ -425,6 +468,14 @@ class Model(_Network):
                     vals.pop(s, None)
         outs = [vals[i] for i in self._out_ids]
         return outs if self._multi_out else outs[0]
+
+    def _output_layer(self):
+        if self._multi_out:
+            return None
+        for layer, _, dst, _ in self._steps:
+            if dst == self._out_ids[0]:
+                return layer._output_layer() if isinstance(layer, _Network) else layer
+        return None
 
     def _backward(self, g, saved, need_input):
         """Reverse the steps; a tensor read by several layers gets the sum of
