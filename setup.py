@@ -22,7 +22,8 @@ EXTENSIONS = {
                        "dispatch.c", "peak.c", "peak_avx2.c", "im2col.c",
                        "conv_depthwise.c", "conv_depthwise_avx2.c", "conv_small.c", "conv_small_avx2.c",
                        "conv_first.c", "conv_first_avx2.c",
-                       "conv_1x1.c", "conv_1x1_avx2.c"],
+                       "conv_1x1.c", "conv_1x1_avx2.c",
+                       "act_grad.c", "act_grad_avx2.c", "col2im.c"],
     "fastconv._pool": ["pool.c"],
 }
 

@@ -55,11 +55,36 @@ def _bench_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--spread", action="store_true",
                    help="show the IQR of each GFLOP/s figure in the terminal table")
+    p.add_argument("--backward", action="store_true",
+                   help="time the backward instead (grad_input + grad_weight + grad_bias of "
+                        "conv2d_backward, fused/separate/im2col, against torch.autograd; "
+                        "conv_transpose2d on the transposed shapes); uses --layers, "
+                        "--threads, --activation (default relu,silu), --max-time, --markdown")
     return p
+
+
+def _bench_backward(args) -> int:
+    from . import bench as B
+    acts = args.activation or ["relu", "silu"]
+    try:
+        layers = B.select_layers(args.layers)
+        threads = B.thread_counts(args.threads or ["1"])
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
+    rows = B.run_backward_suite(layers, acts, threads,
+                                max_time=args.max_time if args.max_time is not None else 1.0)
+    text = B.format_backward_markdown(rows)
+    print(text)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(text)
+    return 1 if any(r["errors"] for r in rows) else 0
 
 
 def _bench(args) -> int:
     from . import bench as B
+    if args.backward:
+        return _bench_backward(args)
 
     methods = args.methods or list(B.METHODS)
     bad = [m for m in methods if m not in B.METHODS]

@@ -642,3 +642,7 @@ cdef object np_empty(object shape, int typenum):
     for i in range(nd):
         dims[i] = shape[i]
     return cnp.PyArray_EMPTY(nd, dims, typenum, 0)
+
+
+# ---- the backward-pass helpers (grad.py) ------------------------------------
+include "_grad.pxi"

@@ -1,0 +1,58 @@
+/*
+ * fastconv: the C interface of the backward-pass helpers (gradients).
+ *
+ * Plain C over raw buffers, like fastconv.h: the Python layer (grad.py)
+ * validates every argument.  The gradient convolutions themselves run on the
+ * forward kernels (fastconv.h) and on BLAS; what is here is what they lack.
+ */
+#ifndef FASTCONV_GRAD_H
+#define FASTCONV_GRAD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fastconv.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The activation's derivative applied to an incoming gradient, torch's
+ * conventions at every kink and for NaN/inf (relu'(0) = 0, relu6 and
+ * hardsigmoid 0 at their break points, hardswish'(-3) = 0, hardswish'(3) = 1,
+ * leaky_relu'(0) = slope, elu'(0) = alpha):
+ *
+ *   gz[i] = g[i] * f'(z[i])
+ *
+ * where v holds z (from_output = 0) or y = f(z) (from_output = 1, only for the
+ * kinds fc_act_grad_has_output_form accepts).  The arrays are (outer,
+ * channels, inner) = (N, C, H*W); gz may be g (in place) and may be NULL when
+ * the kind is identity (then nothing is written and v is not read).  When
+ * gbias is not NULL, gbias[c] = sum of gz over channel c, summed in double in
+ * one order for any thread count (the same pass: the bias gradient).  Threads
+ * split the channels. */
+void fc_act_grad_f32(const float *g, const float *v, float *gz, int64_t outer, int64_t channels,
+                     int64_t inner, const fc_activation *act, int from_output, float *gbias);
+void fc_act_grad_f64(const double *g, const double *v, double *gz, int64_t outer,
+                     int64_t channels, int64_t inner, const fc_activation *act, int from_output,
+                     double *gbias);
+
+/* Whether f' can be had from f's output y for this activation and its
+ * parameters (identity, relu, relu6, leaky_relu with slope >= 0, elu with
+ * alpha > 0, selu, sigmoid, tanh): y determines z's branch there. */
+int fc_act_grad_has_output_form(const fc_activation *act);
+
+/* col2im, the adjoint of fc_im2col_rows: for one image, adds col (nc * kh *
+ * kw, (oh1 - oh0) * w_out), the columns of output rows [oh0, oh1), into
+ * channels [c0, c0 + nc) of x (c_in, h_in, w_in), the entries whose tap hits
+ * padding dropped.  x is accumulated into, not cleared.  Threads split the
+ * channels (no two write the same element). */
+void fc_col2im_rows_f32(const fc_conv_desc *d, const float *col, int64_t c0, int64_t nc,
+                        int64_t oh0, int64_t oh1, float *x);
+void fc_col2im_rows_f64(const fc_conv_desc *d, const double *col, int64_t c0, int64_t nc,
+                        int64_t oh0, int64_t oh1, double *x);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* FASTCONV_GRAD_H */
