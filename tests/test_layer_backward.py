@@ -346,3 +346,76 @@ def test_model_rejects_shared_layers_in_training(rng):
     model(x)                                        # inference is fine
     with pytest.raises(NotImplementedError, match="more than once"):
         model(x, training=True)
+
+
+CONV_CASES = [
+    dict(filters=5, kernel_size=3, padding="same", activation="relu"),
+    dict(filters=4, kernel_size=(3, 2), strides=2, padding="same", activation="gelu"),
+    dict(filters=6, kernel_size=3, padding="valid", groups=2, activation="silu"),
+    dict(filters=4, kernel_size=3, dilation_rate=2, padding=((1, 2), (0, 1)), use_bias=False),
+    dict(filters=4, kernel_size=3, padding="same", pre_activation="relu", activation="tanh"),
+    dict(filters=3, kernel_size=1, activation="softmax"),
+]
+
+
+def _tf_same(size, k, s, d=1):
+    out = -(-size // s)
+    total = max((out - 1) * s + (k - 1) * d + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+def _torch_conv(xt, kt, bt, layer, groups):
+    """NHWC x, HWIO kernel -> the layer's function in torch (in its layout)."""
+    h, w = xt.shape[1:3]
+    (kh, kw), (sh, sw), (dh, dw) = layer.kernel_size, layer.strides, layer.dilation_rate
+    if layer.padding == "same":
+        (t, b), (l, r) = _tf_same(h, kh, sh, dh), _tf_same(w, kw, sw, dw)
+    elif layer.padding == "valid":
+        t = b = l = r = 0
+    else:
+        t, b, l, r = layer.padding
+    xin = xt.permute(0, 3, 1, 2)
+    if layer.pre_activation is not None:
+        xin = TORCH_ACTS[layer.pre_activation](xin)
+    xin = F.pad(xin, (l, r, t, b))
+    z = F.conv2d(xin, kt.permute(3, 2, 0, 1), bt, stride=(sh, sw), dilation=(dh, dw),
+                 groups=groups)
+    if layer.data_format == "channels_last":
+        z = z.permute(0, 2, 3, 1)
+    # the activation on the layer's own layout (softmax: the last axis, as Keras)
+    return TORCH_ACTS[layer.activation if layer.activation != "linear" else None](z)
+
+
+@pytest.mark.parametrize("case", CONV_CASES)
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+@pytest.mark.parametrize("depthwise", [False, True])
+def test_conv_backward(rng, case, data_format, depthwise):
+    case = dict(case)
+    groups = case.pop("groups", 1)
+    if depthwise:
+        filters = case.pop("filters")
+        layer = L.DepthwiseConv2D(depth_multiplier=2, data_format=data_format, dtype="float64",
+                                  **case)
+    else:
+        layer = L.Conv2D(groups=groups, data_format=data_format, dtype="float64", **case)
+    x = rng.standard_normal((2, 7, 6, 4))
+    xin = x if data_format == "channels_last" else np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    layer(xin)
+    ws = [rng.standard_normal(w.shape) * 0.5 for w in layer.get_weights()]
+    layer.set_weights(ws)
+    y = layer(xin, training=True)
+    g = rng.standard_normal(y.shape)
+    gin = layer.backward(g)
+    xt = _t(x)
+    kt = _t(ws[0].reshape(ws[0].shape[0], ws[0].shape[1], 1, -1) if depthwise else ws[0])
+    bt = _t(ws[1]) if len(ws) > 1 else None
+    yt = _torch_conv(xt, kt, bt, layer, 4 if depthwise else groups)
+    _close(y, yt.detach().numpy(), 1e-9)
+    yt.backward(torch.tensor(g))
+    ref_in = xt.grad.numpy()
+    _close(gin, ref_in if data_format == "channels_last" else ref_in.transpose(0, 3, 1, 2), 1e-9)
+    grads = layer.gradients
+    _close(grads[0], kt.grad.numpy().reshape(ws[0].shape), 1e-9)
+    if bt is not None:
+        _close(grads[1], bt.grad.numpy(), 1e-9)
+    _check_fd(layer, xin, g, gin, rng)

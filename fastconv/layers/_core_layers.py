@@ -115,14 +115,17 @@ class Dense(Layer):
 
     def _backward(self, g, saved, need_input):
         x, act_saved = saved
+        gbias = np.empty(self.units, self.dtype) if self.use_bias else None
+        # the derivative and the bias gradient in one C pass
         gz = backward_activation(self._activation, g.astype(self.dtype, copy=False),
-                                 act_saved, f'Layer "{self.name}"')
+                                 act_saved, f'Layer "{self.name}"', channels=self.units,
+                                 gbias=gbias)
         fin = self.kernel.shape[0]
         rows = x.reshape(-1, fin)
         gz_rows = gz.reshape(-1, self.units)
         self._grads = {"kernel": rows.T @ gz_rows}
         if self.use_bias:
-            self._grads["bias"] = gz_rows.sum(axis=0)
+            self._grads["bias"] = gbias
         if not need_input:
             return None
         return (gz_rows @ self.kernel.T).reshape(x.shape)
