@@ -7,6 +7,10 @@ import pytest
 from fastconv import layers as L
 
 torch = pytest.importorskip("torch", reason="the layer gradients are checked against torch")
+
+# Keras 3 on NumPy 2 warns about __array__(copy=...) inside its own code.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
 F = torch.nn.functional
 
 # Keras meaning of each activation name, in torch
@@ -419,3 +423,49 @@ def test_conv_backward(rng, case, data_format, depthwise):
     if bt is not None:
         _close(grads[1], bt.grad.numpy(), 1e-9)
     _check_fd(layer, xin, g, gin, rng)
+
+
+TCONV_CASES = [
+    dict(filters=3, kernel_size=3, strides=2, padding="same"),
+    dict(filters=3, kernel_size=3, strides=2, padding="valid", activation="relu"),
+    dict(filters=2, kernel_size=2, strides=3, padding="valid"),          # zeros appended
+    dict(filters=2, kernel_size=4, strides=2, padding="same", output_padding=1),
+    dict(filters=2, kernel_size=3, padding="same", dilation_rate=2, activation="tanh"),
+    dict(filters=2, kernel_size=(3, 2), strides=(2, 1), padding="same", use_bias=False),
+]
+
+
+@pytest.mark.parametrize("case", TCONV_CASES)
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_conv2d_transpose_vs_keras_autograd(rng, case, data_format):
+    """Forward against keras.layers.Conv2DTranspose (torch backend); the
+    gradients by torch.autograd through Keras's own layer."""
+    import os
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    try:
+        import keras
+    except Exception as e:
+        pytest.skip(f"keras not usable: {e}")
+    if keras.backend.backend() != "torch":
+        pytest.skip("keras backend is not torch")
+    x = rng.standard_normal((2, 5, 6, 4)).astype(np.float32)
+    if data_format == "channels_first":
+        x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    theirs = keras.layers.Conv2DTranspose(data_format=data_format, **case)
+    theirs(x)
+    theirs.set_weights([rng.standard_normal(w.shape).astype(np.float32) * 0.5
+                        for w in theirs.get_weights()])
+    ours = L.Conv2DTranspose(data_format=data_format, **case)
+    ours.set_weights(theirs.get_weights())
+    y = ours(x, training=True)
+    xt = torch.tensor(x, requires_grad=True)
+    yt = theirs(xt)
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-5, atol=1e-5)
+    g = rng.standard_normal(y.shape).astype(np.float32)
+    gin = ours.backward(g)
+    yt.backward(torch.tensor(g))
+    np.testing.assert_allclose(gin, xt.grad.numpy(), rtol=1e-4, atol=1e-5)
+    refs = [v.value.grad.numpy() for v in theirs.trainable_weights]
+    for ours_g, ref in zip(ours.gradients, refs):
+        np.testing.assert_allclose(ours_g, ref, rtol=1e-4, atol=1e-4)
+    assert ours.compute_output_shape((None,) + x.shape[1:])[1:] == y.shape[1:]

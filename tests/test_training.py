@@ -139,6 +139,32 @@ def test_conv_train_on_batch_matches_keras(rng, kind, opt_name, opt_kwargs):
     _compare(keras, kind, True, opt_name, opt_kwargs, rng, steps=3)
 
 
+@pytest.mark.skipif(not HAVE_CONV_GRAD, reason="needs fastconv.conv2d_backward (issue 14)")
+def test_conv_transpose_model_matches_keras(rng):
+    keras = _keras()
+
+    def net(lib, inp):
+        h = lib.Conv2D(4, 3, strides=2, padding="same", activation="relu")(inp)
+        h = lib.Conv2DTranspose(3, 3, strides=2, padding="same", activation="relu")(h)
+        h = lib.GlobalAveragePooling2D()(h)
+        return lib.Dense(2, activation="softmax")(h)
+
+    inp, kin = L.Input((6, 6, 2)), keras.Input((6, 6, 2))
+    ours, theirs = L.Model(inp, net(L, inp)), keras.Model(kin, net(keras.layers, kin))
+    theirs.set_weights([rng.standard_normal(w.shape).astype(np.float32) * 0.4
+                        for w in theirs.get_weights()])
+    ours.set_weights(theirs.get_weights())
+    ours.compile(O.SGD(0.1, momentum=0.9), "sparse_categorical_crossentropy")
+    theirs.compile(keras.optimizers.SGD(0.1, momentum=0.9), "sparse_categorical_crossentropy")
+    for step in range(3):
+        x = rng.standard_normal((5, 6, 6, 2)).astype(np.float32)
+        y = rng.integers(0, 2, 5)
+        np.testing.assert_allclose(ours.train_on_batch(x, y), float(theirs.train_on_batch(x, y)),
+                                   rtol=1e-4)
+        for name, a, b in zip(ours.weight_names, ours.get_weights(), theirs.get_weights()):
+            np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5, err_msg=name)
+
+
 def test_metrics_and_bn_statistics_match_keras(rng):
     keras = _keras()
     ours, theirs = _pair(keras, "sequential", False, rng)

@@ -372,3 +372,186 @@ class DepthwiseConv2D(_ConvBase):
                    use_bias=self.use_bias, pre_activation=self.pre_activation,
                    method=self.method)
         return cfg
+
+
+def _transpose_crops(size, k, s, d, padding, output_padding):
+    """One axis of Keras's Conv2DTranspose: (crop_lo, crop_hi) of the full
+    transposed convolution ((size - 1) * s + dk long); a negative crop means
+    zeros appended.  Keras 3's rule (the JAX padding, as its torch backend
+    applies it): 'valid' keeps the full output (plus max(dk, s) - dk zeros,
+    or output_padding); 'same' gives size * s without output_padding."""
+    dk = (k - 1) * d + 1
+    if padding == "valid":
+        op = max(dk, s) - dk if output_padding is None else output_padding
+        lo, hi = dk - 1, dk - 1 + op
+    else:
+        pad_len = s + dk - 2 if output_padding is None else dk + dk % 2 - 2 + output_padding
+        lo = min(pad_len // 2 + pad_len % 2, dk - 1)
+        hi = pad_len - lo
+    return dk - 1 - lo, dk - 1 - hi
+
+
+class Conv2DTranspose(Layer):
+    """Transposed 2-D convolution, Keras's ``keras.layers.Conv2DTranspose``
+    (kernel ``(kh, kw, filters, in_channels)``, ``padding`` 'valid'/'same',
+    ``output_padding``, ``dilation_rate``, output sizes exactly as Keras 3),
+    on ``fastconv.conv_transpose2d``; trainable through
+    ``conv_transpose2d_backward``.  The bias and activation are applied after
+    the crop (as Keras does), so they are not fused into the kernel."""
+
+    def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid",
+                 output_padding=None, data_format=None, dilation_rate=(1, 1), activation=None,
+                 use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 dtype="float32", name=None, **kwargs):
+        super().__init__(name=name, dtype=dtype, **kwargs)
+        self.filters = positive_int(filters, "filters")
+        if self.filters <= 0:
+            raise ValueError("Invalid value for argument `filters`. Expected a strictly "
+                             f"positive value. Received filters={self.filters}.")
+        self.kernel_size = standardize_tuple(kernel_size, 2, "kernel_size")
+        self.strides = standardize_tuple(strides, 2, "strides")
+        self.dilation_rate = standardize_tuple(dilation_rate, 2, "dilation_rate")
+        self.padding = standardize_padding(padding, allow_explicit=False)
+        self.output_padding = None if output_padding is None else \
+            standardize_tuple(output_padding, 2, "output_padding", allow_zero=True)
+        if self.output_padding is not None:
+            for op, s, d in zip(self.output_padding, self.strides, self.dilation_rate):
+                if op >= max(s, d):
+                    raise ValueError(f"`output_padding` must be smaller than the stride or the "
+                                     f"dilation. Received output_padding={self.output_padding}"
+                                     f", strides={self.strides}, "
+                                     f"dilation_rate={self.dilation_rate}")
+        self.data_format = standardize_data_format(data_format)
+        self._activation = keras_activation(activation, "activation", allow_numpy=True)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = kernel_initializer
+        self.bias_initializer = bias_initializer
+        self.kernel = self.bias = None
+
+    @property
+    def activation(self):
+        return self._activation.config
+
+    @property
+    def weight_names(self):
+        if not self.built:
+            return []
+        return ["kernel", "bias"] if self.use_bias else ["kernel"]
+
+    @property
+    def _last(self):
+        return self.data_format == "channels_last"
+
+    def build(self, input_shape):
+        check_ndim(self, input_shape, 4)
+        cin = input_shape[-1 if self._last else 1]
+        if cin is None:
+            raise ValueError(f'Layer "{self.name}": the channel dimension of the input '
+                             f"must be known. Received input_shape={shape_str(input_shape)}")
+        kh, kw = self.kernel_size
+        self.kernel = initialize(self.kernel_initializer, (kh, kw, self.filters, cin),
+                                 self.dtype, "kernel_initializer")
+        self.bias = initialize(self.bias_initializer, (self.filters,), self.dtype,
+                               "bias_initializer") if self.use_bias else None
+        super().build(input_shape)
+
+    def _build_from_weights(self, weights):
+        k = np.asarray(weights[0])
+        if k.ndim != 4 or k.shape[:2] != self.kernel_size or k.shape[2] != self.filters:
+            raise ValueError(f'Layer "{self.name}": kernel must have shape '
+                             f"({self.kernel_size[0]}, {self.kernel_size[1]}, {self.filters}, "
+                             f"in_channels). Received kernel of shape {k.shape}")
+        self.build((None, None, None, k.shape[3]) if self._last else (None, k.shape[3], None, None))
+
+    def _check_input(self, shape):
+        check_ndim(self, shape, 4)
+        if self.built:
+            check_axis(self, shape, -1 if self._last else 1, self.kernel.shape[3])
+
+    def _crops(self, shape):
+        hw = shape[1:3] if self._last else shape[2:]
+        out = []
+        for ax, size in enumerate(hw):
+            op = None if self.output_padding is None else self.output_padding[ax]
+            out.append(None if size is None else _transpose_crops(
+                size, self.kernel_size[ax], self.strides[ax], self.dilation_rate[ax],
+                self.padding, op))
+        return out
+
+    def compute_output_shape(self, input_shape):
+        hw = input_shape[1:3] if self._last else input_shape[2:]
+        sizes = []
+        for ax, (size, crop) in enumerate(zip(hw, self._crops(input_shape))):
+            if size is None:
+                sizes.append(None)
+                continue
+            dk = (self.kernel_size[ax] - 1) * self.dilation_rate[ax] + 1
+            sizes.append((size - 1) * self.strides[ax] + dk - crop[0] - crop[1])
+        n = input_shape[0]
+        return (n, sizes[0], sizes[1], self.filters) if self._last else \
+            (n, self.filters, sizes[0], sizes[1])
+
+    def _window(self, full_shape, crops):
+        """Slices of the full output kept, and of the result they fill."""
+        src, dst = [slice(None)] * 4, [slice(None)] * 4
+        axes = (1, 2) if self._last else (2, 3)
+        for ax, (lo, hi) in zip(axes, crops):
+            f = full_shape[ax]
+            src[ax] = slice(max(lo, 0), f - max(hi, 0))
+            dst[ax] = slice(max(-lo, 0), max(-lo, 0) + f - max(lo, 0) - max(hi, 0))
+        return tuple(src), tuple(dst)
+
+    def _weight(self):
+        return self.kernel if self._last else self.kernel.transpose(3, 2, 0, 1)
+
+    def call(self, x, training=False):
+        from fastconv.grad import conv_transpose2d
+        fmt = "NHWC" if self._last else "NCHW"
+        full = conv_transpose2d(x, self._weight(), None, stride=self.strides, padding=0,
+                                dilation=self.dilation_rate, data_format=fmt)
+        crops = self._crops(x.shape)
+        src, dst = self._window(full.shape, crops)
+        if all(lo == 0 and hi == 0 for lo, hi in crops):
+            z = full
+        else:
+            z = np.zeros(self.compute_output_shape(x.shape), self.dtype)
+            z[dst] = full[src]
+        if self.use_bias:
+            z += self.bias if self._last else self.bias.reshape(-1, 1, 1)
+        y, act_saved = forward_activation(self._activation, z, training)
+        if training:
+            self._saved = (x, full.shape, src, dst, act_saved)
+        return y
+
+    def _activation_state(self):
+        return self._saved[4] if self._saved else None
+
+    def _backward(self, g, saved, need_input):
+        from fastconv.grad import conv_transpose2d_backward
+        x, full_shape, src, dst, act_saved = saved
+        gz = backward_activation(self._activation, g.astype(self.dtype, copy=False), act_saved,
+                                 f'Layer "{self.name}"')
+        self._grads = {}
+        if self.use_bias:
+            self._grads["bias"] = gz.sum(axis=(0, 1, 2) if self._last else (0, 2, 3))
+        g_full = np.zeros(full_shape, self.dtype)
+        g_full[src] = gz[dst]
+        gi, gw, _ = conv_transpose2d_backward(
+            g_full, x, self._weight(), None, stride=self.strides, padding=0,
+            dilation=self.dilation_rate, needs=("input", "weight") if need_input else ("weight",),
+            data_format="NHWC" if self._last else "NCHW")
+        self._grads["kernel"] = np.ascontiguousarray(gw if self._last else gw.transpose(2, 3, 1, 0))
+        return gi if need_input else None
+
+    def flops(self, input_shape):
+        kh, kw = self.kernel_size
+        cin = input_shape[-1 if self._last else 1]
+        return 2 * int(np.prod(input_shape[1:])) // cin * cin * kh * kw * self.filters
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(filters=self.filters, kernel_size=self.kernel_size, strides=self.strides,
+                   padding=self.padding, output_padding=self.output_padding,
+                   data_format=self.data_format, dilation_rate=self.dilation_rate,
+                   activation=self.activation, use_bias=self.use_bias)
+        return cfg
