@@ -3,7 +3,9 @@ import numpy as np
 
 from fastconv.conv import conv2d, pack_weight
 
-from ._backprop import backward_activation, forward_activation
+from fastconv.activations import activate
+
+from ._backprop import backward_activation, forward_activation, has_output_form
 from ._base import (Layer, LayerActivation, check_axis, check_ndim, initialize, keras_activation,
                     out_size_and_pads, positive_int, shape_str, standardize_data_format,
                     standardize_padding, standardize_tuple)
@@ -117,11 +119,19 @@ class _ConvBase(Layer):
         _, pads = self._geometry(x.shape)
         w, groups = self._conv_weight()
         fused = self._activation.fused
+        # In training, an activation whose derivative needs z (gelu, silu, ...)
+        # runs after the convolution so that z is kept for the backward
+        # (conv2d_backward's linear_output); the relu family stays fused, its
+        # derivative comes from y.
+        keep_z = training and fused is not None and not has_output_form(fused)
         y = conv2d(x, w, self.bias if self.use_bias else None, stride=self.strides,
                    padding=pads, dilation=self.dilation_rate, groups=groups,
-                   activation=fused, pre_activation=self._pre_activation.fused,
-                   method=self.method,
+                   activation=None if keep_z else fused,
+                   pre_activation=self._pre_activation.fused, method=self.method,
                    data_format="NHWC" if self.data_format == "channels_last" else "NCHW")
+        z = None
+        if keep_z:
+            z, y = y, activate(y, fused)
         py_saved = None
         if self._activation.python is not None:
             y_fused = y
@@ -134,13 +144,13 @@ class _ConvBase(Layer):
             # the backward needs the input and the fused output (the
             # derivative of the relu family comes from it; conv2d_backward
             # recomputes the pre-activation of the others)
-            self._saved = (x, y_fused, pads, py_saved)
+            self._saved = (x, None if z is not None else y_fused, z, pads, py_saved)
         return y
 
     def _activation_state(self):
         # only the NumPy part (softmax) can be skipped: the fused one is
         # inside conv2d_backward
-        return self._saved[3] if self._saved and self._activation.fused is None else None
+        return self._saved[4] if self._saved and self._activation.fused is None else None
 
     def _training_problem(self):
         import fastconv
@@ -150,7 +160,7 @@ class _ConvBase(Layer):
         return super()._training_problem()
 
     def _backward(self, g, saved, need_input):
-        x, y_fused, pads, py_saved = saved
+        x, y_fused, z, pads, py_saved = saved
         g = g.astype(self.dtype, copy=False)
         if py_saved is not None:
             g = backward_activation(LayerActivation(None, self._activation.python,
@@ -173,7 +183,8 @@ class _ConvBase(Layer):
             np.ascontiguousarray(g), x, weight, self.bias if self.use_bias else None,
             stride=self.strides, padding=pads, dilation=self.dilation_rate, groups=groups,
             activation=self._activation.fused, pre_activation=self._pre_activation.fused,
-            output=y_fused, needs=needs, data_format="NHWC" if last else "NCHW")
+            output=None if z is not None else y_fused, linear_output=z, needs=needs,
+            data_format="NHWC" if last else "NCHW")
         if not last:
             gw = gw.transpose(2, 3, 1, 0)
         self._grads = {"kernel": np.ascontiguousarray(gw).reshape(self.kernel.shape)}
