@@ -230,12 +230,26 @@ def main(argv=None) -> int:
                                    "convolution with the composed kernel; with a ReLU between "
                                    "them they do not. Pre- vs post-activation on the same data.")
     d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--train", action="store_true",
+                   help="answer it with training: the same CNN without activations, with "
+                        "ReLU and pre-activation on scikit-learn's digits and a synthetic "
+                        "XOR task; the linear CNN folded into one linear map (needs "
+                        "scikit-learn: pip install 'fastconv[train]')")
+    d.add_argument("--epochs", type=int, default=8, help="epochs per model (--train)")
+    d.add_argument("--out", default="fastconv-train-demo", metavar="DIR",
+                   help="where --train writes its PNG of the learning curves")
+    d.add_argument("--no-torch", action="store_true",
+                   help="--train: do not time the same network in torch")
     args = parser.parse_args(argv)
     if args.cmd == "bench":
         return _bench_onnx(args) if args.onnx else _bench(args)
     if args.cmd == "run":
         return _run(args)
     if args.cmd == "demo":
+        if args.train:
+            from . import train_demo
+            return train_demo.main(epochs=args.epochs, seed=args.seed, out=args.out,
+                                   torch_timing=not args.no_torch)
         from . import demo
         return demo.main(seed=args.seed)
     parser.print_help()

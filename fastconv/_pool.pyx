@@ -21,6 +21,10 @@ cdef extern from "pool.h" nogil:
     int FC_POOL_AVG
     int fc_pool2d_f32(const float *x, float *y, const fc_pool_params *p)
     int fc_pool2d_f64(const double *x, double *y, const fc_pool_params *p)
+    int fc_pool2d_backward_f32(const float *x, const float *gy, float *gx,
+                               const fc_pool_params *p, int channels_last)
+    int fc_pool2d_backward_f64(const double *x, const double *gy, double *gx,
+                               const fc_pool_params *p, int channels_last)
 
 MAX = FC_POOL_MAX
 AVG = FC_POOL_AVG
@@ -53,3 +57,52 @@ def pool2d(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out,
         raise MemoryError("pool2d: out of memory")
     if rc != 0:
         raise ValueError("pool2d: invalid arguments")
+
+
+def pool2d_backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] gy,
+                    floating[:, :, :, ::1] gx, kernel, strides, dilation, pads, int mode,
+                    bint count_include_pad, bint channels_last):
+    """gx = the gradient of sum(gy * pool2d(x)) (cleared and written whole).
+
+    NCHW arrays, or NHWC ones with channels_last (x, gx (n, h, w, c), gy
+    (n, oh, ow, c)); x is read for max only (any array will do for average).
+    """
+    cdef fc_pool_params p
+    cdef int rc
+    cdef int cl = channels_last
+    if channels_last:
+        p.n = gx.shape[0]; p.h = gx.shape[1]; p.w = gx.shape[2]; p.c = gx.shape[3]
+        p.oh = gy.shape[1]; p.ow = gy.shape[2]
+        if gy.shape[3] != p.c:
+            raise ValueError("pool2d_backward: gy has the wrong channel count")
+    else:
+        p.n = gx.shape[0]; p.c = gx.shape[1]; p.h = gx.shape[2]; p.w = gx.shape[3]
+        p.oh = gy.shape[2]; p.ow = gy.shape[3]
+        if gy.shape[1] != p.c:
+            raise ValueError("pool2d_backward: gy has the wrong channel count")
+    if gy.shape[0] != p.n:
+        raise ValueError("pool2d_backward: gy has the wrong batch size")
+    if mode == FC_POOL_MAX and (x.shape[0] != gx.shape[0] or x.shape[1] != gx.shape[1] or x.shape[2] != gx.shape[2]
+            or x.shape[3] != gx.shape[3]):
+        raise ValueError("pool2d_backward: x and gx differ in shape")
+    p.kh, p.kw = kernel
+    p.sh, p.sw = strides
+    p.dh, p.dw = dilation
+    p.pad_top, p.pad_bottom, p.pad_left, p.pad_right = pads
+    p.mode = mode
+    p.count_include_pad = count_include_pad
+    if p.n * p.c * p.h * p.w == 0:
+        return
+    if p.oh * p.ow == 0:
+        gx[...] = 0
+        return
+    if floating is float:
+        with nogil:
+            rc = fc_pool2d_backward_f32(&x[0, 0, 0, 0], &gy[0, 0, 0, 0], &gx[0, 0, 0, 0], &p, cl)
+    else:
+        with nogil:
+            rc = fc_pool2d_backward_f64(&x[0, 0, 0, 0], &gy[0, 0, 0, 0], &gx[0, 0, 0, 0], &p, cl)
+    if rc == -2:
+        raise MemoryError("pool2d_backward: out of memory")
+    if rc != 0:
+        raise ValueError("pool2d_backward: invalid arguments")

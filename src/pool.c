@@ -124,3 +124,154 @@ int fc_pool2d_##SUFFIX(const T *x, T *y, const fc_pool_params *p)               
 
 FC_DEFINE_POOL2D(f32, float)
 FC_DEFINE_POOL2D(f64, double)
+
+/* ---- backward ----------------------------------------------------------- */
+
+/* Channels per block of the channels-last backward: the running maxima and
+ * their taps of one output pixel live in these small arrays. */
+#define FC_POOL_CBLOCK 64
+
+/* NCHW: one plane at a time (planes never share gradient elements, so the
+ * threads split them).  NHWC: one (image, channel block) at a time, the
+ * channel loop innermost so that it runs over contiguous memory. */
+#define FC_DEFINE_POOL2D_BACKWARD(SUFFIX, T)                                        \
+int fc_pool2d_backward_##SUFFIX(const T *x, const T *gy, T *gx,                     \
+                                const fc_pool_params *p, int channels_last)         \
+{                                                                                   \
+    int rc = check_params(gy, gx, p);                                               \
+    if (rc != FC_POOL_OK)                                                           \
+        return rc;                                                                  \
+    if (p->mode == FC_POOL_MAX && !x)                                               \
+        return FC_POOL_EINVAL;                                                      \
+    const int64_t n = p->n, c = p->c, h = p->h, w = p->w, oh = p->oh, ow = p->ow;   \
+    if (n == 0 || c == 0)                                                           \
+        return FC_POOL_OK;                                                          \
+    tap_range *rows = (tap_range *)malloc(sizeof(tap_range) * (size_t)(oh + ow + 1)); \
+    if (!rows)                                                                      \
+        return FC_POOL_ENOMEM;                                                      \
+    tap_range *cols = rows + oh;                                                    \
+    axis_table(rows, oh, h, p->kh, p->sh, p->dh, p->pad_top, p->pad_bottom);        \
+    axis_table(cols, ow, w, p->kw, p->sw, p->dw, p->pad_left, p->pad_right);        \
+    const int64_t sh = p->sh, sw = p->sw, dh = p->dh, dw = p->dw;                   \
+    const int64_t pt = p->pad_top, pl = p->pad_left;                                \
+    const int is_max = p->mode == FC_POOL_MAX, incl = p->count_include_pad != 0;    \
+    const int64_t work = n * c * (oh * ow * p->kh * p->kw + h * w);                 \
+    (void)work;                                                                     \
+    if (!channels_last) {                                                           \
+        const int64_t planes = n * c;                                               \
+        int64_t q;                                                                  \
+        _Pragma("omp parallel for schedule(static) if(work >= FC_POOL_PARALLEL_MIN)") \
+        for (q = 0; q < planes; q++) {                                              \
+            const T *xp = is_max ? x + q * h * w : NULL;                            \
+            const T *gp = gy + q * oh * ow;                                         \
+            T *dp = gx + q * h * w;                                                 \
+            for (int64_t e = 0; e < h * w; e++)                                     \
+                dp[e] = (T)0;                                                       \
+            for (int64_t i = 0; i < oh; i++) {                                      \
+                const tap_range ri = rows[i];                                       \
+                const int64_t row0 = i * sh - pt;                                   \
+                for (int64_t j = 0; j < ow; j++) {                                  \
+                    const tap_range cj = cols[j];                                   \
+                    const int64_t col0 = j * sw - pl;                               \
+                    const T g = gp[i * ow + j];                                     \
+                    if (is_max) {                                                   \
+                        T m = (T)-INFINITY;                                         \
+                        int64_t best = -1;                                          \
+                        for (int64_t r = ri.lo; r < ri.hi; r++) {                   \
+                            const int64_t off = (row0 + r * dh) * w + col0;         \
+                            for (int64_t s = cj.lo; s < cj.hi; s++) {               \
+                                const T v = xp[off + s * dw];                       \
+                                if (v != v || (m == m && (v > m || best < 0))) {    \
+                                    m = v;                                          \
+                                    best = off + s * dw;                            \
+                                }                                                   \
+                            }                                                       \
+                        }                                                           \
+                        if (best >= 0)                                              \
+                            dp[best] += g;                                          \
+                    } else {                                                        \
+                        const int64_t cnt = incl ? ri.padded * cj.padded            \
+                                                 : (ri.hi - ri.lo) * (cj.hi - cj.lo); \
+                        if (cnt <= 0)                                               \
+                            continue;                                               \
+                        const T share = (T)((double)g / (double)cnt);               \
+                        for (int64_t r = ri.lo; r < ri.hi; r++) {                   \
+                            T *dr = dp + (row0 + r * dh) * w + col0;                \
+                            for (int64_t s = cj.lo; s < cj.hi; s++)                 \
+                                dr[s * dw] += share;                                \
+                        }                                                           \
+                    }                                                               \
+                }                                                                   \
+            }                                                                       \
+        }                                                                           \
+    } else {                                                                        \
+        const int64_t nblk = (c + FC_POOL_CBLOCK - 1) / FC_POOL_CBLOCK;             \
+        const int64_t tasks = n * nblk;                                             \
+        int64_t t;                                                                  \
+        _Pragma("omp parallel for schedule(static) if(work >= FC_POOL_PARALLEL_MIN)") \
+        for (t = 0; t < tasks; t++) {                                               \
+            const int64_t b = t / nblk, c0 = (t % nblk) * FC_POOL_CBLOCK;           \
+            const int64_t nc = c - c0 < FC_POOL_CBLOCK ? c - c0 : FC_POOL_CBLOCK;   \
+            const T *xb = is_max ? x + b * h * w * c + c0 : NULL;                   \
+            const T *gb = gy + b * oh * ow * c + c0;                                \
+            T *db = gx + b * h * w * c + c0;                                        \
+            T m[FC_POOL_CBLOCK];                                                    \
+            int64_t best[FC_POOL_CBLOCK];                                           \
+            for (int64_t e = 0; e < h * w; e++)                                     \
+                for (int64_t k = 0; k < nc; k++)                                    \
+                    db[e * c + k] = (T)0;                                           \
+            for (int64_t i = 0; i < oh; i++) {                                      \
+                const tap_range ri = rows[i];                                       \
+                const int64_t row0 = i * sh - pt;                                   \
+                for (int64_t j = 0; j < ow; j++) {                                  \
+                    const tap_range cj = cols[j];                                   \
+                    const int64_t col0 = j * sw - pl;                               \
+                    const T *g = gb + (i * ow + j) * c;                             \
+                    if (is_max) {                                                   \
+                        for (int64_t k = 0; k < nc; k++) {                          \
+                            m[k] = (T)-INFINITY;                                    \
+                            best[k] = -1;                                           \
+                        }                                                           \
+                        for (int64_t r = ri.lo; r < ri.hi; r++) {                   \
+                            for (int64_t s = cj.lo; s < cj.hi; s++) {               \
+                                const int64_t pix = (row0 + r * dh) * w + col0 + s * dw; \
+                                const T *xv = xb + pix * c;                         \
+                                for (int64_t k = 0; k < nc; k++) {                  \
+                                    const T v = xv[k];                              \
+                                    /* first max wins; NaN sticks, a later NaN */   \
+                                    /* replaces it (torch) */                       \
+                                    const int take = v != v ||                      \
+                                        (m[k] == m[k] && (v > m[k] || best[k] < 0)); \
+                                    if (take) {                                     \
+                                        m[k] = v;                                   \
+                                        best[k] = pix;                              \
+                                    }                                               \
+                                }                                                   \
+                            }                                                       \
+                        }                                                           \
+                        for (int64_t k = 0; k < nc; k++)                            \
+                            if (best[k] >= 0)                                       \
+                                db[best[k] * c + k] += g[k];                        \
+                    } else {                                                        \
+                        const int64_t cnt = incl ? ri.padded * cj.padded            \
+                                                 : (ri.hi - ri.lo) * (cj.hi - cj.lo); \
+                        if (cnt <= 0)                                               \
+                            continue;                                               \
+                        for (int64_t r = ri.lo; r < ri.hi; r++) {                   \
+                            for (int64_t s = cj.lo; s < cj.hi; s++) {               \
+                                T *dv = db + ((row0 + r * dh) * w + col0 + s * dw) * c; \
+                                for (int64_t k = 0; k < nc; k++)                    \
+                                    dv[k] += (T)((double)g[k] / (double)cnt);        \
+                            }                                                       \
+                        }                                                           \
+                    }                                                               \
+                }                                                                   \
+            }                                                                       \
+        }                                                                           \
+    }                                                                               \
+    free(rows);                                                                     \
+    return FC_POOL_OK;                                                              \
+}
+
+FC_DEFINE_POOL2D_BACKWARD(f32, float)
+FC_DEFINE_POOL2D_BACKWARD(f64, double)

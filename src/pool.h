@@ -48,6 +48,23 @@ typedef struct {
 int fc_pool2d_f32(const float *x, float *y, const fc_pool_params *p);
 int fc_pool2d_f64(const double *x, double *y, const fc_pool_params *p);
 
+/* The backward of fc_pool2d: gx = d(sum(gy * pool(x))) / dx, written whole
+ * (gx is cleared first).  Same window scheme and parameters as the forward.
+ * Max: each output's gradient goes to one tap, the first maximum of its
+ * window in row-major tap order, or the last NaN when the window holds NaN
+ * (torch's max_pool2d rule); a window with no tap inside the input passes
+ * nothing.  Average: gy / count goes to every tap inside the input, count as
+ * in the forward (count_include_pad).
+ *
+ * channels_last == 0: x, gx are (n, c, h, w) and gy is (n, c, oh, ow);
+ * channels_last != 0: x, gx are (n, h, w, c) and gy is (n, oh, ow, c);
+ * all C-contiguous, gx not overlapping x or gy.  x is only read for max.
+ * Returns as fc_pool2d. */
+int fc_pool2d_backward_f32(const float *x, const float *gy, float *gx, const fc_pool_params *p,
+                           int channels_last);
+int fc_pool2d_backward_f64(const double *x, const double *gy, double *gx,
+                           const fc_pool_params *p, int channels_last);
+
 #ifdef __cplusplus
 }
 #endif

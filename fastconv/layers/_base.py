@@ -379,6 +379,8 @@ class Layer:
         self.dtype = standardize_dtype(dtype)
         self.built = False
         self.input_shape = None
+        self._saved = None      # what the last training forward keeps for backward()
+        self._grads = {}        # weight name -> gradient of the last backward()
 
     # -- weights --------------------------------------------------------------
     @property
@@ -423,6 +425,72 @@ class Layer:
     def count_params(self):
         return int(sum(getattr(self, n).size for n in self.weight_names))
 
+    # -- training -------------------------------------------------------------
+    #: names among weight_names that the optimizer trains (BN's moving
+    #: statistics are weights but not trained: the forward updates them)
+    _trainable_names = ("kernel", "bias")
+
+    @property
+    def trainable_weight_names(self):
+        return [n for n in self.weight_names if n in self._trainable_names]
+
+    def trainable_refs(self):
+        """(layer, name) of every trained array, in get_weights() order."""
+        return [(self, n) for n in self.trainable_weight_names]
+
+    @property
+    def trainable_weights(self):
+        """The trained arrays themselves (the optimizer updates them in place)."""
+        return [getattr(layer, n) for layer, n in self.trainable_refs()]
+
+    @property
+    def gradients(self):
+        """Gradients of the trained arrays from the last backward(), in the
+        order of trainable_weights (None before any)."""
+        return [layer._grads.get(n) for layer, n in self.trainable_refs()]
+
+    def backward(self, grad_output, need_input=True):
+        """Backward of the last ``layer(x, training=True)`` call: sets the
+        parameter gradients (``gradients``) and returns the gradient of the
+        input (a list for merge layers; None when ``need_input`` is False)."""
+        if self._saved is None:
+            raise RuntimeError(f'Layer "{self.name}": backward() needs a forward call with '
+                               "training=True first (each forward serves one backward)")
+        saved, self._saved = self._saved, None
+        grad_output = np.asarray(grad_output)
+        return self._backward(grad_output, saved, need_input)
+
+    def _backward(self, g, saved, need_input):
+        raise NotImplementedError(f"{type(self).__name__} has no backward pass")
+
+    def _training_problem(self):
+        """Why this layer cannot be trained (a sentence), or None."""
+        act = getattr(self, "_activation", None)
+        if act is not None and act.python is not None:
+            from ._backprop import PYTHON_GRADS
+            if not (isinstance(act.config, str) and act.config.lower() in PYTHON_GRADS):
+                return (f'layer "{self.name}" applies the Python callable {act.config!r}, '
+                        "which has no derivative here (use a Keras activation name)")
+        return None
+
+    def _activation_state(self):
+        """The dict forward_activation kept for this layer's output
+        activation in the last training forward (None if none)."""
+        return None
+
+    def _activation_name(self):
+        act = getattr(self, "_activation", None)
+        cfg = act.config if act is not None else None
+        if isinstance(cfg, str):
+            return cfg.lower()
+        if cfg is not None and hasattr(cfg, "name"):       # a fastconv.Activation
+            return cfg.name
+        return None
+
+    def _after_update(self):
+        """The optimizer changed the trained arrays in place: drop caches."""
+        self._weights_changed()
+
     def flops(self, input_shape):
         """Floating-point operations for one sample (a multiply-add counts 2)."""
         return 0
@@ -446,7 +514,10 @@ class Layer:
     def _check_input(self, shape):
         """Validate an input shape (with batch axis); raise ValueError."""
 
-    def __call__(self, inputs):
+    def __call__(self, inputs, training=False):
+        """Run the layer.  ``training=True``: batch statistics in
+        BatchNormalization, dropout in Dropout, and the layer keeps what its
+        ``backward()`` needs (for that one backward call)."""
         if _is_symbolic(inputs):
             return self._symbolic_call(inputs)
         if self._n_inputs == 1:
@@ -461,7 +532,8 @@ class Layer:
         self._check_input(shape)
         if not self.built:
             self.build(_with_none_batch(shape))
-        return self.call(x)
+        self._saved = None
+        return self.call(x, training=bool(training))
 
     def _symbolic_call(self, inputs):
         if isinstance(inputs, SymbolicTensor):
@@ -479,7 +551,7 @@ class Layer:
         out = self.compute_output_shape(shape)
         return SymbolicTensor(out, self.dtype, layer=self, inputs=srcs)
 
-    def call(self, x):
+    def call(self, x, training=False):
         raise NotImplementedError
 
     def get_config(self):

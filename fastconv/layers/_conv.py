@@ -3,7 +3,10 @@ import numpy as np
 
 from fastconv.conv import conv2d, pack_weight
 
-from ._base import (Layer, check_axis, check_ndim, initialize, keras_activation,
+from fastconv.activations import activate
+
+from ._backprop import backward_activation, forward_activation, has_output_form
+from ._base import (Layer, LayerActivation, check_axis, check_ndim, initialize, keras_activation,
                     out_size_and_pads, positive_int, shape_str, standardize_data_format,
                     standardize_padding, standardize_tuple)
 
@@ -112,18 +115,82 @@ class _ConvBase(Layer):
         if self.built:
             check_axis(self, shape, self._channel_axis, self._in_channels())
 
-    def call(self, x):
+    def call(self, x, training=False):
         _, pads = self._geometry(x.shape)
         w, groups = self._conv_weight()
         fused = self._activation.fused
+        # In training, an activation whose derivative needs z (gelu, silu, ...)
+        # runs after the convolution so that z is kept for the backward
+        # (conv2d_backward's linear_output); the relu family stays fused, its
+        # derivative comes from y.
+        keep_z = training and fused is not None and not has_output_form(fused)
         y = conv2d(x, w, self.bias if self.use_bias else None, stride=self.strides,
                    padding=pads, dilation=self.dilation_rate, groups=groups,
-                   activation=fused, pre_activation=self._pre_activation.fused,
-                   method=self.method,
+                   activation=None if keep_z else fused,
+                   pre_activation=self._pre_activation.fused, method=self.method,
                    data_format="NHWC" if self.data_format == "channels_last" else "NCHW")
+        z = None
+        if keep_z:
+            z, y = y, activate(y, fused)
+        py_saved = None
         if self._activation.python is not None:
-            y = np.asarray(self._activation.python(y))
+            y_fused = y
+            y, py_saved = forward_activation(LayerActivation(None, self._activation.python,
+                                                             self._activation.config),
+                                             y, training)
+        else:
+            y_fused = y
+        if training:
+            # the backward needs the input and the fused output (the
+            # derivative of the relu family comes from it; conv2d_backward
+            # recomputes the pre-activation of the others)
+            self._saved = (x, None if z is not None else y_fused, z, pads, py_saved)
         return y
+
+    def _activation_state(self):
+        # only the NumPy part (softmax) can be skipped: the fused one is
+        # inside conv2d_backward
+        return self._saved[4] if self._saved and self._activation.fused is None else None
+
+    def _training_problem(self):
+        import fastconv
+        if getattr(fastconv, "conv2d_backward", None) is None:
+            return (f'{type(self).__name__} "{self.name}" needs fastconv.conv2d_backward (the '
+                    "convolution gradients of issue 14), which this build does not have")
+        return super()._training_problem()
+
+    def _backward(self, g, saved, need_input):
+        x, y_fused, z, pads, py_saved = saved
+        g = g.astype(self.dtype, copy=False)
+        if py_saved is not None:
+            g = backward_activation(LayerActivation(None, self._activation.python,
+                                                    self._activation.config),
+                                    g, py_saved, f'Layer "{self.name}"')
+        import fastconv
+        conv2d_backward = getattr(fastconv, "conv2d_backward", None)
+        if conv2d_backward is None:
+            raise NotImplementedError(
+                f'{type(self).__name__} "{self.name}": training needs '
+                "fastconv.conv2d_backward (the convolution gradients of issue 14), which this "
+                "build of fastconv does not have")
+        hwio, groups = self._hwio_groups()
+        last = self.data_format == "channels_last"
+        weight = hwio if last else hwio.transpose(3, 2, 0, 1)
+        needs = ("input", "weight", "bias") if need_input else ("weight", "bias")
+        if not self.use_bias:
+            needs = tuple(n for n in needs if n != "bias")
+        gi, gw, gb = conv2d_backward(
+            np.ascontiguousarray(g), x, weight, self.bias if self.use_bias else None,
+            stride=self.strides, padding=pads, dilation=self.dilation_rate, groups=groups,
+            activation=self._activation.fused, pre_activation=self._pre_activation.fused,
+            output=None if z is not None else y_fused, linear_output=z, needs=needs,
+            data_format="NHWC" if last else "NCHW")
+        if not last:
+            gw = gw.transpose(2, 3, 1, 0)
+        self._grads = {"kernel": np.ascontiguousarray(gw).reshape(self.kernel.shape)}
+        if self.use_bias:
+            self._grads["bias"] = gb
+        return gi if need_input else None
 
     def flops(self, input_shape):
         out = self.compute_output_shape(input_shape)
@@ -315,4 +382,187 @@ class DepthwiseConv2D(_ConvBase):
                    dilation_rate=self.dilation_rate, activation=self.activation,
                    use_bias=self.use_bias, pre_activation=self.pre_activation,
                    method=self.method)
+        return cfg
+
+
+def _transpose_crops(size, k, s, d, padding, output_padding):
+    """One axis of Keras's Conv2DTranspose: (crop_lo, crop_hi) of the full
+    transposed convolution ((size - 1) * s + dk long); a negative crop means
+    zeros appended.  Keras 3's rule (the JAX padding, as its torch backend
+    applies it): 'valid' keeps the full output (plus max(dk, s) - dk zeros,
+    or output_padding); 'same' gives size * s without output_padding."""
+    dk = (k - 1) * d + 1
+    if padding == "valid":
+        op = max(dk, s) - dk if output_padding is None else output_padding
+        lo, hi = dk - 1, dk - 1 + op
+    else:
+        pad_len = s + dk - 2 if output_padding is None else dk + dk % 2 - 2 + output_padding
+        lo = min(pad_len // 2 + pad_len % 2, dk - 1)
+        hi = pad_len - lo
+    return dk - 1 - lo, dk - 1 - hi
+
+
+class Conv2DTranspose(Layer):
+    """Transposed 2-D convolution, Keras's ``keras.layers.Conv2DTranspose``
+    (kernel ``(kh, kw, filters, in_channels)``, ``padding`` 'valid'/'same',
+    ``output_padding``, ``dilation_rate``, output sizes exactly as Keras 3),
+    on ``fastconv.conv_transpose2d``; trainable through
+    ``conv_transpose2d_backward``.  The bias and activation are applied after
+    the crop (as Keras does), so they are not fused into the kernel."""
+
+    def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid",
+                 output_padding=None, data_format=None, dilation_rate=(1, 1), activation=None,
+                 use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 dtype="float32", name=None, **kwargs):
+        super().__init__(name=name, dtype=dtype, **kwargs)
+        self.filters = positive_int(filters, "filters")
+        if self.filters <= 0:
+            raise ValueError("Invalid value for argument `filters`. Expected a strictly "
+                             f"positive value. Received filters={self.filters}.")
+        self.kernel_size = standardize_tuple(kernel_size, 2, "kernel_size")
+        self.strides = standardize_tuple(strides, 2, "strides")
+        self.dilation_rate = standardize_tuple(dilation_rate, 2, "dilation_rate")
+        self.padding = standardize_padding(padding, allow_explicit=False)
+        self.output_padding = None if output_padding is None else \
+            standardize_tuple(output_padding, 2, "output_padding", allow_zero=True)
+        if self.output_padding is not None:
+            for op, s, d in zip(self.output_padding, self.strides, self.dilation_rate):
+                if op >= max(s, d):
+                    raise ValueError(f"`output_padding` must be smaller than the stride or the "
+                                     f"dilation. Received output_padding={self.output_padding}"
+                                     f", strides={self.strides}, "
+                                     f"dilation_rate={self.dilation_rate}")
+        self.data_format = standardize_data_format(data_format)
+        self._activation = keras_activation(activation, "activation", allow_numpy=True)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = kernel_initializer
+        self.bias_initializer = bias_initializer
+        self.kernel = self.bias = None
+
+    @property
+    def activation(self):
+        return self._activation.config
+
+    @property
+    def weight_names(self):
+        if not self.built:
+            return []
+        return ["kernel", "bias"] if self.use_bias else ["kernel"]
+
+    @property
+    def _last(self):
+        return self.data_format == "channels_last"
+
+    def build(self, input_shape):
+        check_ndim(self, input_shape, 4)
+        cin = input_shape[-1 if self._last else 1]
+        if cin is None:
+            raise ValueError(f'Layer "{self.name}": the channel dimension of the input '
+                             f"must be known. Received input_shape={shape_str(input_shape)}")
+        kh, kw = self.kernel_size
+        self.kernel = initialize(self.kernel_initializer, (kh, kw, self.filters, cin),
+                                 self.dtype, "kernel_initializer")
+        self.bias = initialize(self.bias_initializer, (self.filters,), self.dtype,
+                               "bias_initializer") if self.use_bias else None
+        super().build(input_shape)
+
+    def _build_from_weights(self, weights):
+        k = np.asarray(weights[0])
+        if k.ndim != 4 or k.shape[:2] != self.kernel_size or k.shape[2] != self.filters:
+            raise ValueError(f'Layer "{self.name}": kernel must have shape '
+                             f"({self.kernel_size[0]}, {self.kernel_size[1]}, {self.filters}, "
+                             f"in_channels). Received kernel of shape {k.shape}")
+        self.build((None, None, None, k.shape[3]) if self._last else (None, k.shape[3], None, None))
+
+    def _check_input(self, shape):
+        check_ndim(self, shape, 4)
+        if self.built:
+            check_axis(self, shape, -1 if self._last else 1, self.kernel.shape[3])
+
+    def _crops(self, shape):
+        hw = shape[1:3] if self._last else shape[2:]
+        out = []
+        for ax, size in enumerate(hw):
+            op = None if self.output_padding is None else self.output_padding[ax]
+            out.append(None if size is None else _transpose_crops(
+                size, self.kernel_size[ax], self.strides[ax], self.dilation_rate[ax],
+                self.padding, op))
+        return out
+
+    def compute_output_shape(self, input_shape):
+        hw = input_shape[1:3] if self._last else input_shape[2:]
+        sizes = []
+        for ax, (size, crop) in enumerate(zip(hw, self._crops(input_shape))):
+            if size is None:
+                sizes.append(None)
+                continue
+            dk = (self.kernel_size[ax] - 1) * self.dilation_rate[ax] + 1
+            sizes.append((size - 1) * self.strides[ax] + dk - crop[0] - crop[1])
+        n = input_shape[0]
+        return (n, sizes[0], sizes[1], self.filters) if self._last else \
+            (n, self.filters, sizes[0], sizes[1])
+
+    def _window(self, full_shape, crops):
+        """Slices of the full output kept, and of the result they fill."""
+        src, dst = [slice(None)] * 4, [slice(None)] * 4
+        axes = (1, 2) if self._last else (2, 3)
+        for ax, (lo, hi) in zip(axes, crops):
+            f = full_shape[ax]
+            src[ax] = slice(max(lo, 0), f - max(hi, 0))
+            dst[ax] = slice(max(-lo, 0), max(-lo, 0) + f - max(lo, 0) - max(hi, 0))
+        return tuple(src), tuple(dst)
+
+    def _weight(self):
+        return self.kernel if self._last else self.kernel.transpose(3, 2, 0, 1)
+
+    def call(self, x, training=False):
+        from fastconv.grad import conv_transpose2d
+        fmt = "NHWC" if self._last else "NCHW"
+        full = conv_transpose2d(x, self._weight(), None, stride=self.strides, padding=0,
+                                dilation=self.dilation_rate, data_format=fmt)
+        crops = self._crops(x.shape)
+        src, dst = self._window(full.shape, crops)
+        if all(lo == 0 and hi == 0 for lo, hi in crops):
+            z = full
+        else:
+            z = np.zeros(self.compute_output_shape(x.shape), self.dtype)
+            z[dst] = full[src]
+        if self.use_bias:
+            z += self.bias if self._last else self.bias.reshape(-1, 1, 1)
+        y, act_saved = forward_activation(self._activation, z, training)
+        if training:
+            self._saved = (x, full.shape, src, dst, act_saved)
+        return y
+
+    def _activation_state(self):
+        return self._saved[4] if self._saved else None
+
+    def _backward(self, g, saved, need_input):
+        from fastconv.grad import conv_transpose2d_backward
+        x, full_shape, src, dst, act_saved = saved
+        gz = backward_activation(self._activation, g.astype(self.dtype, copy=False), act_saved,
+                                 f'Layer "{self.name}"')
+        self._grads = {}
+        if self.use_bias:
+            self._grads["bias"] = gz.sum(axis=(0, 1, 2) if self._last else (0, 2, 3))
+        g_full = np.zeros(full_shape, self.dtype)
+        g_full[src] = gz[dst]
+        gi, gw, _ = conv_transpose2d_backward(
+            g_full, x, self._weight(), None, stride=self.strides, padding=0,
+            dilation=self.dilation_rate, needs=("input", "weight") if need_input else ("weight",),
+            data_format="NHWC" if self._last else "NCHW")
+        self._grads["kernel"] = np.ascontiguousarray(gw if self._last else gw.transpose(2, 3, 1, 0))
+        return gi if need_input else None
+
+    def flops(self, input_shape):
+        kh, kw = self.kernel_size
+        cin = input_shape[-1 if self._last else 1]
+        return 2 * int(np.prod(input_shape[1:])) // cin * cin * kh * kw * self.filters
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(filters=self.filters, kernel_size=self.kernel_size, strides=self.strides,
+                   padding=self.padding, output_padding=self.output_padding,
+                   data_format=self.data_format, dilation_rate=self.dilation_rate,
+                   activation=self.activation, use_bias=self.use_bias)
         return cfg

@@ -3,6 +3,7 @@ import numpy as np
 
 from fastconv.conv import conv2d, pack_weight
 
+from ._backprop import backward_activation, forward_activation
 from ._base import (Layer, check_axis, check_ndim, initialize, keras_activation, shape_str,
                     standardize_data_format, standardize_tuple)
 
@@ -77,24 +78,57 @@ class Dense(Layer):
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)
 
-    def call(self, x):
+    def call(self, x, training=False):
         # A 1x1 convolution over the rows: the fastconv kernels (their thread
         # count, the activation fused) instead of BLAS.
         fin = self.kernel.shape[0]
+        if training:
+            # the activation applied after, by forward_activation: it keeps
+            # y or z for the derivative (the relu family from y, in place)
+            z = self._linear(x, fused=None)
+            y, act_saved = forward_activation(self._activation, z, True)
+            self._saved = (x, act_saved)
+            return y
         if x.size == 0:
             y = np.zeros(x.shape[:-1] + (self.units,), self.dtype)
             return self._activation.apply(y + self.bias) if self.use_bias else y
+        y = self._linear(x, fused=self._activation.fused)
+        if self._activation.python is not None:
+            y = np.asarray(self._activation.python(y))
+        return y
+
+    def _linear(self, x, fused):
+        fin = self.kernel.shape[0]
+        if x.size == 0:
+            y = np.zeros(x.shape[:-1] + (self.units,), self.dtype)
+            return y + self.bias if self.use_bias else y
         rows = x.reshape(1, -1, 1, fin)
         if self._packed is None:
             self._packed = pack_weight(self.kernel.reshape(1, 1, fin, self.units),
                                        data_format="NHWC")
-        y = conv2d(rows, self._packed,
-                   self.bias if self.use_bias else None, activation=self._activation.fused,
-                   data_format="NHWC")
-        y = y.reshape(x.shape[:-1] + (self.units,))
-        if self._activation.python is not None:
-            y = np.asarray(self._activation.python(y))
-        return y
+        y = conv2d(rows, self._packed, self.bias if self.use_bias else None,
+                   activation=fused, data_format="NHWC")
+        return y.reshape(x.shape[:-1] + (self.units,))
+
+    def _activation_state(self):
+        return self._saved[1] if self._saved else None
+
+    def _backward(self, g, saved, need_input):
+        x, act_saved = saved
+        gbias = np.empty(self.units, self.dtype) if self.use_bias else None
+        # the derivative and the bias gradient in one C pass
+        gz = backward_activation(self._activation, g.astype(self.dtype, copy=False),
+                                 act_saved, f'Layer "{self.name}"', channels=self.units,
+                                 gbias=gbias)
+        fin = self.kernel.shape[0]
+        rows = x.reshape(-1, fin)
+        gz_rows = gz.reshape(-1, self.units)
+        self._grads = {"kernel": rows.T @ gz_rows}
+        if self.use_bias:
+            self._grads["bias"] = gbias
+        if not need_input:
+            return None
+        return (gz_rows @ self.kernel.T).reshape(x.shape)
 
     def flops(self, input_shape):
         rows = int(np.prod(input_shape[1:-1]))
@@ -102,15 +136,23 @@ class Dense(Layer):
 
 
 class BatchNormalization(Layer):
-    """Inference-time batch normalization:
-    ``(x - moving_mean) / sqrt(moving_variance + epsilon) * gamma + beta``.
+    """Batch normalization, Keras's ``BatchNormalization``.
 
-    Keras defaults (``axis=-1``, ``epsilon=1e-3``) and weight order
-    ``[gamma, beta, moving_mean, moving_variance]`` (gamma only with
-    ``scale=True``, beta only with ``center=True``).  torch's BatchNorm2d is
-    ``axis=1, epsilon=1e-5``.  ``fastconv.layers.fold_batchnorm`` folds it
-    into the convolution before it.
+    Inference (``training=False``, the default):
+    ``(x - moving_mean) / sqrt(moving_variance + epsilon) * gamma + beta``.
+    Training: the batch's mean and (biased) variance over every axis but
+    ``axis`` normalise instead, and the moving statistics follow Keras's rule
+    ``moving = moving * momentum + batch_stat * (1 - momentum)``.
+
+    Keras defaults (``axis=-1``, ``momentum=0.99``, ``epsilon=1e-3``) and
+    weight order ``[gamma, beta, moving_mean, moving_variance]`` (gamma only
+    with ``scale=True``, beta only with ``center=True``); gamma and beta are
+    trained.  torch's BatchNorm2d is ``axis=1, epsilon=1e-5`` (and updates with
+    the unbiased variance).  ``fastconv.layers.fold_batchnorm`` folds it into
+    the convolution before it.
     """
+
+    _trainable_names = ("gamma", "beta")
 
     def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True,
                  beta_initializer="zeros", gamma_initializer="ones",
@@ -188,8 +230,10 @@ class BatchNormalization(Layer):
         b = self.beta.astype(np.float64) - self.moving_mean.astype(np.float64) * a
         return a, b
 
-    def call(self, x):
+    def call(self, x, training=False):
         ax = self.axis if self.axis >= 0 else x.ndim + self.axis
+        if training:
+            return self._call_training(x, ax)
         if self._affine is None or self._affine[0] != x.ndim:
             a, b = self.scale_shift()
             shape = [1] * x.ndim
@@ -200,6 +244,50 @@ class BatchNormalization(Layer):
         y = x * a
         y += b
         return y
+
+    def _call_training(self, x, ax):
+        axes = tuple(i for i in range(x.ndim) if i != ax)
+        shape = [1] * x.ndim
+        shape[ax] = -1
+        mean = x.mean(axis=axes)
+        xc = x - mean.reshape(shape)
+        var = np.mean(np.square(xc), axis=axes)        # biased, as Keras
+        inv_std = (1.0 / np.sqrt(var + self.dtype_type(self.epsilon))).astype(self.dtype)
+        xhat = xc
+        xhat *= inv_std.reshape(shape)
+        y = xhat * self.gamma.reshape(shape)
+        y += self.beta.reshape(shape)
+        m = self.dtype_type(self.momentum)
+        for stat, batch in ((self.moving_mean, mean), (self.moving_variance, var)):
+            stat *= m
+            stat += batch * (1 - m)
+        self._affine = None
+        self._saved = (xhat, inv_std, axes, shape)
+        return y
+
+    def _backward(self, g, saved, need_input):
+        xhat, inv_std, axes, shape = saved
+        g = g.astype(self.dtype, copy=False)
+        gbeta = g.sum(axis=axes)
+        ggamma = np.sum(g * xhat, axis=axes)
+        self._grads = {}
+        if self.scale:
+            self._grads["gamma"] = ggamma
+        if self.center:
+            self._grads["beta"] = gbeta
+        if not need_input:
+            return None
+        count = int(np.prod([g.shape[i] for i in axes]))
+        # dx = gamma * inv_std * (g - mean(g) - xhat * mean(g * xhat))
+        dx = xhat * (ggamma / count).reshape(shape)
+        dx += (gbeta / count).reshape(shape)
+        np.subtract(g, dx, out=dx)
+        dx *= (self.gamma * inv_std).reshape(shape)
+        return dx
+
+    @property
+    def dtype_type(self):
+        return np.dtype(self.dtype).type
 
     def flops(self, input_shape):
         return 2 * int(np.prod(input_shape[1:]))
@@ -232,11 +320,26 @@ class Add(Layer):
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[0])
 
-    def call(self, xs):
+    def call(self, xs, training=False):
         y = xs[0] + xs[1] if len(xs) > 1 else xs[0].copy()
         for t in xs[2:]:
             y += t
-        return self._activation.apply(y)
+        y, act_saved = forward_activation(self._activation, y, training)
+        if training:
+            self._saved = (len(xs), act_saved)
+        return y
+
+    def _activation_state(self):
+        return self._saved[1] if self._saved else None
+
+    def _backward(self, g, saved, need_input):
+        n, act_saved = saved
+        self._grads = {}
+        if not need_input:
+            return None
+        gz = backward_activation(self._activation, g.astype(self.dtype, copy=False), act_saved,
+                                 f'Layer "{self.name}"')
+        return [gz] * n     # the same array for every input (the graph copies to add)
 
     def flops(self, input_shape):
         return (len(input_shape) - 1) * int(np.prod(input_shape[0][1:]))
@@ -259,10 +362,23 @@ class Flatten(Layer):
         n = None if any(d is None for d in rest) else int(np.prod(rest))
         return (input_shape[0], n)
 
-    def call(self, x):
+    def call(self, x, training=False):
+        if training:
+            self._saved = x.shape
         if self.data_format == "channels_first" and x.ndim > 2:
             x = x.transpose((0,) + tuple(range(2, x.ndim)) + (1,))
         return np.reshape(x, (x.shape[0], -1))
+
+    def _backward(self, g, saved, need_input):
+        if not need_input:
+            return None
+        shape = saved
+        if self.data_format == "channels_first" and len(shape) > 2:
+            moved = (shape[0],) + tuple(shape[2:]) + (shape[1],)
+            nd = len(shape)
+            return np.ascontiguousarray(g.reshape(moved).transpose((0, nd - 1) +
+                                                                   tuple(range(1, nd - 1))))
+        return g.reshape(shape)
 
 
 class ZeroPadding2D(Layer):
@@ -300,14 +416,22 @@ class ZeroPadding2D(Layer):
         s[wi] = None if s[wi] is None else s[wi] + l + r
         return tuple(s)
 
-    def call(self, x):
+    def call(self, x, training=False):
         (t, b), (l, r) = self.padding
         y = np.zeros(self.compute_output_shape(x.shape), x.dtype)
-        if self.data_format == "channels_last":
-            y[:, t:t + x.shape[1], l:l + x.shape[2], :] = x
-        else:
-            y[:, :, t:t + x.shape[2], l:l + x.shape[3]] = x
+        if training:
+            self._saved = x.shape
+        y[self._inside(x.shape)] = x
         return y
+
+    def _inside(self, shape):
+        (t, _), (l, _) = self.padding
+        if self.data_format == "channels_last":
+            return np.s_[:, t:t + shape[1], l:l + shape[2], :]
+        return np.s_[:, :, t:t + shape[2], l:l + shape[3]]
+
+    def _backward(self, g, saved, need_input):
+        return np.ascontiguousarray(g[self._inside(saved)]) if need_input else None
 
 
 class Activation(Layer):
@@ -322,12 +446,28 @@ class Activation(Layer):
     def activation(self):
         return self._activation.config
 
-    def call(self, x):
+    def call(self, x, training=False):
         if self._activation.fused is None and self._activation.python is None:
+            if training:
+                self._saved = ()
             return x
         if self._activation.fused is not None:
             x = np.array(x, order="C", copy=True)   # activated in place
-        return self._activation.apply(x)
+        y, act_saved = forward_activation(self._activation, x, training)
+        if training:
+            self._saved = act_saved
+        return y
+
+    def _activation_state(self):
+        return self._saved if isinstance(self._saved, dict) else None
+
+    def _backward(self, g, saved, need_input):
+        if not need_input:
+            return None
+        if saved == ():
+            return g
+        return backward_activation(self._activation, g.astype(self.dtype, copy=False), saved,
+                                   f'Layer "{self.name}"')
 
 
 class Identity(Layer):
@@ -335,16 +475,53 @@ class Identity(Layer):
 
     _cast_all_inputs = False
 
-    def call(self, x):
+    def call(self, x, training=False):
+        if training:
+            self._saved = ()
         return x
+
+    def _backward(self, g, saved, need_input):
+        return g if need_input else None
 
 
 class Dropout(Identity):
-    """Dropout at inference: the identity.  ``rate`` is kept for reference."""
+    """Dropout, Keras's ``Dropout(rate, seed=None)``: in training each element
+    is zeroed with probability ``rate`` and the others are scaled by
+    ``1 / (1 - rate)`` (so the expected value is unchanged); at inference it
+    is the identity.  ``seed`` seeds the layer's own NumPy generator (the
+    masks differ from Keras's, whose generator is the backend's)."""
 
-    def __init__(self, rate=0.5, name=None, dtype="float32", **kwargs):
+    def __init__(self, rate=0.5, seed=None, name=None, dtype="float32", **kwargs):
         super().__init__(name=name, dtype=dtype, **kwargs)
-        if not 0 <= rate <= 1:
+        if isinstance(rate, (bool, np.bool_)) or not isinstance(rate, (int, float, np.number)) \
+                or not 0 <= rate <= 1:
             raise ValueError(f"Invalid value received for argument `rate`. Expected a float "
                              f"value between 0 and 1. Received: rate={rate}")
         self.rate = float(rate)
+        self.seed = seed
+        self._rng = np.random.default_rng(seed)
+
+    def call(self, x, training=False):
+        if not training or self.rate == 0:
+            if training:
+                self._saved = None, 1.0
+            return x
+        if self.rate == 1:
+            self._saved = np.zeros(x.shape, bool), 0.0
+            return np.zeros_like(x)
+        keep = self._rng.random(x.shape) >= self.rate
+        scale = 1.0 / (1.0 - self.rate)
+        self._saved = keep, scale
+        y = x * keep
+        y *= x.dtype.type(scale) if x.dtype.kind == "f" else scale
+        return y
+
+    def _backward(self, g, saved, need_input):
+        if not need_input:
+            return None
+        keep, scale = saved
+        if keep is None:
+            return g
+        gx = g * keep
+        gx *= g.dtype.type(scale)
+        return gx

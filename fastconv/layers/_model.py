@@ -8,6 +8,7 @@ import numpy as np
 from ._base import Layer, SymbolicTensor, shape_str
 from ._conv import _ConvBase
 from ._core_layers import Activation, BatchNormalization
+from ._training import _Trainer
 
 
 # ---------------------------------------------------------------------------
@@ -104,8 +105,9 @@ def _fmt_int(n):
     return "?" if n is None else f"{n:,}"
 
 
-class _Network(Layer):
-    """What Sequential and Model share: weights, predict, summary, folding."""
+class _Network(_Trainer, Layer):
+    """What Sequential and Model share: weights, predict, summary, folding,
+    training (compile / fit / evaluate / train_on_batch, see _training.py)."""
 
     _cast_all_inputs = False
 
@@ -146,19 +148,78 @@ class _Network(Layer):
     def count_params(self):
         return int(sum(layer.count_params() for layer in self.unique_layers()))
 
+    # -- training -------------------------------------------------------------
+    def trainable_refs(self):
+        return [ref for layer in self.unique_layers() for ref in layer.trainable_refs()]
+
+    @property
+    def trainable_weight_names(self):
+        return [f"{layer.name}/{n}" for layer, n in self.trainable_refs()]
+
+    def _after_update(self):
+        for layer in self.unique_layers():
+            layer._after_update()
+
+    def _all_layers(self):
+        out = []
+        for layer in self.unique_layers():
+            out += layer._all_layers() if isinstance(layer, _Network) else [layer]
+        return out
+
+    def _training_problem(self):
+        probs = [p for layer in self._all_layers() for p in [layer._training_problem()] if p]
+        return "; ".join(probs) or None
+
+    def _activation_state(self):
+        layer = self._output_layer()
+        return layer._activation_state() if layer is not None else None
+
+    def _activation_name(self):
+        layer = self._output_layer()
+        return layer._activation_name() if layer is not None else None
+
+    def _check_trainable_graph(self):
+        """A layer called twice keeps one call's state: not trainable here."""
+        if len(self.unique_layers()) != len(self.layers):
+            seen, twice = set(), []
+            for layer in self.layers:
+                if id(layer) in seen:
+                    twice.append(layer.name)
+                seen.add(id(layer))
+            raise NotImplementedError(
+                f'Model "{self.name}": training a model that calls a layer more than once '
+                f"(shared layers: {', '.join(sorted(set(twice)))}) is not supported")
+
     def save_weights(self, path):
-        """All weights in one ``.npz`` file (keys ``NNNN/layer/weight``)."""
+        """All weights in one ``.npz`` file (keys ``NNNN/layer/weight``) and,
+        once the compiled optimizer has taken a step, its state
+        (``optimizer/...``), so that ``load_weights`` resumes training."""
         names = self.weight_names
         arrays = {f"{i:04d}/{n}": w for i, (n, w) in enumerate(zip(names, self.get_weights()))}
+        arrays.update(self._optimizer_arrays())
         np.savez(path, **arrays)
 
     def load_weights(self, path):
         """Load a file written by ``save_weights`` (same architecture; the
-        arrays are matched by position and their shapes checked)."""
+        arrays are matched by position and their shapes checked).  The
+        optimizer state in it is restored into the compiled optimizer (or
+        kept for ``compile``); nothing changes if any part does not fit."""
         with np.load(path) as f:
-            keys = sorted(f.files, key=lambda k: int(k.split("/", 1)[0]))
+            opt = {k: f[k] for k in f.files if k.startswith("optimizer/")}
+            keys = sorted((k for k in f.files if not k.startswith("optimizer/")),
+                          key=lambda k: int(k.split("/", 1)[0]))
             weights = [f[k] for k in keys]
+        old = self.get_weights()
         self.set_weights(weights)
+        if opt:
+            if self.optimizer is None:
+                self._pending_optimizer_state = opt
+                return
+            try:
+                self._restore_optimizer(dict(opt))
+            except Exception:
+                self.set_weights(old)
+                raise
 
     # -- running ---------------------------------------------------------------
     def predict(self, x, batch_size=None, verbose=False):
@@ -262,10 +323,18 @@ class Sequential(_Network):
             shape = layer.compute_output_shape(shape)
         return shape
 
-    def call(self, x):
+    def call(self, x, training=False):
+        if training:
+            self._check_trainable_graph()
+            self._saved = ()
         for layer in self.layers:
-            x = layer(x)
+            x = layer(x, training=training)
         return x
+
+    def _backward(self, g, saved, need_input):
+        for k in range(len(self.layers) - 1, -1, -1):
+            g = self.layers[k].backward(g, need_input=need_input or k > 0)
+        return g
 
     def _rows(self, input_shape=None):
         shape = input_shape if input_shape is not None else self.input_shape
@@ -280,6 +349,12 @@ class Sequential(_Network):
             rows.append((layer, shape, out, layer.flops(shape) or 0))
             shape = out
         return rows
+
+    def _output_layer(self):
+        if not self.layers:
+            return None
+        last = self.layers[-1]
+        return last._output_layer() if isinstance(last, _Network) else last
 
     def fold_batchnorm(self, fuse_activations=True):
         """A new Sequential with every Conv2D/DepthwiseConv2D → BatchNormalization
@@ -375,7 +450,10 @@ class Model(_Network):
     def _check_input(self, shape):
         pass
 
-    def call(self, x):
+    def call(self, x, training=False):
+        if training:
+            self._check_trainable_graph()
+            self._saved = ()
         xs = list(x) if self._multi_in else [x]
         if len(xs) != len(self._in_ids):
             raise ValueError(f'Model "{self.name}" expects {len(self._in_ids)} inputs, '
@@ -384,12 +462,58 @@ class Model(_Network):
         keep = set(self._out_ids)
         for k, (layer, srcs, dst, multi) in enumerate(self._steps):
             args = [vals[s] for s in srcs]
-            vals[dst] = layer(args if multi else args[0])
+            vals[dst] = layer(args if multi else args[0], training=training)
             for s in srcs:
                 if self._last_use.get(s) == k and s not in keep:
                     vals.pop(s, None)
         outs = [vals[i] for i in self._out_ids]
         return outs if self._multi_out else outs[0]
+
+    def _output_layer(self):
+        if self._multi_out:
+            return None
+        for layer, _, dst, _ in self._steps:
+            if dst == self._out_ids[0]:
+                return layer._output_layer() if isinstance(layer, _Network) else layer
+        return None
+
+    def _backward(self, g, saved, need_input):
+        """Reverse the steps; a tensor read by several layers gets the sum of
+        their gradients (the shortcut of a residual block)."""
+        gs = list(g) if self._multi_out else [g]
+        if len(gs) != len(self._out_ids):
+            raise ValueError(f'Model "{self.name}": backward() got {len(gs)} output gradients '
+                             f"for {len(self._out_ids)} outputs")
+        grads = {}
+
+        def add(t, gt):
+            if gt is None:
+                return
+            grads[t] = gt if t not in grads else grads[t] + gt
+
+        for t, gt in zip(self._out_ids, gs):
+            add(t, gt)
+        inputs = set(self._in_ids)
+        for layer, srcs, dst, multi in reversed(self._steps):
+            gt = grads.pop(dst, None)
+            if gt is None:      # an output no loss depends on: no gradient flows
+                layer._saved = None
+                layer._grads = {n: np.zeros_like(getattr(layer, n))
+                                for n in layer.trainable_weight_names}
+                continue
+            need = need_input or any(s not in inputs for s in srcs)
+            gin = layer.backward(gt, need_input=need)
+            if gin is None:
+                continue
+            gin = gin if multi else [gin]
+            for s, gs_ in zip(srcs, gin):
+                if s in inputs and not need_input:
+                    continue
+                add(s, gs_)
+        if not need_input:
+            return None
+        out = [grads.get(i) for i in self._in_ids]
+        return out if self._multi_in else out[0]
 
     def compute_output_shape(self, input_shape):
         rows = self._propagate(input_shape)

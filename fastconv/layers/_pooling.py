@@ -16,6 +16,21 @@ def pool2d_nchw(x, kernel, strides, dilation, pads, out_hw, mode, count_include_
     return out
 
 
+def pool2d_backward(x, grad_output, shape, dtype, kernel, strides, dilation, pads, mode,
+                    count_include_pad, channels_last):
+    """The input gradient of pool2d (C kernel) in the layer's own layout: x
+    (max only; None for average) and the result are (N, H, W, C) when
+    channels_last, else (N, C, H, W); grad_output in the same layout."""
+    gy = np.ascontiguousarray(grad_output, dtype=dtype)
+    gx = np.empty(shape, dtype)
+    if gx.size:
+        # average pooling does not read x: gx stands in for it
+        xx = gx if x is None else np.ascontiguousarray(x, dtype=dtype)
+        _pool.pool2d_backward(xx, gy, gx, kernel, strides, dilation, pads, mode,
+                              count_include_pad, channels_last)
+    return gx
+
+
 def _to_nchw(x, data_format):
     return x if data_format == "channels_first" else x.transpose(0, 3, 1, 2)
 
@@ -89,11 +104,21 @@ class _Pooling2D(Layer):
     def _check_input(self, shape):
         check_ndim(self, shape, 4)
 
-    def call(self, x):
+    def call(self, x, training=False):
         out_hw, pads = self._geometry(x.shape)
         y = pool2d_nchw(_to_nchw(x, self.data_format), self.pool_size, self.strides,
                         self.dilation, pads, out_hw, self._mode, self.count_include_pad)
+        if training:   # max needs x to find the winning taps again; average its shape
+            self._saved = (x if self._mode == _pool.MAX else None, x.shape, x.dtype, pads)
         return _from_nchw(y, self.data_format)
+
+    def _backward(self, g, saved, need_input):
+        if not need_input:
+            return None
+        x, shape, dtype, pads = saved
+        return pool2d_backward(x, g, shape, dtype, self.pool_size, self.strides, self.dilation,
+                               pads, self._mode, self.count_include_pad,
+                               self.data_format == "channels_last")
 
     def flops(self, input_shape):
         out = self.compute_output_shape(input_shape)
@@ -145,13 +170,26 @@ class _GlobalPooling2D(Layer):
         c = input_shape[1]
         return (n, c, 1, 1) if self.keepdims else (n, c)
 
-    def call(self, x):
+    def call(self, x, training=False):
         xn = _to_nchw(x, self.data_format)
         h, w = xn.shape[2:]
         y = pool2d_nchw(xn, (h, w), (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), self._mode, False)
+        if training:
+            self._saved = (x if self._mode == _pool.MAX else None, x.shape, x.dtype)
         if not self.keepdims:
             return y.reshape(y.shape[:2])
         return _from_nchw(y, self.data_format)
+
+    def _backward(self, g, saved, need_input):
+        if not need_input:
+            return None
+        x, shape, dtype = saved
+        last = self.data_format == "channels_last"
+        hw = shape[1:3] if last else shape[2:]
+        n, c = shape[0], shape[3] if last else shape[1]
+        g = g.reshape((n, 1, 1, c) if last else (n, c, 1, 1))
+        return pool2d_backward(x, g, shape, dtype, hw, (1, 1), (1, 1), (0, 0, 0, 0),
+                               self._mode, False, last)
 
     def flops(self, input_shape):
         return int(np.prod([d for d in input_shape[1:]]))
