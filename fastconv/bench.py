@@ -1601,6 +1601,8 @@ def bench_onnx_model(model, threads: Sequence[int] = (1,), feed=None, *, rounds=
         rows.append(row)
     return rows
 
+
+# ---------------------------------------------------------------------------
 # The backward pass (``fastconv bench --backward``)
 # ---------------------------------------------------------------------------
 
