@@ -323,24 +323,13 @@ def conv_transpose2d(x, w, b, strides, dilations, pads, output_padding, groups):
     """The transposed convolution, NCHW, ONNX's weight layout (C, M / groups,
     kH, kW); pads = ((top, bottom), (left, right)) cropped off the full output.
 
-    NumPy (one einsum per kernel tap, scattered at the stride): the one place
-    to switch to fastconv.conv_transpose2d once the gradients issue lands."""
-    n, c, h, wd = x.shape
-    _, mg, kh, kw = w.shape
-    g = groups
-    sh, sw = strides
-    dh, dw = dilations
-    full_h = sh * (h - 1) + (kh - 1) * dh + 1 + output_padding[0]
-    full_w = sw * (wd - 1) + (kw - 1) * dw + 1 + output_padding[1]
-    acc = np.zeros((n, g, mg, full_h, full_w), np.float64)
-    xg = x.reshape(n, g, c // g, h, wd).astype(np.float64)
-    wg = w.reshape(g, c // g, mg, kh, kw).astype(np.float64)
-    for i in range(kh):
-        for j in range(kw):
-            contrib = np.einsum("ngchw,gcm->ngmhw", xg, wg[:, :, :, i, j])
-            acc[:, :, :, i * dh:i * dh + sh * (h - 1) + 1:sh,
-                j * dw:j * dw + sw * (wd - 1) + 1:sw] += contrib
-    y = acc.reshape(n, g * mg, full_h, full_w)
+    The full output (no padding) comes from fastconv.conv_transpose2d (the C
+    kernels of the input gradient); ONNX's output_padding (any value, zeros and
+    the bias below/right) and asymmetric or negative pads are applied to it here."""
+    from fastconv.grad import conv_transpose2d as _conv_transpose2d
+    y = _conv_transpose2d(x, w, None, tuple(strides), 0, 0, groups, tuple(dilations))
+    if output_padding[0] or output_padding[1]:
+        y = np.pad(y, ((0, 0), (0, 0), (0, output_padding[0]), (0, output_padding[1])))
     if min(p for pair in pads for p in pair) < 0:   # an output_shape beyond the full one
         y = np.pad(y, [(0, 0), (0, 0)] + [(max(-lo, 0), max(-hi, 0)) for lo, hi in pads])
         pads = [(max(lo, 0), max(hi, 0)) for lo, hi in pads]
