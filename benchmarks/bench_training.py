@@ -30,7 +30,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "examples"))
 
-import torch  # noqa: E402
+try:   # the peer: not a dependency of fastconv (pip install torch==2.13.0)
+    import torch  # noqa: E402
+except ImportError:
+    sys.exit("bench_training.py compares with torch: pip install torch==2.13.0")
 
 import fastconv  # noqa: E402
 from fastconv import layers as L  # noqa: E402

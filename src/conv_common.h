@@ -17,30 +17,6 @@ static inline int64_t fc_floor_div(int64_t a, int64_t b)
 #define FC_PREFETCH_W(p) __builtin_prefetch((p), 1, 2)
 #else
 #define FC_PREFETCH_W(p) ((void)(p))
-/* Whether some output row has a kernel row wholly in the top or bottom padding
- * (kernels that skip such rows must still honour inf/NaN weights there). */
-static inline int fc_rows_padded(const fc_conv_desc *d)
-{
-    return d->pad_top > 0
-           || (d->h_out - 1) * d->stride_h - d->pad_top + (d->kh - 1) * d->dil_h >= d->h_in;
-}
-
-/* No inf or NaN among w[0..n): w - w is 0 for finite values, NaN otherwise.
- * Skipping a tap that reads only padding is exact just when this holds. */
-static inline int fc_all_finite_f32(const float *w, int64_t n)
-{
-    int finite = 1;
-    for (int64_t i = 0; i < n; ++i) finite &= w[i] - w[i] == 0.0f;
-    return finite;
-}
-
-static inline int fc_all_finite_f64(const double *w, int64_t n)
-{
-    int finite = 1;
-    for (int64_t i = 0; i < n; ++i) finite &= w[i] - w[i] == 0.0;
-    return finite;
-}
-
 #endif
 
 static inline int64_t fc_min64(int64_t a, int64_t b) { return a < b ? a : b; }
