@@ -115,6 +115,37 @@ class _Conv:
                  "cin_g", "cout_g", "unbatched", "nhwc", "packed", "keep")
 
 
+#: conv2d's weight layout in words, by data_format: (NCHW, NHWC)
+_CONV_WEIGHT_LAYOUTS = ("(out_channels, in_channels/groups, kH, kW)",
+                        "(kH, kW, in_channels/groups, out_channels)")
+
+
+def _operands(x, weight, nhwc, where, weight_layouts):
+    """The checks on the input and weight arrays that every convolution entry
+    point shares (ranks, one dtype), then both in the torch layout: a batch of
+    one for a 3-D input, NHWC/HWIO-like transposed to NCHW/OIHW-like views.
+    weight_layouts: the weight's layout in words, (NCHW, NHWC).  Returns
+    (x, weight, unbatched)."""
+    weight = _as_float_array(weight, "weight")
+    if x.ndim not in (3, 4):
+        layout = "(N, H, W, C)" if nhwc else "(N, C, H, W)"
+        raise ValueError(f"{where}: expected input to be 3-D or 4-D {layout}, "
+                         f"but got input of size {_shape_str(x.shape)}")
+    if weight.ndim != 4:
+        raise ValueError(f"{where}: expected weight to be 4-D {weight_layouts[nhwc]}, "
+                         f"but got weight of size {_shape_str(weight.shape)}")
+    if weight.dtype != x.dtype:
+        raise TypeError(f"{where}: input and weight must have the same dtype, "
+                        f"got input {x.dtype} and weight {weight.dtype}")
+    unbatched = x.ndim == 3
+    if unbatched:
+        x = x[None]
+    if nhwc:   # TensorFlow layout in, torch layout inside
+        x = x.transpose(0, 3, 1, 2)
+        weight = weight.transpose(3, 2, 0, 1)
+    return x, weight, unbatched
+
+
 def _plan(x, weight, bias, stride, padding, dilation, groups, activation,
           pre_activation, data_format, prepare=True):
     """Validate a call; with prepare=False only the shapes are looked at."""
@@ -130,25 +161,7 @@ def _plan(x, weight, bias, stride, padding, dilation, groups, activation,
             raise ValueError(f"conv2d: weight was packed for groups={weight.groups}, "
                              f"got groups={groups}")
         weight = weight.weight.transpose(2, 3, 1, 0) if p.nhwc else weight.weight
-    weight = _as_float_array(weight, "weight")
-    if x.ndim not in (3, 4):
-        layout = "(N, H, W, C)" if p.nhwc else "(N, C, H, W)"
-        raise ValueError(f"conv2d: expected input to be 3-D or 4-D {layout}, "
-                         f"but got input of size {_shape_str(x.shape)}")
-    if weight.ndim != 4:
-        layout = "(kH, kW, in_channels/groups, out_channels)" if p.nhwc else \
-            "(out_channels, in_channels/groups, kH, kW)"
-        raise ValueError(f"conv2d: expected weight to be 4-D {layout}, "
-                         f"but got weight of size {_shape_str(weight.shape)}")
-    if weight.dtype != x.dtype:
-        raise TypeError(f"conv2d: input and weight must have the same dtype, "
-                        f"got input {x.dtype} and weight {weight.dtype}")
-    p.unbatched = x.ndim == 3
-    if p.unbatched:
-        x = x[None]
-    if p.nhwc:   # TensorFlow layout in, torch layout inside
-        x = x.transpose(0, 3, 1, 2)
-        weight = weight.transpose(3, 2, 0, 1)
+    x, weight, p.unbatched = _operands(x, weight, p.nhwc, "conv2d", _CONV_WEIGHT_LAYOUTS)
     groups = _int(groups, "groups")
     if groups <= 0:
         raise ValueError(f"groups must be a positive integer, got {groups}")

@@ -486,6 +486,11 @@ class _TConv:
                  "unbatched")
 
 
+#: conv_transpose2d's weight layout in words, by data_format: (NCHW, NHWC)
+_TRANSPOSE_WEIGHT_LAYOUTS = ("(in_channels, out_channels/groups, kH, kW)",
+                             "(kH, kW, out_channels/groups, in_channels)")
+
+
 def _tplan(x, weight, bias, stride, padding, output_padding, groups, dilation, activation,
            data_format, where):
     t = _TConv()
@@ -493,25 +498,7 @@ def _tplan(x, weight, bias, stride, padding, output_padding, groups, dilation, a
         raise ValueError(f"data_format must be 'NCHW' or 'NHWC', got {data_format!r}")
     t.nhwc = data_format == "NHWC"
     x = _as_float_array(x, "input")
-    weight = _as_float_array(weight, "weight")
-    if x.ndim not in (3, 4):
-        layout = "(N, H, W, C)" if t.nhwc else "(N, C, H, W)"
-        raise ValueError(f"{where}: expected input to be 3-D or 4-D {layout}, "
-                         f"but got input of size {_shape_str(x.shape)}")
-    if weight.ndim != 4:
-        layout = "(kH, kW, out_channels/groups, in_channels)" if t.nhwc else \
-            "(in_channels, out_channels/groups, kH, kW)"
-        raise ValueError(f"{where}: expected weight to be 4-D {layout}, "
-                         f"but got weight of size {_shape_str(weight.shape)}")
-    if weight.dtype != x.dtype:
-        raise TypeError(f"{where}: input and weight must have the same dtype, "
-                        f"got input {x.dtype} and weight {weight.dtype}")
-    t.unbatched = x.ndim == 3
-    if t.unbatched:
-        x = x[None]
-    if t.nhwc:
-        x = x.transpose(0, 3, 1, 2)
-        weight = weight.transpose(3, 2, 0, 1)
+    x, weight, t.unbatched = _conv._operands(x, weight, t.nhwc, where, _TRANSPOSE_WEIGHT_LAYOUTS)
     groups = _int(groups, "groups")
     if groups <= 0:
         raise ValueError(f"groups must be a positive integer, got {groups}")
