@@ -153,15 +153,16 @@ def activate(x, activation, out=None):
     return out
 
 
-def _check_out(out, shape, dtype, where):
-    """Validation shared by every function that takes ``out=``."""
+def _check_out(out, shape, dtype, where, argname="out"):
+    """Validation shared by every function that takes a preallocated result
+    (``out=``, the ``grad_*=`` buffers of the gradients)."""
     if not isinstance(out, np.ndarray):
-        raise TypeError(f"{where}: out must be a numpy.ndarray, got {type(out).__name__}")
+        raise TypeError(f"{where}: {argname} must be a numpy.ndarray, got {type(out).__name__}")
     if out.shape != tuple(shape):
-        raise ValueError(f"{where}: out has shape {out.shape}, expected {tuple(shape)}")
+        raise ValueError(f"{where}: {argname} has shape {out.shape}, expected {tuple(shape)}")
     if out.dtype != dtype:
-        raise TypeError(f"{where}: out has dtype {out.dtype}, expected {np.dtype(dtype)}")
+        raise TypeError(f"{where}: {argname} has dtype {out.dtype}, expected {np.dtype(dtype)}")
     if not out.flags.c_contiguous:
-        raise ValueError(f"{where}: out must be C-contiguous")
+        raise ValueError(f"{where}: {argname} must be C-contiguous")
     if not out.flags.writeable:
-        raise ValueError(f"{where}: out is read-only")
+        raise ValueError(f"{where}: {argname} is read-only")

@@ -26,7 +26,7 @@ import numpy as np
 
 from fastconv import _core
 from fastconv import conv as _conv
-from fastconv.activations import as_activation
+from fastconv.activations import _check_out, as_activation
 from fastconv.conv import (METHODS, DATA_FORMATS, _Conv, _as_float_array, _int, _pair,
                            _plan, _positive_pair, _shape_str, _user_shape, _MAX_BYTES,
                            _MAX_INDEX)
@@ -81,19 +81,25 @@ def _grad_like(a, argname, shape, dtype, where):
 def _check_buffer(buf, argname, shape, dtype, where, inputs):
     """A caller's preallocated gradient buffer: exact shape and dtype,
     C-contiguous, writeable, sharing no memory with the inputs."""
-    if not isinstance(buf, np.ndarray):
-        raise TypeError(f"{where}: {argname} must be a numpy.ndarray, got {type(buf).__name__}")
-    if buf.shape != tuple(shape):
-        raise ValueError(f"{where}: {argname} has shape {buf.shape}, expected {tuple(shape)}")
-    if buf.dtype != dtype:
-        raise TypeError(f"{where}: {argname} has dtype {buf.dtype}, expected {np.dtype(dtype)}")
-    if not buf.flags.c_contiguous:
-        raise ValueError(f"{where}: {argname} must be C-contiguous")
-    if not buf.flags.writeable:
-        raise ValueError(f"{where}: {argname} is read-only")
+    _check_out(buf, shape, dtype, where, argname)
     for name, a in inputs:
         if a is not None and np.may_share_memory(buf, a):
             raise ValueError(f"{where}: {argname} must not overlap {name}")
+
+
+def _empty_batch_grads(do_x, do_w, gb, grad_input, grad_weight, xshape, wshape, dtype):
+    """The gradients of an empty batch: grad_input empty, the weight and bias
+    gradients (sums over no images) zero; the caller's buffers when given."""
+    gi = None
+    if do_x:
+        gi = grad_input if grad_input is not None else np.empty(xshape, dtype)
+    gw = None
+    if do_w:
+        gw = grad_weight if grad_weight is not None else np.empty(wshape, dtype)
+        gw[...] = 0
+    if gb is not None:
+        gb[...] = 0
+    return gi, gw, gb
 
 
 def _buffers(where, dtype, wanted, given, inputs):
@@ -431,15 +437,7 @@ def conv2d_backward(grad_output, x, weight, bias=None, stride=1, padding=0, dila
     if do_b:
         gb = grad_bias if grad_bias is not None else np.empty(c_out, p.dtype)
     if n == 0:   # an empty batch: the sums are empty
-        gi = None if not do_x else (grad_input if grad_input is not None
-                                    else np.empty(xshape, p.dtype))
-        gw = None
-        if do_w:
-            gw = grad_weight if grad_weight is not None else np.empty(wshape, p.dtype)
-            gw[...] = 0
-        if gb is not None:
-            gb[...] = 0
-        return gi, gw, gb
+        return _empty_batch_grads(do_x, do_w, gb, grad_input, grad_weight, xshape, wshape, p.dtype)
 
     x4 = np.ascontiguousarray(p.x)
     w4 = np.ascontiguousarray(p.w)
@@ -637,15 +635,7 @@ def conv_transpose2d_backward(grad_output, x, weight, bias=None, stride=1, paddi
     if do_b:
         gb = grad_bias if grad_bias is not None else np.empty(c_out, t.dtype)
     if n == 0:
-        gi = None if not do_x else (grad_input if grad_input is not None
-                                    else np.empty(xshape, t.dtype))
-        gw = None
-        if do_w:
-            gw = grad_weight if grad_weight is not None else np.empty(wshape, t.dtype)
-            gw[...] = 0
-        if gb is not None:
-            gb[...] = 0
-        return gi, gw, gb
+        return _empty_batch_grads(do_x, do_w, gb, grad_input, grad_weight, xshape, wshape, t.dtype)
     x4 = np.ascontiguousarray(t.x)
     w4 = np.ascontiguousarray(t.w)
     g4 = _nchw(g, t.nhwc, t.unbatched)
