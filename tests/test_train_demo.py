@@ -19,9 +19,13 @@ def test_xor_task_is_not_linearly_separable():
 
 def test_run_task_folds_the_linear_cnn(rng):
     pytest.importorskip("sklearn", reason="the demo uses scikit-learn")
-    data = train_demo.xor_brightness_data(n=600, size=8, seed=int(rng.integers(1 << 20)))
+    # Adam(0.02) on 600 images left the ReLU CNN at chance for about 1 data
+    # seed in 30 (torch's same network too); with Adam(0.01), the demo's rate,
+    # on 1000 images the smallest ReLU-minus-linear margin over 60 data seeds
+    # was 0.21 (benchmarks/NOTES.md, 2026-12-01).
+    data = train_demo.xor_brightness_data(n=1000, size=8, seed=int(rng.integers(1 << 20)))
     out = io.StringIO()
-    r = train_demo.run_task("xor", data, epochs=3, batch_size=32, lr=0.02, seed=0,
+    r = train_demo.run_task("xor", data, epochs=3, batch_size=32, lr=0.01, seed=0,
                             p=lambda *a: print(*a, file=out))
     assert r["folded_same"] == r["n_test"] and r["folded_rel"] < 1e-4 and r["ok"]
     assert set(r["curves"]) == set(train_demo.VARIANTS)
