@@ -104,7 +104,10 @@ def conv2d_input_grad_ref(gz, w, x_shape, stride, padding, dilation, groups):
     gzg = gz.reshape(N, G, Og, ho, wo)
     wg = w.reshape(G, Og, Cg, KH, KW)
     for i, j, (rs, cs) in _taps(gxp.shape, KH, KW, stride, dilation, ho, wo):
-        gxp[:, :, :, rs, cs] += np.einsum("ngohw,goc->ngchw", gzg, wg[:, :, :, i, j])
+        # gx[n, g] += wt[g].T @ gz[n, g] (float64 GEMMs through NumPy's BLAS)
+        wt = wg[:, :, :, i, j].transpose(0, 2, 1)                   # (G, Cg, Og)
+        gxp[:, :, :, rs, cs] += np.matmul(wt, gzg.reshape(N, G, Og, ho * wo)).reshape(
+            N, G, Cg, ho, wo)
     return gxp[:, :, :, pt:pt + H, pl:pl + W].reshape(N, C, H, W)
 
 
@@ -119,8 +122,10 @@ def conv2d_weight_grad_ref(gz, x, w_shape, stride, padding, dilation, groups):
     xg = xp.reshape(N, G, Cg, xp.shape[2], xp.shape[3])
     gzg = gz.reshape(N, G, Og, ho, wo)
     gw = np.zeros((G, Og, Cg, KH, KW))
+    gz_rows = gzg.transpose(1, 2, 0, 3, 4).reshape(G, Og, N * ho * wo)   # (G, Og, N*P)
     for i, j, (rs, cs) in _taps(xp.shape, KH, KW, stride, dilation, ho, wo):
-        gw[:, :, :, i, j] = np.einsum("ngohw,ngchw->goc", gzg, xg[:, :, :, rs, cs])
+        tap = xg[:, :, :, rs, cs].transpose(1, 2, 0, 3, 4).reshape(G, Cg, N * ho * wo)
+        gw[:, :, :, i, j] = np.matmul(gz_rows, tap.transpose(0, 2, 1))
     return gw.reshape(Cout, Cg, KH, KW)
 
 
