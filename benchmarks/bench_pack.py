@@ -1,7 +1,8 @@
 """Weight packing speed against the machine's copy bandwidth, in one process.
 
 `fastconv.pack_weight` (what a layer does once: fresh memory, and a private
-OIHW copy too) and the pack inside a raw-weight call (into its kept buffer:
+OIHW copy too), `pack_weight(..., out=)` into an existing pack (what a loop
+that updates the weights does: no fresh pages) and the pack inside a raw-weight call (into its kept buffer:
 a raw call on a 1x1 image minus the pre-packed one) are timed in interleaved
 rounds with `np.copyto` of a same-size array (warmed buffers): the copy's
 GB/s is the yardstick, pack GB/s = weight bytes / time.  With --layers, the suite layers' raw-weight conv2d (plain weight
@@ -124,15 +125,18 @@ def main():
             kw = dict(padding=k // 2, groups=groups, method="fused")
             med = interleaved({"copy": lambda: np.copyto(dst, w),
                                "pack_weight": lambda: fastconv.pack_weight(w, groups),
+                               "pack_weight_out": lambda: fastconv.pack_weight(w, groups, out=pw),
                                "raw_1px": lambda: fastconv.conv2d(x, w, **kw),
                                "packed_1px": lambda: fastconv.conv2d(x, pw, **kw)},
                               a.rounds, number)
             gb = w.nbytes / 1e9
-            cp, pk = gb / med["copy"], gb / med["pack_weight"]
+            cp, pk, po = gb / med["copy"], gb / med["pack_weight"], gb / med["pack_weight_out"]
             rp = gb / max(med["raw_1px"] - med["packed_1px"], 1e-9)
             print(f"{name} {w.nbytes / 1e6:.1f} MB, {th} thr: copy {cp:.1f} GB/s "
                   f"({med['copy'] * 1e6:.0f} us), pack_weight {pk:.2f} GB/s "
                   f"({med['pack_weight'] * 1e6:.0f} us) = {100 * pk / cp:.0f} % of copy; "
+                  f"pack_weight(out=) {po:.2f} GB/s ({med['pack_weight_out'] * 1e6:.0f} us) = "
+                  f"{100 * po / cp:.0f} % of copy; "
                   f"raw call's pack {rp:.2f} GB/s ({(med['raw_1px'] - med['packed_1px']) * 1e6:.0f}"
                   f" us) = {100 * rp / cp:.0f} % of copy")
 

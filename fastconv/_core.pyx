@@ -279,6 +279,38 @@ cdef class PackedWeight:
         if self.p == NULL:
             raise MemoryError("fastconv: cannot allocate the packed weights")
 
+    def _repack(self, cnp.ndarray w):
+        """New weights into this pack's buffers (pack_weight's out=): w is
+        C-contiguous with this pack's shape and dtype (checked by the caller).
+        Nothing is allocated, so no fresh pages are touched."""
+        cdef fc_conv_desc d
+        cdef int64_t ws[4]
+        cdef int rc
+        cdef cnp.ndarray own = self.weight
+        own.setflags(write=True)
+        try:
+            own[...] = w
+        finally:
+            own.setflags(write=False)
+        d.c_out = own.shape[0]
+        d.c_in = self.c_in
+        d.kh = own.shape[2]
+        d.kw = own.shape[3]
+        d.groups = self.groups
+        ws[0] = own.shape[1] * d.kh * d.kw
+        ws[1] = d.kh * d.kw
+        ws[2] = d.kw
+        ws[3] = 1
+        cdef void *wp = cnp.PyArray_DATA(own)
+        if _is_f32(own):
+            with nogil:
+                rc = fc_repack_weight_strided_f32(self.p, &d, <const float *>wp, ws)
+        else:
+            with nogil:
+                rc = fc_repack_weight_strided_f64(self.p, &d, <const double *>wp, ws)
+        if rc != 0:
+            raise ValueError("fastconv: the weights do not match this pack's geometry")
+
     def __dealloc__(self):
         fc_packed_free(self.p)
 

@@ -603,7 +603,7 @@ def workspace_bytes(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1,
     return total
 
 
-def pack_weight(weight, groups=1, *, data_format="NCHW"):
+def pack_weight(weight, groups=1, *, data_format="NCHW", out=None):
     """Pack conv2d weights once for the direct kernels; pass the result to
     ``conv2d`` in place of the weight array (with the same ``groups``).
 
@@ -611,6 +611,12 @@ def pack_weight(weight, groups=1, *, data_format="NCHW"):
     ``weight`` do not affect it (pack again to pick them up), so a cached pack
     can never give stale results.  One pack serves any input size, stride,
     padding, dilation and activation; ``.weight`` is the (read-only) copy.
+
+    ``out``: a PackedWeight of the same shape, dtype and groups to pack the
+    new values into, in place, and return; nothing is allocated (a fresh pack
+    spends much of its time on the first touch of new memory: repack in a
+    loop that updates the weights).  Like writing into any ``out=`` array, do
+    not repack a pack that another thread's call is reading.
     """
     if data_format not in DATA_FORMATS:
         raise ValueError(f"data_format must be 'NCHW' or 'NHWC', got {data_format!r}")
@@ -626,7 +632,17 @@ def pack_weight(weight, groups=1, *, data_format="NCHW"):
                          f"out_channels={w.shape[0]}")
     if min(w.shape) == 0:
         raise ValueError(f"pack_weight: weight of size {_shape_str(w.shape)} has an empty dimension")
-    return _core.PackedWeight(np.ascontiguousarray(w), groups)
+    if out is None:
+        return _core.PackedWeight(np.ascontiguousarray(w), groups)
+    if not isinstance(out, _core.PackedWeight):
+        raise TypeError(f"pack_weight: out must be a PackedWeight (from pack_weight), got "
+                        f"{type(out).__name__}")
+    if out.shape != w.shape or out.dtype != w.dtype or out.groups != groups:
+        raise ValueError(f"pack_weight: out holds {out.dtype} weights of size "
+                         f"{_shape_str(out.shape)} with groups={out.groups}; the new weight is "
+                         f"{w.dtype} of size {_shape_str(w.shape)} (OIHW) with groups={groups}")
+    out._repack(np.ascontiguousarray(w))
+    return out
 
 
 # ---- pickling -------------------------------------------------------------

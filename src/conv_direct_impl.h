@@ -273,6 +273,14 @@ static int FN(keeps_oihw_)(const fc_packed *pk)
                                  pk->c_out * pk->cin_g * pk->kh * pk->kw * (int64_t)sizeof(T));
 }
 
+/* Every layout pk keeps, from w: the OIHW copy, B (and its finite flag), A. */
+static void FN(fill_packed_)(const fc_conv_desc *d, const T *w, const int64_t *ws, fc_packed *pk)
+{
+    if (pk->raw) FN(copy_oihw_)(d, w, ws, (T *)pk->raw);
+    pk->finite = FN(pack_b_)(w, ws, pk, (T *)pk->wb);
+    if (pk->wa) FN(pack_a_)(w, ws, pk, (const T *)pk->wb, (T *)pk->wa);
+}
+
 /* w[o][i][h][v] at w + o*ws[0] + i*ws[1] + h*ws[2] + v*ws[3] (OIHW order, any
  * strides: a dense OIHW array, or a view of HWIO weights). */
 fc_packed *FN(fc_pack_weight_strided_)(const fc_conv_desc *d, const T *w, const int64_t *ws)
@@ -290,10 +298,23 @@ fc_packed *FN(fc_pack_weight_strided_)(const fc_conv_desc *d, const T *w, const 
         fc_packed_free(pk);
         return NULL;
     }
-    if (raw) FN(copy_oihw_)(d, w, ws, raw);
-    pk->finite = FN(pack_b_)(w, ws, pk, wb);
-    if (wa) FN(pack_a_)(w, ws, pk, wb, wa);
+    FN(fill_packed_)(d, w, ws, pk);
     return pk;
+}
+
+/* New values of the same geometry into pk's buffers (what
+ * pack_weight(..., out=) does): nothing allocated, so no first touch of fresh
+ * pages, which cost a fresh pack of 1x1 weights more than the packing itself
+ * (benchmarks/NOTES.md, perf-raw).  FC_EINVAL when d is not pk's geometry. */
+int FN(fc_repack_weight_strided_)(fc_packed *pk, const fc_conv_desc *d, const T *w,
+                                  const int64_t *ws)
+{
+    if (!pk || pk->elem != sizeof(T) || d->groups <= 0 || pk->groups != d->groups
+        || pk->c_out != d->c_out || pk->cin_g * d->groups != d->c_in || pk->kh != d->kh
+        || pk->kw != d->kw)
+        return FC_EINVAL;
+    FN(fill_packed_)(d, w, ws, pk);
+    return FC_OK;
 }
 
 fc_packed *FN(fc_pack_weight_)(const fc_conv_desc *d, const T *w)

@@ -183,6 +183,12 @@ fc_packed *fc_pack_weight_strided_f32(const fc_conv_desc *d, const float *w,
                                       const int64_t *wstrides);
 fc_packed *fc_pack_weight_strided_f64(const fc_conv_desc *d, const double *w,
                                       const int64_t *wstrides);
+/* New weights of the same geometry (d as at packing) into p's buffers, in
+ * place: no allocation.  FC_EINVAL when d or the float type is not p's. */
+int fc_repack_weight_strided_f32(fc_packed *p, const fc_conv_desc *d, const float *w,
+                                 const int64_t *wstrides);
+int fc_repack_weight_strided_f64(fc_packed *p, const fc_conv_desc *d, const double *w,
+                                 const int64_t *wstrides);
 
 /* ---- depthwise convolution (conv_depthwise.c) ---------------------------- */
 

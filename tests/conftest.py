@@ -39,6 +39,10 @@ def _session_seed():
 
 
 SESSION_SEED = _session_seed()
+# pytest-xdist's workers are started after this module is imported in the
+# controller and inherit its environment: one session seed for all of them,
+# the one the header prints.
+os.environ.setdefault("FASTCONV_TEST_SEED", str(SESSION_SEED))
 
 
 def pytest_report_header(config):

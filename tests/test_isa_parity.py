@@ -51,7 +51,7 @@ def suite_runs():
         if _expected(isa) == CFG["kernels"]:
             continue
         procs[isa] = subprocess.Popen(
-            [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+            [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-o", "addopts=",
              os.path.join(HERE, "test_conv2d.py"), os.path.join(HERE, "test_nhwc.py"),
              "-k", "not hypothesis"],
             env=_env(isa), cwd=PKG_PARENT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

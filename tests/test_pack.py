@@ -97,6 +97,54 @@ def test_raw_equals_packed_and_reference(rng, kernels, layout, dtype):
             np.testing.assert_array_equal(raw, again, err_msg=str((case, method)))
 
 
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_repack_into_out(rng, layout, dtype):
+    """pack_weight(w2, out=pw) packs w2 into pw's buffers: the same object,
+    the same bits as a fresh pack of w2, w2's values against the reference,
+    and an inf in the new weights seen by the padding-tap skip."""
+    for case in CASES:
+        x, w, b = _data(rng, case, dtype)
+        n, c, h, wd, o, k, s, p, g = case
+        w2 = rng.standard_normal(w.shape).astype(dtype)
+        user = (lambda a: a) if layout == "NCHW" else (lambda a: a.transpose(2, 3, 1, 0))
+        pw = fastconv.pack_weight(user(w), g, data_format=layout)
+        keep = _call(x, pw, b, case, layout, activation="relu")
+        assert fastconv.pack_weight(user(w2), g, data_format=layout, out=pw) is pw
+        got = _call(x, pw, b, case, layout, activation="relu")
+        fresh = _call(x, fastconv.pack_weight(user(w2), g, data_format=layout), b, case, layout,
+                      activation="relu")
+        ref, scale = conv2d_act_ref(x, w2, b, stride=s, padding=p, groups=g, activation="relu")
+        assert np.max(np.abs(got - ref) / (1 + scale)) < _tol(dtype), case
+        np.testing.assert_array_equal(got, fresh, err_msg=str(case))
+        assert not np.array_equal(got, keep)
+        np.testing.assert_array_equal(pw.weight, w2)
+        assert not pw.weight.flags.writeable
+        # an inf in a corner weight reaches the outputs whose taps read padding
+        w3 = w2.copy()
+        w3[0, 0, 0, 0] = np.inf
+        fastconv.pack_weight(user(w3), g, data_format=layout, out=pw)
+        fresh = _call(x, fastconv.pack_weight(user(w3), g, data_format=layout), b, case, layout)
+        np.testing.assert_array_equal(_call(x, pw, b, case, layout), fresh, err_msg=str(case))
+
+
+def test_repack_refuses_a_different_pack_and_changes_nothing(rng):
+    w = rng.standard_normal((8, 4, 3, 3)).astype(np.float32)
+    pw = fastconv.pack_weight(w, 2)
+    x = rng.standard_normal((1, 8, 6, 6)).astype(np.float32)
+    before = fastconv.conv2d(x, pw, groups=2, padding=1)
+    bad = [(rng.standard_normal((8, 4, 3, 2)).astype(np.float32), 2, ValueError, "size"),
+           (w.astype(np.float64), 2, ValueError, "float64"),
+           (rng.standard_normal((8, 8, 3, 3)).astype(np.float32), 1, ValueError, "groups=1"),
+           (w, 2, TypeError, "PackedWeight")]
+    for new, groups, err, words in bad:
+        out = w if err is TypeError else pw
+        with pytest.raises(err, match=words):
+            fastconv.pack_weight(new, groups, out=out)
+    np.testing.assert_array_equal(pw.weight, w)
+    np.testing.assert_array_equal(fastconv.conv2d(x, pw, groups=2, padding=1), before)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_strided_hwio_view(rng, dtype):
     """An NHWC call whose HWIO weight is a strided view (every other output
@@ -208,7 +256,7 @@ def test_module_with_portable_kernels_forced_at_startup():
     """This module in a child started with FASTCONV_DISABLE_SIMD=1 (the
     portable set chosen at start-up, not forced afterwards)."""
     env = child_env(FASTCONV_DISABLE_SIMD="1")
-    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-o", "addopts=",
                         os.path.abspath(__file__), "-k", "not portable_kernels_forced"],
                        env=env, cwd=PKG_PARENT, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
