@@ -280,8 +280,8 @@ cdef class PackedWeight:
             raise MemoryError("fastconv: cannot allocate the packed weights")
 
     def _repack(self, cnp.ndarray w):
-        """New weights into this pack's buffers (pack_weight's out=): w is
-        C-contiguous with this pack's shape and dtype (checked by the caller).
+        """New weights into this pack's buffers (pack_weight's out=): w has
+        this pack's shape and dtype (checked by the caller), any strides.
         Nothing is allocated, so no fresh pages are touched."""
         cdef fc_conv_desc d
         cdef int64_t ws[4]

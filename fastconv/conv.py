@@ -632,8 +632,8 @@ def pack_weight(weight, groups=1, *, data_format="NCHW", out=None):
                          f"out_channels={w.shape[0]}")
     if min(w.shape) == 0:
         raise ValueError(f"pack_weight: weight of size {_shape_str(w.shape)} has an empty dimension")
-    if out is None:
-        return _core.PackedWeight(np.ascontiguousarray(w), groups)
+    if out is None:   # (PackedWeight copies w into C order: no second copy here)
+        return _core.PackedWeight(w, groups)
     if not isinstance(out, _core.PackedWeight):
         raise TypeError(f"pack_weight: out must be a PackedWeight (from pack_weight), got "
                         f"{type(out).__name__}")
@@ -641,7 +641,7 @@ def pack_weight(weight, groups=1, *, data_format="NCHW", out=None):
         raise ValueError(f"pack_weight: out holds {out.dtype} weights of size "
                          f"{_shape_str(out.shape)} with groups={out.groups}; the new weight is "
                          f"{w.dtype} of size {_shape_str(w.shape)} (OIHW) with groups={groups}")
-    out._repack(np.ascontiguousarray(w))
+    out._repack(w)
     return out
 
 

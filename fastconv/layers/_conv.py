@@ -175,7 +175,11 @@ class _ConvBase(Layer):
                 "build of fastconv does not have")
         hwio, groups = self._hwio_groups()
         last = self.data_format == "channels_last"
-        weight = hwio if last else hwio.transpose(3, 2, 0, 1)
+        # the forward's pack (its private OIHW copy is what the gradients
+        # read): a channels_first kernel's OIHW view would be copied again
+        # in every step
+        weight = self._cache[0] if self._cache is not None else (
+            hwio if last else hwio.transpose(3, 2, 0, 1))
         needs = ("input", "weight", "bias") if need_input else ("weight", "bias")
         if not self.use_bias:
             needs = tuple(n for n in needs if n != "bias")
