@@ -10,6 +10,18 @@ from libc.stdint cimport int64_t
 
 from fastconv._cfastconv cimport *
 
+
+cdef int _check_status(int rc, str what) except -1:
+    """A C status as Python sees it: FC_ENOMEM a MemoryError, anything else
+    but FC_OK an internal error (validated calls never get FC_EINVAL; a
+    caller that can take FC_EINVAL as "this kernel declines" tests for it
+    before calling this)."""
+    if rc == FC_ENOMEM:
+        raise MemoryError(f"fastconv: {what} could not allocate its buffers")
+    if rc != FC_OK:
+        raise RuntimeError(f"fastconv: internal error {rc} in {what}")
+    return 0
+
 cnp.import_array()
 
 ACT_COUNT = FC_ACT_COUNT
@@ -174,10 +186,7 @@ def conv2d_direct(ConvDesc desc, cnp.ndarray x, cnp.ndarray w, object bias, cnp.
             rc = fc_conv2d_raw_f64(&desc.d, <const double *>xp, NULL, <const double *>wp, NULL,
                                    <const double *>bp, <double *>yp, 0, &post.a, &pre.a, &sc.s)
     _scratch_give(sc)
-    if rc == FC_ENOMEM:
-        raise MemoryError("fastconv: the convolution kernel could not allocate its buffers")
-    if rc != FC_OK:
-        raise RuntimeError(f"fastconv: internal error {rc} in the direct convolution")
+    _check_status(rc, "the direct convolution")
 
 
 def conv2d_depthwise(ConvDesc desc, cnp.ndarray x, cnp.ndarray w, object bias, cnp.ndarray y,
@@ -198,10 +207,7 @@ def conv2d_depthwise(ConvDesc desc, cnp.ndarray x, cnp.ndarray w, object bias, c
                                          <const double *>bp, <double *>yp, &post.a)
     if rc == FC_EINVAL:
         return False
-    if rc == FC_ENOMEM:
-        raise MemoryError("fastconv: the depthwise kernel could not allocate its buffers")
-    if rc != FC_OK:
-        raise RuntimeError(f"fastconv: internal error {rc} in the depthwise convolution")
+    _check_status(rc, "the depthwise convolution")
     return True
 
 
@@ -343,10 +349,7 @@ def conv2d_packed(ConvDesc desc, cnp.ndarray x, PackedWeight w, object bias, cnp
         with nogil:
             rc = fc_conv2d_packed_f64(&desc.d, <const double *>xp, w.p, <const double *>bp,
                                       <double *>yp, &post.a, &pre.a, ws)
-    if rc == FC_ENOMEM:
-        raise MemoryError("fastconv: the convolution kernel could not allocate its buffers")
-    if rc != FC_OK:
-        raise RuntimeError(f"fastconv: internal error {rc} in the direct convolution")
+    _check_status(rc, "the direct convolution")
 
 
 cdef inline void _elem_strides(cnp.ndarray a, int64_t *st):
@@ -407,10 +410,7 @@ def conv2d_ex(ConvDesc desc, cnp.ndarray x, object w, object bias, cnp.ndarray y
                                    &sc.s)
     if sc is not None:
         _scratch_give(sc)
-    if rc == FC_ENOMEM:
-        raise MemoryError("fastconv: the convolution kernel could not allocate its buffers")
-    if rc != FC_OK:
-        raise RuntimeError(f"fastconv: internal error {rc} in the direct convolution")
+    _check_status(rc, "the direct convolution")
 
 
 def config():
@@ -700,10 +700,7 @@ def fast_conv2d(dict cache, object x, object weight, object bias, object stride,
         rc = _fast_call(&t.desc.d, t.typenum, xp, wp, pk, bp, yp, &t.post.a, &t.pre.a, scp)
     if sc is not None:
         _scratch_give(sc)
-    if rc == FC_ENOMEM:
-        raise MemoryError("fastconv: the convolution kernel could not allocate its buffers")
-    if rc != FC_OK:
-        raise RuntimeError(f"fastconv: internal error {rc} in the direct convolution")
+    _check_status(rc, "the direct convolution")
     return y
 
 

@@ -6,6 +6,7 @@ x / (1 + exp(-x)) ...) the way torch computes them; torch itself stays under
 ~3 ulp * (|ref| + |x|) on these inputs.  float64: 64 ulp likewise.
 """
 import math
+import os
 
 import numpy as np
 import pytest
@@ -348,3 +349,22 @@ def test_activation_params_numpy_scalars():
     c = Activation("elu", alpha=2)  # an int is a fine number
     np.testing.assert_allclose(fastconv.activate(x, c), R.activation_ref("elu", x, alpha=2.0),
                                rtol=1e-6, atol=1e-7)
+
+
+def test_kind_numbers_match_the_c_enum():
+    """activations.py's C kind numbers are fastconv.h's enum: every kind
+    from 0 to FC_ACT_COUNT - 1 named once, each number the enum's entry of
+    that name (a kind added on one side only, or renumbered, fails here)."""
+    import re
+    from fastconv import _core
+    from fastconv import activations as A
+    kinds = {name: kind for name, (kind, _) in A._SPECS.items()}
+    kinds["gelu_tanh"] = A._GELU_TANH_KIND
+    assert sorted(kinds.values()) == list(range(_core.ACT_COUNT))
+    header = os.path.join(os.path.dirname(__file__), os.pardir, "src", "fastconv.h")
+    if not os.path.exists(header):
+        pytest.skip("src/fastconv.h is not beside these tests (not a source checkout)")
+    text = open(header).read()
+    body = text[text.index("FC_ACT_IDENTITY = 0"):text.index("FC_ACT_COUNT")]
+    enum = [m.lower() for m in re.findall(r"FC_ACT_(\w+)", body)]
+    assert enum == sorted(kinds, key=kinds.get)
