@@ -215,8 +215,10 @@ int fc_avx512_wanted(void);
 int fc_force_kernels(const char *name);
 int fc_openmp_enabled(void);
 /* Best float32 FMA throughput (GFLOP/s) of `threads` threads running 12 FMA
- * chains for `iters` iterations, over `reps` tries; 0 where no probe exists
- * (no AVX2+FMA, or not x86).  Without OpenMP only one thread runs. */
+ * chains for `iters` iterations, over `reps` tries, with the vector width of
+ * the kernel set in use (fc_kernel_name: 512-bit for "avx512", 256-bit for
+ * "avx2+fma"); 0 where no probe exists (portable kernels, no AVX2+FMA, or not
+ * x86).  Without OpenMP only one thread runs. */
 double fc_fma_peak_gflops(int threads, long iters, int reps);
 
 int fc_get_num_threads(void);
