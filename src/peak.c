@@ -35,7 +35,7 @@ double fc_fma_peak_gflops(int threads, long iters, int reps)
     if (kt == &fc_kernels_portable || !fc_cpu_has_avx2_fma() || threads < 1 || iters < 1
         || reps < 1)
         return 0.0;
-    const int wide = kt == &fc_kernels_avx512;
+    const int wide = kt == &fc_kernels_avx512;   /* either blocking */
     const double lanes = wide ? 16.0 : 8.0;
     volatile float sink = 0.0f;
     double best = 0.0;
