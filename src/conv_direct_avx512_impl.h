@@ -1,8 +1,10 @@
 /*
  * The AVX-512 B tiles (conv_kern.h) for one register blocking, written once
  * for both float types: included by conv_direct_avx512.c once per blocking
- * with TNB (zmm vectors of output channels, 1..4), TP (pixels, broadcast) and
- * TSFX (the name suffix, e.g. _2x8) defined.  Defines
+ * with TNB (zmm vectors of output channels, 1..4), TP (pixels, broadcast),
+ * TPFD (0, or how many input channels ahead each weight stream is prefetched
+ * into L1: one line per block per channel) and TSFX (the name suffix, e.g.
+ * _2x8) defined.  Defines
  * tileB_avx512_f32<TSFX> and tileB_avx512_f64<TSFX>; needs tr16 (the 16 x 16
  * transpose) from the including file.
  */

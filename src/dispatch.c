@@ -140,13 +140,6 @@ int fc_force_kernels(const char *name)
                                                           : *avx512_blocking_for_cpu();
         k = &fc_kernels_avx512;
     }
-#ifdef FC_AVX512_EXPERIMENT
-    else if (fc_cpu_has_avx512()) {
-        extern const fc_kernel_table fc_kernels_avx512_x[];
-        for (int i = 0; fc_kernels_avx512_x[i].name; ++i)
-            if (!strcmp(name, fc_kernels_avx512_x[i].name)) k = &fc_kernels_avx512_x[i];
-    }
-#endif
 #endif
     if (!k) return 0;
     chosen = k;
