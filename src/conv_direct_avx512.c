@@ -6,17 +6,30 @@
  *
  * Same packed weights as the other kernel sets (OB = 64 bytes of output
  * channels per block, one zmm), so a PackedWeight serves every ISA.  A tile is
- * TNB blocks (zmm vectors of output channels) x TP pixels (broadcasts),
- * 2 x 8 = 16 zmm accumulators: per input channel 2 weight loads + 8
- * broadcasts for 16 FMAs of 16 lanes (0.63 loads per FMA against 0.67 for
- * the AVX2 16 x 6 tile, a quarter fewer weight bytes per FLOP, half the
- * instructions per FLOP).  2 x 12 (24 accumulators, 12 pixel pointers: GPR
- * spills) and 4 x 6 measured slower.  On the Zen 4 it was written on, the
- * micro-kernel and the AVX2 one both reach the FMA peak (~116 GFLOP/s) on
- * L1-resident data; whole layers first measured within +-5% of AVX2 either
- * way, later 2-15 % faster in three alternating runs of the 3x3 layers (the
- * 8-pixel tile needs fewer passes over the weights, which stream from L2),
- * so it is the default where available.  See benchmarks/NOTES.md.
+ * TNB blocks (zmm vectors of output channels) x TP pixels (broadcasts), one
+ * template (conv_direct_avx512_impl.h) instantiated for two blockings, and
+ * dispatch.c copies one of the two tables into fc_kernels_avx512 for the CPU:
+ *
+ *  2 x 8  (16 accumulators; per input channel 2 weight loads + 8 broadcasts
+ *         for 16 FMAs): written on a Zen 4, whose 512-bit FMAs run on its two
+ *         256-bit pipes (peak = the AVX2 one, ~116 GFLOP/s); there it and the
+ *         AVX2 tile both reach the peak on L1-resident data, 2 x 12 (12 pixel
+ *         pointers: GPR spills) and 4 x 6 measured slower, and the layers ran
+ *         2-15 % faster than AVX2 (benchmarks/NOTES.md perf-C, perf-D).  Kept
+ *         for every CPU but Intel's.
+ *  4 x 6  (24 accumulators; 4 weight loads + 6 broadcasts for 24 FMAs, 29 of
+ *         the 32 zmm, no spills; each weight stream prefetched 32 input
+ *         channels ahead): Intel, whose AVX-512 cores have two 512-bit FMA
+ *         pipes (Ice Lake server: 512-bit peak ~165 against ~100 for 256-bit
+ *         FMAs).  With 16 accumulators and 10 loads per 16 FMAs the 2 x 8 tile
+ *         keeps them ~65 % busy there; 4 x 6 ran the ResNet/VGG 3x3 layers
+ *         11-24 % faster (resnet_3x3_512: even with the prefetch, its 1.2 MB
+ *         weight panel per tile streams from L3) and level with or ahead of
+ *         ONNX Runtime except VGG (0.92).  Tried there and slower: 3 x 8, 3 x 9
+ *         (a 64-channel layer is 3 + 1 blocks), 4 x 7 (28 + 4 + 1 zmm: one
+ *         accumulator spilled), 2 x 12 and 2 x 14 (pointer GPRs).
+ *         benchmarks/NOTES.md perf-avx512-icl.
+ *
  * The 1x1 GEMM tile (A) is here for float32 (6 channels x 64 pixels); its
  * float64 version and the NCHW->NHWC copy are the AVX2 ones.
  */
