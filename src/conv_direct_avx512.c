@@ -22,10 +22,11 @@
  *         channels ahead): Intel, whose AVX-512 cores have two 512-bit FMA
  *         pipes (Ice Lake server: 512-bit peak ~165 against ~100 for 256-bit
  *         FMAs).  With 16 accumulators and 10 loads per 16 FMAs the 2 x 8 tile
- *         keeps them ~65 % busy there; 4 x 6 ran the ResNet/VGG 3x3 layers
- *         11-24 % faster (resnet_3x3_512: even with the prefetch, its 1.2 MB
- *         weight panel per tile streams from L3) and level with or ahead of
- *         ONNX Runtime except VGG (0.92).  Tried there and slower: 3 x 8, 3 x 9
+ *         ran the ResNet/VGG 3x3 layers at ~57 % of the 512-bit peak there;
+ *         4 x 6 ran them 10-20 % faster (resnet_3x3_512 +3 %: even with the
+ *         prefetch its 1.2 MB weight panel per tile streams from L3), ahead
+ *         of ONNX Runtime on the ResNet layers, behind on VGG and batch8
+ *         (NCHW copy and stores, NOTES.md).  Tried there and slower: 3 x 8, 3 x 9
  *         (a 64-channel layer is 3 + 1 blocks), 4 x 7 (28 + 4 + 1 zmm: one
  *         accumulator spilled), 2 x 12 and 2 x 14 (pointer GPRs).
  *         benchmarks/NOTES.md perf-avx512-icl.

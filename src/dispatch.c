@@ -79,7 +79,7 @@ int fc_simd_disabled_by_env(void)
 /* The register blocking of the AVX-512 B tiles for this CPU (conv_direct_avx512.c):
  * 4 x 6 zmm (24 accumulators) on Intel, whose AVX-512 cores (Xeon Skylake-SP
  * to Sapphire Rapids) have two 512-bit FMA pipes: on the Ice Lake server the 16
- * accumulators of 2 x 8 cannot keep both busy (ResNet/VGG 3x3 layers +12-34 %,
+ * accumulators of 2 x 8 cannot keep both busy (ResNet/VGG 3x3 layers +3-20 %,
  * benchmarks/NOTES.md, perf-avx512-icl).  2 x 8 elsewhere: on the Zen 4 it was
  * written on (512-bit ops on 256-bit pipes, the AVX2 peak) 4 x 6 measured
  * slower.  Other AVX-512 CPUs (Zen 5, ...) were not measured; they keep 2 x 8. */

@@ -3,9 +3,10 @@
  * independent chains, opaque to the compiler) with zmm registers.  Used by
  * fc_fma_peak_gflops (peak.c) when the AVX-512 kernels run: a core with two
  * 512-bit FMA pipes (Intel Xeon Skylake-SP .. Sapphire Rapids) does twice the
- * work per cycle of its 256-bit FMAs on them (~1.5x at the lower AVX-512
- * clock: 106 -> ~160 GFLOP/s on the Ice Lake server in benchmarks/NOTES.md,
- * perf-avx512-icl), so a 256-bit figure would overstate "% of peak"; on a Zen 4
+ * work per cycle of its 256-bit FMAs on them (~1.7x at the lower AVX-512
+ * clock: ~100 -> ~170 GFLOP/s on one core of the Ice Lake server,
+ * benchmarks/NOTES.md perf-avx512-icl), so a 256-bit figure would overstate
+ * "% of peak"; on a Zen 4
  * (512-bit ops split into two 256-bit halves) both probes agree.  12 chains
  * cover two pipes of 4-cycle latency with room to spare.
  */
