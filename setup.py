@@ -20,7 +20,7 @@ SRC = "src"
 EXTENSIONS = {
     "fastconv._core": ["activation.c", "activation_avx2.c", "activation_avx512.c",
                        "conv_direct.c", "conv_direct_avx2.c", "conv_direct_avx512.c",
-                       "dispatch.c", "peak.c", "peak_avx2.c", "im2col.c",
+                       "dispatch.c", "peak.c", "peak_avx2.c", "peak_avx512.c", "im2col.c",
                        "conv_depthwise.c", "conv_depthwise_avx2.c", "conv_small.c", "conv_small_avx2.c",
                        "conv_first.c", "conv_first_avx2.c",
                        "conv_1x1.c", "conv_1x1_avx2.c",

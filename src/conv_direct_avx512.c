@@ -6,17 +6,31 @@
  *
  * Same packed weights as the other kernel sets (OB = 64 bytes of output
  * channels per block, one zmm), so a PackedWeight serves every ISA.  A tile is
- * TNB blocks (zmm vectors of output channels) x TP pixels (broadcasts),
- * 2 x 8 = 16 zmm accumulators: per input channel 2 weight loads + 8
- * broadcasts for 16 FMAs of 16 lanes (0.63 loads per FMA against 0.67 for
- * the AVX2 16 x 6 tile, a quarter fewer weight bytes per FLOP, half the
- * instructions per FLOP).  2 x 12 (24 accumulators, 12 pixel pointers: GPR
- * spills) and 4 x 6 measured slower.  On the Zen 4 it was written on, the
- * micro-kernel and the AVX2 one both reach the FMA peak (~116 GFLOP/s) on
- * L1-resident data; whole layers first measured within +-5% of AVX2 either
- * way, later 2-15 % faster in three alternating runs of the 3x3 layers (the
- * 8-pixel tile needs fewer passes over the weights, which stream from L2),
- * so it is the default where available.  See benchmarks/NOTES.md.
+ * TNB blocks (zmm vectors of output channels) x TP pixels (broadcasts), one
+ * template (conv_direct_avx512_impl.h) instantiated for two blockings, and
+ * dispatch.c copies one of the two tables into fc_kernels_avx512 for the CPU:
+ *
+ *  2 x 8  (16 accumulators; per input channel 2 weight loads + 8 broadcasts
+ *         for 16 FMAs): written on a Zen 4, whose 512-bit FMAs run on its two
+ *         256-bit pipes (peak = the AVX2 one, ~116 GFLOP/s); there it and the
+ *         AVX2 tile both reach the peak on L1-resident data, 2 x 12 (12 pixel
+ *         pointers: GPR spills) and 4 x 6 measured slower, and the layers ran
+ *         2-15 % faster than AVX2 (benchmarks/NOTES.md perf-C, perf-D).  Kept
+ *         for every CPU but Intel's.
+ *  4 x 6  (24 accumulators; 4 weight loads + 6 broadcasts for 24 FMAs, 29 of
+ *         the 32 zmm, no spills; each weight stream prefetched 32 input
+ *         channels ahead): Intel, whose AVX-512 cores have two 512-bit FMA
+ *         pipes (Ice Lake server: 512-bit peak ~165 against ~100 for 256-bit
+ *         FMAs).  With 16 accumulators and 10 loads per 16 FMAs the 2 x 8 tile
+ *         ran the ResNet/VGG 3x3 layers at ~57 % of the 512-bit peak there;
+ *         4 x 6 ran them 10-20 % faster (resnet_3x3_512 +3 %: even with the
+ *         prefetch its 1.2 MB weight panel per tile streams from L3), ahead
+ *         of ONNX Runtime on the ResNet layers, behind on VGG and batch8
+ *         (NCHW copy and stores, NOTES.md).  Tried there and slower: 3 x 8, 3 x 9
+ *         (a 64-channel layer is 3 + 1 blocks), 4 x 7 (28 + 4 + 1 zmm: one
+ *         accumulator spilled), 2 x 12 and 2 x 14 (pointer GPRs).
+ *         benchmarks/NOTES.md perf-avx512-icl.
+ *
  * The 1x1 GEMM tile (A) is here for float32 (6 channels x 64 pixels); its
  * float64 version and the NCHW->NHWC copy are the AVX2 ones.
  */
@@ -24,15 +38,6 @@
 #include <immintrin.h>
 
 #include "conv_kern.h"
-
-#ifndef FC_AVX512_TNB
-#define FC_AVX512_TNB 2
-#endif
-#ifndef FC_AVX512_TP
-#define FC_AVX512_TP 8
-#endif
-#define TNB FC_AVX512_TNB
-#define TP FC_AVX512_TP
 
 /* out[c] = (r[0][c], ..., r[15][c]): 16 x 16 transpose. */
 static inline __attribute__((always_inline)) void tr16(const __m512 *r, __m512 *out)
@@ -122,203 +127,27 @@ FC_DEF_PACKB(f64, double, __m512d, 8, __mmask8, _mm512_maskz_loadu_pd, tr8d, _mm
              _mm512_add_pd, _mm512_sub_pd, _mm512_setzero_pd, _mm512_cmp_pd_mask, 0xFF)
 #undef FC_DEF_PACKB
 
-/* ---- float32 ---- */
+/* ---- B tiles ---- */
 
-/* One tap: kc input channels into pixels [J0, J1) of the tile (the others
- * read only padding there); NV, P, J0, J1 constants after inlining.  One
- * definition for both types (LANES elements per zmm). */
-#define FC_DEF_TAP(SFX, T, V, LANES, LOADU, SET1, FMADD)                                  \
-    static inline __attribute__((always_inline)) const T *tap_##SFX(                     \
-        V acc[TNB][TP], const T *w, const T *const *pp, int64_t kc, int64_t xs,            \
-        int64_t wbs, const int NV, const int J0, const int J1)                             \
-    {                                                                                      \
-        const T *p[TP];                                                                    \
-        _Pragma("GCC unroll 16") for (int j = J0; j < J1; ++j) p[j] = pp[j];               \
-        int64_t off = 0;                                                                   \
-        _Pragma("GCC unroll 2") for (int64_t k = 0; k < kc; ++k)                           \
-        {                                                                                  \
-            V wv[TNB];                                                                     \
-            _Pragma("GCC unroll 4") for (int v = 0; v < NV; ++v) wv[v] = LOADU(w + v * wbs); \
-            w += LANES;                                                                    \
-            _Pragma("GCC unroll 16") for (int j = J0; j < J1; ++j)                         \
-            {                                                                              \
-                const V x = SET1(p[j][off]);                                               \
-                _Pragma("GCC unroll 4") for (int v = 0; v < NV; ++v)                       \
-                    acc[v][j] = FMADD(wv[v], x, acc[v][j]);                                \
-            }                                                                              \
-            off += xs;                                                                     \
-        }                                                                                  \
-        return w;                                                                          \
-    }
-FC_DEF_TAP(f32, float, __m512, 16, _mm512_loadu_ps, _mm512_set1_ps, _mm512_fmadd_ps)
-FC_DEF_TAP(f64, double, __m512d, 8, _mm512_loadu_pd, _mm512_set1_pd, _mm512_fmadd_pd)
-#undef FC_DEF_TAP
+#define TNB 2
+#define TP 8
+#define TPFD 0
+#define TSFX _2x8
+#include "conv_direct_avx512_impl.h"
+#undef TNB
+#undef TP
+#undef TPFD
+#undef TSFX
 
-/* The taps of a tile body: all pixels, or without pixel 0 and/or pixel P - 1
- * where a->tapskip says they read only padding (SKIP: a constant). */
-#define FC_TAPS(SFX)                                                                      \
-    for (int64_t t = 0; t < ntaps; ++t, pp += TP) {                                        \
-        switch (SKIP ? a->tapskip[t] : 0) {                                                \
-        case 0: w = tap_##SFX(acc, w, pp, kc, xs, wbs, NV, 0, P); break;                   \
-        case 1: w = tap_##SFX(acc, w, pp, kc, xs, wbs, NV, 1, P); break;                   \
-        case 2: w = tap_##SFX(acc, w, pp, kc, xs, wbs, NV, 0, P - 1); break;               \
-        default: w = tap_##SFX(acc, w, pp, kc, xs, wbs, NV, 1, P - 1); break;              \
-        }                                                                                  \
-    }
-
-/* NV vectors of channels x P pixels, both constants after inlining; SKIP:
- * honour a->tapskip (only when npix == P). */
-static inline __attribute__((always_inline)) void tileB_f32_body(const fc_tileB_args *a,
-                                                                const int NV, const int P,
-                                                                const int SKIP)
-{
-    __m512 acc[TNB][TP];
-    const float *bias = (const float *)a->bias;
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) {
-        const __m512 b = _mm512_loadu_ps(bias + 16 * v);
-#pragma GCC unroll 16
-        for (int j = 0; j < P; ++j) acc[v][j] = b;
-    }
-    const float *w = (const float *)a->w;
-    const int64_t wbs = a->wbs, kc = a->kc, xs = a->xs, ntaps = a->ntaps;
-    const float *const *pp = (const float *const *)a->ptrs;
-    FC_TAPS(f32)
-    /* identity or relu (fc_act_in_tile, conv_kern.h) */
-    if (a->act->kind == FC_ACT_RELU) {   /* x < 0 ? 0 : x, NaN and -0.0 kept */
-        const __m512 z = _mm512_setzero_ps();
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v)
-#pragma GCC unroll 16
-            for (int j = 0; j < P; ++j)
-                acc[v][j] = _mm512_mask_mov_ps(acc[v][j],
-                                               _mm512_cmp_ps_mask(acc[v][j], z, _CMP_LT_OQ), z);
-    }
-    float *y = (float *)a->y;
-    const int npix = a->npix, noc = a->noc, rot = a->rot;
-    if (a->ldy == 1) {   /* NHWC: each pixel's channels are contiguous */
-        const int64_t ldp = a->ldp;
-        int64_t at[TP];   /* where pixel column j goes */
-#pragma GCC unroll 16
-        for (int j = 0; j < P; ++j) at[j] = (j + rot < npix ? j + rot : j + rot - npix) * ldp;
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) {
-            const int nv = noc - 16 * v;
-            if (nv <= 0) break;
-            const __mmask16 m = nv >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nv) - 1);
-            if (nv >= 16) {
-#pragma GCC unroll 16
-                for (int j = 0; j < P; ++j)
-                    if (j < npix) _mm512_storeu_ps(y + at[j] + 16 * v, acc[v][j]);
-            } else {
-                for (int j = 0; j < npix; ++j)
-                    _mm512_mask_storeu_ps(y + at[j] + 16 * v, m, acc[v][j]);
-            }
-        }
-        return;
-    }
-    /* NCHW: transpose each 16-channel vector's P pixels into rows of pixels */
-    const int64_t ldy = a->ldy;
-    const __mmask16 pm = (__mmask16)((1u << npix) - 1);
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) {
-        __m512 r[16], o[16];
-#pragma GCC unroll 16
-        for (int j = 0; j < 16; ++j) r[j] = acc[v][j < P ? j : 0];
-        tr16(r, o);
-        if (rot) {   /* memory pixel m is column (m - rot) mod npix */
-            const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3,
-                                                  2, 1, 0);
-            const __m512i back = _mm512_sub_epi32(lane, _mm512_set1_epi32(rot));
-            const __m512i idx = _mm512_mask_add_epi32(back, _mm512_cmplt_epi32_mask(
-                                                                back, _mm512_setzero_si512()),
-                                                      back, _mm512_set1_epi32(npix));
-#pragma GCC unroll 16
-            for (int c = 0; c < 16; ++c) o[c] = _mm512_permutexvar_ps(idx, o[c]);
-        }
-        const int nv = noc - 16 * v;
-        if (nv >= 16 && npix == 8) {   /* rows of 8 pixels: plain 256-bit stores */
-#pragma GCC unroll 16
-            for (int c = 0; c < 16; ++c) _mm256_storeu_ps(y + (16 * v + c) * ldy,
-                                                          _mm512_castps512_ps256(o[c]));
-        } else if (nv >= 16) {
-#pragma GCC unroll 16
-            for (int c = 0; c < 16; ++c) _mm512_mask_storeu_ps(y + (16 * v + c) * ldy, pm, o[c]);
-        } else {
-            for (int c = 0; c < nv; ++c) _mm512_mask_storeu_ps(y + (16 * v + c) * ldy, pm, o[c]);
-        }
-    }
-}
-
-/* The body for a tile's shape, all constants: whole tiles of TP or TP - 1
- * pixels (with or without tapskip), small or uneven tails (extra pixels
- * unstored), a single channel block.  One dispatch for both types. */
-#define FC_TILEB_DISPATCH(BODY)                                                           \
-    {                                                                                      \
-        const int skip = a->tapskip != NULL;                                               \
-        if (a->nb < TNB) BODY(a, 1, TP, 0);                                                \
-        else if (a->npix == TP && skip) BODY(a, TNB, TP, 1);                               \
-        else if (a->npix == TP) BODY(a, TNB, TP, 0);                                       \
-        else if (a->npix == TP - 1 && skip) BODY(a, TNB, TP - 1, 1);                       \
-        else if (a->npix == TP - 1) BODY(a, TNB, TP - 1, 0);                               \
-        else BODY(a, TNB, TP, 0);                                                          \
-    }
-
-static void tileB_avx512_f32(const fc_tileB_args *a) FC_TILEB_DISPATCH(tileB_f32_body)
-
-/* ---- float64 (8 channels per zmm) ---- */
-
-static inline __attribute__((always_inline)) void tileB_f64_body(const fc_tileB_args *a,
-                                                                const int NV, const int P,
-                                                                const int SKIP)
-{
-    __m512d acc[TNB][TP];
-    const double *bias = (const double *)a->bias;
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) {
-        const __m512d b = _mm512_loadu_pd(bias + 8 * v);
-#pragma GCC unroll 16
-        for (int j = 0; j < P; ++j) acc[v][j] = b;
-    }
-    const double *w = (const double *)a->w;
-    const int64_t wbs = a->wbs, kc = a->kc, xs = a->xs, ntaps = a->ntaps;
-    const double *const *pp = (const double *const *)a->ptrs;
-    FC_TAPS(f64)
-    if (a->act->kind == FC_ACT_RELU) {   /* else identity (fc_act_in_tile) */
-        const __m512d z = _mm512_setzero_pd();
-        for (int v = 0; v < NV; ++v)
-            for (int j = 0; j < P; ++j)
-                acc[v][j] = _mm512_mask_mov_pd(acc[v][j],
-                                               _mm512_cmp_pd_mask(acc[v][j], z, _CMP_LT_OQ), z);
-    }
-    double *y = (double *)a->y;
-    const int npix = a->npix, noc = a->noc, rot = a->rot;
-    int at[TP];   /* the pixel of column j (a->rot) */
-    for (int j = 0; j < P; ++j) at[j] = j + rot < npix ? j + rot : j + rot - npix;
-    if (a->ldy == 1) {
-        const int64_t ldp = a->ldp;
-        for (int v = 0; v < NV; ++v) {
-            const int nv = noc - 8 * v;
-            if (nv <= 0) break;
-            const __mmask8 m = nv >= 8 ? (__mmask8)0xFF : (__mmask8)((1u << nv) - 1);
-            for (int j = 0; j < P; ++j)
-                if (j < npix) _mm512_mask_storeu_pd(y + at[j] * ldp + 8 * v, m, acc[v][j]);
-        }
-        return;
-    }
-    /* NCHW: through an L1 buffer */
-    _Alignas(64) double buf[TP][8 * TNB];
-    for (int v = 0; v < NV; ++v)
-        for (int j = 0; j < P; ++j) _mm512_store_pd(buf[j] + 8 * v, acc[v][j]);
-    const int64_t ldy = a->ldy;
-    for (int o = 0; o < noc; ++o)
-        for (int j = 0; j < npix; ++j) y[o * ldy + at[j]] = buf[j][o];
-}
-
-static void tileB_avx512_f64(const fc_tileB_args *a) FC_TILEB_DISPATCH(tileB_f64_body)
-
-#undef FC_TAPS
-#undef FC_TILEB_DISPATCH
+#define TNB 4
+#define TP 6
+#define TPFD 32
+#define TSFX _4x6
+#include "conv_direct_avx512_impl.h"
+#undef TNB
+#undef TP
+#undef TPFD
+#undef TSFX
 
 /* ---- A tile (1x1 GEMM), float32: 6 output channels x NV zmm of pixels ----
  * 24 accumulators: per input channel NV loads and 6 broadcasts for 6 NV FMAs
@@ -409,8 +238,14 @@ static void nhwc_f64(const double *s, int64_t C, int64_t cs, int64_t W, double *
     fc_kernels_avx2.nhwc_f64(s, C, cs, W, d);
 }
 
-const fc_kernel_table fc_kernels_avx512 = {
-    "avx512", TP, TNB, tileB_avx512_f32, tileB_avx512_f64, tileA_avx512_f32, tileA_f64,
-    nhwc_f32, nhwc_f64, packB_avx512_f32, packB_avx512_f64,
-};
+/* The two register blockings of the set (dispatch.c picks one for the CPU
+ * into fc_kernels_avx512); everything but the B tiles is shared. */
+#define FC_AVX512_TABLE(P, NB, SFX)                                                       \
+    {"avx512", P, NB, tileB_avx512_f32##SFX, tileB_avx512_f64##SFX, tileA_avx512_f32,      \
+     tileA_f64, nhwc_f32, nhwc_f64, packB_avx512_f32, packB_avx512_f64}
+const fc_kernel_table fc_kernels_avx512_2x8 = FC_AVX512_TABLE(8, 2, _2x8);
+const fc_kernel_table fc_kernels_avx512_4x6 = FC_AVX512_TABLE(6, 4, _4x6);
+/* the set in use: the copy dispatch.c makes of one of the two at load time */
+fc_kernel_table fc_kernels_avx512 = FC_AVX512_TABLE(8, 2, _2x8);
+#undef FC_AVX512_TABLE
 #endif

@@ -108,7 +108,11 @@ const fc_kernel_table *fc_kernels(void);
 extern const fc_kernel_table fc_kernels_portable; /* conv_direct.c */
 #if defined(__x86_64__) || defined(_M_X64)
 extern const fc_kernel_table fc_kernels_avx2;     /* conv_direct_avx2.c */
-extern const fc_kernel_table fc_kernels_avx512;   /* conv_direct_avx512.c */
+/* conv_direct_avx512.c: the AVX-512 set in use, a copy of one of its two B-tile
+ * register blockings (2 x 8 or 4 x 6 zmm, see there), picked for the CPU by
+ * dispatch.c when the library is loaded (before any thread can read it). */
+extern fc_kernel_table fc_kernels_avx512;
+extern const fc_kernel_table fc_kernels_avx512_2x8, fc_kernels_avx512_4x6;
 #endif
 #define FC_TB_PMAX 16                  /* no table has tile_p above this */
 

@@ -76,6 +76,32 @@ int fc_simd_disabled_by_env(void)
     return e && *e && strcmp(e, "0") != 0;
 }
 
+/* The register blocking of the AVX-512 B tiles for this CPU (conv_direct_avx512.c):
+ * 4 x 6 zmm (24 accumulators) on Intel, whose AVX-512 cores (Xeon Skylake-SP
+ * to Sapphire Rapids) have two 512-bit FMA pipes: on the Ice Lake server the 16
+ * accumulators of 2 x 8 cannot keep both busy (ResNet/VGG 3x3 layers +3-20 %,
+ * benchmarks/NOTES.md, perf-avx512-icl).  2 x 8 elsewhere: on the Zen 4 it was
+ * written on (512-bit ops on 256-bit pipes, the AVX2 peak) 4 x 6 measured
+ * slower.  Other AVX-512 CPUs (Zen 5, ...) were not measured; they keep 2 x 8. */
+static const fc_kernel_table *avx512_blocking_for_cpu(void)
+{
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
+    __builtin_cpu_init();
+    if (__builtin_cpu_is("intel")) return &fc_kernels_avx512_4x6;
+    return &fc_kernels_avx512_2x8;
+#else
+    return NULL;
+#endif
+}
+
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
+/* At load time, before any thread reads the table. */
+__attribute__((constructor)) static void fc_pick_avx512_blocking(void)
+{
+    fc_kernels_avx512 = *avx512_blocking_for_cpu();
+}
+#endif
+
 static const fc_kernel_table *chosen;
 
 static const fc_kernel_table *choose(void)
@@ -105,7 +131,15 @@ int fc_force_kernels(const char *name)
     if (!strcmp(name, "portable")) k = &fc_kernels_portable;
 #if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
     else if (!strcmp(name, "avx2+fma") && fc_cpu_has_avx2_fma()) k = &fc_kernels_avx2;
-    else if (!strcmp(name, "avx512") && fc_cpu_has_avx512()) k = &fc_kernels_avx512;
+    else if (fc_cpu_has_avx512()
+             && (!strcmp(name, "avx512") || !strcmp(name, "avx512_2x8")
+                 || !strcmp(name, "avx512_4x6"))) {
+        /* "avx512": the blocking for this CPU; the others one of them (tests) */
+        fc_kernels_avx512 = !strcmp(name, "avx512_2x8")   ? fc_kernels_avx512_2x8
+                            : !strcmp(name, "avx512_4x6") ? fc_kernels_avx512_4x6
+                                                          : *avx512_blocking_for_cpu();
+        k = &fc_kernels_avx512;
+    }
 #endif
     if (!k) return 0;
     chosen = k;

@@ -216,13 +216,16 @@ int fc_avx512_disabled_by_env(void); /* FASTCONV_DISABLE_AVX512 set (not 0): AVX
  * and FASTCONV_DISABLE_AVX512 unset. */
 int fc_avx512_wanted(void);
 /* Benchmarks/tests only: switch the kernel set ("portable", "avx2+fma",
- * "avx512") between calls; 0 when the CPU/build lacks it.  Not thread-safe
- * against running convolutions. */
+ * "avx512"; "avx512_2x8" or "avx512_4x6": the AVX-512 set with that B-tile
+ * blocking instead of the one chosen for the CPU) between calls; 0 when the
+ * CPU/build lacks it.  Not thread-safe against running convolutions. */
 int fc_force_kernels(const char *name);
 int fc_openmp_enabled(void);
 /* Best float32 FMA throughput (GFLOP/s) of `threads` threads running 12 FMA
- * chains for `iters` iterations, over `reps` tries; 0 where no probe exists
- * (no AVX2+FMA, or not x86).  Without OpenMP only one thread runs. */
+ * chains for `iters` iterations, over `reps` tries, with the vector width of
+ * the kernel set in use (fc_kernel_name: 512-bit for "avx512", 256-bit for
+ * "avx2+fma"); 0 where no probe exists (portable kernels, no AVX2+FMA, or not
+ * x86).  Without OpenMP only one thread runs. */
 double fc_fma_peak_gflops(int threads, long iters, int reps);
 
 int fc_get_num_threads(void);

@@ -1,6 +1,8 @@
-/* fc_fma_peak_gflops: the machine's float32 FMA ceiling, measured (see peak_avx2.c). */
+/* fc_fma_peak_gflops: the machine's float32 FMA ceiling, measured with the
+ * vector width of the kernel set in use (peak_avx2.c, peak_avx512.c). */
 #include <time.h>
 
+#include "conv_kern.h"
 #include "fastconv.h"
 #ifdef _OPENMP
 #include <omp.h>
@@ -9,6 +11,7 @@
 #if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
 #define FC_HAVE_PEAK_PROBE 1
 float fc_fma_chains_avx2(long iters);
+float fc_fma_chains_avx512(long iters);
 #endif
 
 static double fc_now(void)
@@ -25,7 +28,15 @@ static double fc_now(void)
 double fc_fma_peak_gflops(int threads, long iters, int reps)
 {
 #ifdef FC_HAVE_PEAK_PROBE
-    if (!fc_cpu_has_avx2_fma() || threads < 1 || iters < 1 || reps < 1) return 0.0;
+    /* the ceiling of the kernels that run: 512-bit FMAs for the AVX-512 set
+     * (twice the 256-bit rate where a core has two 512-bit pipes), 256-bit
+     * for AVX2, none for the portable C (0: unknown) */
+    const fc_kernel_table *kt = fc_kernels();
+    if (kt == &fc_kernels_portable || !fc_cpu_has_avx2_fma() || threads < 1 || iters < 1
+        || reps < 1)
+        return 0.0;
+    const int wide = kt == &fc_kernels_avx512;   /* either blocking */
+    const double lanes = wide ? 16.0 : 8.0;
     volatile float sink = 0.0f;
     double best = 0.0;
     for (int r = 0; r < reps; ++r) {
@@ -34,7 +45,7 @@ double fc_fma_peak_gflops(int threads, long iters, int reps)
 #pragma omp parallel num_threads(threads)
 #endif
         {
-            float v = fc_fma_chains_avx2(iters);
+            float v = wide ? fc_fma_chains_avx512(iters) : fc_fma_chains_avx2(iters);
 #ifdef _OPENMP
 #pragma omp atomic
 #endif
@@ -46,7 +57,7 @@ double fc_fma_peak_gflops(int threads, long iters, int reps)
 #else
         const int ran = 1;
 #endif
-        const double g = (double)ran * (double)iters * 12.0 * 16.0 / dt * 1e-9;
+        const double g = (double)ran * (double)iters * 12.0 * 2.0 * lanes / dt * 1e-9;
         if (g > best) best = g;
     }
     (void)sink;

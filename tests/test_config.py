@@ -120,11 +120,32 @@ def test_packed_weight_errors(rng):
 
 
 def test_fma_peak_probe():
-    """The in-library FMA probe measures something where AVX2+FMA kernels run,
-    and says 0 (unknown) where it cannot."""
+    """The in-library FMA probe measures something where SIMD kernels run, and
+    says 0 (unknown) where it cannot (the portable kernels, no AVX2+FMA)."""
     g = _core.fma_peak_gflops(1, 200000, 2)
-    if fastconv.config.config()["cpu_avx2_fma"]:
+    if fastconv.config.config()["kernels"] in ("avx512", "avx2+fma"):
         assert g > 1.0
     else:
         assert g == 0.0
     assert _core.fma_peak_gflops(0, 1000, 1) == 0.0
+
+
+def test_fma_peak_probe_follows_the_kernel_set():
+    """The probe uses the vector width of the kernels that run: 512-bit FMAs for
+    the AVX-512 set, 256-bit for AVX2, none (0) for the portable kernels.  The
+    512-bit figure is not below the 256-bit one (two 512-bit pipes: ~1.5x on an
+    Ice Lake server; one split 512-bit unit: about equal on a Zen 4), checked
+    loosely (best of several tries) since the machine may be shared."""
+    code = ("import fastconv.config as c, fastconv._core as k\n"
+            "best = lambda: max(k.fma_peak_gflops(1, 2000000, 3) for _ in range(3))\n"
+            "print(c.config()['kernels'], best(), k._force_kernels('avx2+fma') and best())")
+    for env in ({}, {"FASTCONV_DISABLE_AVX512": "1"}, {"FASTCONV_DISABLE_SIMD": "1"}):
+        kernels, g, g256 = _run(code, **env).split()
+        g = float(g)
+        if kernels == "portable":
+            assert g == 0.0, env
+        else:
+            assert g > 1.0, env
+        if kernels == "avx512":
+            assert float(g256) > 1.0
+            assert g > 0.8 * float(g256), (g, g256)

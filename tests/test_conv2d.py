@@ -798,3 +798,69 @@ def test_thread_counts(rng, method):
             assert_close(got, ref, scale, np.float32, what="threads=%d" % n)
     finally:
         fastconv.set_num_threads(old)
+
+
+# --------------------------------------------------------------------------
+# the AVX-512 B tiles, each register blocking (dispatch picks one per CPU)
+# --------------------------------------------------------------------------
+
+_CFG = fastconv.config.config()
+
+# (N, C, H, W, Cout, G, K, stride, padding, dilation): output-channel tails of
+# a 2- and a 4-block tile (1, 2, 3 blocks left, part blocks), pixel tails
+# (images not a multiple of 6 or 8 pixels, rows straddled by a tile, one
+# pixel), stride 2, dilation, groups, 5x5, no padding (x read in place).
+AVX512_TILE_CASES = [
+    (1, 16, 9, 11, 17, 1, 3, 1, 1, 1),
+    (1, 24, 7, 13, 40, 1, 3, 1, 1, 1),
+    (2, 12, 5, 5, 56, 1, 3, 1, 1, 1),
+    (1, 20, 6, 7, 80, 1, 3, 2, 1, 1),
+    (1, 16, 12, 12, 96, 1, 3, 1, 2, 2),
+    (1, 32, 3, 2, 112, 1, 3, 1, 1, 1),
+    (1, 16, 1, 1, 64, 1, 3, 1, 1, 1),
+    (2, 32, 8, 9, 48, 2, 3, 1, 1, 1),
+    (1, 64, 14, 14, 128, 1, 3, 1, 1, 1),
+    (1, 16, 7, 23, 33, 1, 5, 1, 2, 1),
+    (1, 24, 10, 10, 50, 1, 3, 1, 0, 1),
+]
+
+
+@pytest.fixture
+def restore_kernels():
+    before = _CFG["kernels"]
+    yield
+    fastconv._core._force_kernels(before)
+
+
+@pytest.mark.skipif(not _CFG["cpu_avx512"], reason="no AVX-512 on this CPU/build")
+@pytest.mark.parametrize("blocking", ["avx512_2x8", "avx512_4x6"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
+def test_avx512_blockings_tails(rng, restore_kernels, blocking, dtype, data_format):
+    """Each AVX-512 blocking against the float64 reference on channel and pixel
+    tails, strides, dilation, groups, with relu in the tile, silu after it and a
+    pre-activation; and bit for bit against the AVX2 tiles (the same FMAs in the
+    same order for every output, whatever the blocking)."""
+    for (N, C, H, W, Cout, G, K, s, p, dl) in AVX512_TILE_CASES:
+        x, w, b = make(rng, dtype, N, C, H, W, Cout, G, K, K, data_format=data_format)
+        for act, pre in ((None, None), ("relu", None), ("silu", "relu")):
+            what = "%s %s act=%s pre=%s" % (blocking, (N, C, H, W, Cout, G, K, s, p, dl),
+                                            act, pre)
+            assert fastconv._core._force_kernels(blocking)
+            got = run_and_check("fused", x, w, b, s, p, dl, G, activation=act,
+                                pre_activation=pre, data_format=data_format, what=what)
+            assert fastconv._core._force_kernels("avx2+fma")
+            ref = fastconv.conv2d(x, w, b, s, p, dl, G, activation=act, pre_activation=pre,
+                                  method="fused", data_format=data_format)
+            np.testing.assert_array_equal(got, ref, err_msg=what)
+
+
+@pytest.mark.skipif(not _CFG["cpu_avx512"], reason="no AVX-512 on this CPU/build")
+@pytest.mark.parametrize("blocking", ["avx512_2x8", "avx512_4x6"])
+@pytest.mark.parametrize("act", list(R.ACTIVATION_PARAMS))
+def test_avx512_blockings_every_activation(rng, restore_kernels, blocking, act):
+    """Every activation after each blocking's tiles (relu and identity inside
+    them, the others in the pass after), on a tail of 3 blocks and 5 pixels."""
+    assert fastconv._core._force_kernels(blocking)
+    x, w, b = make(rng, np.float32, 1, 24, 5, 7, 41, 1, 3, 3)
+    run_and_check("fused", x, w, b, 1, 1, activation=act, what=blocking)
