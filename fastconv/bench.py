@@ -177,7 +177,8 @@ _MEASURED_PEAK: Dict[int, float] = {}
 
 def measured_peak_gflops(threads: int) -> float:
     """The FMA peak of ``threads`` threads, measured now by the library's own probe
-    (12 chains of 256-bit FMAs, best of 5 tries); 0.0 where there is no probe."""
+    (12 chains of FMAs as wide as the kernel set that runs: 512-bit under AVX-512,
+    256-bit under AVX2; best of 5 tries); 0.0 where there is no probe."""
     if threads not in _MEASURED_PEAK:
         from fastconv import _core
         probe = getattr(_core, "fma_peak_gflops", None)
