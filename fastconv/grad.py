@@ -337,6 +337,34 @@ def _weight_grad(x, gz, geo, groups, gw):
     return gw
 
 
+def _strided(a):
+    """a itself where the C kernels can read it through element strides, else
+    a dense copy."""
+    item = a.itemsize
+    if all(st % item == 0 for st in a.strides):
+        return a
+    return np.ascontiguousarray(a)
+
+
+def _nchw_view(a, nhwc, unbatched):
+    """The caller's array as (N, C, H, W) indices, a view where it can be."""
+    if unbatched:
+        a = a[None]
+    if nhwc:
+        a = a.transpose(0, 3, 1, 2)
+    return _strided(a)
+
+
+def _weight_grad_kernel(x, g, v, act, from_output, desc, buf, wshape, hwio, gbias, gz_out):
+    """The weight gradient by fastconv's kernel (src/grad_weight.c): into buf
+    (the caller's grad_weight, OIHW or HWIO as wshape) or a new array; the
+    activation's derivative f'(v) applied to g inside, the bias gradient into
+    gbias and g * f'(v) into gz_out (dense NCHW) when they are not None."""
+    gw = buf if buf is not None else np.empty(wshape, x.dtype)
+    _core.grad_weight(desc, x, g, v, act._spec, from_output, gw, hwio, gbias, gz_out)
+    return gw
+
+
 # ---- conv2d_backward -----------------------------------------------------------
 
 def _nchw(a, nhwc, unbatched):
@@ -456,15 +484,35 @@ def conv2d_backward(grad_output, x, weight, bias=None, stride=1, padding=0, dila
             q.cin_g, q.cout_g, q.nhwc, q.unbatched = p.cin_g, p.cout_g, False, False
             v = np.empty(p.shape_out, p.dtype)
             _conv._METHODS["fused"](q, v)
-    gz = _activation_grad(g4, v, p.post, from_output, gb, fuse_bias=method in ("auto", "fused"))
     geo = _core.desc_geometry(p.desc)
-
+    fused = method in ("auto", "fused")
     gw = None
-    if do_w:
-        xa = x4 if p.pre.is_identity else _conv._activated_copy(x4, p.pre)
-        gw4 = _nchw_target(grad_weight, p.w.shape, p.dtype, p.nhwc)
-        _weight_grad(xa, gz, geo, c_out // p.cout_g, gw4)
-        gw = _deliver(gw4, grad_weight, p.nhwc, False, (2, 3, 1, 0))
+    if do_w and method != "im2col":
+        # the weight-gradient kernel reads x and grad_output in the caller's
+        # layout; fused, it applies f' and reduces the bias itself, and hands
+        # g * f'(z) on to the input gradient (one pass over the gradient)
+        xa = _strided(p.x) if p.pre.is_identity else _conv._activated_copy(x4, p.pre)
+        gv, vv = _nchw_view(g, p.nhwc, p.unbatched), v
+        kept = z if z is not None else (y if from_output else None)
+        if v is not None and kept is not None:
+            vv = _nchw_view(kept, p.nhwc, p.unbatched)
+        if vv is not None and not _core.same_strides(vv, gv):
+            gv, vv = g4, v
+        if fused:
+            gz = g4 if p.post.is_identity else (np.empty(p.shape_out, p.dtype) if do_x else None)
+            gw = _weight_grad_kernel(xa, gv, vv, p.post, from_output, p.desc, grad_weight,
+                                     wshape, p.nhwc, gb, None if gz is g4 else gz)
+        else:
+            gz = _activation_grad(g4, v, p.post, from_output, gb, fuse_bias=False)
+            gw = _weight_grad_kernel(xa, gz, None, _NO_ACT, False, p.desc, grad_weight,
+                                     wshape, p.nhwc, None, None)
+    else:
+        gz = _activation_grad(g4, v, p.post, from_output, gb, fuse_bias=fused)
+        if do_w:
+            xa = x4 if p.pre.is_identity else _conv._activated_copy(x4, p.pre)
+            gw4 = _nchw_target(grad_weight, p.w.shape, p.dtype, p.nhwc)
+            _weight_grad(xa, gz, geo, c_out // p.cout_g, gw4)
+            gw = _deliver(gw4, grad_weight, p.nhwc, False, (2, 3, 1, 0))
     gi = None
     if do_x:
         gi4 = _nchw_target(grad_input, (n, c_in, h, wd), p.dtype, p.nhwc)
