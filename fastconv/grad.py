@@ -355,6 +355,15 @@ def _nchw_view(a, nhwc, unbatched):
     return _strided(a)
 
 
+def _weight_grad_kernel_suits(p):
+    """Whether the weight-gradient kernel beats the BLAS path here: not for
+    1x1 kernels (a plain GEMM on the NCHW arrays, nothing to unfold) nor for
+    groups of few output channels (depthwise: the kernel's tiles would be
+    mostly padding).  Measured, 1 thread (benchmarks/NOTES.md)."""
+    kh, kw = p.w.shape[2:]
+    return kh * kw > 1 and p.cout_g >= 8
+
+
 def _weight_grad_kernel(x, g, v, act, from_output, desc, buf, wshape, hwio, gbias, gz_out):
     """The weight gradient by fastconv's kernel (src/grad_weight.c): into buf
     (the caller's grad_weight, OIHW or HWIO as wshape) or a new array; the
@@ -487,7 +496,7 @@ def conv2d_backward(grad_output, x, weight, bias=None, stride=1, padding=0, dila
     geo = _core.desc_geometry(p.desc)
     fused = method in ("auto", "fused")
     gw = None
-    if do_w and method != "im2col":
+    if do_w and method != "im2col" and _weight_grad_kernel_suits(p):
         # the weight-gradient kernel reads x and grad_output in the caller's
         # layout; fused, it applies f' and reduces the bias itself, and hands
         # g * f'(z) on to the input gradient (one pass over the gradient)

@@ -23,7 +23,12 @@
 /* Multiply-adds below which one thread does it all. */
 #define GW_PAR_MIN_FLOPS 2e6
 
+/* A (positions x output channels) of at most this many bytes: panel-major
+ * order (grad_weight_impl.h). */
+#define GW_PANEL_MAJOR_BYTES ((size_t)1 << 20)
+
 typedef struct {
+    int panel_major;      /* the loop order, see gw_layout_ */
     int64_t cig, cog;     /* channels per group */
     int64_t hp, wp;       /* the padded input's extent (what the taps reach) */
     int64_t mp, mt;       /* a group's output channels padded to the tile width; all groups */
@@ -37,12 +42,14 @@ static int64_t gw_clamp(int64_t v, int64_t lo, int64_t hi)
     return v < lo ? lo : (v > hi ? hi : v);
 }
 
-static int gw_threads(double flops)
+static int gw_threads(const fc_conv_desc *d)
 {
 #ifdef _OPENMP
+    const double flops = 2.0 * (double)d->n * d->h_out * d->w_out * d->c_out
+                         * (d->c_in / d->groups) * d->kh * d->kw;
     return flops < GW_PAR_MIN_FLOPS ? 1 : omp_get_max_threads();
 #else
-    (void)flops;
+    (void)d;
     return 1;
 #endif
 }

@@ -38,7 +38,7 @@ static const GW_CAT(fc_gw_kernels_, SFX) *GWF(gw_kernels_)(void)
     }
 }
 
-static void GWF(gw_layout_)(const fc_conv_desc *d, int nr, gw_layout *L)
+static void GWF(gw_layout_)(const fc_conv_desc *d, int nr, int nthr, gw_layout *L)
 {
     const int64_t groups = d->groups;
     L->cig = d->c_in / groups;
@@ -49,13 +49,19 @@ static void GWF(gw_layout_)(const fc_conv_desc *d, int nr, gw_layout *L)
     L->mt = groups * L->mp;
     L->x_elems = gw_round8(d->n * L->hp * L->wp * d->c_in);
     L->a_elems = gw_round8(d->n * d->h_out * d->w_out * L->mt);
-    L->c_elems = gw_round8(groups * d->kh * d->kw * L->cig * L->mp);
+    /* A small enough to stay in L2 as a whole: each thread takes whole tile
+     * panels (one tap row, MR rows of (kw, c), every output channel) over all
+     * the positions and writes them straight into grad_weight; else the
+     * positions go in blocks and the panels accumulate in C. */
+    L->panel_major = (double)d->n * d->h_out * d->w_out * L->mt * sizeof(T) <= GW_PANEL_MAJOR_BYTES;
+    L->c_elems = L->panel_major ? gw_round8((int64_t)FC_GW_MR_MAX * L->mp) * nthr
+                                : gw_round8(groups * d->kh * d->kw * L->cig * L->mp);
 }
 
 size_t GW_CAT(fc_grad_weight_workspace_, SFX)(const fc_conv_desc *d)
 {
     gw_layout L;
-    GWF(gw_layout_)(d, GWF(gw_kernels_)()->nr, &L);
+    GWF(gw_layout_)(d, GWF(gw_kernels_)()->nr, gw_threads(d), &L);
     return (size_t)(L.x_elems + L.a_elems + L.c_elems) * sizeof(T);
 }
 
@@ -143,6 +149,77 @@ static void GWF(gw_pack_dz_)(const fc_conv_desc *d, const gw_layout *L, const T 
         for (int64_t cc = 0; cc < nc; ++cc) gbias[c0 + cc] = (T)bsum[cc];
 }
 
+/* The tile panel j_t of group gi: its first row j0 = kw * cig + c in C, the
+ * offset of that row in a padded input position (boff) and its rows (mr). */
+static inline void GWF(gw_panel_)(const fc_conv_desc *d, const gw_layout *L, int contiguous,
+                                  int MR, int64_t ct, int64_t gi, int64_t j_t, int64_t *j0,
+                                  int64_t *boff, int64_t *mr)
+{
+    const int64_t cig = L->cig;
+    if (contiguous) {   /* the rows run over (kw, c) */
+        *j0 = j_t * MR;
+        *mr = d->kw * cig - *j0 < MR ? d->kw * cig - *j0 : MR;
+        *boff = *j0;
+    } else {            /* within one kw */
+        const int64_t kw = j_t / ct, c0 = j_t % ct * MR;
+        *mr = cig - c0 < MR ? cig - c0 : MR;
+        *j0 = kw * cig + c0;
+        *boff = kw * d->dil_w * d->c_in + gi * cig + c0;
+    }
+}
+
+/* A finished panel (mr rows j0.. of tap row kh, group gi; cp rows mp apart)
+ * into grad_weight. */
+static void GWF(gw_store_panel_)(const fc_conv_desc *d, const gw_layout *L, int64_t gi,
+                                 int64_t kh, int64_t j0, int64_t mr, const T *cp, T *gw,
+                                 int gw_hwio)
+{
+    const int64_t cig = L->cig, cog = L->cog, KH = d->kh, KW = d->kw;
+    for (int64_t i = 0; i < mr; ++i) {
+        const int64_t kw = (j0 + i) / cig, c = (j0 + i) % cig;
+        const T *src = cp + i * L->mp;
+        if (gw_hwio) {
+            memcpy(gw + ((kh * KW + kw) * cig + c) * d->c_out + gi * cog, src,
+                   (size_t)cog * sizeof(T));
+        } else {
+            T *dst = gw + (gi * cog * cig + c) * KH * KW + kh * KW + kw;
+            for (int64_t o = 0; o < cog; ++o) dst[o * cig * KH * KW] = src[o];
+        }
+    }
+}
+
+/* C (every panel, channels-last) into grad_weight, shared by the threads of
+ * the team (an orphaned worksharing loop). */
+static void GWF(gw_store_all_)(const fc_conv_desc *d, const gw_layout *L, const T *cw, T *gw,
+                               int gw_hwio)
+{
+    const int64_t groups = d->groups, KH = d->kh, KW = d->kw;
+    const int64_t cig = L->cig, cog = L->cog, mp = L->mp;
+    if (gw_hwio) {   /* (kH, kW, cig, C_out): rows of C as they are */
+#pragma omp for schedule(static)
+        for (int64_t j = 0; j < KH * KW * cig; ++j)
+            for (int64_t gi = 0; gi < groups; ++gi) {
+                const int64_t tap = j / cig, c = j % cig;
+                memcpy(gw + j * d->c_out + gi * cog,
+                       cw + ((gi * KH * KW + tap) * cig + c) * mp, (size_t)cog * sizeof(T));
+            }
+    } else {         /* OIHW: 16 output channels at a time */
+        const int64_t ob = (cog + 15) / 16;
+#pragma omp for schedule(static)
+        for (int64_t u = 0; u < groups * ob; ++u) {
+            const int64_t gi = u / ob, o0 = u % ob * 16;
+            const int64_t no = cog - o0 < 16 ? cog - o0 : 16;
+            T *dst = gw + (gi * cog + o0) * cig * KH * KW;
+            for (int64_t c = 0; c < cig; ++c)
+                for (int64_t tap = 0; tap < KH * KW; ++tap) {
+                    const T *src = cw + ((gi * KH * KW + tap) * cig + c) * mp + o0;
+                    const int64_t k = c * KH * KW + tap;
+                    for (int64_t oo = 0; oo < no; ++oo) dst[oo * cig * KH * KW + k] = src[oo];
+                }
+        }
+    }
+}
+
 int GW_CAT(fc_grad_weight_, SFX)(const fc_conv_desc *d, const T *x, const int64_t *xstrides,
                                  const T *g, const int64_t *gstrides, const T *v,
                                  const fc_activation *act, int from_output, T *gw, int gw_hwio,
@@ -150,7 +227,8 @@ int GW_CAT(fc_grad_weight_, SFX)(const fc_conv_desc *d, const T *x, const int64_
 {
     const GW_CAT(fc_gw_kernels_, SFX) *K = GWF(gw_kernels_)();
     gw_layout L;
-    GWF(gw_layout_)(d, K->nr, &L);
+    const int nthr = gw_threads(d);
+    GWF(gw_layout_)(d, K->nr, nthr, &L);
     const int64_t xdense[4] = {d->c_in * d->h_in * d->w_in, d->h_in * d->w_in, d->w_in, 1};
     const int64_t gdense[4] = {d->c_out * d->h_out * d->w_out, d->h_out * d->w_out, d->w_out, 1};
     const int64_t *xs = xstrides ? xstrides : xdense, *gs = gstrides ? gstrides : gdense;
@@ -171,9 +249,6 @@ int GW_CAT(fc_grad_weight_, SFX)(const fc_conv_desc *d, const T *x, const int64_
     const int64_t ntiles = groups * KH * jt * ot;
     const int64_t rb = gw_clamp(GW_BLOCK_POS / wo, 1, ho);
     const int64_t xrows = d->n * L.hp, cblocks = (d->c_out + GW_CB - 1) / GW_CB;
-    const double flops = 2.0 * (double)d->n * hw * d->c_out * cig * KH * KW;
-    int nthr = gw_threads(flops);
-    (void)nthr;
 
 #pragma omp parallel num_threads(nthr) if (nthr > 1)
     {
@@ -197,60 +272,48 @@ int GW_CAT(fc_grad_weight_, SFX)(const fc_conv_desc *d, const T *x, const int64_
                     memset(ap + q * mt + gi * mp + cog, 0, (size_t)(mp - cog) * sizeof(T));
         }
 #pragma omp barrier
-        const int64_t t0 = ntiles * tid / nt, t1 = ntiles * (tid + 1) / nt;
-        for (int64_t nn = 0; nn < d->n; ++nn)
-            for (int64_t oy0 = 0; oy0 < ho; oy0 += rb) {
-                const int64_t rows = ho - oy0 < rb ? ho - oy0 : rb;
-                const int acc_in = nn > 0 || oy0 > 0;
-                for (int64_t t = t0; t < t1; ++t) {
-                    int64_t u = t;
-                    const int64_t o_t = u % ot;
-                    u /= ot;
-                    const int64_t j_t = u % jt;
-                    u /= jt;
-                    const int64_t kh = u % KH, gi = u / KH;
-                    int64_t j0, boff, mr;
-                    if (contiguous) {
-                        j0 = j_t * MR;
-                        mr = KW * cig - j0 < MR ? KW * cig - j0 : MR;
-                        boff = j0;
-                    } else {
-                        const int64_t kw = j_t / ct, c0 = j_t % ct * MR;
-                        mr = cig - c0 < MR ? cig - c0 : MR;
-                        j0 = kw * cig + c0;
-                        boff = kw * d->dil_w * C + gi * cig + c0;
-                    }
-                    const T *a = ap + (nn * hw + oy0 * wo) * mt + gi * mp + o_t * NR;
-                    const T *b = xp + ((nn * L.hp + oy0 * d->stride_h + kh * d->dil_h) * L.wp) * C
-                                 + boff;
-                    T *c = cw + ((gi * KH + kh) * KW * cig + j0) * mp + o_t * NR;
-                    K->kern[mr](a, mt, b, d->stride_w * C, d->stride_h * L.wp * C, rows, wo,
-                                c, mp, acc_in);
+        if (L.panel_major) {
+            T *cp = cw + gw_round8((int64_t)FC_GW_MR_MAX * mp) * tid;
+            const int64_t npanels = groups * KH * jt;
+#pragma omp for schedule(static)
+            for (int64_t u = 0; u < npanels; ++u) {
+                const int64_t j_t = u % jt, kh = u / jt % KH, gi = u / jt / KH;
+                int64_t j0, boff, mr;
+                GWF(gw_panel_)(d, &L, contiguous, MR, ct, gi, j_t, &j0, &boff, &mr);
+                for (int64_t nn = 0; nn < d->n; ++nn) {
+                    const T *a = ap + nn * hw * mt + gi * mp;
+                    const T *b = xp + ((nn * L.hp + kh * d->dil_h) * L.wp) * C + boff;
+                    for (int64_t o_t = 0; o_t < ot; ++o_t)
+                        K->kern[mr](a + o_t * NR, mt, b, d->stride_w * C, d->stride_h * L.wp * C,
+                                    ho, wo, cp + o_t * NR, mp, nn > 0);
                 }
+                GWF(gw_store_panel_)(d, &L, gi, kh, j0, mr, cp, gw, gw_hwio);
             }
+        } else {
+            const int64_t t0 = ntiles * tid / nt, t1 = ntiles * (tid + 1) / nt;
+            for (int64_t nn = 0; nn < d->n; ++nn)
+                for (int64_t oy0 = 0; oy0 < ho; oy0 += rb) {
+                    const int64_t rows = ho - oy0 < rb ? ho - oy0 : rb;
+                    const int acc_in = nn > 0 || oy0 > 0;
+                    for (int64_t t = t0; t < t1; ++t) {
+                        int64_t u = t;
+                        const int64_t o_t = u % ot;
+                        u /= ot;
+                        const int64_t j_t = u % jt;
+                        u /= jt;
+                        const int64_t kh = u % KH, gi = u / KH;
+                        int64_t j0, boff, mr;
+                        GWF(gw_panel_)(d, &L, contiguous, MR, ct, gi, j_t, &j0, &boff, &mr);
+                        const T *a = ap + (nn * hw + oy0 * wo) * mt + gi * mp + o_t * NR;
+                        const T *b = xp + ((nn * L.hp + oy0 * d->stride_h + kh * d->dil_h) * L.wp) * C
+                                     + boff;
+                        T *c = cw + ((gi * KH + kh) * KW * cig + j0) * mp + o_t * NR;
+                        K->kern[mr](a, mt, b, d->stride_w * C, d->stride_h * L.wp * C, rows, wo,
+                                    c, mp, acc_in);
+                    }
+                }
 #pragma omp barrier
-        if (gw_hwio) {   /* (kH, kW, cig, C_out): rows of C as they are */
-#pragma omp for schedule(static)
-            for (int64_t j = 0; j < KH * KW * cig; ++j)
-                for (int64_t gi = 0; gi < groups; ++gi) {
-                    const int64_t tap = j / cig, c = j % cig;
-                    memcpy(gw + j * d->c_out + gi * cog,
-                           cw + ((gi * KH * KW + tap) * cig + c) * mp, (size_t)cog * sizeof(T));
-                }
-        } else {         /* OIHW: 16 output channels at a time */
-            const int64_t ob = (cog + 15) / 16;
-#pragma omp for schedule(static)
-            for (int64_t u = 0; u < groups * ob; ++u) {
-                const int64_t gi = u / ob, o0 = u % ob * 16;
-                const int64_t no = cog - o0 < 16 ? cog - o0 : 16;
-                T *dst = gw + (gi * cog + o0) * cig * KH * KW;
-                for (int64_t c = 0; c < cig; ++c)
-                    for (int64_t tap = 0; tap < KH * KW; ++tap) {
-                        const T *src = cw + ((gi * KH * KW + tap) * cig + c) * mp + o0;
-                        const int64_t k = c * KH * KW + tap;
-                        for (int64_t oo = 0; oo < no; ++oo) dst[oo * cig * KH * KW + k] = src[oo];
-                    }
-            }
+            GWF(gw_store_all_)(d, &L, cw, gw, gw_hwio);
         }
     }
     if (own.p) gw_scratch_free(&own);
