@@ -25,10 +25,11 @@
 
 /* A (positions x output channels) of at most this many bytes: panel-major
  * order (grad_weight_impl.h). */
-#define GW_PANEL_MAJOR_BYTES ((size_t)1 << 20)
+#define GW_PANEL_MAJOR_BYTES ((size_t)1 << 18)
 
 typedef struct {
-    int panel_major;      /* the loop order, see gw_layout_ */
+    int panel_major, unit_major;   /* the loop order, see gw_layout_ */
+    int64_t unit_elems;   /* a unit-major thread's buffer */
     int64_t cig, cog;     /* channels per group */
     int64_t hp, wp;       /* the padded input's extent (what the taps reach) */
     int64_t mp, mt;       /* a group's output channels padded to the tile width; all groups */

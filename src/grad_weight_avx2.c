@@ -49,6 +49,6 @@
 #define GWK_TSFX f64
 #include "grad_weight_kern.h"
 #else
-const fc_gw_kernels_f32 fc_gw_kernels_avx2_f32 = {0, 0, {NULL}};
-const fc_gw_kernels_f64 fc_gw_kernels_avx2_f64 = {0, 0, {NULL}};
+const fc_gw_kernels_f32 fc_gw_kernels_avx2_f32 = {0, 0, NULL, {NULL}};
+const fc_gw_kernels_f64 fc_gw_kernels_avx2_f64 = {0, 0, NULL, {NULL}};
 #endif

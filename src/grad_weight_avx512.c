@@ -12,7 +12,36 @@
 #define GWK_MR 12
 #define GWK_NRV 2
 
+/* The 16 x 16 float transpose in registers: unpack, shuffle within 128-bit
+ * lanes, then two rounds of 128-bit lane shuffles. */
+static void tr16_avx512_f32(const float *const *rows, float *dst, int64_t ldd)
+{
+    __m512 r[16], t[16];
+    for (int k = 0; k < 16; ++k) r[k] = _mm512_loadu_ps(rows[k]);
+    for (int k = 0; k < 16; k += 2) {
+        t[k] = _mm512_unpacklo_ps(r[k], r[k + 1]);
+        t[k + 1] = _mm512_unpackhi_ps(r[k], r[k + 1]);
+    }
+    for (int k = 0; k < 16; k += 4) {
+        r[k] = _mm512_shuffle_ps(t[k], t[k + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        r[k + 1] = _mm512_shuffle_ps(t[k], t[k + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        r[k + 2] = _mm512_shuffle_ps(t[k + 1], t[k + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        r[k + 3] = _mm512_shuffle_ps(t[k + 1], t[k + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int h = 0; h < 16; h += 8)
+        for (int k = 0; k < 4; ++k) {
+            t[h + k] = _mm512_shuffle_f32x4(r[h + k], r[h + k + 4], 0x88);
+            t[h + k + 4] = _mm512_shuffle_f32x4(r[h + k], r[h + k + 4], 0xdd);
+        }
+    for (int k = 0; k < 8; ++k) {
+        r[k] = _mm512_shuffle_f32x4(t[k], t[k + 8], 0x88);
+        r[k + 8] = _mm512_shuffle_f32x4(t[k], t[k + 8], 0xdd);
+    }
+    for (int o = 0; o < 16; ++o) _mm512_storeu_ps(dst + o * ldd, r[o]);
+}
+
 #define T float
+#define GWK_TR16 tr16_avx512_f32
 #define V __m512
 #define VL 16
 #define VLOAD _mm512_loadu_ps
@@ -35,6 +64,7 @@
 #undef VZERO
 #undef GWK_SFX
 #undef GWK_TSFX
+#undef GWK_TR16
 
 #define T double
 #define V __m512d
@@ -49,6 +79,6 @@
 #define GWK_TSFX f64
 #include "grad_weight_kern.h"
 #else
-const fc_gw_kernels_f32 fc_gw_kernels_avx512_f32 = {0, 0, {NULL}};
-const fc_gw_kernels_f64 fc_gw_kernels_avx512_f64 = {0, 0, {NULL}};
+const fc_gw_kernels_f32 fc_gw_kernels_avx512_f32 = {0, 0, NULL, {NULL}};
+const fc_gw_kernels_f64 fc_gw_kernels_avx512_f64 = {0, 0, NULL, {NULL}};
 #endif

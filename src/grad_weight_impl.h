@@ -38,7 +38,7 @@ static const GW_CAT(fc_gw_kernels_, SFX) *GWF(gw_kernels_)(void)
     }
 }
 
-static void GWF(gw_layout_)(const fc_conv_desc *d, int nr, int nthr, gw_layout *L)
+static void GWF(gw_layout_)(const fc_conv_desc *d, int mr, int nr, int nthr, gw_layout *L)
 {
     const int64_t groups = d->groups;
     L->cig = d->c_in / groups;
@@ -51,17 +51,23 @@ static void GWF(gw_layout_)(const fc_conv_desc *d, int nr, int nthr, gw_layout *
     L->a_elems = gw_round8(d->n * d->h_out * d->w_out * L->mt);
     /* A small enough to stay in L2 as a whole: each thread takes whole tile
      * panels (one tap row, MR rows of (kw, c), every output channel) over all
-     * the positions and writes them straight into grad_weight; else the
-     * positions go in blocks and the panels accumulate in C. */
+     * the positions, whole images per kernel call; else the positions go in
+     * blocks of rows (each thread passes all its tiles over a block while it
+     * is in L2).  (Panels written straight into an OIHW grad_weight were
+     * slower: each row a scatter over C_out pages.) */
     L->panel_major = (double)d->n * d->h_out * d->w_out * L->mt * sizeof(T) <= GW_PANEL_MAJOR_BYTES;
-    L->c_elems = L->panel_major ? gw_round8((int64_t)FC_GW_MR_MAX * L->mp) * nthr
-                                : gw_round8(groups * d->kh * d->kw * L->cig * L->mp);
+    /* enough channel units for the threads: unit-major (see the main loop) */
+    const int64_t units = groups * ((L->cig + mr - 1) / mr);
+    L->unit_major = L->panel_major && units >= 2 * nthr && L->cig >= mr;
+    L->unit_elems = gw_round8((int64_t)mr * d->kh * d->kw * L->mp);
+    L->c_elems = L->unit_major ? L->unit_elems * nthr
+                               : gw_round8(groups * d->kh * d->kw * L->cig * L->mp);
 }
 
 size_t GW_CAT(fc_grad_weight_workspace_, SFX)(const fc_conv_desc *d)
 {
     gw_layout L;
-    GWF(gw_layout_)(d, GWF(gw_kernels_)()->nr, gw_threads(d), &L);
+    GWF(gw_layout_)(d, GWF(gw_kernels_)()->mr, GWF(gw_kernels_)()->nr, gw_threads(d), &L);
     return (size_t)(L.x_elems + L.a_elems + L.c_elems) * sizeof(T);
 }
 
@@ -168,55 +174,60 @@ static inline void GWF(gw_panel_)(const fc_conv_desc *d, const gw_layout *L, int
     }
 }
 
-/* A finished panel (mr rows j0.. of tap row kh, group gi; cp rows mp apart)
- * into grad_weight. */
-static void GWF(gw_store_panel_)(const fc_conv_desc *d, const gw_layout *L, int64_t gi,
-                                 int64_t kh, int64_t j0, int64_t mr, const T *cp, T *gw,
-                                 int gw_hwio)
+/* Channels [c0, c0 + nc) of group gi from a channels-last buffer (row of
+ * (tap, c) at src + (tap * tap_rows + c - c0) * mp, output channels along the
+ * row) into grad_weight: OIHW in blocks of 16 output channels x 16 of
+ * (c, kh, kw) (whole lines written), or HWIO rows as they are. */
+static void GWF(gw_store_rows_)(const fc_conv_desc *d, const gw_layout *L, const T *src,
+                                int64_t tap_rows, int64_t gi, int64_t c0, int64_t nc, T *gw,
+                                int gw_hwio)
 {
-    const int64_t cig = L->cig, cog = L->cog, KH = d->kh, KW = d->kw;
-    for (int64_t i = 0; i < mr; ++i) {
-        const int64_t kw = (j0 + i) / cig, c = (j0 + i) % cig;
-        const T *src = cp + i * L->mp;
-        if (gw_hwio) {
-            memcpy(gw + ((kh * KW + kw) * cig + c) * d->c_out + gi * cog, src,
-                   (size_t)cog * sizeof(T));
-        } else {
-            T *dst = gw + (gi * cog * cig + c) * KH * KW + kh * KW + kw;
-            for (int64_t o = 0; o < cog; ++o) dst[o * cig * KH * KW] = src[o];
+    void (*tr16)(const T *const *, T *, int64_t) = GWF(gw_kernels_)()->tr16;
+    const int64_t cig = L->cig, cog = L->cog, mp = L->mp, taps = d->kh * d->kw;
+    if (gw_hwio) {   /* (kH, kW, cig, C_out) */
+        for (int64_t tap = 0; tap < taps; ++tap)
+            for (int64_t c = 0; c < nc; ++c)
+                memcpy(gw + (tap * cig + c0 + c) * d->c_out + gi * cog,
+                       src + (tap * tap_rows + c) * mp, (size_t)cog * sizeof(T));
+        return;
+    }
+    const int64_t K = cig * taps, nk_all = nc * taps;
+    T tile[16][16];
+    const T *rows[16];
+    for (int64_t o0 = 0; o0 < cog; o0 += 16) {
+        const int64_t no = cog - o0 < 16 ? cog - o0 : 16;
+        T *dst = gw + (gi * cog + o0) * K + c0 * taps;
+        for (int64_t k0 = 0; k0 < nk_all; k0 += 16) {
+            const int64_t nk = nk_all - k0 < 16 ? nk_all - k0 : 16;
+            if (nk == 16 && no == 16) {   /* the whole block: the ISA's transpose */
+                for (int64_t kk = 0; kk < 16; ++kk) {
+                    const int64_t c = (k0 + kk) / taps, tap = (k0 + kk) % taps;
+                    rows[kk] = src + (tap * tap_rows + c) * mp + o0;
+                }
+                tr16(rows, dst + k0, K);
+                continue;
+            }
+            for (int64_t kk = 0; kk < nk; ++kk) {   /* k = c * taps + tap */
+                const int64_t c = (k0 + kk) / taps, tap = (k0 + kk) % taps;
+                memcpy(tile[kk], src + (tap * tap_rows + c) * mp + o0, (size_t)no * sizeof(T));
+            }
+            for (int64_t oo = 0; oo < no; ++oo)
+                for (int64_t kk = 0; kk < nk; ++kk) dst[oo * K + k0 + kk] = tile[kk][oo];
         }
     }
 }
 
 /* C (every panel, channels-last) into grad_weight, shared by the threads of
- * the team (an orphaned worksharing loop). */
+ * the team (an orphaned worksharing loop over groups and channel blocks). */
 static void GWF(gw_store_all_)(const fc_conv_desc *d, const gw_layout *L, const T *cw, T *gw,
                                int gw_hwio)
 {
-    const int64_t groups = d->groups, KH = d->kh, KW = d->kw;
-    const int64_t cig = L->cig, cog = L->cog, mp = L->mp;
-    if (gw_hwio) {   /* (kH, kW, cig, C_out): rows of C as they are */
+    const int64_t cig = L->cig, cb = (cig + 15) / 16, taps = d->kh * d->kw;
 #pragma omp for schedule(static)
-        for (int64_t j = 0; j < KH * KW * cig; ++j)
-            for (int64_t gi = 0; gi < groups; ++gi) {
-                const int64_t tap = j / cig, c = j % cig;
-                memcpy(gw + j * d->c_out + gi * cog,
-                       cw + ((gi * KH * KW + tap) * cig + c) * mp, (size_t)cog * sizeof(T));
-            }
-    } else {         /* OIHW: 16 output channels at a time */
-        const int64_t ob = (cog + 15) / 16;
-#pragma omp for schedule(static)
-        for (int64_t u = 0; u < groups * ob; ++u) {
-            const int64_t gi = u / ob, o0 = u % ob * 16;
-            const int64_t no = cog - o0 < 16 ? cog - o0 : 16;
-            T *dst = gw + (gi * cog + o0) * cig * KH * KW;
-            for (int64_t c = 0; c < cig; ++c)
-                for (int64_t tap = 0; tap < KH * KW; ++tap) {
-                    const T *src = cw + ((gi * KH * KW + tap) * cig + c) * mp + o0;
-                    const int64_t k = c * KH * KW + tap;
-                    for (int64_t oo = 0; oo < no; ++oo) dst[oo * cig * KH * KW + k] = src[oo];
-                }
-        }
+    for (int64_t u = 0; u < d->groups * cb; ++u) {
+        const int64_t gi = u / cb, c0 = u % cb * 16;
+        GWF(gw_store_rows_)(d, L, cw + (gi * taps * cig + c0) * L->mp, cig, gi, c0,
+                            cig - c0 < 16 ? cig - c0 : 16, gw, gw_hwio);
     }
 }
 
@@ -228,7 +239,7 @@ int GW_CAT(fc_grad_weight_, SFX)(const fc_conv_desc *d, const T *x, const int64_
     const GW_CAT(fc_gw_kernels_, SFX) *K = GWF(gw_kernels_)();
     gw_layout L;
     const int nthr = gw_threads(d);
-    GWF(gw_layout_)(d, K->nr, nthr, &L);
+    GWF(gw_layout_)(d, K->mr, K->nr, nthr, &L);
     const int64_t xdense[4] = {d->c_in * d->h_in * d->w_in, d->h_in * d->w_in, d->w_in, 1};
     const int64_t gdense[4] = {d->c_out * d->h_out * d->w_out, d->h_out * d->w_out, d->w_out, 1};
     const int64_t *xs = xstrides ? xstrides : xdense, *gs = gstrides ? gstrides : gdense;
@@ -272,14 +283,38 @@ int GW_CAT(fc_grad_weight_, SFX)(const fc_conv_desc *d, const T *x, const int64_
                     memset(ap + q * mt + gi * mp + cog, 0, (size_t)(mp - cog) * sizeof(T));
         }
 #pragma omp barrier
-        if (L.panel_major) {
-            T *cp = cw + gw_round8((int64_t)FC_GW_MR_MAX * mp) * tid;
+        if (L.unit_major) {
+            /* a unit: MR channels of one group, every tap, every output channel,
+             * over all the positions, in the thread's own buffer (in L2), then
+             * written out: grad_weight is written once, no C for all of it */
+            T *buf = cw + tid * L.unit_elems;
+#pragma omp for schedule(dynamic, 1)
+            for (int64_t u = 0; u < groups * ct; ++u) {
+                const int64_t gi = u / ct, c0 = u % ct * MR;
+                const int64_t mr = cig - c0 < MR ? cig - c0 : MR;
+                for (int64_t kh = 0; kh < KH; ++kh)
+                    for (int64_t kw = 0; kw < KW; ++kw) {
+                        T *cp = buf + (kh * KW + kw) * MR * mp;
+                        const int64_t boff = kw * d->dil_w * C + gi * cig + c0;
+                        for (int64_t nn = 0; nn < d->n; ++nn) {
+                            const T *a = ap + nn * hw * mt + gi * mp;
+                            const T *b = xp + ((nn * L.hp + kh * d->dil_h) * L.wp) * C + boff;
+                            for (int64_t o_t = 0; o_t < ot; ++o_t)
+                                K->kern[mr](a + o_t * NR, mt, b, d->stride_w * C,
+                                            d->stride_h * L.wp * C, ho, wo, cp + o_t * NR, mp,
+                                            nn > 0);
+                        }
+                    }
+                GWF(gw_store_rows_)(d, &L, buf, MR, gi, c0, mr, gw, gw_hwio);
+            }
+        } else if (L.panel_major) {
             const int64_t npanels = groups * KH * jt;
 #pragma omp for schedule(static)
             for (int64_t u = 0; u < npanels; ++u) {
                 const int64_t j_t = u % jt, kh = u / jt % KH, gi = u / jt / KH;
                 int64_t j0, boff, mr;
                 GWF(gw_panel_)(d, &L, contiguous, MR, ct, gi, j_t, &j0, &boff, &mr);
+                T *cp = cw + ((gi * KH + kh) * KW * cig + j0) * mp;
                 for (int64_t nn = 0; nn < d->n; ++nn) {
                     const T *a = ap + nn * hw * mt + gi * mp;
                     const T *b = xp + ((nn * L.hp + kh * d->dil_h) * L.wp) * C + boff;
@@ -287,7 +322,6 @@ int GW_CAT(fc_grad_weight_, SFX)(const fc_conv_desc *d, const T *x, const int64_
                         K->kern[mr](a + o_t * NR, mt, b, d->stride_w * C, d->stride_h * L.wp * C,
                                     ho, wo, cp + o_t * NR, mp, nn > 0);
                 }
-                GWF(gw_store_panel_)(d, &L, gi, kh, j0, mr, cp, gw, gw_hwio);
             }
         } else {
             const int64_t t0 = ntiles * tid / nt, t1 = ntiles * (tid + 1) / nt;
@@ -312,6 +346,8 @@ int GW_CAT(fc_grad_weight_, SFX)(const fc_conv_desc *d, const T *x, const int64_
                                     c, mp, acc_in);
                     }
                 }
+        }
+        if (!L.unit_major) {
 #pragma omp barrier
             GWF(gw_store_all_)(d, &L, cw, gw, gw_hwio);
         }

@@ -73,9 +73,24 @@ GWK_DEF(5) GWK_DEF(6)
 GWK_DEF(7) GWK_DEF(8) GWK_DEF(9) GWK_DEF(10) GWK_DEF(11) GWK_DEF(12)
 #endif
 
+/* dst[o * ldd + k] = rows[k][o] for a whole 16 x 16 block (the OIHW store);
+ * an includer may define GWK_TR16 with its own (in registers). */
+#ifndef GWK_TR16
+static void GWK_CAT(gwk_tr16_, GWK_SFX)(const T *const *rows, T *dst, int64_t ldd)
+{
+    T t[16][16];
+    for (int k = 0; k < 16; ++k) memcpy(t[k], rows[k], sizeof t[k]);
+    for (int o = 0; o < 16; ++o)
+        for (int k = 0; k < 16; ++k) dst[o * ldd + k] = t[k][o];
+}
+#define GWK_TR16_FN GWK_CAT(gwk_tr16_, GWK_SFX)
+#else
+#define GWK_TR16_FN GWK_TR16
+#endif
+
 #define GWK_K(MRC) GWK_CAT(GWK_CAT(gwk_, GWK_SFX), _##MRC)
 const GWK_CAT(fc_gw_kernels_, GWK_TSFX) GWK_CAT(fc_gw_kernels_, GWK_SFX) = {
-    GWK_MR, GWK_NRV * VL,
+    GWK_MR, GWK_NRV * VL, GWK_TR16_FN,
     {NULL, GWK_K(1), GWK_K(2), GWK_K(3), GWK_K(4),
 #if GWK_MR > 4
      GWK_K(5), GWK_K(6),
@@ -86,6 +101,7 @@ const GWK_CAT(fc_gw_kernels_, GWK_TSFX) GWK_CAT(fc_gw_kernels_, GWK_SFX) = {
     }};
 
 #undef GWK_K
+#undef GWK_TR16_FN
 #undef GWK_DEF
 #undef GWK_CAT
 #undef GWK_CAT_

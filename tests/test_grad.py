@@ -508,6 +508,10 @@ KERNEL_CASES = [
     dict(N=2, C=4, H=8, W=7, Cout=32, G=4, KH=3, KW=3, stride=1, padding=1, dilation=1),
     # 5x5, stride 3, 33 output channels
     dict(N=2, C=16, H=17, W=17, Cout=33, G=1, KH=5, KW=5, stride=3, padding=2, dilation=1),
+    # enough channels for several channel units per thread (the unit-major
+    # order): 75 = 6 x 12 + 3, dil_h = 2; and with groups (26 per group)
+    dict(N=2, C=75, H=9, W=8, Cout=20, G=1, KH=3, KW=2, stride=1, padding=1, dilation=(2, 1)),
+    dict(N=1, C=52, H=7, W=9, Cout=16, G=2, KH=3, KW=3, stride=(1, 2), padding=1, dilation=1),
     # ~10k positions: more than 1 MiB of gradient, the position-blocked order,
     # 68 output rows in blocks of 3 (a tail block)
     dict(N=2, C=3, H=70, W=75, Cout=40, G=1, KH=3, KW=3, stride=1, padding=0, dilation=1),
