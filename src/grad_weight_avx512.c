@@ -13,11 +13,13 @@
 #define GWK_NRV 2
 
 /* The 16 x 16 float transpose in registers: unpack, shuffle within 128-bit
- * lanes, then two rounds of 128-bit lane shuffles. */
-static void tr16_avx512_f32(const float *const *rows, float *dst, int64_t ldd)
+ * lanes, then two rounds of 128-bit lane shuffles; the k < nk of rows o < no
+ * stored (masked).  Reads 16 values of every row: the rows of C are padded
+ * to 32 output channels (NR), so 16 from any block start are there. */
+static void tr16_avx512_f32(const float *const *rows, float *dst, int64_t ldd, int nk, int no)
 {
     __m512 r[16], t[16];
-    for (int k = 0; k < 16; ++k) r[k] = _mm512_loadu_ps(rows[k]);
+    for (int k = 0; k < 16; ++k) r[k] = _mm512_loadu_ps(rows[k < nk ? k : 0]);
     for (int k = 0; k < 16; k += 2) {
         t[k] = _mm512_unpacklo_ps(r[k], r[k + 1]);
         t[k + 1] = _mm512_unpackhi_ps(r[k], r[k + 1]);
@@ -37,7 +39,11 @@ static void tr16_avx512_f32(const float *const *rows, float *dst, int64_t ldd)
         r[k] = _mm512_shuffle_f32x4(t[k], t[k + 8], 0x88);
         r[k + 8] = _mm512_shuffle_f32x4(t[k], t[k + 8], 0xdd);
     }
-    for (int o = 0; o < 16; ++o) _mm512_storeu_ps(dst + o * ldd, r[o]);
+    const __mmask16 m = (__mmask16)((1u << nk) - 1u);
+    if (nk == 16)
+        for (int o = 0; o < no; ++o) _mm512_storeu_ps(dst + o * ldd, r[o]);
+    else
+        for (int o = 0; o < no; ++o) _mm512_mask_storeu_ps(dst + o * ldd, m, r[o]);
 }
 
 #define T float

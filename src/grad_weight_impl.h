@@ -182,7 +182,7 @@ static void GWF(gw_store_rows_)(const fc_conv_desc *d, const gw_layout *L, const
                                 int64_t tap_rows, int64_t gi, int64_t c0, int64_t nc, T *gw,
                                 int gw_hwio)
 {
-    void (*tr16)(const T *const *, T *, int64_t) = GWF(gw_kernels_)()->tr16;
+    void (*tr16)(const T *const *, T *, int64_t, int, int) = GWF(gw_kernels_)()->tr16;
     const int64_t cig = L->cig, cog = L->cog, mp = L->mp, taps = d->kh * d->kw;
     if (gw_hwio) {   /* (kH, kW, cig, C_out) */
         for (int64_t tap = 0; tap < taps; ++tap)
@@ -192,27 +192,17 @@ static void GWF(gw_store_rows_)(const fc_conv_desc *d, const gw_layout *L, const
         return;
     }
     const int64_t K = cig * taps, nk_all = nc * taps;
-    T tile[16][16];
     const T *rows[16];
     for (int64_t o0 = 0; o0 < cog; o0 += 16) {
         const int64_t no = cog - o0 < 16 ? cog - o0 : 16;
         T *dst = gw + (gi * cog + o0) * K + c0 * taps;
         for (int64_t k0 = 0; k0 < nk_all; k0 += 16) {
             const int64_t nk = nk_all - k0 < 16 ? nk_all - k0 : 16;
-            if (nk == 16 && no == 16) {   /* the whole block: the ISA's transpose */
-                for (int64_t kk = 0; kk < 16; ++kk) {
-                    const int64_t c = (k0 + kk) / taps, tap = (k0 + kk) % taps;
-                    rows[kk] = src + (tap * tap_rows + c) * mp + o0;
-                }
-                tr16(rows, dst + k0, K);
-                continue;
-            }
             for (int64_t kk = 0; kk < nk; ++kk) {   /* k = c * taps + tap */
                 const int64_t c = (k0 + kk) / taps, tap = (k0 + kk) % taps;
-                memcpy(tile[kk], src + (tap * tap_rows + c) * mp + o0, (size_t)no * sizeof(T));
+                rows[kk] = src + (tap * tap_rows + c) * mp + o0;
             }
-            for (int64_t oo = 0; oo < no; ++oo)
-                for (int64_t kk = 0; kk < nk; ++kk) dst[oo * K + k0 + kk] = tile[kk][oo];
+            tr16(rows, dst + k0, K, (int)nk, (int)no);
         }
     }
 }

@@ -19,12 +19,12 @@ typedef void (*fc_gw_kern_f64)(const double *a, int64_t lda, const double *b, in
  * channels in vectors); kern[m] does a tile of m <= mr rows. */
 typedef struct {
     int mr, nr;
-    void (*tr16)(const float *const *rows, float *dst, int64_t ldd);
+    void (*tr16)(const float *const *rows, float *dst, int64_t ldd, int nk, int no);
     fc_gw_kern_f32 kern[FC_GW_MR_MAX + 1];
 } fc_gw_kernels_f32;
 typedef struct {
     int mr, nr;
-    void (*tr16)(const double *const *rows, double *dst, int64_t ldd);
+    void (*tr16)(const double *const *rows, double *dst, int64_t ldd, int nk, int no);
     fc_gw_kern_f64 kern[FC_GW_MR_MAX + 1];
 } fc_gw_kernels_f64;
 

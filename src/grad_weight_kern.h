@@ -73,15 +73,17 @@ GWK_DEF(5) GWK_DEF(6)
 GWK_DEF(7) GWK_DEF(8) GWK_DEF(9) GWK_DEF(10) GWK_DEF(11) GWK_DEF(12)
 #endif
 
-/* dst[o * ldd + k] = rows[k][o] for a whole 16 x 16 block (the OIHW store);
- * an includer may define GWK_TR16 with its own (in registers). */
+/* dst[o * ldd + k] = rows[k][o] for k < nk, o < no (<= 16 each): a block of
+ * the OIHW store; an includer may define GWK_TR16 with its own (in
+ * registers). */
 #ifndef GWK_TR16
-static void GWK_CAT(gwk_tr16_, GWK_SFX)(const T *const *rows, T *dst, int64_t ldd)
+static void GWK_CAT(gwk_tr16_, GWK_SFX)(const T *const *rows, T *dst, int64_t ldd, int nk,
+                                        int no)
 {
     T t[16][16];
-    for (int k = 0; k < 16; ++k) memcpy(t[k], rows[k], sizeof t[k]);
-    for (int o = 0; o < 16; ++o)
-        for (int k = 0; k < 16; ++k) dst[o * ldd + k] = t[k][o];
+    for (int k = 0; k < nk; ++k) memcpy(t[k], rows[k], (size_t)no * sizeof(T));
+    for (int o = 0; o < no; ++o)
+        for (int k = 0; k < nk; ++k) dst[o * ldd + k] = t[k][o];
 }
 #define GWK_TR16_FN GWK_CAT(gwk_tr16_, GWK_SFX)
 #else
