@@ -709,9 +709,19 @@ def conv_transpose2d_backward(grad_output, x, weight, bias=None, stride=1, paddi
     gz = _activation_grad(g4, v, t.post, from_output, gb, fuse_bias=method in ("auto", "fused"))
     gw = None
     if do_w:   # the weight gradient of the convolution gz -> x, roles swapped
-        gw4 = _nchw_target(grad_weight, t.w.shape, t.dtype, t.nhwc)
-        _weight_grad(gz, x4, t.geo, t.groups, gw4)
-        gw = _deliver(gw4, grad_weight, t.nhwc, False, (2, 3, 1, 0))
+        kh, kw = t.w.shape[2:]
+        if method != "im2col" and kh * kw > 1 and c_in // t.groups >= 8:
+            # the same rule as conv2d_backward's (_weight_grad_kernel_suits):
+            # the convolution's output channels are the transposed one's inputs
+            sh, sw, dh, dw, ph, pw = t.geo
+            desc = _core.ConvDesc(n, c_out, gz.shape[2], gz.shape[3], c_in, kh, kw, h, wd,
+                                  sh, sw, dh, dw, ph, pw, t.groups)
+            gw = _weight_grad_kernel(gz, x4, None, _NO_ACT, False, desc, grad_weight, wshape,
+                                     t.nhwc, None, None)
+        else:
+            gw4 = _nchw_target(grad_weight, t.w.shape, t.dtype, t.nhwc)
+            _weight_grad(gz, x4, t.geo, t.groups, gw4)
+            gw = _deliver(gw4, grad_weight, t.nhwc, False, (2, 3, 1, 0))
     gi = None
     if do_x:   # the forward convolution of gz with the same weight
         gi4 = _nchw_target(grad_input, (n, c_in, h, wd), t.dtype, t.nhwc)

@@ -636,6 +636,11 @@ TSHAPES = [
     TC(H=1, W=1, KH=3, KW=3, id="1x1-image"),
     TC(C=17, Cout=33, H=7, W=9, stride=2, padding=1, output_padding=1, id="odd-channels"),
     TC(N=2, C=64, Cout=32, H=12, W=12, KH=4, KW=4, stride=2, padding=1, id="large"),
+    # C_in/groups >= 8 and k > 1: the weight gradient by the C kernel
+    TC(N=2, C=16, H=6, W=5, Cout=12, KH=3, KW=3, stride=2, padding=1, output_padding=1,
+       id="wkernel-s2-op1"),
+    TC(N=1, C=24, H=5, W=7, Cout=8, G=2, KH=3, KW=2, stride=(1, 2), padding=(1, 0),
+       output_padding=(0, 1), dilation=2, id="wkernel-g2-d2"),
 ]
 
 
