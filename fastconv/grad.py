@@ -8,14 +8,18 @@ with (rh + pad - kh*d) = 0 mod s, so each phase is an ordinary stride-1
 convolution of g with its own flipped, channel-transposed sub-kernel: s^2
 convolutions that together do exactly the useful multiply-adds (none with the
 zeros a stride-dilated g would insert).  The weight gradient is a correlation
-of the input with g: per group the GEMM g (C_out x N*H_out*W_out) by the
-im2col of x, through NumPy's BLAS on blocks of rows (as conv2d's im2col path).
+of the input with g: fastconv's own kernel (src/grad_weight.c, register tiles
+over both operands made position-major once per call), or for 1x1 kernels and
+groups of few output channels, and for method "im2col", per group the GEMM g
+(C_out x N*H_out*W_out) by the im2col of x through NumPy's BLAS.
 
-The activation's derivative f'(z) is multiplied into grad_output and the bias
-gradient reduced in one C pass (src/act_grad.c), whose result feeds both
-gradient convolutions; where f' is a function of f's output (relu family,
-sigmoid, tanh, elu, selu, identity) the caller's ``output`` stands in for z,
-else z is recomputed with the forward kernel.
+The activation's derivative f'(z) is multiplied into grad_output, and the bias
+gradient reduced, inside the weight-gradient kernel while it reads g (method
+"fused"; it hands g * f'(z) on to the input gradient), or in one C pass
+(src/act_grad.c) before the kernels ("separate", "im2col", and the BLAS
+cases); where f' is a function of f's output (relu family, sigmoid, tanh,
+elu, selu, identity) the caller's ``output`` stands in for z, else z is
+recomputed with the forward kernel.
 
 Argument checking is conv.py's (_plan), so conv2d_backward accepts exactly
 what conv2d accepts and says the same words about it.
@@ -430,9 +434,11 @@ def conv2d_backward(grad_output, x, weight, bias=None, stride=1, padding=0, dila
         (unfused), the way frameworks save it.
     needs : the gradients to compute, out of ("input", "weight", "bias"); the
         others come back None.  grad_bias is None when bias is None.
-    method : "fused" (the derivative and the bias reduction in one pass that
-        feeds both gradient kernels), "separate" (the derivative pass, then a
-        bias-reduction pass, then the kernels), "im2col" (GEMMs through NumPy's
+    method : "fused" (the derivative and the bias reduction inside the
+        weight-gradient kernel, which passes g * f'(z) on to the input
+        gradient; one C pass that feeds both where that kernel is not used),
+        "separate" (the derivative pass, then a bias-reduction pass, then the
+        kernels), "im2col" (GEMMs through NumPy's
         BLAS plus col2im for the input gradient), "auto" ("fused", with the
         input gradient as in "im2col" for images of few pixels, where packing
         the weights on every call costs more than the GEMM path).
