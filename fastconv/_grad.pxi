@@ -14,6 +14,15 @@ cdef extern from "fastconv_grad.h" nogil:
                             int64_t oh0, int64_t oh1, float *x)
     void fc_col2im_rows_f64(const fc_conv_desc *d, const double *col, int64_t c0, int64_t nc,
                             int64_t oh0, int64_t oh1, double *x)
+    int fc_grad_weight_f32(const fc_conv_desc *d, const float *x, const int64_t *xstrides,
+                           const float *g, const int64_t *gstrides, const float *v,
+                           const fc_activation *act, int from_output, float *gw, int gw_hwio,
+                           float *gbias, float *gz_out, fc_scratch *s)
+    int fc_grad_weight_f64(const fc_conv_desc *d, const double *x, const int64_t *xstrides,
+                           const double *g, const int64_t *gstrides, const double *v,
+                           const fc_activation *act, int from_output, double *gw, int gw_hwio,
+                           double *gbias, double *gz_out, fc_scratch *s)
+    const char *fc_grad_weight_kernel_name()
 
 
 def act_grad(cnp.ndarray g, object v, object gz, int64_t outer, int64_t channels,
@@ -58,3 +67,56 @@ def desc_geometry(ConvDesc desc):
     """(stride_h, stride_w, dil_h, dil_w, pad_top, pad_left) of a description."""
     return (desc.d.stride_h, desc.d.stride_w, desc.d.dil_h, desc.d.dil_w, desc.d.pad_top,
             desc.d.pad_left)
+
+
+def same_strides(cnp.ndarray a, cnp.ndarray b):
+    """Whether a and b (of one shape) are laid out alike: the same strides on
+    every axis longer than 1 (the others are never stepped along)."""
+    cdef int i
+    for i in range(a.ndim):
+        if a.shape[i] > 1 and a.strides[i] != b.strides[i]:
+            return False
+    return True
+
+
+def grad_weight(ConvDesc desc, cnp.ndarray x, cnp.ndarray g, object v, ActSpec act,
+                bint from_output, cnp.ndarray gw, bint gw_hwio, object gbias, object gz_out):
+    """The weight gradient of the convolution desc into gw (dense OIHW, or HWIO
+    when gw_hwio): the correlation of x with g * f'(v) (act identity: g); x
+    and g 4-D in NCHW index order, any element strides (v with g's); the bias
+    gradient into gbias and g * f'(v) into gz_out (dense NCHW) when not None
+    (see fc_grad_weight_* in fastconv_grad.h).  Uses a kept scratch buffer."""
+    cdef int64_t xs[4]
+    cdef int64_t gs[4]
+    cdef int rc
+    if v is not None and not same_strides(v, g):
+        raise ValueError("grad_weight: v must have g's strides")
+    _elem_strides(x, xs)
+    _elem_strides(g, gs)
+    cdef void *xp = cnp.PyArray_DATA(x)
+    cdef void *gp = cnp.PyArray_DATA(g)
+    cdef void *vp = _data(v)
+    cdef void *wp = cnp.PyArray_DATA(gw)
+    cdef void *bp = _data(gbias)
+    cdef void *zp = _data(gz_out)
+    cdef _Scratch sc = _scratch_take()
+    try:
+        if _is_f32(x):
+            with nogil:
+                rc = fc_grad_weight_f32(&desc.d, <const float *>xp, xs, <const float *>gp, gs,
+                                        <const float *>vp, &act.a, from_output, <float *>wp,
+                                        gw_hwio, <float *>bp, <float *>zp, &sc.s)
+        else:
+            with nogil:
+                rc = fc_grad_weight_f64(&desc.d, <const double *>xp, xs, <const double *>gp, gs,
+                                        <const double *>vp, &act.a, from_output, <double *>wp,
+                                        gw_hwio, <double *>bp, <double *>zp, &sc.s)
+    finally:
+        _scratch_give(sc)
+    if rc == FC_ENOMEM:
+        raise MemoryError("grad_weight: out of memory for the workspace")
+
+
+def grad_weight_kernel_name():
+    """The weight-gradient micro-kernels in use: "avx512", "avx2+fma" or "portable"."""
+    return fc_grad_weight_kernel_name().decode()

@@ -8,14 +8,18 @@ with (rh + pad - kh*d) = 0 mod s, so each phase is an ordinary stride-1
 convolution of g with its own flipped, channel-transposed sub-kernel: s^2
 convolutions that together do exactly the useful multiply-adds (none with the
 zeros a stride-dilated g would insert).  The weight gradient is a correlation
-of the input with g: per group the GEMM g (C_out x N*H_out*W_out) by the
-im2col of x, through NumPy's BLAS on blocks of rows (as conv2d's im2col path).
+of the input with g: fastconv's own kernel (src/grad_weight.c, register tiles
+over both operands made position-major once per call), or for 1x1 kernels and
+groups of few output channels, and for method "im2col", per group the GEMM g
+(C_out x N*H_out*W_out) by the im2col of x through NumPy's BLAS.
 
-The activation's derivative f'(z) is multiplied into grad_output and the bias
-gradient reduced in one C pass (src/act_grad.c), whose result feeds both
-gradient convolutions; where f' is a function of f's output (relu family,
-sigmoid, tanh, elu, selu, identity) the caller's ``output`` stands in for z,
-else z is recomputed with the forward kernel.
+The activation's derivative f'(z) is multiplied into grad_output, and the bias
+gradient reduced, inside the weight-gradient kernel while it reads g (method
+"fused"; it hands g * f'(z) on to the input gradient), or in one C pass
+(src/act_grad.c) before the kernels ("separate", "im2col", and the BLAS
+cases); where f' is a function of f's output (relu family, sigmoid, tanh,
+elu, selu, identity) the caller's ``output`` stands in for z, else z is
+recomputed with the forward kernel.
 
 Argument checking is conv.py's (_plan), so conv2d_backward accepts exactly
 what conv2d accepts and says the same words about it.
@@ -337,6 +341,43 @@ def _weight_grad(x, gz, geo, groups, gw):
     return gw
 
 
+def _strided(a):
+    """a itself where the C kernels can read it through element strides, else
+    a dense copy."""
+    item = a.itemsize
+    if all(st % item == 0 for st in a.strides):
+        return a
+    return np.ascontiguousarray(a)
+
+
+def _nchw_view(a, nhwc, unbatched):
+    """The caller's array as (N, C, H, W) indices, a view where it can be."""
+    if unbatched:
+        a = a[None]
+    if nhwc:
+        a = a.transpose(0, 3, 1, 2)
+    return _strided(a)
+
+
+def _weight_grad_kernel_suits(p):
+    """Whether the weight-gradient kernel beats the BLAS path here: not for
+    1x1 kernels (a plain GEMM on the NCHW arrays, nothing to unfold) nor for
+    groups of few output channels (depthwise: the kernel's tiles would be
+    mostly padding).  Measured, 1 thread (benchmarks/NOTES.md)."""
+    kh, kw = p.w.shape[2:]
+    return kh * kw > 1 and p.cout_g >= 8
+
+
+def _weight_grad_kernel(x, g, v, act, from_output, desc, buf, wshape, hwio, gbias, gz_out):
+    """The weight gradient by fastconv's kernel (src/grad_weight.c): into buf
+    (the caller's grad_weight, OIHW or HWIO as wshape) or a new array; the
+    activation's derivative f'(v) applied to g inside, the bias gradient into
+    gbias and g * f'(v) into gz_out (dense NCHW) when they are not None."""
+    gw = buf if buf is not None else np.empty(wshape, x.dtype)
+    _core.grad_weight(desc, x, g, v, act._spec, from_output, gw, hwio, gbias, gz_out)
+    return gw
+
+
 # ---- conv2d_backward -----------------------------------------------------------
 
 def _nchw(a, nhwc, unbatched):
@@ -393,9 +434,11 @@ def conv2d_backward(grad_output, x, weight, bias=None, stride=1, padding=0, dila
         (unfused), the way frameworks save it.
     needs : the gradients to compute, out of ("input", "weight", "bias"); the
         others come back None.  grad_bias is None when bias is None.
-    method : "fused" (the derivative and the bias reduction in one pass that
-        feeds both gradient kernels), "separate" (the derivative pass, then a
-        bias-reduction pass, then the kernels), "im2col" (GEMMs through NumPy's
+    method : "fused" (the derivative and the bias reduction inside the
+        weight-gradient kernel, which passes g * f'(z) on to the input
+        gradient; one C pass that feeds both where that kernel is not used),
+        "separate" (the derivative pass, then a bias-reduction pass, then the
+        kernels), "im2col" (GEMMs through NumPy's
         BLAS plus col2im for the input gradient), "auto" ("fused", with the
         input gradient as in "im2col" for images of few pixels, where packing
         the weights on every call costs more than the GEMM path).
@@ -456,15 +499,35 @@ def conv2d_backward(grad_output, x, weight, bias=None, stride=1, padding=0, dila
             q.cin_g, q.cout_g, q.nhwc, q.unbatched = p.cin_g, p.cout_g, False, False
             v = np.empty(p.shape_out, p.dtype)
             _conv._METHODS["fused"](q, v)
-    gz = _activation_grad(g4, v, p.post, from_output, gb, fuse_bias=method in ("auto", "fused"))
     geo = _core.desc_geometry(p.desc)
-
+    fused = method in ("auto", "fused")
     gw = None
-    if do_w:
-        xa = x4 if p.pre.is_identity else _conv._activated_copy(x4, p.pre)
-        gw4 = _nchw_target(grad_weight, p.w.shape, p.dtype, p.nhwc)
-        _weight_grad(xa, gz, geo, c_out // p.cout_g, gw4)
-        gw = _deliver(gw4, grad_weight, p.nhwc, False, (2, 3, 1, 0))
+    if do_w and method != "im2col" and _weight_grad_kernel_suits(p):
+        # the weight-gradient kernel reads x and grad_output in the caller's
+        # layout; fused, it applies f' and reduces the bias itself, and hands
+        # g * f'(z) on to the input gradient (one pass over the gradient)
+        xa = _strided(p.x) if p.pre.is_identity else _conv._activated_copy(x4, p.pre)
+        gv, vv = _nchw_view(g, p.nhwc, p.unbatched), v
+        kept = z if z is not None else (y if from_output else None)
+        if v is not None and kept is not None:
+            vv = _nchw_view(kept, p.nhwc, p.unbatched)
+        if vv is not None and not _core.same_strides(vv, gv):
+            gv, vv = g4, v
+        if fused:
+            gz = g4 if p.post.is_identity else (np.empty(p.shape_out, p.dtype) if do_x else None)
+            gw = _weight_grad_kernel(xa, gv, vv, p.post, from_output, p.desc, grad_weight,
+                                     wshape, p.nhwc, gb, None if gz is g4 else gz)
+        else:
+            gz = _activation_grad(g4, v, p.post, from_output, gb, fuse_bias=False)
+            gw = _weight_grad_kernel(xa, gz, None, _NO_ACT, False, p.desc, grad_weight,
+                                     wshape, p.nhwc, None, None)
+    else:
+        gz = _activation_grad(g4, v, p.post, from_output, gb, fuse_bias=fused)
+        if do_w:
+            xa = x4 if p.pre.is_identity else _conv._activated_copy(x4, p.pre)
+            gw4 = _nchw_target(grad_weight, p.w.shape, p.dtype, p.nhwc)
+            _weight_grad(xa, gz, geo, c_out // p.cout_g, gw4)
+            gw = _deliver(gw4, grad_weight, p.nhwc, False, (2, 3, 1, 0))
     gi = None
     if do_x:
         gi4 = _nchw_target(grad_input, (n, c_in, h, wd), p.dtype, p.nhwc)
@@ -652,9 +715,19 @@ def conv_transpose2d_backward(grad_output, x, weight, bias=None, stride=1, paddi
     gz = _activation_grad(g4, v, t.post, from_output, gb, fuse_bias=method in ("auto", "fused"))
     gw = None
     if do_w:   # the weight gradient of the convolution gz -> x, roles swapped
-        gw4 = _nchw_target(grad_weight, t.w.shape, t.dtype, t.nhwc)
-        _weight_grad(gz, x4, t.geo, t.groups, gw4)
-        gw = _deliver(gw4, grad_weight, t.nhwc, False, (2, 3, 1, 0))
+        kh, kw = t.w.shape[2:]
+        if method != "im2col" and kh * kw > 1 and c_in // t.groups >= 8:
+            # the same rule as conv2d_backward's (_weight_grad_kernel_suits):
+            # the convolution's output channels are the transposed one's inputs
+            sh, sw, dh, dw, ph, pw = t.geo
+            desc = _core.ConvDesc(n, c_out, gz.shape[2], gz.shape[3], c_in, kh, kw, h, wd,
+                                  sh, sw, dh, dw, ph, pw, t.groups)
+            gw = _weight_grad_kernel(gz, x4, None, _NO_ACT, False, desc, grad_weight, wshape,
+                                     t.nhwc, None, None)
+        else:
+            gw4 = _nchw_target(grad_weight, t.w.shape, t.dtype, t.nhwc)
+            _weight_grad(gz, x4, t.geo, t.groups, gw4)
+            gw = _deliver(gw4, grad_weight, t.nhwc, False, (2, 3, 1, 0))
     gi = None
     if do_x:   # the forward convolution of gz with the same weight
         gi4 = _nchw_target(grad_input, (n, c_in, h, wd), t.dtype, t.nhwc)

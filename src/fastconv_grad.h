@@ -2,8 +2,8 @@
  * fastconv: the C interface of the backward-pass helpers (gradients).
  *
  * Plain C over raw buffers, like fastconv.h: the Python layer (grad.py)
- * validates every argument.  The gradient convolutions themselves run on the
- * forward kernels (fastconv.h) and on BLAS; what is here is what they lack.
+ * validates every argument.  The input gradient runs on the forward kernels
+ * (fastconv.h); the weight gradient has its own (grad_weight.c).
  */
 #ifndef FASTCONV_GRAD_H
 #define FASTCONV_GRAD_H
@@ -51,6 +51,34 @@ void fc_col2im_rows_f32(const fc_conv_desc *d, const float *col, int64_t c0, int
                         int64_t oh0, int64_t oh1, float *x);
 void fc_col2im_rows_f64(const fc_conv_desc *d, const double *col, int64_t c0, int64_t nc,
                         int64_t oh0, int64_t oh1, double *x);
+
+/* The weight gradient of the convolution d (grad_weight.c):
+ *
+ *   gw[g*cog + o, c, kh, kw] = sum over n, oy, ox of dZ[n, g*cog + o, oy, ox] *
+ *       x[n, g*cig + c, oy*stride_h + kh*dil_h - pad_top, ox*stride_w + kw*dil_w - pad_left]
+ *
+ * (zero outside x), dZ = g * f'(v) as fc_act_grad_* defines it (act NULL or
+ * identity: dZ = g, v not read).  x and g (and v, with g's strides) are read
+ * through element strides {n, c, h, w} (NULL: dense NCHW).  gw is dense OIHW
+ * (c_out, c_in / groups, kh, kw), or HWIO (kh, kw, c_in / groups, c_out) when
+ * gw_hwio, and is overwritten.  gbias (not NULL): the bias gradient, the sum
+ * of dZ per channel; gz_out (not NULL): dZ written as a dense NCHW array, for
+ * the input gradient.  The result does not depend on the thread count.  s: a
+ * scratch kept between calls (grown as needed, see fastconv.h), or NULL to
+ * allocate inside.  Returns FC_OK or FC_ENOMEM. */
+int fc_grad_weight_f32(const fc_conv_desc *d, const float *x, const int64_t *xstrides,
+                       const float *g, const int64_t *gstrides, const float *v,
+                       const fc_activation *act, int from_output, float *gw, int gw_hwio,
+                       float *gbias, float *gz_out, fc_scratch *s);
+int fc_grad_weight_f64(const fc_conv_desc *d, const double *x, const int64_t *xstrides,
+                       const double *g, const int64_t *gstrides, const double *v,
+                       const fc_activation *act, int from_output, double *gw, int gw_hwio,
+                       double *gbias, double *gz_out, fc_scratch *s);
+/* The scratch bytes those take. */
+size_t fc_grad_weight_workspace_f32(const fc_conv_desc *d);
+size_t fc_grad_weight_workspace_f64(const fc_conv_desc *d);
+/* The micro-kernels chosen: "avx512", "avx2+fma" or "portable". */
+const char *fc_grad_weight_kernel_name(void);
 
 #ifdef __cplusplus
 }

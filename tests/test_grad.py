@@ -489,6 +489,115 @@ def test_thread_counts(rng, method):
 
 
 # --------------------------------------------------------------------------
+# the weight-gradient kernel (src/grad_weight.c): its tile tails, both loop
+# orders, groups, both layouts and dtypes, every activation's derivative
+# fused into it
+# --------------------------------------------------------------------------
+
+# each has C_out/groups >= 8 and a kernel larger than 1x1, so conv2d_backward
+# takes the kernel (grad._weight_grad_kernel_suits)
+KERNEL_CASES = [
+    # C_in*KW = 15 (a tile of 12 and a tail of 3), 37 output channels (a tail)
+    dict(N=2, C=5, H=9, W=11, Cout=37, G=1, KH=3, KW=3, stride=1, padding=1, dilation=1),
+    # dil_w = 2: the tiles stay within one kw; asymmetric padding, stride (2, 1)
+    dict(N=3, C=7, H=13, W=10, Cout=20, G=1, KH=2, KW=5, stride=(2, 1),
+         padding=((1, 0), (2, 1)), dilation=(1, 2)),
+    # groups (cig = 4, cog = 8), stride 2
+    dict(N=1, C=12, H=10, W=9, Cout=24, G=3, KH=3, KW=3, stride=2, padding=1, dilation=1),
+    # depthwise with multiplier 8
+    dict(N=2, C=4, H=8, W=7, Cout=32, G=4, KH=3, KW=3, stride=1, padding=1, dilation=1),
+    # 5x5, stride 3, 33 output channels
+    dict(N=2, C=16, H=17, W=17, Cout=33, G=1, KH=5, KW=5, stride=3, padding=2, dilation=1),
+    # enough channels for several channel units per thread (the unit-major
+    # order): 75 = 6 x 12 + 3, dil_h = 2; and with groups (26 per group)
+    dict(N=2, C=75, H=9, W=8, Cout=20, G=1, KH=3, KW=2, stride=1, padding=1, dilation=(2, 1)),
+    dict(N=1, C=52, H=7, W=9, Cout=16, G=2, KH=3, KW=3, stride=(1, 2), padding=1, dilation=1),
+    # ~10k positions: more than 1 MiB of gradient, the position-blocked order,
+    # 68 output rows in blocks of 3 (a tail block)
+    dict(N=2, C=3, H=70, W=75, Cout=40, G=1, KH=3, KW=3, stride=1, padding=0, dilation=1),
+]
+
+
+def _kernel_case(rng, dtype, s, activation=None, data_format="NCHW", bias=True):
+    geo = dict(stride=s["stride"], padding=s["padding"], dilation=s["dilation"])
+    dims = (s["N"], s["C"], s["H"], s["W"], s["Cout"], s["G"], s["KH"], s["KW"])
+    return geo, draw_case(rng, dtype, *dims, activation=activation, data_format=data_format,
+                          bias=bias, **geo)
+
+
+@pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("method", ["fused", "separate", "auto"])
+@pytest.mark.parametrize("case", range(len(KERNEL_CASES)))
+def test_weight_kernel_tails(rng, case, method, dtype, data_format):
+    s = KERNEL_CASES[case]
+    for act, with_output in (("silu", False), ("relu", True), (None, False)):
+        geo, (x, w, b, g, ref) = _kernel_case(rng, dtype, s, act, data_format)
+        got = check_backward(method, x, w, b, g, ref, groups=s["G"], activation=act,
+                             data_format=data_format, with_output=with_output, **geo,
+                             what="kernel case #%d act=%s" % (case, act))
+        assert got[1].shape == w.shape
+        # the weight gradient alone (the fused derivative without the input
+        # gradient that otherwise takes its product)
+        gw, gb = fastconv.conv2d_backward(g, x, w, b, groups=s["G"], activation=act,
+                                          needs=("weight", "bias"), method=method,
+                                          data_format=data_format, **geo)[1:]
+        assert_close(gw, ref[1][0], ref[1][1], dtype, what="grad_weight alone")
+        assert_close(gb, ref[2][0], ref[2][1], dtype, what="grad_bias alone")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("act", ACT_CASES, ids=ACT_IDS)
+def test_weight_kernel_fused_derivatives(rng, act, dtype):
+    """Every activation's derivative applied inside the weight-gradient
+    kernel, from z recomputed, from the output, from linear_output."""
+    spec = _as_param(act)
+    s = KERNEL_CASES[0]
+    geo, (x, w, b, g, ref) = _kernel_case(rng, dtype, s, spec)
+    for with_output in (False, True, "linear"):
+        check_backward("fused", x, w, b, g, ref, groups=s["G"], activation=spec,
+                       with_output=with_output, **geo, what="act=%s" % (act,))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("cfg", SHAPES)
+def test_weight_kernel_on_every_shape(rng, monkeypatch, cfg, dtype):
+    """The kernel forced onto the whole shape grid (1x1 and depthwise
+    included, which conv2d_backward otherwise gives to BLAS)."""
+    from fastconv import grad as fgrad
+    monkeypatch.setattr(fgrad, "_weight_grad_kernel_suits", lambda p: True)
+    c = cfg
+    geo = dict(stride=c["stride"], padding=c["padding"], dilation=c["dilation"])
+    dims = (c["N"], c["C"], c["H"], c["W"], c["Cout"], c["G"], c["KH"], c["KW"])
+    for act, fmt in (("gelu", "NCHW"), ("tanh", "NHWC")):
+        x, w, b, g, ref = draw_case(rng, dtype, *dims, bias=c["bias"], activation=act,
+                                    data_format=fmt, **geo)
+        for method in ("fused", "separate"):
+            check_backward(method, x, w, b, g, ref, groups=c["G"], activation=act,
+                           data_format=fmt, **geo, what="forced kernel")
+
+
+def test_weight_kernel_thread_counts_bitwise(rng):
+    """Each weight-gradient tile is summed in one order whatever the thread
+    count: the same bits for 1, 2 and 3 threads (the bias gradient too)."""
+    old = fastconv.get_num_threads()
+    for s in (KERNEL_CASES[0], KERNEL_CASES[-1]):
+        geo, (x, w, b, g, ref) = _kernel_case(rng, np.float32, s, "silu")
+        got = []
+        try:
+            for n in (1, 2, 3):
+                fastconv.set_num_threads(n)
+                got.append(fastconv.conv2d_backward(g, x, w, b, groups=s["G"],
+                                                    activation="silu", method="fused", **geo))
+        finally:
+            fastconv.set_num_threads(old)
+        assert_close(got[0][1], ref[1][0], ref[1][1], np.float32, what="grad_weight")
+        for other in got[1:]:
+            np.testing.assert_array_equal(other[1], got[0][1])
+            np.testing.assert_array_equal(other[2], got[0][2])
+
+
+# --------------------------------------------------------------------------
 # conv_transpose2d and its backward
 # --------------------------------------------------------------------------
 
@@ -527,6 +636,11 @@ TSHAPES = [
     TC(H=1, W=1, KH=3, KW=3, id="1x1-image"),
     TC(C=17, Cout=33, H=7, W=9, stride=2, padding=1, output_padding=1, id="odd-channels"),
     TC(N=2, C=64, Cout=32, H=12, W=12, KH=4, KW=4, stride=2, padding=1, id="large"),
+    # C_in/groups >= 8 and k > 1: the weight gradient by the C kernel
+    TC(N=2, C=16, H=6, W=5, Cout=12, KH=3, KW=3, stride=2, padding=1, output_padding=1,
+       id="wkernel-s2-op1"),
+    TC(N=1, C=24, H=5, W=7, Cout=8, G=2, KH=3, KW=2, stride=(1, 2), padding=(1, 0),
+       output_padding=(0, 1), dilation=2, id="wkernel-g2-d2"),
 ]
 
 

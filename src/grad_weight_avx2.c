@@ -1,0 +1,54 @@
+/* The weight-gradient micro-kernels with AVX2+FMA (see grad_weight_kern.h):
+ * tiles of 6 input rows x 2 ymm of output channels (12 accumulators), the
+ * input values broadcast from memory.  Chosen at run time by grad_weight.c;
+ * on other architectures empty tables, never chosen. */
+#include <stddef.h>
+
+#include "grad_weight_internal.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+
+#define GWK_MR 6
+#define GWK_NRV 2
+
+#define T float
+#define V __m256
+#define VL 8
+#define VLOAD _mm256_loadu_ps
+#define VSTORE _mm256_storeu_ps
+#define VBCAST(p) _mm256_set1_ps(*(p))
+#define VFMA _mm256_fmadd_ps
+#define VADD _mm256_add_ps
+#define VZERO _mm256_setzero_ps
+#define GWK_SFX avx2_f32
+#define GWK_TSFX f32
+#include "grad_weight_kern.h"
+#undef T
+#undef V
+#undef VL
+#undef VLOAD
+#undef VSTORE
+#undef VBCAST
+#undef VFMA
+#undef VADD
+#undef VZERO
+#undef GWK_SFX
+#undef GWK_TSFX
+
+#define T double
+#define V __m256d
+#define VL 4
+#define VLOAD _mm256_loadu_pd
+#define VSTORE _mm256_storeu_pd
+#define VBCAST(p) _mm256_set1_pd(*(p))
+#define VFMA _mm256_fmadd_pd
+#define VADD _mm256_add_pd
+#define VZERO _mm256_setzero_pd
+#define GWK_SFX avx2_f64
+#define GWK_TSFX f64
+#include "grad_weight_kern.h"
+#else
+const fc_gw_kernels_f32 fc_gw_kernels_avx2_f32 = {0, 0, NULL, {NULL}};
+const fc_gw_kernels_f64 fc_gw_kernels_avx2_f64 = {0, 0, NULL, {NULL}};
+#endif
