@@ -508,6 +508,48 @@ def test_max_pool_matches_loops(rng, k, s, d, pads, ceil):
     np.testing.assert_array_equal(y, o)
 
 
+
+def _avg_pool_ref(x, k, s, d, pads, out_hw, include_pad):
+    """Plain loops in float64: the mean of the taps inside the input (inside
+    the padded extent, padding counting as zeros, with include_pad)."""
+    n, c, h, w = x.shape
+    t, bottom, l, right = pads
+    y = np.zeros((n, c) + tuple(out_hw))
+    for i in range(out_hw[0]):
+        for j in range(out_hw[1]):
+            acc, count = np.zeros((n, c)), 0
+            for a in range(k[0]):
+                for b in range(k[1]):
+                    r, q = i * s[0] - t + a * d[0], j * s[1] - l + b * d[1]
+                    if 0 <= r < h and 0 <= q < w:
+                        acc += x[:, :, r, q]
+                    if (0 <= r < h and 0 <= q < w) or (
+                            include_pad and -t <= r < h + bottom and -l <= q < w + right):
+                        count += 1
+            y[:, :, i, j] = acc / count if count else 0.0
+    return y
+
+
+@pytest.mark.parametrize("k, s, d, pads, ceil, include_pad", [
+    ((3, 3), (1, 1), (1, 1), (1, 1, 1, 1), 0, 0),     # Inception v2's branch pools
+    ((3, 3), (1, 1), (1, 1), (1, 1, 1, 1), 0, 1),     # ... counting the padding
+    ((2, 2), (2, 2), (1, 1), (0, 0, 0, 0), 0, 0),     # DenseNet's transitions
+    ((3, 2), (2, 1), (1, 1), (2, 0, 1, 1), 1, 1),     # asymmetric pads, ceil_mode
+    ((3, 3), (2, 2), (1, 1), (0, 0, 0, 0), 1, 0),     # ceil_mode: partial last windows
+])
+def test_average_pool_matches_loops(rng, k, s, d, pads, ceil, include_pad):
+    x = rng.standard_normal((2, 3, 10, 9)).astype(np.float32)
+    node = helper.make_node("AveragePool", ["x"], ["y"], "ap", kernel_shape=list(k),
+                            strides=list(s), pads=[pads[0], pads[2], pads[1], pads[3]],
+                            ceil_mode=ceil, count_include_pad=include_pad)
+    model = make_model([node], [("x", [2, 3, 10, 9])], [("y", None)], opset=19)
+    y = fo.InferenceSession(model).run(None, {"x": x})[0]
+    o = ort_session(model).run(None, {"x": x})[0]
+    assert y.shape == o.shape
+    np.testing.assert_allclose(y, _avg_pool_ref(x, k, s, d, pads, y.shape[2:], include_pad),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(y, o, rtol=1e-5, atol=1e-6)
+
 def test_batchnorm_scale_layer_and_relu_become_one_step(rng):
     c = 4
     p = {k: rng.uniform(0.5, 1.5, c).astype(np.float32) for k in ("s", "v")}
@@ -526,3 +568,23 @@ def test_batchnorm_scale_layer_and_relu_become_one_step(rng):
     ref = (x - col(p["m"])) / np.sqrt(col(p["v"]) + 1e-5) * col(p["s"]) + col(p["b"])
     ref = np.maximum(ref * col(p["mul"]) + col(p["add"]), 0)
     np.testing.assert_allclose(sess.run(None, {"x": x})[0], ref, rtol=1e-5, atol=1e-5)
+
+
+def test_tuned_conv_methods_match_untuned_and_profile_names_each_node(rng):
+    model = M.random_light_model("squeezenet", rng)
+    iname, x = M.light_input(model, rng)
+    tuned = fo.InferenceSession(model, profile=True)
+    plain = fo.InferenceSession(model, tune=False)
+    y = tuned.run(None, {iname: x})[0]   # the first run of this shape times the methods
+    y2 = tuned.run(None, {iname: x})[0]
+    chosen = [k._methods for k, *_ in tuned._steps if hasattr(k, "_methods")]
+    assert chosen and all(list(m.values())[0] in ("fused", "im2col") for m in chosen)
+    assert all(not k._methods for k, *_ in plain._steps if hasattr(k, "_methods"))
+    ref = ort_session(model).run(None, {iname: x})[0]
+    for out in (y, y2, plain.run(None, {iname: x})[0]):
+        np.testing.assert_allclose(out, ref, rtol=1e-3, atol=1e-4)
+    stats = tuned.profile_stats()
+    assert set(stats) == {n.name for n in tuned.nodes}
+    assert all(runs == 2 and sec > 0 for _, sec, runs in stats.values())
+    with pytest.raises(ValueError, match="profile=True"):
+        plain.profile_stats()

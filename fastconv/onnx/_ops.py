@@ -5,7 +5,7 @@ attributes (with the semantics of the model's opset), checks what fastconv
 cannot do (raising NotImplementedError naming the node) and returns a kernel
 ``f(*inputs) -> output or tuple of outputs`` on NumPy arrays.  Absent optional
 inputs arrive as None.  Convolutions run on ``fastconv.conv2d`` with weights
-packed here, once; pooling on fastconv's C pooling kernels; per-element
+packed here, once; pooling by vectorised NumPy passes (pool_by_taps); per-element
 activations on ``fastconv.activate``; the rest is NumPy.
 
 ``ctx`` gives the compiler what is known before running: ``ctx.const(name)``
@@ -14,13 +14,12 @@ shape from shape inference, entries None where symbolic, or None) and
 ``ctx.dtype(name)``.
 """
 import math
+import time
 
 import numpy as np
 
-from fastconv import _pool
 from fastconv.activations import Activation, activate
 from fastconv.conv import conv2d, pack_weight
-from fastconv.layers._pooling import pool2d_nchw
 
 from ._graph import malformed, unsupported
 
@@ -243,6 +242,11 @@ def _conv_geometry(node, ctx, w_shape):
     return nd, kernel, strides, dilations
 
 
+#: conv2d methods a tuned Conv node chooses from, and the timed calls of each
+TUNED_METHODS = ("fused", "im2col")
+TUNE_ROUNDS = 2
+
+
 class ConvKernel:
     """A Conv node on fastconv.conv2d: weights packed once (when constant),
     the fused activations, padding per input size."""
@@ -256,6 +260,9 @@ class ConvKernel:
             raise unsupported(node, "a weight of unknown shape")
         self.nd, self.kernel, self.strides, self.dilations = _conv_geometry(node, ctx, w_shape)
         self.groups = int(node.attr("group", 1))
+        # conv2d's 2-D stride / dilation, made once (its call cache compares them by identity)
+        self._stride2 = (1,) + tuple(self.strides) if self.nd == 1 else tuple(self.strides)
+        self._dilation2 = (1,) + tuple(self.dilations) if self.nd == 1 else tuple(self.dilations)
         b = ctx.const(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
         fused = node.fused
         if "scale" in fused:   # a batch norm folded in by the optimiser, in float64
@@ -273,10 +280,32 @@ class ConvKernel:
         self._pads = {}
         self.c_out = w_shape[0]
         self.alloc = None   # set by the session: alloc(shape, dtype) -> its reusable buffer
-        self.method = "auto"   # conv2d's method; the session may pick another by timing
+        self.method = "auto"   # conv2d's method when not tuned
+        #: time the candidate methods on the first input of each shape and keep
+        #: the fastest (conv2d's "auto" is the direct kernel, which loses to
+        #: im2col + BLAS on many 1x1 and wide layers; measured in NOTES.md)
+        self.tune = False
+        self._methods = {}
+
+    def _fastest_method(self, x, weight, bias, strides, pads, dil, out):
+        best = None
+        for method in TUNED_METHODS:
+            kw = dict(stride=strides, padding=pads, dilation=dil, groups=self.groups,
+                      activation=self.post, pre_activation=self.pre, out=out, method=method)
+            conv2d(x, weight, bias, **kw)   # warm: plans, caches, pages
+            t = float("inf")
+            for _ in range(TUNE_ROUNDS):
+                t0 = time.perf_counter()
+                conv2d(x, weight, bias, **kw)
+                t = min(t, time.perf_counter() - t0)
+            if best is None or t < best[0]:
+                best = (t, method)
+        return best[1]
 
     def out_shape(self, x_shape, pads, strides, dil):
         (kh, kw) = (1, self.kernel[0]) if self.nd == 1 else self.kernel
+        if type(pads[0]) is int:
+            pads = ((pads[0], pads[0]), (pads[1], pads[1]))
         n, _, h, w = x_shape
         oh = (h + pads[0][0] + pads[0][1] - dil[0] * (kh - 1) - 1) // strides[0] + 1
         ow = (w + pads[1][0] + pads[1][1] - dil[1] * (kw - 1) - 1) // strides[1] + 1
@@ -288,7 +317,12 @@ class ConvKernel:
             p = spatial_pads(self.node, in_sizes, self.kernel, self.strides, self.dilations)
             if self.nd == 1:
                 p = [(0, 0)] + p
-            p = self._pads[in_sizes] = tuple(p)
+            p = tuple((int(lo), int(hi)) for lo, hi in p)
+            if all(lo == hi for lo, hi in p):
+                # symmetric as an int pair: conv2d's call caches take that
+                # form only (pairs of pairs are planned again on every call)
+                p = (p[0][0], p[1][0])
+            self._pads[in_sizes] = p
         return p
 
     def __call__(self, x, w=None, b=None):
@@ -301,14 +335,19 @@ class ConvKernel:
         if self.packed is None and b is None:
             bias = None
         pads = self.padding(x.shape[2:] if self.nd == 2 else x.shape[3:])
-        strides = (1,) + tuple(self.strides) if self.nd == 1 else tuple(self.strides)
-        dil = (1,) + tuple(self.dilations) if self.nd == 1 else tuple(self.dilations)
+        strides, dil = self._stride2, self._dilation2
         out = None
         if self.alloc is not None:
             out = self.alloc(self.out_shape(x.shape, pads, strides, dil), x.dtype)
+        method = self.method
+        if self.tune:
+            method = self._methods.get(x.shape)
+            if method is None:
+                method = self._methods[x.shape] = self._fastest_method(
+                    x, weight, bias, strides, pads, dil, out)
         y = conv2d(x, weight, bias, stride=strides, padding=pads, dilation=dil,
                    groups=self.groups, activation=self.post, pre_activation=self.pre, out=out,
-                   method=self.method)
+                   method=method)
         if self.nd == 1:
             y = y.reshape(y.shape[:2] + y.shape[3:])
         return y
@@ -538,7 +577,6 @@ def compile_pool(node, ctx):
     nd, kernel, strides, dilations = _pool_attrs(node, ctx, avg)
     ceil = bool(node.attr("ceil_mode", 0))
     include_pad = bool(node.attr("count_include_pad", 0))
-    mode = _pool.AVG if avg else _pool.MAX
     if nd == 1:
         kernel, strides, dilations = [1] + kernel, [1] + strides, [1] + dilations
     cache = {}
@@ -555,39 +593,55 @@ def compile_pool(node, ctx):
             else:
                 geo = pool_geometry(node, key, kernel, strides, dilations, ceil)
             cache[key] = geo
-        if avg:
-            y = pool2d_nchw(x4, kernel, strides, dilations, geo[1], geo[0], mode, include_pad)
-        else:
-            y = max_pool_by_taps(x4, kernel, strides, dilations, geo[1], geo[0])
+        y = pool_by_taps(x4, kernel, strides, dilations, geo[1], geo[0], avg, include_pad)
         return y.reshape(y.shape[:2] + y.shape[3:]) if nd == 1 else y
     return pool
 
 
-def max_pool_by_taps(x, kernel, strides, dilations, pads, out_hw):
-    """Max pooling by vectorised np.maximum passes over strided views of a
-    -inf padded copy (the C pooling kernel walks each window element by
-    element: slower on ImageNet-sized maps).  Same
-    results: padding never wins, an all-padding window gives -inf, NaN wins."""
+def _window_counts(out, size, k, stride, dil, pad_lo, pad_hi, include_pad):
+    """Per output index of one axis: how many of its window's taps fall in
+    the input (or, with include_pad, in the padded extent), as the average
+    divides by (the C kernel's axis_table rule)."""
+    start = np.arange(out) * stride - pad_lo
+    taps = start[:, None] + np.arange(k)[None, :] * dil
+    lim_lo, lim_hi = (-pad_lo, size + pad_hi) if include_pad else (0, size)
+    return ((taps >= lim_lo) & (taps < lim_hi)).sum(axis=1)
+
+
+def pool_by_taps(x, kernel, strides, dilations, pads, out_hw, avg=False, include_pad=False):
+    """Max (or average) pooling by vectorised np.maximum (np.add) passes over
+    strided views of a -inf (zero) padded copy (the C pooling kernel walks
+    each window element by element: several times slower on ImageNet-sized
+    maps).  Same results: padding never wins a max, an all-padding window
+    gives -inf, NaN wins; the average divides by the taps inside the input
+    (the padded extent with include_pad), in the input's precision."""
     n, c, h, w = x.shape
     (kh, kw), (sh, sw), (dh, dw) = kernel, strides, dilations
-    t, _, l, _ = pads
+    t, b, l, r = pads
     oh, ow = out_hw
     need_h, need_w = (oh - 1) * sh + (kh - 1) * dh + 1, (ow - 1) * sw + (kw - 1) * dw + 1
     if t == 0 and l == 0 and need_h <= h and need_w <= w:
         xp = x   # every window inside the input: no padded copy
     else:
-        xp = np.full((n, c, need_h, need_w), -np.inf, x.dtype)
+        xp = np.full((n, c, need_h, need_w), 0 if avg else -np.inf, x.dtype)
         rows, cols = min(h, need_h - t), min(w, need_w - l)
         if rows > 0 and cols > 0:
             xp[:, :, t:t + rows, l:l + cols] = x[:, :, :rows, :cols]
-    # separable: the max over the window's rows (whole rows, contiguous), then
-    # over its columns: kh + kw passes instead of kh * kw
-    rows_max = np.array(xp[:, :, 0:(oh - 1) * sh + 1:sh])
+    combine = np.add if avg else np.maximum
+    # separable: over the window's rows (whole rows, contiguous), then over
+    # its columns: kh + kw passes instead of kh * kw
+    rows_acc = np.array(xp[:, :, 0:(oh - 1) * sh + 1:sh])
     for i in range(1, kh):
-        np.maximum(rows_max, xp[:, :, i * dh:i * dh + (oh - 1) * sh + 1:sh], out=rows_max)
-    y = np.array(rows_max[..., 0:(ow - 1) * sw + 1:sw])
+        combine(rows_acc, xp[:, :, i * dh:i * dh + (oh - 1) * sh + 1:sh], out=rows_acc)
+    y = np.array(rows_acc[..., 0:(ow - 1) * sw + 1:sw])
     for j in range(1, kw):
-        np.maximum(y, rows_max[..., j * dw:j * dw + (ow - 1) * sw + 1:sw], out=y)
+        combine(y, rows_acc[..., j * dw:j * dw + (ow - 1) * sw + 1:sw], out=y)
+    if avg:
+        counts = np.outer(_window_counts(oh, h, kh, sh, dh, t, b, include_pad),
+                          _window_counts(ow, w, kw, sw, dw, l, r, include_pad))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            inv = np.where(counts > 0, 1.0 / counts, 0.0).astype(x.dtype)
+        np.multiply(y, inv, out=y)   # an empty window gives 0, as the C kernel
     return y
 
 

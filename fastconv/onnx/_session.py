@@ -1,6 +1,7 @@
 """InferenceSession: onnxruntime's API on fastconv's kernels."""
 import os
 import threading
+import time
 
 import numpy as np
 
@@ -199,11 +200,18 @@ class InferenceSession:
     node and opset), constants are folded, batch norms folded into
     convolutions, activations fused into them and every convolution's
     weights packed once.  A symbolic first (batch) dimension is supported.
+
+    ``tune`` (default on, off with graph optimisations disabled): the first
+    run with inputs of a new shape times conv2d's methods on each Conv and
+    keeps the fastest (that run is slower).  ``profile=True`` records each
+    node's kernel time over the runs: ``profile_stats()``.
     """
 
     def __init__(self, path_or_bytes, sess_options=None, providers=None, provider_options=None,
-                 **kwargs):
+                 profile=False, tune=True, **kwargs):
         import onnx
+        #: per-node wall time of every run when ``profile`` (see ``profile_stats``)
+        self._profile = {} if profile else None
         model = _load(path_or_bytes)
         outline = _outline(model)
         try:
@@ -266,6 +274,7 @@ class InferenceSession:
         ctx = _Context(constants, infos)
         self._ctx = ctx
         nodes = optimize(nodes, constants, ctx, out_names, self._compile_node, level)
+        self._tune = bool(tune) and level > 0
         self._build(nodes, constants, in_names, [o.name for o in self._outputs])
         self.nodes = nodes   # the optimised graph, for inspection
 
@@ -341,6 +350,8 @@ class InferenceSession:
             kernel = self._compile_node(n)
             if hasattr(kernel, "alloc"):
                 kernel.alloc = self._pool.alloc
+            if hasattr(kernel, "tune"):
+                kernel.tune = self._tune
             ins = list(n.inputs)
             while ins and not ins[-1]:
                 ins.pop()   # trailing absent inputs: the kernel's defaults
@@ -383,6 +394,13 @@ class InferenceSession:
         (weights, packed copies not counted)."""
         return {"peak": self.peak_bytes, "pool": self._pool.reserved,
                 "constants": self.constant_bytes}
+
+    def profile_stats(self):
+        """With ``profile=True``: {node name: (op type, total seconds, runs)}
+        over the runs so far (the fused op's kernel time, as optimised)."""
+        if self._profile is None:
+            raise ValueError("profile_stats: the session was not created with profile=True")
+        return {k: tuple(v) for k, v in self._profile.items()}
 
     def _check_feed(self, input_feed):
         if not isinstance(input_feed, dict):
@@ -460,9 +478,17 @@ class InferenceSession:
         pool = self._pool
         live = {}   # id(root buffer) -> [root, readers]
         current = peak = 0
+        prof = self._profile
         for kernel, ins, outs, dead, node in self._steps:
             try:
-                res = kernel(*[env[i] for i in ins])
+                if prof is None:
+                    res = kernel(*[env[i] for i in ins])
+                else:
+                    t0 = time.perf_counter()
+                    res = kernel(*[env[i] for i in ins])
+                    prof.setdefault(node.name, [node.op_type, 0.0, 0])
+                    prof[node.name][1] += time.perf_counter() - t0
+                    prof[node.name][2] += 1
             except (Unsupported, ValueError, TypeError) as e:
                 raise type(e)(f"fastconv.onnx: {node.where()}: {e}") from e
             if len(outs) == 1:
