@@ -588,3 +588,24 @@ def test_tuned_conv_methods_match_untuned_and_profile_names_each_node(rng):
     assert all(runs == 2 and sec > 0 for _, sec, runs in stats.values())
     with pytest.raises(ValueError, match="profile=True"):
         plain.profile_stats()
+
+
+@pytest.mark.parametrize("size, beta", [(5, 0.75), (4, 0.75), (3, 0.5), (2, 1.0), (7, 0.6)])
+def test_lrn_matches_the_definition(rng, size, beta):
+    c = 6
+    x = rng.standard_normal((2, c, 4, 3)).astype(np.float32)
+    alpha, bias = 2e-2, 1.5
+    node = helper.make_node("LRN", ["x"], ["y"], "lrn", size=size, alpha=alpha, beta=beta,
+                            bias=bias)
+    model = make_model([node], [("x", [2, c, 4, 3])], [("y", [2, c, 4, 3])])
+    y = fo.InferenceSession(model).run(None, {"x": x})[0]
+    # ONNX's definition, channel by channel, in float64
+    x64, ref = x.astype(np.float64), np.empty(x.shape)
+    for k in range(c):
+        lo, hi = max(0, k - (size - 1) // 2), min(c - 1, k + -(-(size - 1) // 2))
+        sq = np.sum(x64[:, lo:hi + 1] ** 2, axis=1)
+        ref[:, k] = x64[:, k] / (bias + alpha / size * sq) ** beta
+    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-6)
+    if size % 2:   # onnxruntime refuses even sizes
+        np.testing.assert_allclose(y, ort_session(model).run(None, {"x": x})[0], rtol=1e-5,
+                                   atol=1e-6)
