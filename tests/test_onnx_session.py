@@ -609,3 +609,41 @@ def test_lrn_matches_the_definition(rng, size, beta):
     if size % 2:   # onnxruntime refuses even sizes
         np.testing.assert_allclose(y, ort_session(model).run(None, {"x": x})[0], rtol=1e-5,
                                    atol=1e-6)
+
+
+def test_concat_of_convs_is_written_in_place(rng, monkeypatch):
+    """Two fire-module-like Concats of Convs (the second reading the first's
+    output), and one whose Conv output has a second reader (not in place)."""
+    w = {f"w{k}": (rng.standard_normal((co, ci, kk, kk)) * 0.3).astype(np.float32)
+         for k, (co, ci, kk) in enumerate([(4, 3, 1), (5, 3, 3), (2, 9, 1), (3, 9, 3),
+                                           (2, 3, 1), (2, 3, 1)])}
+    nodes = [helper.make_node("Conv", ["x", "w0"], ["a"], "c0"),
+             helper.make_node("Conv", ["x", "w1"], ["b"], "c1", pads=[1, 1, 1, 1]),
+             helper.make_node("Concat", ["a", "b"], ["ab"], "cat0", axis=1),
+             helper.make_node("Relu", ["ab"], ["r"], "relu"),
+             helper.make_node("Conv", ["r", "w2"], ["c"], "c2"),
+             helper.make_node("Conv", ["r", "w3"], ["d"], "c3", pads=[1, 1, 1, 1]),
+             helper.make_node("Concat", ["c", "d"], ["y"], "cat1", axis=1),
+             helper.make_node("Conv", ["x", "w4"], ["e"], "c4"),
+             helper.make_node("Conv", ["x", "w5"], ["f"], "c5"),
+             helper.make_node("Concat", ["e", "f"], ["ef"], "cat2", axis=1),
+             helper.make_node("Mul", ["e", "f"], ["z"], "mul")]   # e, f read twice
+    model = make_model(nodes, [("x", ["N", 3, 6, 7])], [("y", None), ("ef", None), ("z", None)],
+                       w)
+    sess = fo.InferenceSession(model)
+    assert set(sess._concat_targets) == {"cat0", "cat1"}
+    ref_sess = ort_session(model)
+    copies = []
+    concatenate = np.concatenate
+    monkeypatch.setattr(np, "concatenate", lambda *a, **k: copies.append(1) or
+                        concatenate(*a, **k))
+    for batch in (1, 1, 2, 1):   # runs reuse the buffers; batch 2 concatenates by copying
+        x = rng.standard_normal((batch, 3, 6, 7)).astype(np.float32)
+        copies.clear()
+        outs = sess.run(None, {"x": x})
+        assert len(copies) == (1 if batch == 1 else 3)   # only cat2 copies at batch 1
+        monkeypatch.undo()
+        for out, ref in zip(outs, ref_sess.run(None, {"x": x})):
+            np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
+        monkeypatch.setattr(np, "concatenate", lambda *a, **k: copies.append(1) or
+                            concatenate(*a, **k))

@@ -280,6 +280,9 @@ class ConvKernel:
         self._pads = {}
         self.c_out = w_shape[0]
         self.alloc = None   # set by the session: alloc(shape, dtype) -> its reusable buffer
+        #: (ConcatTarget, input index) set by the session when this Conv's
+        #: output is a slice of the Concat reading it (see ConcatTarget)
+        self.concat_into = None
         self.method = "auto"   # conv2d's method when not tuned
         #: time the candidate methods on the first input of each shape and keep
         #: the fastest (conv2d's "auto" is the direct kernel, which loses to
@@ -337,7 +340,11 @@ class ConvKernel:
         pads = self.padding(x.shape[2:] if self.nd == 2 else x.shape[3:])
         strides, dil = self._stride2, self._dilation2
         out = None
-        if self.alloc is not None:
+        if self.concat_into is not None:
+            target, index = self.concat_into
+            out = target.slice(index, self.out_shape(x.shape, pads, strides, dil), x.dtype,
+                               self.alloc)
+        elif self.alloc is not None:
             out = self.alloc(self.out_shape(x.shape, pads, strides, dil), x.dtype)
         method = self.method
         if self.tune:
@@ -935,8 +942,60 @@ def compile_concat(node, ctx):
     axis = int(node.attr("axis", 1 if node.opset < 4 else None))
 
     def concat(*xs):
+        target = concat.target
+        if target is not None:
+            y = target.take(xs)
+            if y is not None:
+                return y
         return np.concatenate(xs, axis=axis)
+    concat.target = None   # a ConcatTarget, set by the session (concat in place)
     return concat
+
+
+class ConcatTarget:
+    """The output buffer of a channel Concat (axis 1) whose inputs are all
+    Convs read by nothing else: each Conv writes its output straight into
+    its channel slice (C-contiguous when the batch is 1), and the Concat
+    hands the buffer on without copying.  ``slice`` makes the buffer on the
+    first request of a run; ``take`` returns it only when every input is
+    exactly its slice (else the Concat copies as usual: a batch above 1, a
+    Conv that fell back); ``reset`` forgets it (the session, before each run)."""
+
+    __slots__ = ("channels", "offsets", "buf")
+
+    def __init__(self, channels):
+        self.channels = list(channels)
+        self.offsets = [sum(self.channels[:k]) for k in range(len(self.channels))]
+        self.buf = None
+
+    def reset(self):
+        self.buf = None
+
+    def slice(self, index, shape, dtype, alloc):
+        n, c, h, w = shape
+        full = (n, sum(self.channels), h, w)
+        if n != 1 or c != self.channels[index]:
+            return alloc(shape, dtype) if alloc is not None else None
+        buf = self.buf
+        if buf is None or buf.shape != full or buf.dtype != dtype:
+            buf = self.buf = alloc(full, dtype) if alloc is not None else np.empty(full, dtype)
+            if buf is None:
+                return None
+        lo = self.offsets[index]
+        return buf[:, lo:lo + c]
+
+    def take(self, xs):
+        buf, self.buf = self.buf, None
+        if buf is None or len(xs) != len(self.channels):
+            return None
+        owner = buf if buf.base is None else buf.base   # (the pool's flat buffer)
+        base = buf.__array_interface__["data"][0]
+        step = buf.strides[1]
+        for x, lo, c in zip(xs, self.offsets, self.channels):
+            if x.base is not owner or x.shape != (1, c) + buf.shape[2:] or \
+                    x.__array_interface__["data"][0] != base + lo * step:
+                return None
+        return buf
 
 
 @op("Split")

@@ -8,7 +8,7 @@ import numpy as np
 from fastconv.config import get_num_threads, set_num_threads
 
 from ._graph import Node, Unsupported, decode_attribute, malformed, unsupported
-from ._ops import OPS, numpy_dtype
+from ._ops import OPS, ConcatTarget, numpy_dtype
 from ._optimize import check_dag, optimize
 
 #: the opsets of the default domain this importer reads (ONNX's later
@@ -346,8 +346,15 @@ class InferenceSession:
                 last_use[v] = k
         keep = set(out_names) | set(in_names) | set(constants) | {""}
         steps = []
+        self._concat_targets = {n.name: ConcatTarget(n.fused["in_place"]) for n in nodes
+                                if "in_place" in n.fused}
         for k, n in enumerate(nodes):
             kernel = self._compile_node(n)
+            if n.name in self._concat_targets:
+                kernel.target = self._concat_targets[n.name]
+            if "concat_into" in n.fused:
+                name, index = n.fused["concat_into"]
+                kernel.concat_into = (self._concat_targets[name], index)
             if hasattr(kernel, "alloc"):
                 kernel.alloc = self._pool.alloc
             if hasattr(kernel, "tune"):
@@ -471,6 +478,8 @@ class InferenceSession:
 
     def _execute(self, arrays):
         env = list(self._template)
+        for target in self._concat_targets.values():
+            target.reset()   # a failed run may have left one
         for s, a in zip(self._in_slots, arrays):
             env[s] = a
         const_ids = self._const_ids
