@@ -494,8 +494,12 @@ def _max_pool_ref(x, k, s, d, pads, out_hw):
     ((3, 2), (1, 2), (2, 1), (2, 0, 1, 1), 0),     # dilated, asymmetric pads
     ((3, 3), (2, 2), (1, 1), (0, 0, 0, 0), 1),     # ceil_mode (GoogLeNet)
     ((2, 2), (3, 3), (1, 1), (1, 1, 1, 1), 1),     # windows that start in the padding
+    ((2, 3), (1, 2), (1, 2), (0, 1, 1, 0), 0),     # dilated columns
 ])
-def test_max_pool_matches_loops(rng, k, s, d, pads, ceil):
+@pytest.mark.parametrize("flat_below", [32, 0])   # columns flat / strided (pool_by_taps)
+def test_max_pool_matches_loops(rng, monkeypatch, k, s, d, pads, ceil, flat_below):
+    from fastconv.onnx import _ops
+    monkeypatch.setattr(_ops, "FLAT_COLUMNS_BELOW", flat_below)
     x = rng.standard_normal((2, 3, 10, 9)).astype(np.float32)
     node = helper.make_node("MaxPool", ["x"], ["y"], "mp", kernel_shape=list(k), strides=list(s),
                             dilations=list(d), pads=[pads[0], pads[2], pads[1], pads[3]],
@@ -537,7 +541,11 @@ def _avg_pool_ref(x, k, s, d, pads, out_hw, include_pad):
     ((3, 2), (2, 1), (1, 1), (2, 0, 1, 1), 1, 1),     # asymmetric pads, ceil_mode
     ((3, 3), (2, 2), (1, 1), (0, 0, 0, 0), 1, 0),     # ceil_mode: partial last windows
 ])
-def test_average_pool_matches_loops(rng, k, s, d, pads, ceil, include_pad):
+@pytest.mark.parametrize("flat_below", [32, 0])
+def test_average_pool_matches_loops(rng, monkeypatch, k, s, d, pads, ceil, include_pad,
+                                    flat_below):
+    from fastconv.onnx import _ops
+    monkeypatch.setattr(_ops, "FLAT_COLUMNS_BELOW", flat_below)
     x = rng.standard_normal((2, 3, 10, 9)).astype(np.float32)
     node = helper.make_node("AveragePool", ["x"], ["y"], "ap", kernel_shape=list(k),
                             strides=list(s), pads=[pads[0], pads[2], pads[1], pads[3]],
