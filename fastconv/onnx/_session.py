@@ -402,12 +402,17 @@ class InferenceSession:
         return {"peak": self.peak_bytes, "pool": self._pool.reserved,
                 "constants": self.constant_bytes}
 
-    def profile_stats(self):
+    def profile_stats(self, reset=False):
         """With ``profile=True``: {node name: (op type, total seconds, runs)}
-        over the runs so far (the fused op's kernel time, as optimised)."""
+        over the runs so far (the fused op's kernel time, as optimised);
+        ``reset`` starts the count again after reading it."""
         if self._profile is None:
             raise ValueError("profile_stats: the session was not created with profile=True")
-        return {k: tuple(v) for k, v in self._profile.items()}
+        with self._lock:
+            stats = {k: tuple(v) for k, v in self._profile.items()}
+            if reset:
+                self._profile.clear()
+        return stats
 
     def _check_feed(self, input_feed):
         if not isinstance(input_feed, dict):
