@@ -5,7 +5,8 @@ attributes (with the semantics of the model's opset), checks what fastconv
 cannot do (raising NotImplementedError naming the node) and returns a kernel
 ``f(*inputs) -> output or tuple of outputs`` on NumPy arrays.  Absent optional
 inputs arrive as None.  Convolutions run on ``fastconv.conv2d`` with weights
-packed here, once; pooling by vectorised NumPy passes (pool_by_taps); per-element
+packed here, once; max pooling by vectorised NumPy passes (pool_by_taps), average
+pooling as an all-ones depthwise conv2d (average_pool_by_conv); per-element
 activations on ``fastconv.activate``; the rest is NumPy.
 
 ``ctx`` gives the compiler what is known before running: ``ctx.const(name)``
