@@ -8,8 +8,14 @@ default graph optimisations and intra_op_num_threads equal to fastconv's
 set_num_threads.  Prints a Markdown table (and --json writes the rows).
 
     PYTHONPATH=. python benchmarks/bench_onnx_models.py --threads 1,2 [--models resnet50,vgg19]
+
+--profile instead prints, per model, the milliseconds per run spent in each
+operator type: fastconv's (InferenceSession(profile=True), the optimised
+graph's nodes) and ONNX Runtime's (SessionOptions.enable_profiling, its
+kernel times), one thread each, --rounds runs after a warm one.
 """
 import argparse
+import collections
 import json
 import math
 import os
@@ -32,9 +38,16 @@ def main(argv=None):
     ap.add_argument("--max-time", type=float, default=3.0, help="seconds of timing per case")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", metavar="FILE")
+    ap.add_argument("--profile", action="store_true",
+                    help="time per operator type instead (fastconv and onnxruntime, 1 thread)")
+    ap.add_argument("--rounds", type=int, default=5, help="runs profiled (--profile)")
     args = ap.parse_args(argv)
     threads = [int(t) for t in args.threads.split(",")]
     rng = np.random.default_rng(args.seed)
+    if args.profile:
+        for name in args.models.split(","):
+            profile(name, rng, args.rounds)
+        return
     rows = []
     for name in args.models.split(","):
         model = M.random_light_model(name, rng, logits=False)
@@ -61,6 +74,44 @@ def main(argv=None):
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)
+
+
+def profile(name, rng, rounds):
+    """Per operator type: ms per run in fastconv and onnxruntime (one thread)."""
+    import onnxruntime as ort
+    from fastconv.onnx import InferenceSession
+    model = M.random_light_model(name, rng, logits=False)
+    iname, x = M.light_input(model, rng)
+    data = model.SerializeToString()
+    with B.fastconv_threads(1):
+        sess = InferenceSession(data, profile=True)
+        sess.run(None, {iname: x})   # the warm run (and the Conv methods' tuning)
+        sess.profile_stats(reset=True)
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = 1
+        so.log_severity_level = 3
+        so.enable_profiling = True
+        osess = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
+        osess.run(None, {iname: x})
+        for _ in range(rounds):
+            sess.run(None, {iname: x})
+            osess.run(None, {iname: x})
+        path = osess.end_profiling()
+    with open(path) as f:
+        events = json.load(f)
+    os.remove(path)
+    ours, theirs, count = collections.Counter(), collections.Counter(), collections.Counter()
+    for op, sec, _ in sess.profile_stats().values():
+        ours[op] += sec * 1e3 / rounds
+        count[op] += 1
+    for e in events:   # the warm run is in ORT's file too: rounds + 1 runs
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            theirs[e["args"]["op_name"]] += e["dur"] / 1e3 / (rounds + 1)
+    print(f"{name}: fastconv kernels {sum(ours.values()):.1f} ms, onnxruntime kernels "
+          f"{sum(theirs.values()):.1f} ms per run")
+    print("  fastconv:    " + ", ".join(f"{k}[{count[k]}] {v:.1f}" for k, v in ours.most_common()))
+    print("  onnxruntime: " + ", ".join(f"{k} {v:.1f}" for k, v in theirs.most_common()),
+          flush=True)
 
 
 if __name__ == "__main__":

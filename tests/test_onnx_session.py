@@ -494,8 +494,12 @@ def _max_pool_ref(x, k, s, d, pads, out_hw):
     ((3, 2), (1, 2), (2, 1), (2, 0, 1, 1), 0),     # dilated, asymmetric pads
     ((3, 3), (2, 2), (1, 1), (0, 0, 0, 0), 1),     # ceil_mode (GoogLeNet)
     ((2, 2), (3, 3), (1, 1), (1, 1, 1, 1), 1),     # windows that start in the padding
+    ((2, 3), (1, 2), (1, 2), (0, 1, 1, 0), 0),     # dilated columns
 ])
-def test_max_pool_matches_loops(rng, k, s, d, pads, ceil):
+@pytest.mark.parametrize("flat_below", [32, 0])   # columns flat / strided (pool_by_taps)
+def test_max_pool_matches_loops(rng, monkeypatch, k, s, d, pads, ceil, flat_below):
+    from fastconv.onnx import _ops
+    monkeypatch.setattr(_ops, "FLAT_COLUMNS_BELOW", flat_below)
     x = rng.standard_normal((2, 3, 10, 9)).astype(np.float32)
     node = helper.make_node("MaxPool", ["x"], ["y"], "mp", kernel_shape=list(k), strides=list(s),
                             dilations=list(d), pads=[pads[0], pads[2], pads[1], pads[3]],
@@ -507,6 +511,55 @@ def test_max_pool_matches_loops(rng, k, s, d, pads, ceil):
     np.testing.assert_array_equal(y, _max_pool_ref(x, k, s, d, pads, y.shape[2:]))
     np.testing.assert_array_equal(y, o)
 
+
+
+def _avg_pool_ref(x, k, s, d, pads, out_hw, include_pad):
+    """Plain loops in float64: the mean of the taps inside the input (inside
+    the padded extent, padding counting as zeros, with include_pad)."""
+    n, c, h, w = x.shape
+    t, bottom, l, right = pads
+    y = np.zeros((n, c) + tuple(out_hw))
+    for i in range(out_hw[0]):
+        for j in range(out_hw[1]):
+            acc, count = np.zeros((n, c)), 0
+            for a in range(k[0]):
+                for b in range(k[1]):
+                    r, q = i * s[0] - t + a * d[0], j * s[1] - l + b * d[1]
+                    if 0 <= r < h and 0 <= q < w:
+                        acc += x[:, :, r, q]
+                    if (0 <= r < h and 0 <= q < w) or (
+                            include_pad and -t <= r < h + bottom and -l <= q < w + right):
+                        count += 1
+            y[:, :, i, j] = acc / count if count else 0.0
+    return y
+
+
+@pytest.mark.parametrize("k, s, d, pads, ceil, include_pad", [
+    ((3, 3), (1, 1), (1, 1), (1, 1, 1, 1), 0, 0),     # Inception v2's branch pools
+    ((3, 3), (1, 1), (1, 1), (1, 1, 1, 1), 0, 1),     # ... counting the padding
+    ((2, 2), (2, 2), (1, 1), (0, 0, 0, 0), 0, 0),     # DenseNet's transitions
+    ((3, 2), (2, 1), (1, 1), (2, 0, 1, 1), 1, 1),     # asymmetric pads, ceil_mode
+    ((3, 3), (2, 2), (1, 1), (0, 0, 0, 0), 1, 0),     # ceil_mode: partial last windows
+    ((2, 3), (1, 2), (2, 1), (1, 0, 0, 1), 0, 1),     # dilated (opset 19)
+])
+@pytest.mark.parametrize("flat_below, by_conv", [(32, False), (0, False), (32, True)])
+def test_average_pool_matches_loops(rng, monkeypatch, k, s, d, pads, ceil, include_pad,
+                                    flat_below, by_conv):
+    from fastconv.onnx import _ops   # the NumPy passes (columns flat / strided) or the conv
+    monkeypatch.setattr(_ops, "FLAT_COLUMNS_BELOW", flat_below)
+    monkeypatch.setattr(_ops, "AVERAGE_BY_CONV", by_conv)
+    x = rng.standard_normal((2, 3, 10, 9)).astype(np.float32)
+    node = helper.make_node("AveragePool", ["x"], ["y"], "ap", kernel_shape=list(k),
+                            strides=list(s), dilations=list(d),
+                            pads=[pads[0], pads[2], pads[1], pads[3]],
+                            ceil_mode=ceil, count_include_pad=include_pad)
+    model = make_model([node], [("x", [2, 3, 10, 9])], [("y", None)], opset=19)
+    y = fo.InferenceSession(model).run(None, {"x": x})[0]
+    o = ort_session(model).run(None, {"x": x})[0]
+    assert y.shape == o.shape
+    np.testing.assert_allclose(y, _avg_pool_ref(x, k, s, d, pads, y.shape[2:], include_pad),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(y, o, rtol=1e-5, atol=1e-6)
 
 def test_batchnorm_scale_layer_and_relu_become_one_step(rng):
     c = 4
@@ -526,3 +579,84 @@ def test_batchnorm_scale_layer_and_relu_become_one_step(rng):
     ref = (x - col(p["m"])) / np.sqrt(col(p["v"]) + 1e-5) * col(p["s"]) + col(p["b"])
     ref = np.maximum(ref * col(p["mul"]) + col(p["add"]), 0)
     np.testing.assert_allclose(sess.run(None, {"x": x})[0], ref, rtol=1e-5, atol=1e-5)
+
+
+def test_tuned_conv_methods_match_untuned_and_profile_names_each_node(rng):
+    model = M.random_light_model("squeezenet", rng)
+    iname, x = M.light_input(model, rng)
+    tuned = fo.InferenceSession(model, profile=True)
+    plain = fo.InferenceSession(model, tune=False)
+    y = tuned.run(None, {iname: x})[0]   # the first run of this shape times the methods
+    assert all(runs == 1 for _, _, runs in tuned.profile_stats(reset=True).values())
+    y2 = tuned.run(None, {iname: x})[0]
+    y2 = tuned.run(None, {iname: x})[0]
+    chosen = [k._methods for k, *_ in tuned._steps if hasattr(k, "_methods")]
+    assert chosen and all(list(m.values())[0] in ("fused", "im2col") for m in chosen)
+    assert all(not k._methods for k, *_ in plain._steps if hasattr(k, "_methods"))
+    ref = ort_session(model).run(None, {iname: x})[0]
+    for out in (y, y2, plain.run(None, {iname: x})[0]):
+        np.testing.assert_allclose(out, ref, rtol=1e-3, atol=1e-4)
+    stats = tuned.profile_stats()
+    assert set(stats) == {n.name for n in tuned.nodes}
+    assert all(runs == 2 and sec > 0 for _, sec, runs in stats.values())
+    with pytest.raises(ValueError, match="profile=True"):
+        plain.profile_stats()
+
+
+@pytest.mark.parametrize("size, beta", [(5, 0.75), (4, 0.75), (3, 0.5), (2, 1.0), (7, 0.6)])
+def test_lrn_matches_the_definition(rng, size, beta):
+    c = 6
+    x = rng.standard_normal((2, c, 4, 3)).astype(np.float32)
+    alpha, bias = 2e-2, 1.5
+    node = helper.make_node("LRN", ["x"], ["y"], "lrn", size=size, alpha=alpha, beta=beta,
+                            bias=bias)
+    model = make_model([node], [("x", [2, c, 4, 3])], [("y", [2, c, 4, 3])])
+    y = fo.InferenceSession(model).run(None, {"x": x})[0]
+    # ONNX's definition, channel by channel, in float64
+    x64, ref = x.astype(np.float64), np.empty(x.shape)
+    for k in range(c):
+        lo, hi = max(0, k - (size - 1) // 2), min(c - 1, k + -(-(size - 1) // 2))
+        sq = np.sum(x64[:, lo:hi + 1] ** 2, axis=1)
+        ref[:, k] = x64[:, k] / (bias + alpha / size * sq) ** beta
+    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-6)
+    if size % 2:   # onnxruntime refuses even sizes
+        np.testing.assert_allclose(y, ort_session(model).run(None, {"x": x})[0], rtol=1e-5,
+                                   atol=1e-6)
+
+
+def test_concat_of_convs_is_written_in_place(rng, monkeypatch):
+    """Two fire-module-like Concats of Convs (the second reading the first's
+    output), and one whose Conv output has a second reader (not in place)."""
+    w = {f"w{k}": (rng.standard_normal((co, ci, kk, kk)) * 0.3).astype(np.float32)
+         for k, (co, ci, kk) in enumerate([(4, 3, 1), (5, 3, 3), (2, 9, 1), (3, 9, 3),
+                                           (2, 3, 1), (2, 3, 1)])}
+    nodes = [helper.make_node("Conv", ["x", "w0"], ["a"], "c0"),
+             helper.make_node("Conv", ["x", "w1"], ["b"], "c1", pads=[1, 1, 1, 1]),
+             helper.make_node("Concat", ["a", "b"], ["ab"], "cat0", axis=1),
+             helper.make_node("Relu", ["ab"], ["r"], "relu"),
+             helper.make_node("Conv", ["r", "w2"], ["c"], "c2"),
+             helper.make_node("Conv", ["r", "w3"], ["d"], "c3", pads=[1, 1, 1, 1]),
+             helper.make_node("Concat", ["c", "d"], ["y"], "cat1", axis=1),
+             helper.make_node("Conv", ["x", "w4"], ["e"], "c4"),
+             helper.make_node("Conv", ["x", "w5"], ["f"], "c5"),
+             helper.make_node("Concat", ["e", "f"], ["ef"], "cat2", axis=1),
+             helper.make_node("Mul", ["e", "f"], ["z"], "mul")]   # e, f read twice
+    model = make_model(nodes, [("x", ["N", 3, 6, 7])], [("y", None), ("ef", None), ("z", None)],
+                       w)
+    sess = fo.InferenceSession(model)
+    assert set(sess._concat_targets) == {"cat0", "cat1"}
+    ref_sess = ort_session(model)
+    copies = []
+    concatenate = np.concatenate
+    monkeypatch.setattr(np, "concatenate", lambda *a, **k: copies.append(1) or
+                        concatenate(*a, **k))
+    for batch in (1, 1, 2, 1):   # runs reuse the buffers; batch 2 concatenates by copying
+        x = rng.standard_normal((batch, 3, 6, 7)).astype(np.float32)
+        copies.clear()
+        outs = sess.run(None, {"x": x})
+        assert len(copies) == (1 if batch == 1 else 3)   # only cat2 copies at batch 1
+        monkeypatch.undo()
+        for out, ref in zip(outs, ref_sess.run(None, {"x": x})):
+            np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
+        monkeypatch.setattr(np, "concatenate", lambda *a, **k: copies.append(1) or
+                            concatenate(*a, **k))

@@ -5,7 +5,8 @@ attributes (with the semantics of the model's opset), checks what fastconv
 cannot do (raising NotImplementedError naming the node) and returns a kernel
 ``f(*inputs) -> output or tuple of outputs`` on NumPy arrays.  Absent optional
 inputs arrive as None.  Convolutions run on ``fastconv.conv2d`` with weights
-packed here, once; pooling on fastconv's C pooling kernels; per-element
+packed here, once; max pooling by vectorised NumPy passes (pool_by_taps), average
+pooling as an all-ones depthwise conv2d (average_pool_by_conv); per-element
 activations on ``fastconv.activate``; the rest is NumPy.
 
 ``ctx`` gives the compiler what is known before running: ``ctx.const(name)``
@@ -14,13 +15,12 @@ shape from shape inference, entries None where symbolic, or None) and
 ``ctx.dtype(name)``.
 """
 import math
+import time
 
 import numpy as np
 
-from fastconv import _pool
 from fastconv.activations import Activation, activate
 from fastconv.conv import conv2d, pack_weight
-from fastconv.layers._pooling import pool2d_nchw
 
 from ._graph import malformed, unsupported
 
@@ -243,6 +243,11 @@ def _conv_geometry(node, ctx, w_shape):
     return nd, kernel, strides, dilations
 
 
+#: conv2d methods a tuned Conv node chooses from, and the timed calls of each
+TUNED_METHODS = ("fused", "im2col")
+TUNE_ROUNDS = 2
+
+
 class ConvKernel:
     """A Conv node on fastconv.conv2d: weights packed once (when constant),
     the fused activations, padding per input size."""
@@ -256,6 +261,9 @@ class ConvKernel:
             raise unsupported(node, "a weight of unknown shape")
         self.nd, self.kernel, self.strides, self.dilations = _conv_geometry(node, ctx, w_shape)
         self.groups = int(node.attr("group", 1))
+        # conv2d's 2-D stride / dilation, made once (its call cache compares them by identity)
+        self._stride2 = (1,) + tuple(self.strides) if self.nd == 1 else tuple(self.strides)
+        self._dilation2 = (1,) + tuple(self.dilations) if self.nd == 1 else tuple(self.dilations)
         b = ctx.const(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
         fused = node.fused
         if "scale" in fused:   # a batch norm folded in by the optimiser, in float64
@@ -273,10 +281,35 @@ class ConvKernel:
         self._pads = {}
         self.c_out = w_shape[0]
         self.alloc = None   # set by the session: alloc(shape, dtype) -> its reusable buffer
-        self.method = "auto"   # conv2d's method; the session may pick another by timing
+        #: (ConcatTarget, input index) set by the session when this Conv's
+        #: output is a slice of the Concat reading it (see ConcatTarget)
+        self.concat_into = None
+        self.method = "auto"   # conv2d's method when not tuned
+        #: time the candidate methods on the first input of each shape and keep
+        #: the fastest (conv2d's "auto" is the direct kernel, which loses to
+        #: im2col + BLAS on many 1x1 and wide layers; measured in NOTES.md)
+        self.tune = False
+        self._methods = {}
+
+    def _fastest_method(self, x, weight, bias, strides, pads, dil, out):
+        best = None
+        for method in TUNED_METHODS:
+            kw = dict(stride=strides, padding=pads, dilation=dil, groups=self.groups,
+                      activation=self.post, pre_activation=self.pre, out=out, method=method)
+            conv2d(x, weight, bias, **kw)   # warm: plans, caches, pages
+            t = float("inf")
+            for _ in range(TUNE_ROUNDS):
+                t0 = time.perf_counter()
+                conv2d(x, weight, bias, **kw)
+                t = min(t, time.perf_counter() - t0)
+            if best is None or t < best[0]:
+                best = (t, method)
+        return best[1]
 
     def out_shape(self, x_shape, pads, strides, dil):
         (kh, kw) = (1, self.kernel[0]) if self.nd == 1 else self.kernel
+        if type(pads[0]) is int:
+            pads = ((pads[0], pads[0]), (pads[1], pads[1]))
         n, _, h, w = x_shape
         oh = (h + pads[0][0] + pads[0][1] - dil[0] * (kh - 1) - 1) // strides[0] + 1
         ow = (w + pads[1][0] + pads[1][1] - dil[1] * (kw - 1) - 1) // strides[1] + 1
@@ -288,7 +321,12 @@ class ConvKernel:
             p = spatial_pads(self.node, in_sizes, self.kernel, self.strides, self.dilations)
             if self.nd == 1:
                 p = [(0, 0)] + p
-            p = self._pads[in_sizes] = tuple(p)
+            p = tuple((int(lo), int(hi)) for lo, hi in p)
+            if all(lo == hi for lo, hi in p):
+                # symmetric as an int pair: conv2d's call caches take that
+                # form only (pairs of pairs are planned again on every call)
+                p = (p[0][0], p[1][0])
+            self._pads[in_sizes] = p
         return p
 
     def __call__(self, x, w=None, b=None):
@@ -301,14 +339,23 @@ class ConvKernel:
         if self.packed is None and b is None:
             bias = None
         pads = self.padding(x.shape[2:] if self.nd == 2 else x.shape[3:])
-        strides = (1,) + tuple(self.strides) if self.nd == 1 else tuple(self.strides)
-        dil = (1,) + tuple(self.dilations) if self.nd == 1 else tuple(self.dilations)
+        strides, dil = self._stride2, self._dilation2
         out = None
-        if self.alloc is not None:
+        if self.concat_into is not None:
+            target, index = self.concat_into
+            out = target.slice(index, self.out_shape(x.shape, pads, strides, dil), x.dtype,
+                               self.alloc)
+        elif self.alloc is not None:
             out = self.alloc(self.out_shape(x.shape, pads, strides, dil), x.dtype)
+        method = self.method
+        if self.tune:
+            method = self._methods.get(x.shape)
+            if method is None:
+                method = self._methods[x.shape] = self._fastest_method(
+                    x, weight, bias, strides, pads, dil, out)
         y = conv2d(x, weight, bias, stride=strides, padding=pads, dilation=dil,
                    groups=self.groups, activation=self.post, pre_activation=self.pre, out=out,
-                   method=self.method)
+                   method=method)
         if self.nd == 1:
             y = y.reshape(y.shape[:2] + y.shape[3:])
         return y
@@ -479,14 +526,27 @@ def compile_lrn(node, ctx):
     lo, hi = (size - 1) // 2, -(-(size - 1) // 2)
 
     def lrn(x):
-        sq = np.square(x, dtype=np.float64)
-        c = x.shape[1]
-        # window sums over channels as differences of a cumulative sum
-        cs = np.concatenate([np.zeros_like(sq[:, :1]), np.cumsum(sq, axis=1)], axis=1)
-        top = np.minimum(np.arange(c) + hi + 1, c)
-        bot = np.maximum(np.arange(c) - lo, 0)
-        s = cs[:, top] - cs[:, bot]
-        return (x / (bias + alpha / size * s) ** beta).astype(x.dtype)
+        # in x's precision (as onnxruntime): the window sums over channels as
+        # shifted slice adds (size passes, no float64 cumulative sum or
+        # gather), then the power by square roots when beta is 0.75 or 0.5
+        # (the values every CNN uses; np.power is several times slower)
+        sq = np.square(x)
+        s = sq.copy()
+        for off in range(1, lo + 1):
+            s[:, off:] += sq[:, :-off]
+        for off in range(1, hi + 1):
+            s[:, :-off] += sq[:, off:]
+        s *= x.dtype.type(alpha / size)
+        s += x.dtype.type(bias)
+        if beta == 0.75:
+            r = np.sqrt(s, out=sq)
+            np.sqrt(r, out=s)
+            s *= r
+        elif beta == 0.5:
+            np.sqrt(s, out=s)
+        elif beta != 1.0:
+            np.power(s, x.dtype.type(beta), out=s)
+        return np.divide(x, s, out=s)
     return lrn
 
 
@@ -538,7 +598,6 @@ def compile_pool(node, ctx):
     nd, kernel, strides, dilations = _pool_attrs(node, ctx, avg)
     ceil = bool(node.attr("ceil_mode", 0))
     include_pad = bool(node.attr("count_include_pad", 0))
-    mode = _pool.AVG if avg else _pool.MAX
     if nd == 1:
         kernel, strides, dilations = [1] + kernel, [1] + strides, [1] + dilations
     cache = {}
@@ -555,39 +614,116 @@ def compile_pool(node, ctx):
             else:
                 geo = pool_geometry(node, key, kernel, strides, dilations, ceil)
             cache[key] = geo
-        if avg:
-            y = pool2d_nchw(x4, kernel, strides, dilations, geo[1], geo[0], mode, include_pad)
+        if avg and AVERAGE_BY_CONV:
+            y = average_pool_by_conv(x4, kernel, strides, dilations, geo[1], geo[0],
+                                     include_pad, ones)
         else:
-            y = max_pool_by_taps(x4, kernel, strides, dilations, geo[1], geo[0])
+            y = pool_by_taps(x4, kernel, strides, dilations, geo[1], geo[0], avg, include_pad)
         return y.reshape(y.shape[:2] + y.shape[3:]) if nd == 1 else y
+    ones = {}   # (channels, dtype) -> the packed all-ones weight; (h, w, dtype) -> 1 / counts
     return pool
 
 
-def max_pool_by_taps(x, kernel, strides, dilations, pads, out_hw):
-    """Max pooling by vectorised np.maximum passes over strided views of a
-    -inf padded copy (the C pooling kernel walks each window element by
-    element: slower on ImageNet-sized maps).  Same
-    results: padding never wins, an all-padding window gives -inf, NaN wins."""
+#: AveragePool as a depthwise convolution with all-ones weights (5-10x faster
+#: than pool_by_taps' NumPy passes on Inception v2's / ShuffleNet's pools)
+AVERAGE_BY_CONV = True
+
+
+def average_pool_by_conv(x, kernel, strides, dilations, pads, out_hw, include_pad, ones):
+    # ones: the node's cache (pads, strides, kernel fixed; per input size)
+    """Average pooling as fastconv's depthwise convolution of all-ones
+    weights (the window sums; zero padding adds nothing), then times
+    1 / count per output position (the taps inside the input, or inside the
+    padded extent with include_pad; 0 for an empty window).  Bottom / right
+    padding is extended where ceil_mode's last windows reach past it (zeros:
+    not counted)."""
     n, c, h, w = x.shape
     (kh, kw), (sh, sw), (dh, dw) = kernel, strides, dilations
-    t, _, l, _ = pads
+    t, b, l, r = pads
+    oh, ow = out_hw
+    need_h, need_w = (oh - 1) * sh + (kh - 1) * dh + 1, (ow - 1) * sw + (kw - 1) * dw + 1
+    b, r = max(b, need_h - h - t), max(r, need_w - w - l)
+    key = (c, x.dtype)
+    weight = ones.get(key)
+    if weight is None:
+        weight = ones[key] = pack_weight(np.ones((c, 1, kh, kw), x.dtype), c)
+    sums = conv2d(x, weight, None, stride=(sh, sw), padding=((t, b), (l, r)),
+                  dilation=(dh, dw), groups=c)
+    key = (h, w, x.dtype)
+    inv = ones.get(key)
+    if inv is None:
+        counts = np.outer(_window_counts(oh, h, kh, sh, dh, pads[0], pads[1], include_pad),
+                          _window_counts(ow, w, kw, sw, dw, pads[2], pads[3], include_pad))
+        inv = ones[key] = np.where(counts > 0, 1.0 / np.maximum(counts, 1), 0.0).astype(x.dtype)
+    if sums.shape[2:] == (oh, ow):
+        return np.multiply(sums, inv, out=sums)
+    return np.multiply(sums[:, :, :oh, :ow], inv)
+
+
+def _window_counts(out, size, k, stride, dil, pad_lo, pad_hi, include_pad):
+    """Per output index of one axis: how many of its window's taps fall in
+    the input (or, with include_pad, in the padded extent), as the average
+    divides by (the C kernel's axis_table rule)."""
+    start = np.arange(out) * stride - pad_lo
+    taps = start[:, None] + np.arange(k)[None, :] * dil
+    lim_lo, lim_hi = (-pad_lo, size + pad_hi) if include_pad else (0, size)
+    return ((taps >= lim_lo) & (taps < lim_hi)).sum(axis=1)
+
+
+#: output widths below which strided pooling also takes its columns flat
+FLAT_COLUMNS_BELOW = 32
+
+
+def pool_by_taps(x, kernel, strides, dilations, pads, out_hw, avg=False, include_pad=False):
+    """Max (or average) pooling by vectorised np.maximum (np.add) passes over
+    strided views of a -inf (zero) padded copy (the C pooling kernel walks
+    each window element by element: several times slower on ImageNet-sized
+    maps).  Same results: padding never wins a max, an all-padding window
+    gives -inf, NaN wins; the average divides by the taps inside the input
+    (the padded extent with include_pad), in the input's precision."""
+    n, c, h, w = x.shape
+    (kh, kw), (sh, sw), (dh, dw) = kernel, strides, dilations
+    t, b, l, r = pads
     oh, ow = out_hw
     need_h, need_w = (oh - 1) * sh + (kh - 1) * dh + 1, (ow - 1) * sw + (kw - 1) * dw + 1
     if t == 0 and l == 0 and need_h <= h and need_w <= w:
         xp = x   # every window inside the input: no padded copy
     else:
-        xp = np.full((n, c, need_h, need_w), -np.inf, x.dtype)
+        xp = np.full((n, c, need_h, need_w), 0 if avg else -np.inf, x.dtype)
         rows, cols = min(h, need_h - t), min(w, need_w - l)
         if rows > 0 and cols > 0:
             xp[:, :, t:t + rows, l:l + cols] = x[:, :, :rows, :cols]
-    # separable: the max over the window's rows (whole rows, contiguous), then
-    # over its columns: kh + kw passes instead of kh * kw
-    rows_max = np.array(xp[:, :, 0:(oh - 1) * sh + 1:sh])
+    combine = np.add if avg else np.maximum
+    # separable: over the window's rows (whole rows, contiguous), then over
+    # its columns: kh + kw passes instead of kh * kw
+    rows_acc = np.array(xp[:, :, 0:(oh - 1) * sh + 1:sh])
     for i in range(1, kh):
-        np.maximum(rows_max, xp[:, :, i * dh:i * dh + (oh - 1) * sh + 1:sh], out=rows_max)
-    y = np.array(rows_max[..., 0:(ow - 1) * sw + 1:sw])
-    for j in range(1, kw):
-        np.maximum(y, rows_max[..., j * dw:j * dw + (ow - 1) * sw + 1:sw], out=y)
+        combine(rows_acc, xp[:, :, i * dh:i * dh + (oh - 1) * sh + 1:sh], out=rows_acc)
+    # the columns over the rows' memory taken flat (one long vectorised loop,
+    # not one of ow elements per row: about 1.4x faster on 13 x 13 maps); the taps
+    # that wrap into the next row land only on columns dropped by the stride
+    # step below (every kept column's window ends inside its row).  With a
+    # column stride on wide maps the strided passes over ow columns only win.
+    if sw == 1 or ow < FLAT_COLUMNS_BELOW:
+        flat = rows_acc.reshape(-1)
+        span = flat.size - (kw - 1) * dw
+        acc = flat
+        if kw > 1:
+            acc = np.empty_like(flat)   # its last (kw - 1) * dw entries are never read
+            combine(flat[:span], flat[dw:dw + span], out=acc[:span])
+            for j in range(2, kw):
+                combine(acc[:span], flat[j * dw:j * dw + span], out=acc[:span])
+        y = np.array(acc.reshape(rows_acc.shape)[..., 0:(ow - 1) * sw + 1:sw])
+    else:
+        y = np.array(rows_acc[..., 0:(ow - 1) * sw + 1:sw])
+        for j in range(1, kw):
+            combine(y, rows_acc[..., j * dw:j * dw + (ow - 1) * sw + 1:sw], out=y)
+    if avg:
+        counts = np.outer(_window_counts(oh, h, kh, sh, dh, t, b, include_pad),
+                          _window_counts(ow, w, kw, sw, dw, l, r, include_pad))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            inv = np.where(counts > 0, 1.0 / counts, 0.0).astype(x.dtype)
+        np.multiply(y, inv, out=y)   # an empty window gives 0, as the C kernel
     return y
 
 
@@ -868,8 +1004,60 @@ def compile_concat(node, ctx):
     axis = int(node.attr("axis", 1 if node.opset < 4 else None))
 
     def concat(*xs):
+        target = concat.target
+        if target is not None:
+            y = target.take(xs)
+            if y is not None:
+                return y
         return np.concatenate(xs, axis=axis)
+    concat.target = None   # a ConcatTarget, set by the session (concat in place)
     return concat
+
+
+class ConcatTarget:
+    """The output buffer of a channel Concat (axis 1) whose inputs are all
+    Convs read by nothing else: each Conv writes its output straight into
+    its channel slice (C-contiguous when the batch is 1), and the Concat
+    hands the buffer on without copying.  ``slice`` makes the buffer on the
+    first request of a run; ``take`` returns it only when every input is
+    exactly its slice (else the Concat copies as usual: a batch above 1, a
+    Conv that fell back); ``reset`` forgets it (the session, before each run)."""
+
+    __slots__ = ("channels", "offsets", "buf")
+
+    def __init__(self, channels):
+        self.channels = list(channels)
+        self.offsets = [sum(self.channels[:k]) for k in range(len(self.channels))]
+        self.buf = None
+
+    def reset(self):
+        self.buf = None
+
+    def slice(self, index, shape, dtype, alloc):
+        n, c, h, w = shape
+        full = (n, sum(self.channels), h, w)
+        if n != 1 or c != self.channels[index]:
+            return alloc(shape, dtype) if alloc is not None else None
+        buf = self.buf
+        if buf is None or buf.shape != full or buf.dtype != dtype:
+            buf = self.buf = alloc(full, dtype) if alloc is not None else np.empty(full, dtype)
+            if buf is None:
+                return None
+        lo = self.offsets[index]
+        return buf[:, lo:lo + c]
+
+    def take(self, xs):
+        buf, self.buf = self.buf, None
+        if buf is None or len(xs) != len(self.channels):
+            return None
+        owner = buf if buf.base is None else buf.base   # (the pool's flat buffer)
+        base = buf.__array_interface__["data"][0]
+        step = buf.strides[1]
+        for x, lo, c in zip(xs, self.offsets, self.channels):
+            if x.base is not owner or x.shape != (1, c) + buf.shape[2:] or \
+                    x.__array_interface__["data"][0] != base + lo * step:
+                return None
+        return buf
 
 
 @op("Split")

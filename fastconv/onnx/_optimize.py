@@ -7,7 +7,8 @@ Identity / inference Dropout removal; BatchNormalization, and Mul / Add by
 per-channel constants, folded into the Conv before it; the activation (or Clip as relu6 / relu) after a Conv fused
 into it; an activation before Conv(s) fused as their pre-activation when
 nothing else reads the activated tensor; the activation after Add / Sum
-(the residual join) applied in place by the Add.
+(the residual join) applied in place by the Add; channel Concats of Convs
+marked for writing in place (plan_concat_in_place).
 
 A rewrite needs the intermediate tensor to have no other consumer and not
 to be a graph output; it keeps the graph's input and output names.
@@ -218,6 +219,35 @@ def fuse_activations(nodes, constants, ctx, graph_outputs):
     return [n for n in nodes if id(n) not in removed]
 
 
+def plan_concat_in_place(nodes, constants, ctx, graph_outputs):
+    """Mark each channel Concat (axis 1 of 4-D tensors) whose inputs are
+    distinct 2-D Convs with constant weights, each read by this Concat only,
+    so that the session lets the Convs write into the Concat's buffer
+    (SqueezeNet's fire modules, the Inception blocks): Concat.fused
+    ["in_place"] = the inputs' channel counts, Conv.fused["concat_into"] =
+    (the Concat's name, input index).  The graph itself is unchanged."""
+    cons = consumers(nodes)
+    prod = producers(nodes)
+    for cat in nodes:
+        if cat.op_type != "Concat" or len(cat.inputs) < 2 or \
+                len(set(cat.inputs)) != len(cat.inputs):
+            continue
+        shape = ctx.shape(cat.outputs[0])
+        axis = cat.attr("axis", 1 if cat.opset < 4 else None)
+        if shape is None or len(shape) != 4 or axis is None or int(axis) not in (1, -3):
+            continue
+        convs = [prod.get(v) for v in cat.inputs]
+        if any(c is None or c.op_type != "Conv" or "concat_into" in c.fused or
+               c.inputs[1] not in constants or constants[c.inputs[1]].ndim != 4 or
+               _sole_consumer(v, cons, graph_outputs) is not cat
+               for c, v in zip(convs, cat.inputs)):
+            continue
+        cat.fused["in_place"] = [constants[c.inputs[1]].shape[0] for c in convs]
+        for k, c in enumerate(convs):
+            c.fused["concat_into"] = (cat.name, k)
+    return nodes
+
+
 def optimize(nodes, constants, ctx, graph_outputs, compile_node, level=1):
     """All rewrites (level 0: constant folding only, as onnxruntime's
     ORT_DISABLE_ALL still needs the weights)."""
@@ -227,6 +257,7 @@ def optimize(nodes, constants, ctx, graph_outputs, compile_node, level=1):
         nodes = fold_batchnorm(nodes, constants, ctx, graph_outputs)
         nodes = fold_affine(nodes, constants, ctx, graph_outputs)
         nodes = fuse_activations(nodes, constants, ctx, graph_outputs)
+        nodes = plan_concat_in_place(nodes, constants, ctx, graph_outputs)
     return nodes
 
 

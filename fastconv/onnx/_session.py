@@ -1,13 +1,14 @@
 """InferenceSession: onnxruntime's API on fastconv's kernels."""
 import os
 import threading
+import time
 
 import numpy as np
 
 from fastconv.config import get_num_threads, set_num_threads
 
 from ._graph import Node, Unsupported, decode_attribute, malformed, unsupported
-from ._ops import OPS, numpy_dtype
+from ._ops import OPS, ConcatTarget, numpy_dtype
 from ._optimize import check_dag, optimize
 
 #: the opsets of the default domain this importer reads (ONNX's later
@@ -199,11 +200,18 @@ class InferenceSession:
     node and opset), constants are folded, batch norms folded into
     convolutions, activations fused into them and every convolution's
     weights packed once.  A symbolic first (batch) dimension is supported.
+
+    ``tune`` (default on, off with graph optimisations disabled): the first
+    run with inputs of a new shape times conv2d's methods on each Conv and
+    keeps the fastest (that run is slower).  ``profile=True`` records each
+    node's kernel time over the runs: ``profile_stats()``.
     """
 
     def __init__(self, path_or_bytes, sess_options=None, providers=None, provider_options=None,
-                 **kwargs):
+                 profile=False, tune=True, **kwargs):
         import onnx
+        #: per-node wall time of every run when ``profile`` (see ``profile_stats``)
+        self._profile = {} if profile else None
         model = _load(path_or_bytes)
         outline = _outline(model)
         try:
@@ -266,6 +274,7 @@ class InferenceSession:
         ctx = _Context(constants, infos)
         self._ctx = ctx
         nodes = optimize(nodes, constants, ctx, out_names, self._compile_node, level)
+        self._tune = bool(tune) and level > 0
         self._build(nodes, constants, in_names, [o.name for o in self._outputs])
         self.nodes = nodes   # the optimised graph, for inspection
 
@@ -337,10 +346,19 @@ class InferenceSession:
                 last_use[v] = k
         keep = set(out_names) | set(in_names) | set(constants) | {""}
         steps = []
+        self._concat_targets = {n.name: ConcatTarget(n.fused["in_place"]) for n in nodes
+                                if "in_place" in n.fused}
         for k, n in enumerate(nodes):
             kernel = self._compile_node(n)
+            if n.name in self._concat_targets:
+                kernel.target = self._concat_targets[n.name]
+            if "concat_into" in n.fused:
+                name, index = n.fused["concat_into"]
+                kernel.concat_into = (self._concat_targets[name], index)
             if hasattr(kernel, "alloc"):
                 kernel.alloc = self._pool.alloc
+            if hasattr(kernel, "tune"):
+                kernel.tune = self._tune
             ins = list(n.inputs)
             while ins and not ins[-1]:
                 ins.pop()   # trailing absent inputs: the kernel's defaults
@@ -383,6 +401,18 @@ class InferenceSession:
         (weights, packed copies not counted)."""
         return {"peak": self.peak_bytes, "pool": self._pool.reserved,
                 "constants": self.constant_bytes}
+
+    def profile_stats(self, reset=False):
+        """With ``profile=True``: {node name: (op type, total seconds, runs)}
+        over the runs so far (the fused op's kernel time, as optimised);
+        ``reset`` starts the count again after reading it."""
+        if self._profile is None:
+            raise ValueError("profile_stats: the session was not created with profile=True")
+        with self._lock:
+            stats = {k: tuple(v) for k, v in self._profile.items()}
+            if reset:
+                self._profile.clear()
+        return stats
 
     def _check_feed(self, input_feed):
         if not isinstance(input_feed, dict):
@@ -453,6 +483,8 @@ class InferenceSession:
 
     def _execute(self, arrays):
         env = list(self._template)
+        for target in self._concat_targets.values():
+            target.reset()   # a failed run may have left one
         for s, a in zip(self._in_slots, arrays):
             env[s] = a
         const_ids = self._const_ids
@@ -460,9 +492,17 @@ class InferenceSession:
         pool = self._pool
         live = {}   # id(root buffer) -> [root, readers]
         current = peak = 0
+        prof = self._profile
         for kernel, ins, outs, dead, node in self._steps:
             try:
-                res = kernel(*[env[i] for i in ins])
+                if prof is None:
+                    res = kernel(*[env[i] for i in ins])
+                else:
+                    t0 = time.perf_counter()
+                    res = kernel(*[env[i] for i in ins])
+                    prof.setdefault(node.name, [node.op_type, 0.0, 0])
+                    prof[node.name][1] += time.perf_counter() - t0
+                    prof[node.name][2] += 1
             except (Unsupported, ValueError, TypeError) as e:
                 raise type(e)(f"fastconv.onnx: {node.where()}: {e}") from e
             if len(outs) == 1:
