@@ -11,6 +11,17 @@ import random
 import sys
 import zlib
 
+# Under pytest-xdist (addopts -n auto) every core already runs a worker: each
+# worker's kernels and BLAS get one thread unless the caller set a count, so
+# N workers do not run 2N spinning OpenMP threads on N cores (the suite took
+# 153 s instead of 218 s on 2 cores, benchmarks/NOTES.md).  Tests of the
+# threaded paths set their thread counts themselves; a run with -n 0 (CI's
+# torch run) keeps the default count everywhere.  Set before NumPy and the
+# kernels' OpenMP runtime are loaded, which read them once.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")
+
 import numpy as np
 import pytest
 
