@@ -7,7 +7,17 @@ shared machine than wall time; 1 thread).
 
     PYTHONPATH=. python benchmarks/bench_grad_weight.py [THREADS] [LAYER,LAYER...]
 """
-import sys, time, numpy as np, torch, fastconv
+import sys
+import time
+
+import numpy as np
+
+import fastconv
+
+try:   # the peer: not a dependency of fastconv (pip install torch==2.13.0)
+    import torch
+except ImportError:
+    sys.exit("bench_grad_weight.py compares with torch: pip install torch==2.13.0")
 from threadpoolctl import threadpool_limits
 from fastconv import bench as B
 thr = int(sys.argv[1]) if len(sys.argv) > 1 else 1
