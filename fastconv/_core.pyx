@@ -6,6 +6,7 @@ Python layer (conv.py, activations.py) has already checked shapes, dtypes and
 contiguity of every array that reaches these functions.
 """
 cimport numpy as cnp
+import numpy as np
 from libc.stdint cimport int64_t
 
 from fastconv._cfastconv cimport *
@@ -251,6 +252,34 @@ def bias_activate_ld(cnp.ndarray y, int64_t rows, int64_t length, int64_t ld, ob
             fc_bias_activate_ld_f64(<double *>yp, rows, length, ld, <const double *>bp, nb, &act.a)
 
 
+cdef _weight_to_oihw(cnp.ndarray w, int64_t groups, cnp.ndarray dst):
+    """dst (dense OIHW, w's shape and dtype) = w, any element strides (a
+    transposed view of HWIO weights: a blocked transpose in C, where NumPy's
+    element-wise copy is slow)."""
+    cdef fc_conv_desc d
+    cdef int64_t ws[4]
+    cdef int i
+    item = w.itemsize
+    if w.flags.c_contiguous or any(w.strides[i] % item for i in range(4)):
+        dst[...] = w
+        return
+    for i in range(4):
+        ws[i] = w.strides[i] // item
+    d.c_out = w.shape[0]
+    d.c_in = w.shape[1] * groups
+    d.kh = w.shape[2]
+    d.kw = w.shape[3]
+    d.groups = groups
+    cdef void *wp = cnp.PyArray_DATA(w)
+    cdef void *dp = cnp.PyArray_DATA(dst)
+    if _is_f32(w):
+        with nogil:
+            fc_weight_to_oihw_f32(&d, <const float *>wp, ws, <float *>dp)
+    else:
+        with nogil:
+            fc_weight_to_oihw_f64(&d, <const double *>wp, ws, <double *>dp)
+
+
 cdef class PackedWeight:
     """Weights (c_out, c_in/groups, kh, kw) packed once for the direct kernels.
 
@@ -265,7 +294,9 @@ cdef class PackedWeight:
     def __cinit__(self, cnp.ndarray w, int64_t groups):
         cdef fc_conv_desc d
         self.p = NULL
-        w = w.copy()
+        own = np.empty((w.shape[0], w.shape[1], w.shape[2], w.shape[3]), w.dtype)
+        _weight_to_oihw(w, groups, own)
+        w = own
         w.setflags(write=False)
         self.weight = w
         self.groups = groups
@@ -295,7 +326,7 @@ cdef class PackedWeight:
         cdef cnp.ndarray own = self.weight
         own.setflags(write=True)
         try:
-            own[...] = w
+            _weight_to_oihw(w, self.groups, own)
         finally:
             own.setflags(write=False)
         d.c_out = own.shape[0]

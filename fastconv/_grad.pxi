@@ -14,6 +14,10 @@ cdef extern from "fastconv_grad.h" nogil:
                             int64_t oh0, int64_t oh1, float *x)
     void fc_col2im_rows_f64(const fc_conv_desc *d, const double *col, int64_t c0, int64_t nc,
                             int64_t oh0, int64_t oh1, double *x)
+    void fc_col2im_images_f32(const fc_conv_desc *d, const float *col, int64_t n_img, int64_t c0,
+                              int64_t nc, float *x)
+    void fc_col2im_images_f64(const fc_conv_desc *d, const double *col, int64_t n_img,
+                              int64_t c0, int64_t nc, double *x)
     int fc_grad_weight_f32(const fc_conv_desc *d, const float *x, const int64_t *xstrides,
                            const float *g, const int64_t *gstrides, const float *v,
                            const fc_activation *act, int from_output, float *gw, int gw_hwio,
@@ -61,6 +65,21 @@ def col2im_rows(ConvDesc desc, cnp.ndarray col, int64_t c0, int64_t nc, int64_t 
     else:
         with nogil:
             fc_col2im_rows_f64(&desc.d, <const double *>cp, c0, nc, oh0, oh1, <double *>xp)
+
+
+def col2im_images(ConvDesc desc, cnp.ndarray col, int64_t c0, int64_t nc, cnp.ndarray x):
+    """Add col (nc * kh * kw, n * h_out * w_out: image i's columns at
+    i * h_out * w_out in each row) into channels [c0, c0 + nc) of the n dense
+    (N, C, H, W) images x (whole images: col2im_rows for a batch)."""
+    cdef void *cp = cnp.PyArray_DATA(col)
+    cdef void *xp = cnp.PyArray_DATA(x)
+    cdef int64_t n = x.shape[0]
+    if _is_f32(col):
+        with nogil:
+            fc_col2im_images_f32(&desc.d, <const float *>cp, n, c0, nc, <float *>xp)
+    else:
+        with nogil:
+            fc_col2im_images_f64(&desc.d, <const double *>cp, n, c0, nc, <double *>xp)
 
 
 def desc_geometry(ConvDesc desc):

@@ -248,19 +248,53 @@ static void FN(pack_a_)(const T *w, const int64_t *ws, const fc_packed *pk, cons
     }
 }
 
-/* A dense OIHW copy of w (any strides) into raw. */
-static void FN(copy_oihw_)(const fc_conv_desc *d, const T *w, const int64_t *ws, T *raw)
+/* A dense OIHW copy of w (any strides) into raw: a memcpy when w is dense
+ * OIHW; else blocks of FC_OIHW_BLK output x FC_OIHW_BLK input channels, all
+ * taps, so that each source cache line (HWIO's run of output channels) is
+ * read once per block and each destination run (one output channel's
+ * block x taps values) is written whole: NumPy's element-wise transposing
+ * copy of a 512x512x3x3 HWIO view ran at ~0.5 GB/s (benchmarks/NOTES.md,
+ * training step). */
+#define FC_OIHW_BLK 16
+void FN(fc_weight_to_oihw_)(const fc_conv_desc *d, const T *w, const int64_t *ws, T *raw)
 {
-    const int64_t cin_g = d->c_in / d->groups, taps = d->kh * d->kw;
+    const int64_t cin_g = d->c_in / d->groups, taps = d->kh * d->kw, co = d->c_out;
     if (ws[3] == 1 && ws[2] == d->kw && ws[1] == taps && ws[0] == cin_g * taps) {
-        memcpy(raw, w, (size_t)(d->c_out * cin_g * taps) * sizeof(T));
+        memcpy(raw, w, (size_t)(co * cin_g * taps) * sizeof(T));
         return;
     }
-    for (int64_t o = 0; o < d->c_out; ++o)
-        for (int64_t ic = 0; ic < cin_g; ++ic)
-            for (int64_t kh = 0; kh < d->kh; ++kh)
-                for (int64_t kw = 0; kw < d->kw; ++kw)
-                    *raw++ = w[o * ws[0] + ic * ws[1] + kh * ws[2] + kw * ws[3]];
+    int64_t toff[64];
+    const int small_taps = taps <= 64;
+    if (small_taps)
+        for (int64_t t = 0; t < taps; ++t) toff[t] = (t / d->kw) * ws[2] + (t % d->kw) * ws[3];
+    const int64_t nob = (co + FC_OIHW_BLK - 1) / FC_OIHW_BLK;
+    const int64_t nib = (cin_g + FC_OIHW_BLK - 1) / FC_OIHW_BLK;
+    const int nthr = FN(pack_threads_)((size_t)(co * cin_g * taps) * sizeof(T), nob);
+    (void)nthr;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(nthr) if (nthr > 1)
+#endif
+    for (int64_t ob = 0; ob < nob; ++ob) {
+        const int64_t o0 = ob * FC_OIHW_BLK, o1 = fc_min64(o0 + FC_OIHW_BLK, co);
+        for (int64_t ib = 0; ib < nib; ++ib) {
+            const int64_t i0 = ib * FC_OIHW_BLK, i1 = fc_min64(i0 + FC_OIHW_BLK, cin_g);
+            for (int64_t o = o0; o < o1; ++o)
+                for (int64_t i = i0; i < i1; ++i) {
+                    const T *sp = w + o * ws[0] + i * ws[1];
+                    T *dp = raw + (o * cin_g + i) * taps;
+                    if (small_taps)
+                        for (int64_t t = 0; t < taps; ++t) dp[t] = sp[toff[t]];
+                    else
+                        for (int64_t t = 0; t < taps; ++t)
+                            dp[t] = sp[(t / d->kw) * ws[2] + (t % d->kw) * ws[3]];
+                }
+        }
+    }
+}
+
+static void FN(copy_oihw_)(const fc_conv_desc *d, const T *w, const int64_t *ws, T *raw)
+{
+    FN(fc_weight_to_oihw_)(d, w, ws, raw);
 }
 
 /* Whether packed weights keep an OIHW copy: depthwise candidates for

@@ -51,6 +51,14 @@ void fc_col2im_rows_f32(const fc_conv_desc *d, const float *col, int64_t c0, int
                         int64_t oh0, int64_t oh1, float *x);
 void fc_col2im_rows_f64(const fc_conv_desc *d, const double *col, int64_t c0, int64_t nc,
                         int64_t oh0, int64_t oh1, double *x);
+/* col2im of whole images at once: col (nc * kh * kw, n_img * h_out * w_out),
+ * image i's columns at i * h_out * w_out within each row (one GEMM's result
+ * for a batch of images), added into channels [c0, c0 + nc) of the n_img
+ * dense (c_in, h_in, w_in) images at x.  Threads split (image, channel). */
+void fc_col2im_images_f32(const fc_conv_desc *d, const float *col, int64_t n_img, int64_t c0,
+                          int64_t nc, float *x);
+void fc_col2im_images_f64(const fc_conv_desc *d, const double *col, int64_t n_img, int64_t c0,
+                          int64_t nc, double *x);
 
 /* The weight gradient of the convolution d (grad_weight.c):
  *
