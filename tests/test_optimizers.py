@@ -43,7 +43,8 @@ CASES = [
 @pytest.mark.parametrize("name, kwargs", CASES)
 def test_optimizer_matches_keras(rng, name, kwargs):
     keras = _keras()
-    shapes = [(3, 4), (4,), (2, 3, 3, 2)]
+    # the last variable is big enough for the chunked update, with a ragged tail
+    shapes = [(3, 4), (4,), (2, 3, 3, 2), (3, 3, 7, O._UPDATE_CHUNK // 60 + 1)]
     init = [rng.standard_normal(s).astype(np.float32) for s in shapes]
     ours_vars = [w.copy() for w in init]
     theirs_vars = [keras.Variable(w.copy()) for w in init]
