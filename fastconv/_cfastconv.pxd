@@ -61,6 +61,10 @@ cdef extern from "fastconv.h" nogil:
         pass
     fc_packed *fc_pack_weight_f32(const fc_conv_desc *d, const float *w)
     fc_packed *fc_pack_weight_f64(const fc_conv_desc *d, const double *w)
+    fc_packed *fc_pack_weight_strided_f32(const fc_conv_desc *d, const float *w,
+                                          const int64_t *wstrides)
+    fc_packed *fc_pack_weight_strided_f64(const fc_conv_desc *d, const double *w,
+                                          const int64_t *wstrides)
     int fc_repack_weight_strided_f32(fc_packed *p, const fc_conv_desc *d, const float *w,
                                      const int64_t *wstrides)
     int fc_repack_weight_strided_f64(fc_packed *p, const fc_conv_desc *d, const double *w,

@@ -15,9 +15,9 @@ cdef extern from "fastconv_grad.h" nogil:
     void fc_col2im_rows_f64(const fc_conv_desc *d, const double *col, int64_t c0, int64_t nc,
                             int64_t oh0, int64_t oh1, double *x)
     void fc_col2im_images_f32(const fc_conv_desc *d, const float *col, int64_t n_img, int64_t c0,
-                              int64_t nc, float *x)
+                              int64_t nc, int tap_major, float *x)
     void fc_col2im_images_f64(const fc_conv_desc *d, const double *col, int64_t n_img,
-                              int64_t c0, int64_t nc, double *x)
+                              int64_t c0, int64_t nc, int tap_major, double *x)
     int fc_grad_weight_f32(const fc_conv_desc *d, const float *x, const int64_t *xstrides,
                            const float *g, const int64_t *gstrides, const float *v,
                            const fc_activation *act, int from_output, float *gw, int gw_hwio,
@@ -67,19 +67,22 @@ def col2im_rows(ConvDesc desc, cnp.ndarray col, int64_t c0, int64_t nc, int64_t 
             fc_col2im_rows_f64(&desc.d, <const double *>cp, c0, nc, oh0, oh1, <double *>xp)
 
 
-def col2im_images(ConvDesc desc, cnp.ndarray col, int64_t c0, int64_t nc, cnp.ndarray x):
+def col2im_images(ConvDesc desc, cnp.ndarray col, int64_t c0, int64_t nc, cnp.ndarray x,
+                  bint tap_major=False):
     """Add col (nc * kh * kw, n * h_out * w_out: image i's columns at
     i * h_out * w_out in each row) into channels [c0, c0 + nc) of the n dense
-    (N, C, H, W) images x (whole images: col2im_rows for a batch)."""
+    (N, C, H, W) images x (whole images: col2im_rows for a batch).  Rows in
+    (channel, kh, kw) order, or (kh, kw, channel) when tap_major."""
     cdef void *cp = cnp.PyArray_DATA(col)
     cdef void *xp = cnp.PyArray_DATA(x)
     cdef int64_t n = x.shape[0]
     if _is_f32(col):
         with nogil:
-            fc_col2im_images_f32(&desc.d, <const float *>cp, n, c0, nc, <float *>xp)
+            fc_col2im_images_f32(&desc.d, <const float *>cp, n, c0, nc, tap_major, <float *>xp)
     else:
         with nogil:
-            fc_col2im_images_f64(&desc.d, <const double *>cp, n, c0, nc, <double *>xp)
+            fc_col2im_images_f64(&desc.d, <const double *>cp, n, c0, nc, tap_major,
+                                 <double *>xp)
 
 
 def desc_geometry(ConvDesc desc):

@@ -269,10 +269,20 @@ def _tconv_im2col(g, w, geo, groups, out, bias, post):
     desc = _core.ConvDesc(n, c_out, h, wd, c_in, kh, kw, hg, wg, sh, sw, dh, dw, pt, pl,
                           groups)
     rows = _conv._im2col_block_rows(k, hg, wg, g.itemsize)
-    wmat = w.reshape(groups, cig, k)
     out[...] = 0
     hw = hg * wg
-    if rows == hg and n > 1:
+    hwio = w.transpose(2, 3, 1, 0)
+    if rows == hg and not w.flags.c_contiguous and hwio.flags.c_contiguous:
+        # w is the view of an HWIO copy (a layer's pack): its (kh, kw, C_out/g)
+        # rows are the GEMM's operand as they are, col2im takes them tap-major
+        amat = hwio.reshape(k, c_in)
+        wmats = [amat[:, grp * cig:(grp + 1) * cig] for grp in range(groups)]
+        tap_major = True
+    else:
+        w = np.ascontiguousarray(w)
+        wmats = [m.T for m in w.reshape(groups, cig, k)]
+        tap_major = False
+    if rows == hg and (n > 1 or tap_major):
         # Whole images fit a block: one GEMM for a batch of them, so that a
         # small image (ResNet's last stages: 2x2 to 7x7) does not read all
         # the weights once per image (benchmarks/NOTES.md, training step).
@@ -289,8 +299,8 @@ def _tconv_im2col(g, w, geo, groups, out, bias, post):
                 np.copyto(gmat.reshape(cig, i1 - i0, hw),
                           g[i0:i1, grp * cig:(grp + 1) * cig].reshape(i1 - i0, cig, hw)
                           .transpose(1, 0, 2))
-                np.matmul(wmat[grp].T, gmat, out=cblk)
-                _core.col2im_images(desc, cblk, grp * cog, cog, out[i0:i1])
+                np.matmul(wmats[grp], gmat, out=cblk)
+                _core.col2im_images(desc, cblk, grp * cog, cog, out[i0:i1], tap_major)
     else:
         col = np.empty(k * rows * wg, g.dtype)
         for i in range(n):
@@ -299,7 +309,7 @@ def _tconv_im2col(g, w, geo, groups, out, bias, post):
                 for r0 in range(0, hg, rows):
                     r1 = min(r0 + rows, hg)
                     cblk = col[:k * (r1 - r0) * wg].reshape(k, (r1 - r0) * wg)
-                    np.matmul(wmat[grp].T, gmat[:, r0 * wg:r1 * wg], out=cblk)
+                    np.matmul(wmats[grp], gmat[:, r0 * wg:r1 * wg], out=cblk)
                     _core.col2im_rows(desc, cblk, grp * cog, cog, r0, r1, out[i])
     if bias is not None or not post.is_identity:
         _core.bias_activate(out, n * c_out, h * wd, bias, post._spec)
@@ -520,7 +530,9 @@ def conv2d_backward(grad_output, x, weight, bias=None, stride=1, padding=0, dila
         return _empty_batch_grads(do_x, do_w, gb, grad_input, grad_weight, xshape, wshape, p.dtype)
 
     x4 = np.ascontiguousarray(p.x)
-    w4 = np.ascontiguousarray(p.w)
+    # a pack's weight as it is (maybe the OIHW view of its HWIO copy: the
+    # input gradient reads that layout; no transposing copy per step)
+    w4 = p.w if p.packed is not None else np.ascontiguousarray(p.w)
     g4 = _nchw(g, p.nhwc, p.unbatched)
     from_output = z is None and _uses_output(p.post, y)
     v = None

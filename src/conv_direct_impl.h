@@ -179,11 +179,56 @@ static int FN(pack_block_)(const fc_kernel_table *kt, const T *w, const int64_t 
     return ok;
 }
 
+/* Layout B from o-contiguous weights (ws[0] == 1: a view of HWIO), source
+ * row by source row: each (group, kh, kw, ic) row of output channels is read
+ * once, sequentially, and its OB-wide pieces go to every block (one
+ * sequential write stream per block).  Block by block instead, each block
+ * read a 64-byte piece of every row, 2 KB apart for 512 channels, at
+ * ~0.8 GB/s (benchmarks/NOTES.md, training step).  Returns whether every
+ * weight is finite. */
+static int FN(pack_b_rows_)(const T *w, const int64_t *ws, const fc_packed *pk, T *wb)
+{
+    const int64_t nob = pk->nob, cin_g = pk->cin_g, cout_g = pk->cout_g, KW = pk->kw;
+    const int64_t taps = pk->kh * KW, per_g = taps * cin_g, rows = pk->groups * per_g;
+    const int64_t blk = per_g * OB;
+    const int nthr = FN(pack_threads_)(FN(wb_elems_)(pk) * sizeof(T), rows);
+    int finite = 1;
+    (void)nthr;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(nthr) if (nthr > 1) reduction(& : finite)
+#endif
+    for (int64_t r = 0; r < rows; ++r) {
+        const int64_t g = r / per_g, rem = r % per_g, t = rem / cin_g, ic = rem % cin_g;
+        const T *src = w + g * cout_g + ic * ws[1] + (t / KW) * ws[2] + (t % KW) * ws[3];
+        T *dst = wb + g * nob * blk + rem * OB;
+        T chk[FC_OB(T)];   /* per lane (a vector), v - v is NaN for inf / NaN */
+        for (int o = 0; o < OB; ++o) chk[o] = (T)0;
+        int64_t b = 0;
+        for (; (b + 1) * OB <= cout_g; ++b, src += OB, dst += blk) {
+            memcpy(dst, src, sizeof(T) * FC_OB(T));   /* constant size: inlined moves */
+            for (int o = 0; o < OB; ++o) chk[o] += src[o] - src[o];
+        }
+        if (b < nob) {
+            const int nrows = (int)(cout_g - b * OB);
+            for (int o = 0; o < OB; ++o) {
+                const T v = o < nrows ? src[o] : (T)0;
+                dst[o] = v;
+                chk[o] += v - v;
+            }
+        }
+        int ok = 1;
+        for (int o = 0; o < OB; ++o) ok &= chk[o] == (T)0;
+        finite &= ok;
+    }
+    return finite;
+}
+
 /* Layout B into wb: [group][oc block][kh][kw][ic][OB], threaded over the
  * blocks for big weights.  Returns whether every weight is finite
  * (fc_packed.finite). */
 static int FN(pack_b_)(const T *w, const int64_t *ws, const fc_packed *pk, T *wb)
 {
+    if (ws[0] == 1 && pk->cout_g > 1) return FN(pack_b_rows_)(w, ws, pk, wb);
     const fc_kernel_table *kt = fc_kernels();
     const int64_t nblk = pk->groups * pk->nob, blk = pk->kh * pk->kw * pk->cin_g * OB;
     const int nthr = FN(pack_threads_)(FN(wb_elems_)(pk) * sizeof(T), nblk);

@@ -54,11 +54,13 @@ void fc_col2im_rows_f64(const fc_conv_desc *d, const double *col, int64_t c0, in
 /* col2im of whole images at once: col (nc * kh * kw, n_img * h_out * w_out),
  * image i's columns at i * h_out * w_out within each row (one GEMM's result
  * for a batch of images), added into channels [c0, c0 + nc) of the n_img
- * dense (c_in, h_in, w_in) images at x.  Threads split (image, channel). */
+ * dense (c_in, h_in, w_in) images at x.  Rows in (channel, kh, kw) order, or
+ * (kh, kw, channel) when tap_major (the GEMM of an HWIO weight).  Threads
+ * split (image, channel). */
 void fc_col2im_images_f32(const fc_conv_desc *d, const float *col, int64_t n_img, int64_t c0,
-                          int64_t nc, float *x);
+                          int64_t nc, int tap_major, float *x);
 void fc_col2im_images_f64(const fc_conv_desc *d, const double *col, int64_t n_img, int64_t c0,
-                          int64_t nc, double *x);
+                          int64_t nc, int tap_major, double *x);
 
 /* The weight gradient of the convolution d (grad_weight.c):
  *
