@@ -115,6 +115,20 @@ class CosineDecay(LearningRateSchedule):
 
 #: elements per chunk of a big variable's update (six such arrays fit L2)
 _UPDATE_CHUNK = 32768
+_POOLS = {}
+
+
+def _threads():
+    from fastconv import _core
+    return _core.get_num_threads()
+
+
+def _update_pool(n):
+    """A kept pool of n threads for the chunked updates."""
+    if n not in _POOLS:
+        from concurrent.futures import ThreadPoolExecutor
+        _POOLS[n] = ThreadPoolExecutor(max_workers=n, thread_name_prefix="fastconv-opt")
+    return _POOLS[n]
 
 
 class Optimizer:
@@ -251,26 +265,46 @@ class Optimizer:
                 if self._wd_pattern is None or names is None or \
                         not self._wd_pattern.search(names[k]):
                     v *= v.dtype.type(1 - self.weight_decay * lr)
+        chunks = []
         for k, (g, v) in enumerate(zip(grads, variables)):
             g = np.asarray(g, v.dtype)
             slots = {n: self._slots[n][k] for n in self._slot_names}
-            b1, b2 = self._scratch[v.dtype]
             if v.size > _UPDATE_CHUNK and g.flags.c_contiguous and v.flags.c_contiguous and \
                     all(a.flags.c_contiguous for a in slots.values()):
                 # the same element-wise steps, chunk by chunk: the temporaries
                 # stay in cache, so each array crosses memory once, not once
-                # per step (a ResNet-18 SGD-momentum update 2x faster,
-                # benchmarks/NOTES.md, training step)
+                # per step (benchmarks/NOTES.md, training step)
                 flat = {n: a.reshape(-1) for n, a in slots.items()}
                 gf, vf = g.reshape(-1), v.reshape(-1)
                 for c0 in range(0, v.size, _UPDATE_CHUNK):
                     c1 = min(c0 + _UPDATE_CHUNK, v.size)
-                    self._update({n: a[c0:c1] for n, a in flat.items()}, gf[c0:c1],
-                                 vf[c0:c1], lr, b1[:c1 - c0], b2[:c1 - c0])
+                    chunks.append(({n: a[c0:c1] for n, a in flat.items()}, gf[c0:c1],
+                                   vf[c0:c1]))
             else:
+                b1, b2 = self._scratch[v.dtype]
                 self._update(slots, g, v, lr, b1[:v.size].reshape(v.shape),
                              b2[:v.size].reshape(v.shape))
+        self._update_chunks(chunks, lr)
         self.iterations += 1
+
+    def _update_chunks(self, chunks, lr):
+        """The chunks of the big variables, split among fastconv's threads
+        (NumPy releases the GIL inside each step), each with its own scratch."""
+        def run(part):
+            scratch = {}
+            for slots, g, v in part:
+                if v.dtype not in scratch:
+                    scratch[v.dtype] = (np.empty(_UPDATE_CHUNK, v.dtype),
+                                        np.empty(_UPDATE_CHUNK, v.dtype))
+                b1, b2 = scratch[v.dtype]
+                self._update(slots, g, v, lr, b1[:v.size], b2[:v.size])
+        nthr = min(_threads(), len(chunks) // 4)
+        if nthr <= 1:
+            return run(chunks)
+        step = -(-len(chunks) // nthr)
+        parts = [chunks[i:i + step] for i in range(0, len(chunks), step)]
+        for f in [_update_pool(len(parts)).submit(run, part) for part in parts]:
+            f.result()
 
     def _clip(self, grads):
         if self.clipnorm:
