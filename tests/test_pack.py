@@ -260,3 +260,43 @@ def test_module_with_portable_kernels_forced_at_startup():
                         os.path.abspath(__file__), "-k", "not portable_kernels_forced"],
                        env=env, cwd=PKG_PARENT, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("shape", [(37, 21, 3, 3), (20, 33, 1, 1), (18, 17, 9, 9)],
+                         ids=["3x3", "1x1", "9x9"])
+def test_packs_of_strided_sources(rng, dtype, shape):
+    """A pack keeps a private copy of any strided source (an HWIO array's
+    view keeps its order; others are copied to dense OIHW by the blocked C
+    transpose, tails included), and packs, repacks and convolves exactly as
+    a pack of the same weights given dense."""
+    O, I, KH, KW = shape
+    base = rng.standard_normal((KH, KW, 2 * I, 2 * O)).astype(dtype)
+    sources = {
+        "hwio view": np.ascontiguousarray(base[:, :, :I, :O]).transpose(3, 2, 0, 1),
+        "strided hwio view": base[:, :, ::2, ::2].transpose(3, 2, 0, 1),
+        "sliced oihw": np.ascontiguousarray(base.transpose(3, 2, 0, 1))[::2, 1::2],
+        "iohw view": np.ascontiguousarray(base[:, :, :I, :O].transpose(2, 3, 0, 1))
+                      .transpose(1, 0, 2, 3),
+    }
+    x = rng.standard_normal((2, I, 11, 12)).astype(dtype)
+    for name, src in sources.items():
+        assert src.shape == shape, name
+        dense = np.ascontiguousarray(src)
+        pk = fastconv.pack_weight(src)
+        np.testing.assert_array_equal(pk.weight, dense, err_msg=name)
+        np.testing.assert_array_equal(pk.dense_weight(), dense, err_msg=name)
+        want = fastconv.conv2d(x, fastconv.pack_weight(dense), None, padding=1)
+        np.testing.assert_array_equal(fastconv.conv2d(x, pk, None, padding=1), want,
+                                      err_msg=name)
+        # repack every other kind of source into this pack
+        for other_name, other in sources.items():
+            new = other * 2
+            fastconv.pack_weight(new, out=pk)
+            np.testing.assert_array_equal(pk.weight, new, err_msg=f"{other_name} into {name}")
+            np.testing.assert_array_equal(pk.dense_weight(), new,
+                                          err_msg=f"{other_name} into {name}")
+            np.testing.assert_array_equal(
+                fastconv.conv2d(x, pk, None, padding=1),
+                fastconv.conv2d(x, fastconv.pack_weight(np.ascontiguousarray(new)), None,
+                                padding=1), err_msg=f"{other_name} into {name}")
