@@ -342,8 +342,32 @@ cdef class PackedWeight:
         Nothing is allocated, so no fresh pages are touched."""
         cdef fc_conv_desc d
         cdef int64_t ws[4]
-        cdef int rc
+        cdef int64_t src_ws[4]
+        cdef int rc, i
         cdef cnp.ndarray own = self.weight
+        cdef void *wp
+        cdef void *op
+        if not own.flags.c_contiguous and w.strides[0] == w.itemsize and w.shape[0] > 1 \
+                and all(w.strides[i] % w.itemsize == 0 for i in range(4)):
+            # an o-contiguous source into an HWIO-ordered copy: the copy is
+            # written in the packing's pass over w (one threaded pass)
+            self._desc_strides(&d, ws)
+            for i in range(4):
+                src_ws[i] = w.strides[i] // w.itemsize
+            wp = cnp.PyArray_DATA(w)
+            op = cnp.PyArray_DATA(own)
+            if _is_f32(own):
+                with nogil:
+                    rc = fc_repack_weight_hwio_copy_f32(self.p, &d, <const float *>wp, src_ws,
+                                                        <float *>op)
+            else:
+                with nogil:
+                    rc = fc_repack_weight_hwio_copy_f64(self.p, &d, <const double *>wp, src_ws,
+                                                        <double *>op)
+            if rc != 0:
+                raise ValueError("fastconv: the weights do not match this pack's geometry")
+            self._dense = None
+            return
         own.setflags(write=True)
         try:
             if own.flags.c_contiguous:
@@ -354,7 +378,7 @@ cdef class PackedWeight:
             own.setflags(write=False)
         self._dense = None
         self._desc_strides(&d, ws)
-        cdef void *wp = cnp.PyArray_DATA(own)
+        wp = cnp.PyArray_DATA(own)
         if _is_f32(own):
             with nogil:
                 rc = fc_repack_weight_strided_f32(self.p, &d, <const float *>wp, ws)

@@ -186,7 +186,8 @@ static int FN(pack_block_)(const fc_kernel_table *kt, const T *w, const int64_t 
  * read a 64-byte piece of every row, 2 KB apart for 512 channels, at
  * ~0.8 GB/s (benchmarks/NOTES.md, training step).  Returns whether every
  * weight is finite. */
-static int FN(pack_b_rows_)(const T *w, const int64_t *ws, const fc_packed *pk, T *wb)
+static int FN(pack_b_rows_)(const T *w, const int64_t *ws, const fc_packed *pk, T *wb,
+                            T *hwio_copy)
 {
     const int64_t nob = pk->nob, cin_g = pk->cin_g, cout_g = pk->cout_g, KW = pk->kw;
     const int64_t taps = pk->kh * KW, per_g = taps * cin_g, rows = pk->groups * per_g;
@@ -201,6 +202,8 @@ static int FN(pack_b_rows_)(const T *w, const int64_t *ws, const fc_packed *pk, 
         const int64_t g = r / per_g, rem = r % per_g, t = rem / cin_g, ic = rem % cin_g;
         const T *src = w + g * cout_g + ic * ws[1] + (t / KW) * ws[2] + (t % KW) * ws[3];
         T *dst = wb + g * nob * blk + rem * OB;
+        if (hwio_copy)   /* the same row of a dense HWIO copy, while it is in L1 */
+            memcpy(hwio_copy + rem * pk->c_out + g * cout_g, src, (size_t)cout_g * sizeof(T));
         T chk[FC_OB(T)];   /* per lane (a vector), v - v is NaN for inf / NaN */
         for (int o = 0; o < OB; ++o) chk[o] = (T)0;
         int64_t b = 0;
@@ -228,7 +231,7 @@ static int FN(pack_b_rows_)(const T *w, const int64_t *ws, const fc_packed *pk, 
  * (fc_packed.finite). */
 static int FN(pack_b_)(const T *w, const int64_t *ws, const fc_packed *pk, T *wb)
 {
-    if (ws[0] == 1 && pk->cout_g > 1) return FN(pack_b_rows_)(w, ws, pk, wb);
+    if (ws[0] == 1 && pk->cout_g > 1) return FN(pack_b_rows_)(w, ws, pk, wb, NULL);
     const fc_kernel_table *kt = fc_kernels();
     const int64_t nblk = pk->groups * pk->nob, blk = pk->kh * pk->kw * pk->cin_g * OB;
     const int nthr = FN(pack_threads_)(FN(wb_elems_)(pk) * sizeof(T), nblk);
@@ -393,6 +396,35 @@ int FN(fc_repack_weight_strided_)(fc_packed *pk, const fc_conv_desc *d, const T 
         || pk->kw != d->kw)
         return FC_EINVAL;
     FN(fill_packed_)(d, w, ws, pk);
+    return FC_OK;
+}
+
+/* fc_repack_weight_strided_ for o-contiguous weights (ws[0] == 1: a view of
+ * HWIO) that also writes the dense HWIO copy hwio_copy, in the same pass over
+ * w as layout B (the private copy of a layer's pack: no separate, serial
+ * memcpy per training step).  FC_EINVAL when d is not pk's geometry or w is
+ * not o-contiguous. */
+int FN(fc_repack_weight_hwio_copy_)(fc_packed *pk, const fc_conv_desc *d, const T *w,
+                                    const int64_t *ws, T *hwio_copy)
+{
+    if (!pk || pk->elem != sizeof(T) || d->groups <= 0 || pk->groups != d->groups
+        || pk->c_out != d->c_out || pk->cin_g * d->groups != d->c_in || pk->kh != d->kh
+        || pk->kw != d->kw || ws[0] != 1)
+        return FC_EINVAL;
+    const int64_t cs[4] = {1, d->c_out, d->kw * pk->cin_g * d->c_out, pk->cin_g * d->c_out};
+    if (pk->cout_g < 2) {   /* depthwise-like: B is not packed by rows; copy, then pack */
+        const int64_t taps = d->kh * d->kw;
+        for (int64_t r = 0; r < taps * pk->cin_g; ++r) {
+            const int64_t t = r / pk->cin_g, ic = r % pk->cin_g;
+            memcpy(hwio_copy + r * d->c_out, w + ic * ws[1] + (t / d->kw) * ws[2]
+                   + (t % d->kw) * ws[3], (size_t)d->c_out * sizeof(T));
+        }
+        FN(fill_packed_)(d, hwio_copy, cs, pk);
+        return FC_OK;
+    }
+    pk->finite = FN(pack_b_rows_)(w, ws, pk, (T *)pk->wb, hwio_copy);
+    if (pk->raw) FN(copy_oihw_)(d, hwio_copy, cs, (T *)pk->raw);
+    if (pk->wa) FN(pack_a_)(hwio_copy, cs, pk, (const T *)pk->wb, (T *)pk->wa);
     return FC_OK;
 }
 
