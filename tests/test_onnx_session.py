@@ -286,7 +286,9 @@ def test_pre_activation_fuses_only_without_other_readers(rng):
              helper.make_node("Add", ["c", "r"], ["y"], "add")]
     model = make_model(nodes, [("x", [2, 3, 6, 6])], [("y", None)], {"w2": w2})
     sess = fo.InferenceSession(model)
-    assert [n.op_type for n in sess.nodes] == ["Relu", "Conv", "Add"]
+    # (the Add is the Conv's fused residual join; the ReLU stays its own node)
+    assert [n.op_type for n in sess.nodes] == ["Relu", "Conv"]
+    assert "pre_activation" not in sess.nodes[1].fused and sess.nodes[1].fused["residual"]
     ref = conv2d_ref(np.maximum(x, 0), w2) + np.maximum(x, 0)
     np.testing.assert_allclose(sess.run(None, {"x": x})[0], ref, rtol=1e-4, atol=1e-4)
 
@@ -301,8 +303,10 @@ def test_add_relu_join_and_hardsigmoid_with_onnx_defaults(rng):
              helper.make_node("HardSigmoid", ["d"], ["y"], "hs")]
     model = make_model(nodes, [("x", [1, 3, 6, 6])], [("y", None)], {"w": w})
     sess = fo.InferenceSession(model)
-    assert [n.op_type for n in sess.nodes] == ["Conv", "Add", "Conv", "HardSigmoid"]
-    assert sess.nodes[1].fused["activation"].name == "relu"
+    # the join and its ReLU fused into the first Conv (its residual input)
+    assert [n.op_type for n in sess.nodes] == ["Conv", "Conv", "HardSigmoid"]
+    assert sess.nodes[0].fused["residual"] and sess.nodes[0].inputs[3] == "x"
+    assert sess.nodes[0].fused["activation"].name == "relu"
     x = rng.standard_normal((1, 3, 6, 6)).astype(np.float32)
     r = np.maximum(conv2d_ref(x, w, padding=(1, 1, 1, 1)) + x, 0)
     ref = np.clip(0.2 * conv2d_ref(r, w) + 0.5, 0, 1)
@@ -591,7 +595,7 @@ def test_tuned_conv_methods_match_untuned_and_profile_names_each_node(rng):
     y2 = tuned.run(None, {iname: x})[0]
     y2 = tuned.run(None, {iname: x})[0]
     chosen = [k._methods for k, *_ in tuned._steps if hasattr(k, "_methods")]
-    assert chosen and all(list(m.values())[0] in ("fused", "im2col") for m in chosen)
+    assert chosen and all(list(m.values())[0] in ("fused", "im2col", "gemm1x1") for m in chosen)
     assert all(not k._methods for k, *_ in plain._steps if hasattr(k, "_methods"))
     ref = ort_session(model).run(None, {iname: x})[0]
     for out in (y, y2, plain.run(None, {iname: x})[0]):
