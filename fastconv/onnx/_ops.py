@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from fastconv import _core
+from fastconv import _core, _pool
 from fastconv.activations import Activation, activate
 from fastconv.conv import conv2d, pack_weight
 
@@ -697,12 +697,20 @@ def compile_pool(node, ctx):
         if avg and AVERAGE_BY_CONV:
             y = average_pool_by_conv(x4, kernel, strides, dilations, geo[1], geo[0],
                                      include_pad, ones)
+        elif not avg and MAX_POOL_IN_C:
+            y = np.empty(x4.shape[:2] + tuple(geo[0]), x4.dtype)
+            _pool.pool2d(np.ascontiguousarray(x4), y, kernel[-2:], strides[-2:],
+                         dilations[-2:], geo[1], _pool.MAX, False)
         else:
             y = pool_by_taps(x4, kernel, strides, dilations, geo[1], geo[0], avg, include_pad)
         return y.reshape(y.shape[:2] + y.shape[3:]) if nd == 1 else y
     ones = {}   # (channels, dtype) -> the packed all-ones weight; (h, w, dtype) -> 1 / counts
     return pool
 
+
+#: MaxPool on the C kernel (src/pool.c: separable row passes, 5-10x
+#: pool_by_taps' NumPy passes, which stay the reference in the tests)
+MAX_POOL_IN_C = True
 
 #: AveragePool as a depthwise convolution with all-ones weights (5-10x faster
 #: than pool_by_taps' NumPy passes on Inception v2's / ShuffleNet's pools)
