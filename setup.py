@@ -26,7 +26,7 @@ EXTENSIONS = {
                        "conv_1x1.c", "conv_1x1_avx2.c", "conv_1x1_gemm.c", "conv_1x1_gemm_avx512.c",
                        "act_grad.c", "act_grad_avx2.c", "col2im.c",
                        "grad_weight.c", "grad_weight_avx2.c", "grad_weight_avx512.c"],
-    "fastconv._pool": ["pool.c"],
+    "fastconv._pool": ["pool.c", "pool_avx2.c"],
 }
 
 # Sources compiled with extra instruction-set flags, by file-name suffix.  They

@@ -3,16 +3,15 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
+
+#include "pool_internal.h"
 
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
-/* Per output row (or column) index: the taps [lo, hi) that land inside the
- * input, and how many land inside the padded extent (for count_include_pad). */
-typedef struct {
-    int64_t lo, hi, padded;
-} tap_range;
+typedef fc_pool_tap_range tap_range;
 
 /* Taps t in [0, k) with 0 <= start + t*dil < lim. */
 static void taps_inside(int64_t start, int64_t dil, int64_t k, int64_t lim,
@@ -57,91 +56,29 @@ static int check_params(const void *x, const void *y, const fc_pool_params *p)
     return FC_POOL_OK;
 }
 
-/* Below this many taps in total the call runs on one thread. */
-#define FC_POOL_PARALLEL_MIN 65536
+/* The baseline max-pooling bodies. */
+#define FC_MAXPOOL_ISA port
+#include "pool_max_impl.h"
 
-/* Max pooling, separable: per output row, the maximum over the window's
- * rows of whole input rows (one contiguous, vectorisable pass per tap row)
- * into a row buffer framed by -inf for the left / right padding, then the
- * maximum over the window's columns of that buffer, with no bounds tests.
- * kh + kw passes per output row instead of kh * kw scattered taps per output
- * element (5-10x the element-wise loop on the ImageNet maps of the ONNX
- * models).  Same results: padding never wins, an all-padding window gives
- * -inf, NaN wins (the NaN of the input, as the comparison below keeps it). */
-#define FC_MAXNAN(m, v) ((((m) != (m)) | ((m) > (v))) ? (m) : (v))
-
-/* acc[c] = max(acc[c], src[c]) (NaN wins); yr[j] = max(yr[j], b[j * sw]).
- * Branch-free bodies, restrict pointers: vectorised by the compiler. */
-#define FC_DEFINE_MAX_PASSES(SUFFIX, T)                                             \
-static void max_into_##SUFFIX(T *restrict acc, const T *restrict src, int64_t n)    \
-{                                                                                   \
-    for (int64_t c = 0; c < n; c++) acc[c] = FC_MAXNAN(acc[c], src[c]);             \
-}                                                                                   \
-static void max_strided_into_##SUFFIX(T *restrict yr, const T *restrict b,          \
-                                      int64_t n, int64_t sw)                        \
-{                                                                                   \
-    if (sw == 1) {                                                                  \
-        for (int64_t j = 0; j < n; j++) yr[j] = FC_MAXNAN(yr[j], b[j]);             \
-    } else if (sw == 2) {                                                           \
-        for (int64_t j = 0; j < n; j++) yr[j] = FC_MAXNAN(yr[j], b[2 * j]);         \
-    } else {                                                                        \
-        for (int64_t j = 0; j < n; j++) yr[j] = FC_MAXNAN(yr[j], b[j * sw]);        \
-    }                                                                               \
+/* The AVX2 bodies where the CPU has AVX2 and FASTCONV_DISABLE_SIMD is unset
+ * or 0 (dispatch.c's rule; this module does not link dispatch.c).  Max is
+ * exact: both give the same results, the AVX2 ones 8 floats per step. */
+static int use_avx2(void)
+{
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
+    static int cached = -1;
+    if (cached < 0) {
+        const char *e = getenv("FASTCONV_DISABLE_SIMD");
+        __builtin_cpu_init();
+        cached = !(e && *e && strcmp(e, "0") != 0) && __builtin_cpu_supports("avx2")
+                 && __builtin_cpu_supports("fma");
+    }
+    return cached;
+#else
+    return 0;
+#endif
 }
 
-FC_DEFINE_MAX_PASSES(f32, float)
-FC_DEFINE_MAX_PASSES(f64, double)
-
-#define FC_DEFINE_MAXPOOL_SEPARABLE(SUFFIX, T)                                      \
-static int maxpool_separable_##SUFFIX(const T *x, T *y, const fc_pool_params *p,    \
-                                      const tap_range *rows)                        \
-{                                                                                   \
-    const int64_t planes = p->n * p->c, h = p->h, w = p->w, oh = p->oh, ow = p->ow;  \
-    const int64_t sh = p->sh, sw = p->sw, dh = p->dh, dw = p->dw, kw = p->kw;       \
-    const int64_t pt = p->pad_top, pl = p->pad_left;                                \
-    /* the row buffer: [0, pl) and [pl + w, len) are -inf */                        \
-    const int64_t span = (ow - 1) * sw + (kw - 1) * dw + 1;                         \
-    const int64_t len = span > pl + w ? span : pl + w;                              \
-    const int64_t work = planes * oh * ow * p->kh * p->kw;                          \
-    int failed = 0;                                                                 \
-    (void)work;                                                                     \
-    _Pragma("omp parallel if(work >= FC_POOL_PARALLEL_MIN) reduction(| : failed)")  \
-    {                                                                               \
-        T *buf = (T *)malloc(sizeof(T) * (size_t)len);                              \
-        if (!buf) failed = 1;                                                       \
-        else {                                                                      \
-            for (int64_t c = 0; c < len; c++) buf[c] = (T)-INFINITY;                \
-            T *mid = buf + pl;                                                      \
-            int64_t q;                                                              \
-            _Pragma("omp for schedule(static)")                                     \
-            for (q = 0; q < planes; q++) {                                          \
-                const T *xp = x + q * h * w;                                        \
-                T *yp = y + q * oh * ow;                                            \
-                for (int64_t i = 0; i < oh; i++) {                                  \
-                    const tap_range ri = rows[i];                                   \
-                    const int64_t row0 = i * sh - pt;                               \
-                    if (ri.hi <= ri.lo) {                                           \
-                        for (int64_t c = 0; c < w; c++) mid[c] = (T)-INFINITY;      \
-                    } else {                                                        \
-                        const T *x0 = xp + (row0 + ri.lo * dh) * w;                 \
-                        for (int64_t c = 0; c < w; c++) mid[c] = x0[c];             \
-                        for (int64_t r = ri.lo + 1; r < ri.hi; r++)                 \
-                            max_into_##SUFFIX(mid, xp + (row0 + r * dh) * w, w);    \
-                    }                                                               \
-                    T *yr = yp + i * ow;                                            \
-                    for (int64_t j = 0; j < ow; j++) yr[j] = buf[j * sw];               \
-                    for (int64_t s = 1; s < kw; s++)                                \
-                        max_strided_into_##SUFFIX(yr, buf + s * dw, ow, sw);        \
-                }                                                                   \
-            }                                                                       \
-        }                                                                           \
-        free(buf);                                                                  \
-    }                                                                               \
-    return failed ? FC_POOL_ENOMEM : FC_POOL_OK;                                    \
-}
-
-FC_DEFINE_MAXPOOL_SEPARABLE(f32, float)
-FC_DEFINE_MAXPOOL_SEPARABLE(f64, double)
 
 /* The same body for both dtypes; the average accumulates in double. */
 #define FC_DEFINE_POOL2D(SUFFIX, T)                                                 \
@@ -160,7 +97,13 @@ int fc_pool2d_##SUFFIX(const T *x, T *y, const fc_pool_params *p)               
     axis_table(rows, oh, h, p->kh, p->sh, p->dh, p->pad_top, p->pad_bottom);        \
     axis_table(cols, ow, w, p->kw, p->sw, p->dw, p->pad_left, p->pad_right);        \
     if (p->mode == FC_POOL_MAX) {                                                   \
-        rc = maxpool_separable_##SUFFIX(x, y, p, rows);                             \
+        const int flat = p->sh == 1 && p->sw == 1;                                  \
+        if (use_avx2())                                                             \
+            rc = flat ? fc_maxpool_flat_avx2_##SUFFIX(x, y, p)                      \
+                      : fc_maxpool_separable_avx2_##SUFFIX(x, y, p, rows);          \
+        else                                                                        \
+            rc = flat ? fc_maxpool_flat_port_##SUFFIX(x, y, p)                      \
+                      : fc_maxpool_separable_port_##SUFFIX(x, y, p, rows);          \
         free(rows);                                                                 \
         return rc;                                                                  \
     }                                                                               \
