@@ -45,10 +45,10 @@ def conv1x1_gemm(cnp.ndarray x, cnp.ndarray wp, cnp.ndarray bias, cnp.ndarray ou
     """out = clip(conv1x1(x) + bias (+ res), lo, hi), NCHW float32.
 
     wp: (ceil(M / MR), K, MR) packed weights (wp[b, k, o] = w[MR b + o, k],
-    zero past M); bias: (ceil(M / MR) * MR,); out: (N, M, H, W), C-contiguous
-    or a channel slice of a C-contiguous array; res: None or like out
-    (C-contiguous; it may be out itself).  -> False where the kernel is not
-    available (nothing written), True when done."""
+    zero past M); bias: (ceil(M / MR) * MR,); x (N, K, H, W), out (N, M, H, W)
+    and res (None or like out; it may be out itself): each C-contiguous or a
+    channel slice of a C-contiguous array (a group's channels).  -> False
+    where the kernel is not available (nothing written), True when done."""
     cdef fc_1x1g_desc d
     cdef cnp.ndarray r = None
     if x.ndim != 4 or wp.ndim != 3 or bias.ndim != 1:
@@ -57,7 +57,7 @@ def conv1x1_gemm(cnp.ndarray x, cnp.ndarray wp, cnp.ndarray bias, cnp.ndarray ou
     d.n = x.shape[0]; d.K = x.shape[1]; d.HW = x.shape[2] * x.shape[3]
     d.M = out.shape[1] if out.ndim == 4 else -1
     cdef int64_t nb = (d.M + FC_1X1G_MR - 1) // FC_1X1G_MR
-    _check_nchw(x, "x", d.n, d.K, d.HW, False)
+    _check_nchw(x, "x", d.n, d.K, d.HW, True)
     _check_nchw(out, "out", d.n, d.M, d.HW, True)
     if wp.dtype.num != cnp.NPY_FLOAT32 or not wp.flags.c_contiguous \
             or (wp.shape[0], wp.shape[1], wp.shape[2]) != (nb, d.K, FC_1X1G_MR):
@@ -67,13 +67,13 @@ def conv1x1_gemm(cnp.ndarray x, cnp.ndarray wp, cnp.ndarray bias, cnp.ndarray ou
             or bias.shape[0] != nb * FC_1X1G_MR:
         raise ValueError(f"conv1x1_gemm: bias must be C-contiguous float32 of length "
                          f"{nb * FC_1X1G_MR}, got {bias.dtype} {(<object>bias).shape!r}")
-    d.x_img = d.K * d.HW
+    d.x_img = x.strides[0] // 4
     d.y_img = out.strides[0] // 4
     d.r_img = 0
     if res is not None:
         r = res
-        _check_nchw(r, "res", d.n, d.M, d.HW, False)
-        d.r_img = d.M * d.HW
+        _check_nchw(r, "res", d.n, d.M, d.HW, True)
+        d.r_img = r.strides[0] // 4
         if cnp.PyArray_DATA(r) != cnp.PyArray_DATA(out) and _overlap(r, out):
             raise ValueError("conv1x1_gemm: res overlaps out without being it")
     if _overlap(x, out):

@@ -136,6 +136,29 @@ def test_session_residual_join_on_1x1(rng, stride, tune):
         assert kern._methods_for(x[:, :, ::stride, ::stride], (0, 0))[-1] == "gemm1x1"
 
 
+@pytest.mark.parametrize("act", ["Relu", None])
+def test_session_grouped_1x1_with_residual(rng, act):
+    """ShuffleNet's grouped 1x1 Convs: one GEMM per group on channel slices."""
+    g, c, m, h = 4, 36, 28, 9
+    w = (rng.standard_normal((m, c // g, 1, 1)) / 3).astype(np.float32)
+    b = rng.standard_normal(m).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], "gconv", group=g),
+             helper.make_node("Add", ["c", "r"], ["y" if act is None else "s"], "join")]
+    if act:
+        nodes.append(helper.make_node(act, ["s"], ["y"], "act"))
+    model = make_model(nodes, [("x", [1, c, h, h]), ("r", [1, m, h, h])], [("y", None)],
+                       {"w": w, "b": b})
+    sess = fo.InferenceSession(model, tune=False)
+    assert [n.op_type for n in sess.nodes] == ["Conv"]
+    x = rng.standard_normal((1, c, h, h)).astype(np.float32)
+    r = rng.standard_normal((1, m, h, h)).astype(np.float32)
+    k, mg = c // g, m // g
+    ref = np.concatenate([_ref(x[:, i * k:(i + 1) * k], w[i * mg:(i + 1) * mg],
+                               b[i * mg:(i + 1) * mg], r[:, i * mg:(i + 1) * mg],
+                               0.0 if act else -np.inf, np.inf) for i in range(g)], axis=1)
+    np.testing.assert_allclose(sess.run(None, {"x": x, "r": r})[0], ref, rtol=1e-4, atol=1e-4)
+
+
 def test_session_residual_join_on_3x3_and_broadcast_left_alone(rng):
     """A 3x3 Conv takes the join too (added after conv2d); an Add that
     broadcasts is not fused."""

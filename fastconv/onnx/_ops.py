@@ -248,7 +248,8 @@ def _conv_geometry(node, ctx, w_shape):
 TUNED_METHODS = ("fused", "im2col")
 TUNE_ROUNDS = 2
 #: the session's own 1x1 GEMM (src/conv_1x1_gemm.h), a further candidate for
-#: 1x1 float32 Convs without padding, groups 1, and a ReLU / ReLU6 / no activation
+#: 1x1 float32 Convs without padding and a ReLU / ReLU6 / no activation (a
+#: grouped one as one GEMM per group on its channel slices: ShuffleNet)
 GEMM_1X1 = "gemm1x1"
 #: the clamp bounds of the activations the 1x1 GEMM applies itself
 _GEMM_CLAMPS = {None: (-math.inf, math.inf), "relu": (0.0, math.inf), "relu6": (0.0, 6.0)}
@@ -318,9 +319,12 @@ class ConvKernel:
         self._gemm = None
         post_name = None if self.post is None else getattr(self.post, "name", None)
         if (w is not None and self.nd == 2 and tuple(self.kernel) == (1, 1)
-                and self.groups == 1 and w.dtype == np.float32 and self.pre is None
+                and w.dtype == np.float32 and self.pre is None
                 and (self.post is None or post_name in _GEMM_CLAMPS)):
-            self._gemm = pack_1x1_gemm(w, self.bias) + (_GEMM_CLAMPS[post_name],)
+            m = w.shape[0] // self.groups   # per group: its weights and bias, packed
+            self._gemm = ([pack_1x1_gemm(w[g * m:(g + 1) * m], None if self.bias is None
+                                         else self.bias[g * m:(g + 1) * m])
+                           for g in range(self.groups)], _GEMM_CLAMPS[post_name])
         self._sub = None   # the strided 1x1's subsampled input (its own buffer)
 
     def _methods_for(self, x, pads):
@@ -344,7 +348,7 @@ class ConvKernel:
     def _run_gemm(self, x, strides, out, res):
         """The 1x1 GEMM (stride 1 on x itself, else on its subsampled copy);
         None where it declines (not AVX-512 here, or an unusual layout)."""
-        wp, bias, (lo, hi) = self._gemm
+        packed, (lo, hi) = self._gemm
         if strides != (1, 1):
             sub_shape = x.shape[:2] + ((x.shape[2] - 1) // strides[0] + 1,
                                        (x.shape[3] - 1) // strides[1] + 1)
@@ -360,8 +364,16 @@ class ConvKernel:
         if res is not None and (res.dtype != np.float32 or res.shape != out.shape
                                 or not res.flags.c_contiguous):
             return None
-        if not _core.conv1x1_gemm(x, wp, bias, out, res, lo, hi):
-            return None
+        if len(packed) == 1:
+            if not _core.conv1x1_gemm(x, packed[0][0], packed[0][1], out, res, lo, hi):
+                return None
+            return out
+        k, m = x.shape[1] // len(packed), out.shape[1] // len(packed)
+        for g, (wp, bias) in enumerate(packed):
+            if not _core.conv1x1_gemm(x[:, g * k:(g + 1) * k], wp, bias,
+                                      out[:, g * m:(g + 1) * m], None if res is None
+                                      else res[:, g * m:(g + 1) * m], lo, hi):
+                return None   # (declines before writing: the first group)
         return out
 
     def _run(self, method, x, weight, bias, strides, pads, dil, out, res):
@@ -433,7 +445,10 @@ class ConvKernel:
             if method is None:
                 method = self._methods[x.shape] = self._fastest_method(
                     x, weight, bias, strides, pads, dil, out, res)
-        elif method == "auto" and GEMM_1X1 in self._methods_for(x, pads):
+        elif method == "auto" and self.groups == 1 and GEMM_1X1 in self._methods_for(x, pads):
+            # untuned: the GEMM where it is usually the fastest (isolated, one
+            # thread: 1.0-2x conv2d's fused on ResNet's / SqueezeNet's 1x1
+            # layers; grouped ones, ShuffleNet's, run slower by group: 0.6-0.9x)
             method = GEMM_1X1
         y = self._run(method, x, weight, bias, strides, pads, dil, out, res)
         if self.nd == 1:
