@@ -137,7 +137,8 @@ def test_session_residual_join_on_1x1(rng, stride, tune):
 
 
 @pytest.mark.parametrize("act", ["Relu", None])
-def test_session_grouped_1x1_with_residual(rng, act):
+@pytest.mark.parametrize("method", ["gemm1x1", "auto"])   # (auto: conv2d, then the add)
+def test_session_grouped_1x1_with_residual(rng, act, method):
     """ShuffleNet's grouped 1x1 Convs: one GEMM per group on channel slices."""
     g, c, m, h = 4, 36, 28, 9
     w = (rng.standard_normal((m, c // g, 1, 1)) / 3).astype(np.float32)
@@ -150,6 +151,7 @@ def test_session_grouped_1x1_with_residual(rng, act):
                        {"w": w, "b": b})
     sess = fo.InferenceSession(model, tune=False)
     assert [n.op_type for n in sess.nodes] == ["Conv"]
+    sess._steps[0][0].method = method
     x = rng.standard_normal((1, c, h, h)).astype(np.float32)
     r = rng.standard_normal((1, m, h, h)).astype(np.float32)
     k, mg = c // g, m // g
