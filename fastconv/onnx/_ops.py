@@ -345,9 +345,12 @@ class ConvKernel:
                 best = (t, method)
         return best[1]
 
-    def _run_gemm(self, x, strides, out, res):
+    def _run_gemm(self, x, strides, pads, out, res):
         """The 1x1 GEMM (stride 1 on x itself, else on its subsampled copy);
-        None where it declines (not AVX-512 here, or an unusual layout)."""
+        None where it declines (not AVX-512 here, padding, another dtype,
+        an unusual layout)."""
+        if self._gemm is None or pads != (0, 0) or x.dtype != np.float32:
+            return None
         packed, (lo, hi) = self._gemm
         if strides != (1, 1):
             sub_shape = x.shape[:2] + ((x.shape[2] - 1) // strides[0] + 1,
@@ -380,7 +383,7 @@ class ConvKernel:
         """The convolution by `method`, with the residual added (and the
         activation after it) when the node has one."""
         if method == GEMM_1X1:
-            y = self._run_gemm(x, strides, out, res)
+            y = self._run_gemm(x, strides, pads, out, res)
             if y is not None:
                 return y
             method = "auto"
@@ -723,8 +726,8 @@ def compile_pool(node, ctx):
     return pool
 
 
-#: MaxPool on the C kernel (src/pool.c: separable row passes, 5-10x
-#: pool_by_taps' NumPy passes, which stay the reference in the tests)
+#: MaxPool on the C kernel (src/pool.c: separable passes, 1-3.5x
+#: pool_by_taps' NumPy passes isolated, which stay as a tested alternative)
 MAX_POOL_IN_C = True
 
 #: AveragePool as a depthwise convolution with all-ones weights (5-10x faster
