@@ -23,10 +23,10 @@ EXTENSIONS = {
                        "dispatch.c", "peak.c", "peak_avx2.c", "peak_avx512.c", "im2col.c",
                        "conv_depthwise.c", "conv_depthwise_avx2.c", "conv_small.c", "conv_small_avx2.c",
                        "conv_first.c", "conv_first_avx2.c",
-                       "conv_1x1.c", "conv_1x1_avx2.c",
+                       "conv_1x1.c", "conv_1x1_avx2.c", "conv_1x1_gemm.c", "conv_1x1_gemm_avx512.c",
                        "act_grad.c", "act_grad_avx2.c", "col2im.c", "batchnorm.c",
                        "grad_weight.c", "grad_weight_avx2.c", "grad_weight_avx512.c"],
-    "fastconv._pool": ["pool.c"],
+    "fastconv._pool": ["pool.c", "pool_avx2.c"],
 }
 
 # Sources compiled with extra instruction-set flags, by file-name suffix.  They

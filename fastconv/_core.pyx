@@ -813,3 +813,6 @@ cdef object np_empty(object shape, int typenum):
 
 # ---- the backward-pass helpers (grad.py) ------------------------------------
 include "_grad.pxi"
+
+# ---- the ONNX session's 1x1 GEMM (fastconv/onnx) ----------------------------
+include "_conv1x1.pxi"

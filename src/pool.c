@@ -3,16 +3,15 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
+
+#include "pool_internal.h"
 
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
-/* Per output row (or column) index: the taps [lo, hi) that land inside the
- * input, and how many land inside the padded extent (for count_include_pad). */
-typedef struct {
-    int64_t lo, hi, padded;
-} tap_range;
+typedef fc_pool_tap_range tap_range;
 
 /* Taps t in [0, k) with 0 <= start + t*dil < lim. */
 static void taps_inside(int64_t start, int64_t dil, int64_t k, int64_t lim,
@@ -57,8 +56,29 @@ static int check_params(const void *x, const void *y, const fc_pool_params *p)
     return FC_POOL_OK;
 }
 
-/* Below this many taps in total the call runs on one thread. */
-#define FC_POOL_PARALLEL_MIN 65536
+/* The baseline max-pooling bodies. */
+#define FC_MAXPOOL_ISA port
+#include "pool_max_impl.h"
+
+/* The AVX2 bodies where the CPU has AVX2 and FASTCONV_DISABLE_SIMD is unset
+ * or 0 (dispatch.c's rule; this module does not link dispatch.c).  Max is
+ * exact: both give the same results, the AVX2 ones 8 floats per step. */
+static int use_avx2(void)
+{
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
+    static int cached = -1;
+    if (cached < 0) {
+        const char *e = getenv("FASTCONV_DISABLE_SIMD");
+        __builtin_cpu_init();
+        cached = !(e && *e && strcmp(e, "0") != 0) && __builtin_cpu_supports("avx2")
+                 && __builtin_cpu_supports("fma");
+    }
+    return cached;
+#else
+    return 0;
+#endif
+}
+
 
 /* The same body for both dtypes; the average accumulates in double. */
 #define FC_DEFINE_POOL2D(SUFFIX, T)                                                 \
@@ -76,6 +96,17 @@ int fc_pool2d_##SUFFIX(const T *x, T *y, const fc_pool_params *p)               
     tap_range *cols = rows + oh;                                                    \
     axis_table(rows, oh, h, p->kh, p->sh, p->dh, p->pad_top, p->pad_bottom);        \
     axis_table(cols, ow, w, p->kw, p->sw, p->dw, p->pad_left, p->pad_right);        \
+    if (p->mode == FC_POOL_MAX) {                                                   \
+        const int flat = p->sh == 1 && p->sw == 1;                                  \
+        if (use_avx2())                                                             \
+            rc = flat ? fc_maxpool_flat_avx2_##SUFFIX(x, y, p)                      \
+                      : fc_maxpool_separable_avx2_##SUFFIX(x, y, p, rows);          \
+        else                                                                        \
+            rc = flat ? fc_maxpool_flat_port_##SUFFIX(x, y, p)                      \
+                      : fc_maxpool_separable_port_##SUFFIX(x, y, p, rows);          \
+        free(rows);                                                                 \
+        return rc;                                                                  \
+    }                                                                               \
     const int64_t sh = p->sh, sw = p->sw, dh = p->dh, dw = p->dw;                   \
     const int64_t pt = p->pad_top, pl = p->pad_left;                                \
     const int is_max = p->mode == FC_POOL_MAX, incl = p->count_include_pad != 0;    \

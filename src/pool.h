@@ -13,6 +13,8 @@
  *       (Keras/TensorFlow "same" average pooling).
  * A window with no tap inside the input yields -inf (max) or 0 (avg).
  * NaN propagates through max.  The caller chooses oh/ow (floor or ceil mode).
+ * (Max pooling computes the same windows separably, rows then columns, with
+ * baseline and AVX2 bodies: pool_max_impl.h.)
  *
  * x is (n, c, h, w) and y is (n, c, oh, ow), both C-contiguous.
  * Returns 0 on success, FC_POOL_EINVAL for invalid arguments, FC_POOL_ENOMEM

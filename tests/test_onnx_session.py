@@ -13,13 +13,15 @@ from reference import activation_ref, conv2d_ref  # noqa: E402
 
 
 # ---- helpers ----------------------------------------------------------------
-def make_model(nodes, inputs, outputs, initializers=(), opset=17, ir_version=8):
-    """inputs/outputs: (name, shape) float32 tensors, an output shape None
-    for the inferred one; initializers: name -> array."""
+def make_model(nodes, inputs, outputs, initializers=(), opset=17, ir_version=8,
+               dtype=np.float32):
+    """inputs/outputs: (name, shape) tensors of `dtype` (float32 / float64),
+    an output shape None for the inferred one; initializers: name -> array."""
+    elem = TensorProto.DOUBLE if dtype == np.float64 else TensorProto.FLOAT
     graph = helper.make_graph(
         nodes, "g",
-        [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs],
-        [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in outputs],
+        [helper.make_tensor_value_info(n, elem, s) for n, s in inputs],
+        [helper.make_tensor_value_info(n, elem, s) for n, s in outputs],
         [numpy_helper.from_array(np.asarray(v), k) for k, v in dict(initializers).items()])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = ir_version
@@ -286,7 +288,9 @@ def test_pre_activation_fuses_only_without_other_readers(rng):
              helper.make_node("Add", ["c", "r"], ["y"], "add")]
     model = make_model(nodes, [("x", [2, 3, 6, 6])], [("y", None)], {"w2": w2})
     sess = fo.InferenceSession(model)
-    assert [n.op_type for n in sess.nodes] == ["Relu", "Conv", "Add"]
+    # (the Add is the Conv's fused residual join; the ReLU stays its own node)
+    assert [n.op_type for n in sess.nodes] == ["Relu", "Conv"]
+    assert "pre_activation" not in sess.nodes[1].fused and sess.nodes[1].fused["residual"]
     ref = conv2d_ref(np.maximum(x, 0), w2) + np.maximum(x, 0)
     np.testing.assert_allclose(sess.run(None, {"x": x})[0], ref, rtol=1e-4, atol=1e-4)
 
@@ -301,8 +305,10 @@ def test_add_relu_join_and_hardsigmoid_with_onnx_defaults(rng):
              helper.make_node("HardSigmoid", ["d"], ["y"], "hs")]
     model = make_model(nodes, [("x", [1, 3, 6, 6])], [("y", None)], {"w": w})
     sess = fo.InferenceSession(model)
-    assert [n.op_type for n in sess.nodes] == ["Conv", "Add", "Conv", "HardSigmoid"]
-    assert sess.nodes[1].fused["activation"].name == "relu"
+    # the join and its ReLU fused into the first Conv (its residual input)
+    assert [n.op_type for n in sess.nodes] == ["Conv", "Conv", "HardSigmoid"]
+    assert sess.nodes[0].fused["residual"] and sess.nodes[0].inputs[3] == "x"
+    assert sess.nodes[0].fused["activation"].name == "relu"
     x = rng.standard_normal((1, 3, 6, 6)).astype(np.float32)
     r = np.maximum(conv2d_ref(x, w, padding=(1, 1, 1, 1)) + x, 0)
     ref = np.clip(0.2 * conv2d_ref(r, w) + 0.5, 0, 1)
@@ -496,20 +502,30 @@ def _max_pool_ref(x, k, s, d, pads, out_hw):
     ((2, 2), (3, 3), (1, 1), (1, 1, 1, 1), 1),     # windows that start in the padding
     ((2, 3), (1, 2), (1, 2), (0, 1, 1, 0), 0),     # dilated columns
 ])
-@pytest.mark.parametrize("flat_below", [32, 0])   # columns flat / strided (pool_by_taps)
-def test_max_pool_matches_loops(rng, monkeypatch, k, s, d, pads, ceil, flat_below):
+@pytest.mark.parametrize("impl", ["c", "numpy-flat", "numpy-strided"])   # src/pool.c, pool_by_taps
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_max_pool_matches_loops(rng, monkeypatch, k, s, d, pads, ceil, impl, dtype):
     from fastconv.onnx import _ops
-    monkeypatch.setattr(_ops, "FLAT_COLUMNS_BELOW", flat_below)
-    x = rng.standard_normal((2, 3, 10, 9)).astype(np.float32)
+    monkeypatch.setattr(_ops, "MAX_POOL_IN_C", impl == "c")
+    monkeypatch.setattr(_ops, "FLAT_COLUMNS_BELOW", 32 if impl == "numpy-flat" else 0)
+    x = rng.standard_normal((2, 3, 10, 9)).astype(dtype)
+    x[0, 1, 2, 3] = np.nan   # NaN wins its windows (a pixel every case reads)
+    x[1, 2] = -np.inf
     node = helper.make_node("MaxPool", ["x"], ["y"], "mp", kernel_shape=list(k), strides=list(s),
                             dilations=list(d), pads=[pads[0], pads[2], pads[1], pads[3]],
                             ceil_mode=ceil)
-    model = make_model([node], [("x", [2, 3, 10, 9])], [("y", None)], opset=12)
+    model = make_model([node], [("x", [2, 3, 10, 9])], [("y", None)], opset=12,
+                       dtype=dtype)
     y = fo.InferenceSession(model).run(None, {"x": x})[0]
-    o = ort_session(model).run(None, {"x": x})[0]
-    assert y.shape == o.shape
-    np.testing.assert_array_equal(y, _max_pool_ref(x, k, s, d, pads, y.shape[2:]))
-    np.testing.assert_array_equal(y, o)
+    assert y.dtype == dtype
+    ref = _max_pool_ref(x, k, s, d, pads, y.shape[2:])
+    assert np.isnan(ref).any()
+    np.testing.assert_array_equal(y, ref)
+    if dtype == np.float32:   # (onnxruntime: a NaN loses, -inf padding is -FLT_MAX: without)
+        x = np.nan_to_num(x, nan=0.0, neginf=-5.0)
+        o = ort_session(model).run(None, {"x": x})[0]
+        assert y.shape == o.shape
+        np.testing.assert_array_equal(fo.InferenceSession(model).run(None, {"x": x})[0], o)
 
 
 
@@ -591,7 +607,7 @@ def test_tuned_conv_methods_match_untuned_and_profile_names_each_node(rng):
     y2 = tuned.run(None, {iname: x})[0]
     y2 = tuned.run(None, {iname: x})[0]
     chosen = [k._methods for k, *_ in tuned._steps if hasattr(k, "_methods")]
-    assert chosen and all(list(m.values())[0] in ("fused", "im2col") for m in chosen)
+    assert chosen and all(list(m.values())[0] in ("fused", "im2col", "gemm1x1") for m in chosen)
     assert all(not k._methods for k, *_ in plain._steps if hasattr(k, "_methods"))
     ref = ort_session(model).run(None, {iname: x})[0]
     for out in (y, y2, plain.run(None, {iname: x})[0]):

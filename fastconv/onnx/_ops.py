@@ -19,6 +19,7 @@ import time
 
 import numpy as np
 
+from fastconv import _core, _pool
 from fastconv.activations import Activation, activate
 from fastconv.conv import conv2d, pack_weight
 
@@ -246,6 +247,27 @@ def _conv_geometry(node, ctx, w_shape):
 #: conv2d methods a tuned Conv node chooses from, and the timed calls of each
 TUNED_METHODS = ("fused", "im2col")
 TUNE_ROUNDS = 2
+#: the session's own 1x1 GEMM (src/conv_1x1_gemm.h), a further candidate for
+#: 1x1 float32 Convs without padding and a ReLU / ReLU6 / no activation (a
+#: grouped one as one GEMM per group on its channel slices: ShuffleNet)
+GEMM_1X1 = "gemm1x1"
+#: the clamp bounds of the activations the 1x1 GEMM applies itself
+_GEMM_CLAMPS = {None: (-math.inf, math.inf), "relu": (0.0, math.inf), "relu6": (0.0, 6.0)}
+
+
+def pack_1x1_gemm(w, b):
+    """(out, in, 1, 1) weights and (out,) bias (or None) -> the 1x1 GEMM's
+    packed layout: wp[blk, k, o] = w[MR blk + o, k], zero past out, and the
+    bias zero-padded alike."""
+    mr = _core.CONV1X1_MR
+    m, k = w.shape[:2]
+    nb = -(-m // mr)
+    rows = np.zeros((nb * mr, k), np.float32)
+    rows[:m] = w.reshape(m, k)
+    bias = np.zeros(nb * mr, np.float32)
+    if b is not None:
+        bias[:m] = b
+    return np.ascontiguousarray(rows.reshape(nb, mr, k).transpose(0, 2, 1)), bias
 
 
 class ConvKernel:
@@ -290,21 +312,92 @@ class ConvKernel:
         #: im2col + BLAS on many 1x1 and wide layers; measured in NOTES.md)
         self.tune = False
         self._methods = {}
+        #: a residual join fused in by the optimiser (fuse_residual_add): the
+        #: Conv's fourth input is added before the activation
+        self.residual = bool(fused.get("residual"))
+        #: the 1x1 GEMM's packed weights, bias and clamp where it may run
+        self._gemm = None
+        post_name = None if self.post is None else getattr(self.post, "name", None)
+        if (w is not None and self.nd == 2 and tuple(self.kernel) == (1, 1)
+                and w.dtype == np.float32 and self.pre is None
+                and (self.post is None or post_name in _GEMM_CLAMPS)):
+            m = w.shape[0] // self.groups   # per group: its weights and bias, packed
+            self._gemm = ([pack_1x1_gemm(w[g * m:(g + 1) * m], None if self.bias is None
+                                         else self.bias[g * m:(g + 1) * m])
+                           for g in range(self.groups)], _GEMM_CLAMPS[post_name])
+        self._sub = None   # the strided 1x1's subsampled input (its own buffer)
 
-    def _fastest_method(self, x, weight, bias, strides, pads, dil, out):
+    def _methods_for(self, x, pads):
+        if self._gemm is not None and pads == (0, 0) and x.dtype == np.float32:
+            return TUNED_METHODS + (GEMM_1X1,)
+        return TUNED_METHODS
+
+    def _fastest_method(self, x, weight, bias, strides, pads, dil, out, res):
         best = None
-        for method in TUNED_METHODS:
-            kw = dict(stride=strides, padding=pads, dilation=dil, groups=self.groups,
-                      activation=self.post, pre_activation=self.pre, out=out, method=method)
-            conv2d(x, weight, bias, **kw)   # warm: plans, caches, pages
+        for method in self._methods_for(x, pads):
+            self._run(method, x, weight, bias, strides, pads, dil, out, res)   # warm
             t = float("inf")
             for _ in range(TUNE_ROUNDS):
                 t0 = time.perf_counter()
-                conv2d(x, weight, bias, **kw)
+                self._run(method, x, weight, bias, strides, pads, dil, out, res)
                 t = min(t, time.perf_counter() - t0)
             if best is None or t < best[0]:
                 best = (t, method)
         return best[1]
+
+    def _run_gemm(self, x, strides, pads, out, res):
+        """The 1x1 GEMM (stride 1 on x itself, else on its subsampled copy);
+        None where it declines (not AVX-512 here, padding, another dtype,
+        an unusual layout)."""
+        if self._gemm is None or pads != (0, 0) or x.dtype != np.float32:
+            return None
+        packed, (lo, hi) = self._gemm
+        if strides != (1, 1):
+            sub_shape = x.shape[:2] + ((x.shape[2] - 1) // strides[0] + 1,
+                                       (x.shape[3] - 1) // strides[1] + 1)
+            sub = self._sub
+            if sub is None or sub.shape != sub_shape:
+                sub = self._sub = np.empty(sub_shape, np.float32)
+            np.copyto(sub, x[:, :, ::strides[0], ::strides[1]])
+            x = sub
+        elif not x.flags.c_contiguous:
+            return None
+        if out is None:
+            out = np.empty((x.shape[0], self.c_out) + x.shape[2:], np.float32)
+        if res is not None and (res.dtype != np.float32 or res.shape != out.shape
+                                or not res.flags.c_contiguous):
+            return None
+        if len(packed) == 1:
+            if not _core.conv1x1_gemm(x, packed[0][0], packed[0][1], out, res, lo, hi):
+                return None
+            return out
+        k, m = x.shape[1] // len(packed), out.shape[1] // len(packed)
+        for g, (wp, bias) in enumerate(packed):
+            if not _core.conv1x1_gemm(x[:, g * k:(g + 1) * k], wp, bias,
+                                      out[:, g * m:(g + 1) * m], None if res is None
+                                      else res[:, g * m:(g + 1) * m], lo, hi):
+                return None   # (declines before writing: the first group)
+        return out
+
+    def _run(self, method, x, weight, bias, strides, pads, dil, out, res):
+        """The convolution by `method`, with the residual added (and the
+        activation after it) when the node has one."""
+        if method == GEMM_1X1:
+            y = self._run_gemm(x, strides, pads, out, res)
+            if y is not None:
+                return y
+            method = "auto"
+        if res is None:
+            return conv2d(x, weight, bias, stride=strides, padding=pads, dilation=dil,
+                          groups=self.groups, activation=self.post, pre_activation=self.pre,
+                          out=out, method=method)
+        y = conv2d(x, weight, bias, stride=strides, padding=pads, dilation=dil,
+                   groups=self.groups, pre_activation=self.pre, out=out, method=method)
+        y = np.add(y, res, out=y) if y.shape == np.broadcast_shapes(y.shape, res.shape) \
+            else np.add(y, res)
+        if self.post is not None:
+            activate(y, self.post, out=y)
+        return y
 
     def out_shape(self, x_shape, pads, strides, dil):
         (kh, kw) = (1, self.kernel[0]) if self.nd == 1 else self.kernel
@@ -329,7 +422,7 @@ class ConvKernel:
             self._pads[in_sizes] = p
         return p
 
-    def __call__(self, x, w=None, b=None):
+    def __call__(self, x, w=None, b=None, res=None):
         if self.nd == 1:
             x = x.reshape(x.shape[:2] + (1,) + x.shape[2:])
         weight = self.packed
@@ -347,15 +440,20 @@ class ConvKernel:
                                self.alloc)
         elif self.alloc is not None:
             out = self.alloc(self.out_shape(x.shape, pads, strides, dil), x.dtype)
+        if self.residual and res is None:
+            raise ValueError("the fused residual input is missing")
         method = self.method
         if self.tune:
             method = self._methods.get(x.shape)
             if method is None:
                 method = self._methods[x.shape] = self._fastest_method(
-                    x, weight, bias, strides, pads, dil, out)
-        y = conv2d(x, weight, bias, stride=strides, padding=pads, dilation=dil,
-                   groups=self.groups, activation=self.post, pre_activation=self.pre, out=out,
-                   method=method)
+                    x, weight, bias, strides, pads, dil, out, res)
+        elif method == "auto" and self.groups == 1 and GEMM_1X1 in self._methods_for(x, pads):
+            # untuned: the GEMM where it is usually the fastest (isolated, one
+            # thread: 1.0-2x conv2d's fused on ResNet's / SqueezeNet's 1x1
+            # layers; grouped ones, ShuffleNet's, run slower by group: 0.6-0.9x)
+            method = GEMM_1X1
+        y = self._run(method, x, weight, bias, strides, pads, dil, out, res)
         if self.nd == 1:
             y = y.reshape(y.shape[:2] + y.shape[3:])
         return y
@@ -617,12 +715,20 @@ def compile_pool(node, ctx):
         if avg and AVERAGE_BY_CONV:
             y = average_pool_by_conv(x4, kernel, strides, dilations, geo[1], geo[0],
                                      include_pad, ones)
+        elif not avg and MAX_POOL_IN_C:
+            y = np.empty(x4.shape[:2] + tuple(geo[0]), x4.dtype)
+            _pool.pool2d(np.ascontiguousarray(x4), y, kernel[-2:], strides[-2:],
+                         dilations[-2:], geo[1], _pool.MAX, False)
         else:
             y = pool_by_taps(x4, kernel, strides, dilations, geo[1], geo[0], avg, include_pad)
         return y.reshape(y.shape[:2] + y.shape[3:]) if nd == 1 else y
     ones = {}   # (channels, dtype) -> the packed all-ones weight; (h, w, dtype) -> 1 / counts
     return pool
 
+
+#: MaxPool on the C kernel (src/pool.c: separable passes, 1-3.5x
+#: pool_by_taps' NumPy passes isolated, which stay as a tested alternative)
+MAX_POOL_IN_C = True
 
 #: AveragePool as a depthwise convolution with all-ones weights (5-10x faster
 #: than pool_by_taps' NumPy passes on Inception v2's / ShuffleNet's pools)

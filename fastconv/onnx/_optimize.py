@@ -219,6 +219,61 @@ def fuse_activations(nodes, constants, ctx, graph_outputs):
     return [n for n in nodes if id(n) not in removed]
 
 
+def _is_1x1_stride_1(conv, constants):
+    w = constants.get(conv.inputs[1])
+    return (w is not None and w.ndim == 4 and w.shape[2:] == (1, 1)
+            and all(int(v) == 1 for v in conv.attr("strides", [1, 1])))
+
+
+def fuse_residual_add(nodes, constants, ctx, graph_outputs):
+    """Conv -> Add / Sum(conv output, other) [-> activation, fused already]
+    becomes one Conv whose fourth input is `other`, added before the
+    activation (ResNet's residual joins; the 1x1 GEMM adds it in its
+    epilogue, other methods in place after the conv).  Taken when the Conv's
+    output is read by the Add only, the Conv has no activation of its own
+    and is 2-D with constant weights, and `other` has the Add's static shape
+    (no broadcasting).  Of two eligible Convs the one a 1x1 stride-1 layer
+    (the GEMM's case) is chosen, else the later.  The fused Conv takes the
+    Add's place in the order (every input of both is ready there)."""
+    cons = consumers(nodes)
+    prod = producers(nodes)
+    order = {id(n): k for k, n in enumerate(nodes)}
+    replaced = {}   # id(Add) -> the fused Conv
+    removed = set()
+    for add in nodes:
+        if add.op_type not in ("Add", "Sum") or len(add.inputs) != 2 or \
+                add.inputs[0] == add.inputs[1]:
+            continue
+        out_shape = ctx.shape(add.outputs[0])
+        if out_shape is None or len(out_shape) != 4 or None in out_shape[1:]:
+            continue
+        candidates = []
+        for k in (0, 1):
+            conv = prod.get(add.inputs[k])
+            other = add.inputs[1 - k]
+            if (conv is None or conv.op_type != "Conv" or id(conv) in removed
+                    or "activation" in conv.fused or "concat_into" in conv.fused
+                    or conv.inputs[1] not in constants or constants[conv.inputs[1]].ndim != 4
+                    or not _conv_weights_const(conv, constants)
+                    or _sole_consumer(conv.outputs[0], cons, graph_outputs) is not add
+                    or ctx.shape(conv.outputs[0]) != out_shape
+                    or ctx.shape(other) != out_shape
+                    or not _float_value(ctx, other)):
+                continue
+            candidates.append((_is_1x1_stride_1(conv, constants), order[id(conv)], conv, other))
+        if not candidates:
+            continue
+        _, _, conv, other = max(candidates, key=lambda c: (c[0], c[1]))
+        conv.inputs = (conv.inputs + ["", ""])[:3] + [other]
+        conv.fused["residual"] = True
+        if "activation" in add.fused:
+            conv.fused["activation"] = add.fused["activation"]
+        conv.outputs = list(add.outputs)
+        removed.add(id(conv))
+        replaced[id(add)] = conv
+    return [replaced.get(id(n), n) for n in nodes if id(n) not in removed]
+
+
 def plan_concat_in_place(nodes, constants, ctx, graph_outputs):
     """Mark each channel Concat (axis 1 of 4-D tensors) whose inputs are
     distinct 2-D Convs with constant weights, each read by this Concat only,
@@ -257,6 +312,7 @@ def optimize(nodes, constants, ctx, graph_outputs, compile_node, level=1):
         nodes = fold_batchnorm(nodes, constants, ctx, graph_outputs)
         nodes = fold_affine(nodes, constants, ctx, graph_outputs)
         nodes = fuse_activations(nodes, constants, ctx, graph_outputs)
+        nodes = fuse_residual_add(nodes, constants, ctx, graph_outputs)
         nodes = plan_concat_in_place(nodes, constants, ctx, graph_outputs)
     return nodes
 

@@ -1,0 +1,22 @@
+/* The 1x1 GEMM's entry point (baseline code): whether the AVX-512
+ * implementation runs here.  See conv_1x1_gemm.h. */
+#include <string.h>
+
+#include "conv_1x1_gemm.h"
+#include "fastconv.h"
+
+int fc_1x1g_available(void)
+{
+#if defined(__x86_64__) || defined(_M_X64)
+    return strncmp(fc_kernel_name(), "avx512", 6) == 0;
+#else
+    return 0;
+#endif
+}
+
+int fc_conv1x1_gemm_f32(const fc_1x1g_desc *d, const float *x, const float *wp,
+                        const float *bias, const float *res, float *y)
+{
+    if (!fc_1x1g_available()) return 1;
+    return fc_conv1x1_gemm_avx512_f32(d, x, wp, bias, res, y);
+}
