@@ -8,12 +8,39 @@ ones; the AVX-512 tiles are used where the CPU and OS support them, and
 OpenMP's: ``OMP_NUM_THREADS``, :func:`set_num_threads` and
 ``threadpoolctl.threadpool_limits(n, user_api="openmp")`` all work.
 """
+import contextlib
 import os
 import sys
 
 from fastconv import _core
 
 __all__ = ["config", "show_config", "set_num_threads", "get_num_threads"]
+
+_BLAS = []   # [threadpoolctl.ThreadpoolController or None], made on first use
+
+
+def blas_one_thread():
+    """A context in which NumPy's BLAS runs on one thread, when fastconv's
+    OpenMP team has more than one: fastconv's code that mixes its OpenMP
+    kernels with NumPy GEMMs (the gradients, a training step, an ONNX session
+    run) runs under it.  The two thread pools spin-wait on the same cores
+    after each call and starve each other: a ResNet-18 training step on 2
+    cores took 300 ms with both pools at 2 threads, 151 ms with BLAS at one
+    (benchmarks/NOTES.md, training step).  The limit is process-wide while
+    it lasts (threadpoolctl); without threadpoolctl, or on one thread,
+    nothing changes."""
+    if _core.get_num_threads() <= 1:
+        return contextlib.nullcontext()
+    if not _BLAS:
+        try:
+            from threadpoolctl import ThreadpoolController
+            _BLAS.append(ThreadpoolController())
+        except Exception:   # not installed, or an unusual BLAS: leave it alone
+            _BLAS.append(None)
+    ctl = _BLAS[0]
+    if ctl is None:
+        return contextlib.nullcontext()
+    return ctl.limit(limits=1, user_api="blas")
 
 
 def config():

@@ -31,6 +31,7 @@ import numpy as np
 from fastconv import _core
 from fastconv import conv as _conv
 from fastconv.activations import _check_out, as_activation
+from fastconv.config import blas_one_thread
 from fastconv.conv import (METHODS, DATA_FORMATS, _Conv, _as_float_array, _int, _pair,
                            _plan, _positive_pair, _shape_str, _user_shape, _MAX_BYTES,
                            _MAX_INDEX)
@@ -39,6 +40,17 @@ __all__ = ["conv2d_backward", "conv_transpose2d", "conv_transpose2d_backward"]
 
 NEEDS = ("input", "weight", "bias")
 _NO_ACT = as_activation(None)
+
+
+def _one_blas(fn):
+    """The entry points mix fastconv's OpenMP kernels with NumPy GEMMs: BLAS
+    on one thread while they run (config.blas_one_thread)."""
+    def wrapped(*args, **kwargs):
+        with blas_one_thread():
+            return fn(*args, **kwargs)
+    wrapped.__name__, wrapped.__doc__ = fn.__name__, fn.__doc__
+    wrapped.__wrapped__ = fn
+    return wrapped
 
 
 def _quiet(fn):
@@ -452,6 +464,7 @@ def _deliver(res4, buf, nhwc, unbatched, perm):
     return r[0] if unbatched else r
 
 
+@_one_blas
 def conv2d_backward(grad_output, x, weight, bias=None, stride=1, padding=0, dilation=1,
                     groups=1, *, activation=None, pre_activation=None, output=None,
                     linear_output=None, needs=NEEDS, method="auto", data_format="NCHW",
@@ -684,6 +697,7 @@ def _tuser_shape(t, shape4):
     return s[1:] if t.unbatched else s
 
 
+@_one_blas
 def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
                      dilation=1, *, activation=None, method="auto", data_format="NCHW",
                      out=None):
@@ -717,6 +731,7 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
     return _deliver(y4, out, t.nhwc, t.unbatched, (0, 2, 3, 1))
 
 
+@_one_blas
 def conv_transpose2d_backward(grad_output, x, weight, bias=None, stride=1, padding=0,
                               output_padding=0, groups=1, dilation=1, *, activation=None,
                               output=None, linear_output=None, needs=NEEDS, method="auto",

@@ -5,6 +5,8 @@ import time
 
 import numpy as np
 
+from fastconv.config import blas_one_thread
+
 from fastconv import callbacks as callbacks_module
 from fastconv import losses as losses_module
 from fastconv import metrics as metrics_module
@@ -133,8 +135,11 @@ class _Trainer:
             layer._after_update()
 
     def _train_batch(self, xs, multi, y):
-        value, y_pred = self._loss_and_backward(xs, multi, y)
-        self._apply_gradients()
+        # fastconv's OpenMP kernels and the GEMMs through NumPy take turns all
+        # step long: BLAS on one thread (config.blas_one_thread)
+        with blas_one_thread():
+            value, y_pred = self._loss_and_backward(xs, multi, y)
+            self._apply_gradients()
         return value, y_pred
 
     def _metric_values(self, y, y_pred):

@@ -5,7 +5,7 @@ import time
 
 import numpy as np
 
-from fastconv.config import get_num_threads, set_num_threads
+from fastconv.config import blas_one_thread, get_num_threads, set_num_threads
 
 from ._graph import Node, Unsupported, decode_attribute, malformed, unsupported
 from ._ops import OPS, ConcatTarget, numpy_dtype
@@ -458,7 +458,9 @@ class InferenceSession:
             saved = get_num_threads()
             set_num_threads(self._threads)
         try:
-            with self._lock:   # one run at a time: they share the buffer pool
+            # one run at a time (they share the buffer pool); BLAS on one thread
+            # between fastconv's OpenMP kernels (config.blas_one_thread)
+            with self._lock, blas_one_thread():
                 if shapes != self._last_shapes:   # other sizes: the pooled buffers would not fit
                     self._pool.clear()
                     self._last_shapes = shapes
