@@ -1,0 +1,72 @@
+/*
+ * The Winograd kernels with AVX-512 (winograd_kern.h): the GEMM tile is
+ * 4 zmm of output channels x 6 tiles (24 accumulators, as the direct
+ * path's 4 x 6 tile for Intel's two 512-bit FMA pipes), the transforms 16
+ * float / 8 double channels at a time.  Compiled with the AVX-512 flags;
+ * chosen at run time by winograd.c when the direct kernels' set is the
+ * AVX-512 one.  Empty on other architectures.
+ */
+#include "winograd_kern.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+
+#define WG_NV 4
+
+#define T float
+#define V __m512
+#define VL 16
+#define VLOAD _mm512_loadu_ps
+#define VSTORE _mm512_storeu_ps
+#define VSTORE_N(p, v, n) _mm512_mask_storeu_ps((p), (__mmask16)((1u << (n)) - 1u), (v))
+#define VSET1 _mm512_set1_ps
+#define VZERO _mm512_setzero_ps
+#define VADD _mm512_add_ps
+#define VSUB _mm512_sub_ps
+#define VMUL _mm512_mul_ps
+#define VFMA _mm512_fmadd_ps
+#define VFNMA _mm512_fnmadd_ps
+#define VRELU(x, z) _mm512_mask_mov_ps((x), _mm512_cmp_ps_mask((x), (z), _CMP_LT_OQ), (z))
+#define ACT_SERIAL fc_activate_serial_f32
+#define KFN(name) name##avx512_f32
+#include "winograd_kern_impl.h"
+#undef T
+#undef V
+#undef VL
+#undef VLOAD
+#undef VSTORE
+#undef VSTORE_N
+#undef VSET1
+#undef VZERO
+#undef VADD
+#undef VSUB
+#undef VMUL
+#undef VFMA
+#undef VFNMA
+#undef VRELU
+#undef ACT_SERIAL
+#undef KFN
+
+#define T double
+#define V __m512d
+#define VL 8
+#define VLOAD _mm512_loadu_pd
+#define VSTORE _mm512_storeu_pd
+#define VSTORE_N(p, v, n) _mm512_mask_storeu_pd((p), (__mmask8)((1u << (n)) - 1u), (v))
+#define VSET1 _mm512_set1_pd
+#define VZERO _mm512_setzero_pd
+#define VADD _mm512_add_pd
+#define VSUB _mm512_sub_pd
+#define VMUL _mm512_mul_pd
+#define VFMA _mm512_fmadd_pd
+#define VFNMA _mm512_fnmadd_pd
+#define VRELU(x, z) _mm512_mask_mov_pd((x), _mm512_cmp_pd_mask((x), (z), _CMP_LT_OQ), (z))
+#define ACT_SERIAL fc_activate_serial_f64
+#define KFN(name) name##avx512_f64
+#include "winograd_kern_impl.h"
+
+const fc_wino_kernels fc_wino_avx512 = {
+    "avx512", wino_in_avx512_f32, wino_in_avx512_f64, wino_gemm_avx512_f32,
+    wino_gemm_avx512_f64, wino_out_avx512_f32, wino_out_avx512_f64,
+};
+#endif
