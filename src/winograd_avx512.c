@@ -13,39 +13,38 @@
 
 #define WG_NV 4
 
-/* NCHW: row i of the tile for channel l is (out[4i][l], ..., out[4i+3][l]):
- * a 4 x 4 transpose inside each 128-bit lane of out[4i .. 4i+3] puts
- * channel 4k + e's row in lane k of r[e]; stored 128 bits at a time. */
+/* NCHW: row i of the tile for channel l is (r[0][l], ..., r[3][l]): a 4 x 4
+ * transpose inside each 128-bit lane puts channel 4k + e's row in lane k of
+ * e<e>; stored 128 bits at a time (masked 512-bit stores measured slower). */
 static inline __attribute__((always_inline)) void
-wg_store_nchw_f32(const fc_wino_out_args *a, int64_t o, int64_t nl, const __m512 *out)
+wg_store_nchw_row_f32(const fc_wino_out_args *a, int64_t o, int64_t nl, int i, const __m512 *r)
 {
-    const int64_t ldc = a->ldc, ldr = a->ldr;
-    const int nrows = a->nrows, ncols = a->ncols;
-    const __mmask8 wm = (__mmask8)((1u << ncols) - 1u);
-    float *y = (float *)a->y + o * ldc;
-    for (int i = 0; i < nrows; ++i) {
-        const __m512 a0 = _mm512_unpacklo_ps(out[4 * i], out[4 * i + 1]);
-        const __m512 a1 = _mm512_unpackhi_ps(out[4 * i], out[4 * i + 1]);
-        const __m512 b0 = _mm512_unpacklo_ps(out[4 * i + 2], out[4 * i + 3]);
-        const __m512 b1 = _mm512_unpackhi_ps(out[4 * i + 2], out[4 * i + 3]);
-        __m128 r[16];   /* r[l]: channel l's row */
-        const __m512 e0 = _mm512_shuffle_ps(a0, b0, 0x44), e1 = _mm512_shuffle_ps(a0, b0, 0xEE);
-        const __m512 e2 = _mm512_shuffle_ps(a1, b1, 0x44), e3 = _mm512_shuffle_ps(a1, b1, 0xEE);
-#define WG_LANES(E, e)                                                         \
-        r[E] = _mm512_castps512_ps128(e);                                      \
-        r[4 + E] = _mm512_extractf32x4_ps(e, 1);                               \
-        r[8 + E] = _mm512_extractf32x4_ps(e, 2);                               \
-        r[12 + E] = _mm512_extractf32x4_ps(e, 3);
-        WG_LANES(0, e0) WG_LANES(1, e1) WG_LANES(2, e2) WG_LANES(3, e3)
-#undef WG_LANES
-        float *yr = y + i * ldr;
-        if (ncols == 4)
-            for (int64_t l = 0; l < nl; ++l) _mm_storeu_ps(yr + l * ldc, r[l]);
-        else
-            for (int64_t l = 0; l < nl; ++l) _mm_mask_storeu_ps(yr + l * ldc, wm, r[l]);
+    const int64_t ldc = a->ldc;
+    const __m512 a0 = _mm512_unpacklo_ps(r[0], r[1]), a1 = _mm512_unpackhi_ps(r[0], r[1]);
+    const __m512 b0 = _mm512_unpacklo_ps(r[2], r[3]), b1 = _mm512_unpackhi_ps(r[2], r[3]);
+    const __m512 e[4] = {_mm512_shuffle_ps(a0, b0, 0x44), _mm512_shuffle_ps(a0, b0, 0xEE),
+                         _mm512_shuffle_ps(a1, b1, 0x44), _mm512_shuffle_ps(a1, b1, 0xEE)};
+    float *y = (float *)a->y + o * ldc + i * a->ldr;
+    if (a->ncols == 4 && nl == 16) {
+        for (int q = 0; q < 4; ++q) {
+            _mm_storeu_ps(y + q * ldc, _mm512_castps512_ps128(e[q]));
+            _mm_storeu_ps(y + (4 + q) * ldc, _mm512_extractf32x4_ps(e[q], 1));
+            _mm_storeu_ps(y + (8 + q) * ldc, _mm512_extractf32x4_ps(e[q], 2));
+            _mm_storeu_ps(y + (12 + q) * ldc, _mm512_extractf32x4_ps(e[q], 3));
+        }
+        return;
     }
+    const __mmask8 wm = (__mmask8)((1u << a->ncols) - 1u);
+    __m128 rows[16];
+    for (int q = 0; q < 4; ++q) {
+        rows[q] = _mm512_castps512_ps128(e[q]);
+        rows[4 + q] = _mm512_extractf32x4_ps(e[q], 1);
+        rows[8 + q] = _mm512_extractf32x4_ps(e[q], 2);
+        rows[12 + q] = _mm512_extractf32x4_ps(e[q], 3);
+    }
+    for (int64_t l = 0; l < nl; ++l) _mm_mask_storeu_ps(y + l * ldc, wm, rows[l]);
 }
-#define WG_STORE_NCHW(a, o, nl, out) wg_store_nchw_f32(a, o, nl, out)
+#define WG_STORE_NCHW_ROW(a, o, nl, i, r) wg_store_nchw_row_f32(a, o, nl, i, r)
 
 #define T float
 #define V __m512
@@ -80,7 +79,7 @@ wg_store_nchw_f32(const fc_wino_out_args *a, int64_t o, int64_t nl, const __m512
 #undef VRELU
 #undef ACT_SERIAL
 #undef KFN
-#undef WG_STORE_NCHW
+#undef WG_STORE_NCHW_ROW
 
 #define T double
 #define V __m512d

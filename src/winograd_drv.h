@@ -126,7 +126,7 @@ static int FN(wino_run_)(const fc_conv_desc *d, const T *x, const int64_t *xstri
     const fc_kernel_table *dk = fc_kernels();
     const int64_t tpi = pl.tiles_h * pl.tiles_w;
     const int64_t nitems = G * pl.nblocks * pl.nob;
-    const int64_t ldxi_v = TB * ldv, ldxi_m = TB * ldm;
+    const int64_t ldxi_v = TB * ldv;
     (void)E;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(pl.threads)
@@ -174,7 +174,7 @@ static int FN(wino_run_)(const fc_conv_desc *d, const T *x, const int64_t *xstri
                     for (int64_t t = 0; t < nt; t += 6)
                         wk->FN(gemm_)(v + xi * ldxi_v + t * ldv, ldv,
                                       (int)(nt - t < 6 ? nt - t : 6), ux + o * cin, pw, no, cin,
-                                      m + xi * ldxi_m + t * ldm + (o - oc0), ldm);
+                                      m + (t * 36 + xi) * ldm + (o - oc0), 36 * ldm);
                 }
             }
             /* the output transform, bias and activation, one store */
@@ -184,8 +184,8 @@ static int FN(wino_run_)(const fc_conv_desc *d, const T *x, const int64_t *xstri
                 const int64_t n = t / tpi, th = (t % tpi) / pl.tiles_w, tw = t % pl.tiles_w;
                 const int64_t oh = 4 * th, ow = 4 * tw, ch = g * cout + oc0;
                 fc_wino_out_args a;
-                a.m = m + (t - t0) * ldm;
-                a.ldxi = ldxi_m;
+                a.m = m + (t - t0) * 36 * ldm;
+                a.ldxi = ldm;
                 a.bias = bpad ? bpad + g * ocp + oc0 : NULL;
                 if (y_nhwc) {
                     a.y = y + ((n * d->h_out + oh) * d->w_out + ow) * d->c_out + ch;

@@ -10,7 +10,7 @@
  *  U  transformed weights of a group: u[xi][panel][ic][pw], panels of P
  *     output channels (the last one narrower: OCp - P * panel, OCp = cout_g
  *     rounded up to E, zeros past cout_g).
- *  M  GEMM results m[xi][t][ldm] (ldm a multiple of E), the output channels
+ *  M  GEMM results m[t][xi][ldm] (ldm a multiple of E), the output channels
  *     of one work item.
  */
 #ifndef FASTCONV_WINOGRAD_KERN_H

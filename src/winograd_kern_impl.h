@@ -9,8 +9,8 @@
  *   VSTORE_N(p, v, n): the first n < VL lanes (unused when VL == 1),
  *   ACT_SERIAL: fc_activate_serial_f32 or _f64, KFN(name): the function names;
  * optionally WG_NV (vectors of output channels in a GEMM tile: the SIMD
- * GEMM is only made with it) and WG_STORE_NCHW(a, o, nl, out) (the
- * ISA's NCHW store of one tile's 16 vectors; a scalar scatter otherwise).
+ * GEMM is only made with it) and WG_STORE_NCHW_ROW(a, o, nl, i, r) (the
+ * ISA's NCHW store of one row of a tile, 4 vectors; a scalar scatter otherwise).
  *
  * Transforms (Lavin and Gray, points 0, +-1, +-2, inf): V = B^T d B,
  * Y = A^T M A with
@@ -69,27 +69,44 @@ static void KFN(wino_in_)(const T *s, int64_t lr, int64_t lc, int64_t nc, T *v, 
     }
 }
 
-/* One tile's 16 outputs (row-major 4 x 4) of the lanes [o, o + nl) to y, element by element. */
-static inline void KFN(wino_scatter_)(const fc_wino_out_args *a, int64_t o, int64_t nl,
-                                      const V *out)
+/* Row i (4 vectors, r[j] = column j) of one tile's outputs, lanes [o, o + nl), to y. */
+static inline void KFN(wino_store_row_)(const fc_wino_out_args *a, int64_t o, int64_t nl, int i,
+                                        const V *r)
 {
-    T buf[16 * VL];
-    for (int q = 0; q < 16; ++q) VSTORE(buf + q * VL, out[q]);
-    T *y = (T *)a->y;
+#if VL > 1
+    if (a->ldc == 1) {   /* NHWC: a tile pixel's channels are contiguous */
+        T *y = (T *)a->y + o + i * a->ldr;
+        for (int j = 0; j < a->ncols; ++j) {
+            if (nl == VL)
+                VSTORE(y + j * a->ldw, r[j]);
+            else
+                VSTORE_N(y + j * a->ldw, r[j], nl);
+        }
+        return;
+    }
+#endif
+#ifdef WG_STORE_NCHW_ROW
+    if (a->ldw == 1) {
+        WG_STORE_NCHW_ROW(a, o, nl, i, r);
+        return;
+    }
+#endif
+    T buf[4 * VL];
+    for (int j = 0; j < 4; ++j) VSTORE(buf + j * VL, r[j]);
+    T *y = (T *)a->y + i * a->ldr;
     for (int64_t l = 0; l < nl; ++l)
-        for (int i = 0; i < a->nrows; ++i)
-            for (int j = 0; j < a->ncols; ++j)
-                y[(o + l) * a->ldc + i * a->ldr + j * a->ldw] = buf[(i * 4 + j) * VL + l];
+        for (int j = 0; j < a->ncols; ++j) y[(o + l) * a->ldc + j * a->ldw] = buf[j * VL + l];
 }
 
 static void KFN(wino_out_)(const fc_wino_out_args *a)
 {
     const V c2 = VSET1((T)2), c4 = VSET1((T)4), c8 = VSET1((T)8), z = VZERO();
     const T *m = (const T *)a->m, *bias = (const T *)a->bias;
-    const int64_t ldxi = a->ldxi;
+    const int64_t ldxi = a->ldxi, noc = a->noc;
     const int kind = a->act ? a->act->kind : FC_ACT_IDENTITY;
-    for (int64_t o = 0; o < a->noc; o += VL) {
-        V t[4][6], out[16];
+    const int nrows = a->nrows;
+    for (int64_t o = 0; o < noc; o += VL) {
+        V t[4][6];
         for (int k = 0; k < 6; ++k) {   /* down column k */
             const T *p = m + k * ldxi + o;
             const V m0 = VLOAD(p), m1 = VLOAD(p + 6 * ldxi), m2 = VLOAD(p + 12 * ldxi);
@@ -97,41 +114,31 @@ static void KFN(wino_out_)(const fc_wino_out_args *a)
             WG_AT(m0, m1, m2, m3, m4, m5, t[0][k], t[1][k], t[2][k], t[3][k]);
         }
         const V b = bias ? VLOAD(bias + o) : z;
-        for (int i = 0; i < 4; ++i) {
-            WG_AT(t[i][0], t[i][1], t[i][2], t[i][3], t[i][4], t[i][5],
-                  out[4 * i], out[4 * i + 1], out[4 * i + 2], out[4 * i + 3]);
-            for (int j = 0; j < 4; ++j) out[4 * i + j] = VADD(out[4 * i + j], b);
-        }
-        if (kind == FC_ACT_RELU) {
-            for (int q = 0; q < 16; ++q) out[q] = VRELU(out[q], z);
-        } else if (kind != FC_ACT_IDENTITY) {
-            /* the project's activation loops, on this tile while it is in registers/L1 */
+        const int64_t nl = noc - o < VL ? noc - o : VL;
+        if (kind == FC_ACT_IDENTITY || kind == FC_ACT_RELU) {
+            for (int i = 0; i < nrows; ++i) {   /* along row i, stored at once */
+                V r[4];
+                WG_AT(t[i][0], t[i][1], t[i][2], t[i][3], t[i][4], t[i][5], r[0], r[1], r[2], r[3]);
+                for (int j = 0; j < 4; ++j) r[j] = VADD(r[j], b);
+                if (kind == FC_ACT_RELU)
+                    for (int j = 0; j < 4; ++j) r[j] = VRELU(r[j], z);
+                KFN(wino_store_row_)(a, o, nl, i, r);
+            }
+        } else {
+            /* the project's activation loops on the tile's rows while they are in L1 */
             T buf[16 * VL];
-            for (int q = 0; q < 16; ++q) VSTORE(buf + q * VL, out[q]);
-            ACT_SERIAL(buf, buf, 16 * VL, a->act);
-            for (int q = 0; q < 16; ++q) out[q] = VLOAD(buf + q * VL);
+            for (int i = 0; i < nrows; ++i) {
+                V r[4];
+                WG_AT(t[i][0], t[i][1], t[i][2], t[i][3], t[i][4], t[i][5], r[0], r[1], r[2], r[3]);
+                for (int j = 0; j < 4; ++j) VSTORE(buf + (4 * i + j) * VL, VADD(r[j], b));
+            }
+            ACT_SERIAL(buf, buf, (size_t)(4 * nrows * VL), a->act);
+            for (int i = 0; i < nrows; ++i) {
+                V r[4];
+                for (int j = 0; j < 4; ++j) r[j] = VLOAD(buf + (4 * i + j) * VL);
+                KFN(wino_store_row_)(a, o, nl, i, r);
+            }
         }
-        const int64_t nl = a->noc - o < VL ? a->noc - o : VL;
-#if VL > 1
-        if (a->ldc == 1) {   /* NHWC: a tile pixel's channels are contiguous */
-            T *y = (T *)a->y + o;
-            for (int i = 0; i < a->nrows; ++i)
-                for (int j = 0; j < a->ncols; ++j) {
-                    if (nl == VL)
-                        VSTORE(y + i * a->ldr + j * a->ldw, out[4 * i + j]);
-                    else
-                        VSTORE_N(y + i * a->ldr + j * a->ldw, out[4 * i + j], nl);
-                }
-            continue;
-        }
-#endif
-#ifdef WG_STORE_NCHW
-        if (a->ldw == 1) {
-            WG_STORE_NCHW(a, o, nl, out);
-            continue;
-        }
-#endif
-        KFN(wino_scatter_)(a, o, nl, out);
     }
 }
 
