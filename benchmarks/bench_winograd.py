@@ -10,7 +10,10 @@ against a float64 NumPy reference of the same data (relative to max |y|).
 
     OPENBLAS_NUM_THREADS=1 PYTHONPATH=. python benchmarks/bench_winograd.py \
         [--threads 1,2] [--rounds 15] [--activation relu] [--no-ort] \
-        [--tb N] [--budget BYTES] [layer id ...]
+        [--plain] [--tb N] [--budget BYTES] [layer id ...]
+
+--plain: both fastconv paths get the plain weight array instead (packed, or
+transformed, inside every call; the columns keep their names).
 
 --tb / --budget override the tile-block choice (tuning, see src/winograd.c).
 """
@@ -69,13 +72,14 @@ def main():
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--activation", default="relu")
     ap.add_argument("--no-ort", action="store_true")
+    ap.add_argument("--plain", action="store_true")
     ap.add_argument("--tb", type=int, default=0)
     ap.add_argument("--budget", type=int, default=0)
     args = ap.parse_args()
     act = None if args.activation in ("none", "linear") else args.activation
     _core._winograd_tune(args.tb, args.budget)
     print(f"kernels: {_core.winograd_kernel_name()}; activation {act}; rounds {args.rounds}; "
-          f"medians in ms")
+          f"{'plain' if args.plain else 'packed'} weights; medians in ms")
     print(f"{'layer':16s} {'thr':>3s} {'fused':>8s} {'winograd':>8s} {'ort':>8s} "
           f"{'fused/wino':>10s} {'ort/wino':>8s} {'ws MB':>6s} {'err fused':>9s} "
           f"{'err wino':>9s}")
@@ -88,8 +92,8 @@ def main():
             w = (rng.standard_normal((L.cout, L.cin // L.groups, L.k, L.k))
                  / np.sqrt(9 * L.cin)).astype(np.float32)
             b = rng.standard_normal(L.cout).astype(np.float32)
-            pf = fastconv.pack_weight(w, L.groups)
-            pw = fastconv.pack_weight(w, L.groups, method="winograd")
+            pf = w if args.plain else fastconv.pack_weight(w, L.groups)
+            pw = w if args.plain else fastconv.pack_weight(w, L.groups, method="winograd")
             yf = np.empty(L.out_shape, np.float32)
             yw = np.empty(L.out_shape, np.float32)
             kw = L.conv_kwargs

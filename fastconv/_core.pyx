@@ -753,11 +753,11 @@ cdef extern from "winograd.h" nogil:
     int fc_winograd_raw_f32(const fc_conv_desc *d, const float *x, const int64_t *xstrides,
                             const float *w, const int64_t *wstrides, const float *bias,
                             float *y, int y_nhwc, const fc_activation *post,
-                            const fc_activation *pre)
+                            const fc_activation *pre, fc_scratch *s)
     int fc_winograd_raw_f64(const fc_conv_desc *d, const double *x, const int64_t *xstrides,
                             const double *w, const int64_t *wstrides, const double *bias,
                             double *y, int y_nhwc, const fc_activation *post,
-                            const fc_activation *pre)
+                            const fc_activation *pre, fc_scratch *s)
     const char *fc_winograd_kernel_name()
     void fc_winograd_tune(int tiles_per_block, size_t budget_bytes)
 
@@ -826,12 +826,14 @@ def conv2d_winograd(ConvDesc desc, cnp.ndarray x, object w, object bias, cnp.nda
     cdef fc_wino_weight *u = NULL
     cdef int rc
     cdef bint f32 = _is_f32(x)
+    cdef _Scratch sc = None
     _elem_strides(x, xs)
     if isinstance(w, WinogradWeight):
         u = (<WinogradWeight>w).p
     else:
         _elem_strides(<cnp.ndarray>w, ws)
         wp = cnp.PyArray_DATA(<cnp.ndarray>w)
+        sc = _scratch_take()   # the transformed weights, kept for the next raw call
     with nogil:
         if u != NULL and f32:
             rc = fc_winograd_f32(&desc.d, <const float *>xp, xs, u, <const float *>bp,
@@ -841,11 +843,14 @@ def conv2d_winograd(ConvDesc desc, cnp.ndarray x, object w, object bias, cnp.nda
                                  <double *>yp, y_nhwc, &post.a, &pre.a)
         elif f32:
             rc = fc_winograd_raw_f32(&desc.d, <const float *>xp, xs, <const float *>wp, ws,
-                                     <const float *>bp, <float *>yp, y_nhwc, &post.a, &pre.a)
+                                     <const float *>bp, <float *>yp, y_nhwc, &post.a, &pre.a,
+                                     &sc.s)
         else:
             rc = fc_winograd_raw_f64(&desc.d, <const double *>xp, xs, <const double *>wp, ws,
                                      <const double *>bp, <double *>yp, y_nhwc, &post.a,
-                                     &pre.a)
+                                     &pre.a, &sc.s)
+    if sc is not None:
+        _scratch_give(sc)
     _check_status(rc, "the Winograd convolution")
 
 

@@ -41,21 +41,23 @@ size_t fc_winograd_workspace(const fc_conv_desc *d, size_t elem_size);
 
 /* x read through element strides xstrides = {n, c, h, w} (NULL: dense NCHW);
  * y dense NCHW, or NHWC when y_nhwc.  u made for d's channels and groups
- * and for this float type (FC_EINVAL otherwise, or when d is not supported).
- * w: raw weights (strides as for pack) transformed for this call only. */
+ * and for this float type (FC_EINVAL otherwise, or when d is not supported). */
 int fc_winograd_f32(const fc_conv_desc *d, const float *x, const int64_t *xstrides,
                     const fc_wino_weight *u, const float *bias, float *y, int y_nhwc,
                     const fc_activation *post, const fc_activation *pre);
 int fc_winograd_f64(const fc_conv_desc *d, const double *x, const int64_t *xstrides,
                     const fc_wino_weight *u, const double *bias, double *y, int y_nhwc,
                     const fc_activation *post, const fc_activation *pre);
+/* w transformed for this call into *s (grown as needed and kept for the
+ * next call, as fc_conv2d_raw_* keep theirs; one call at a time per scratch). */
 int fc_winograd_raw_f32(const fc_conv_desc *d, const float *x, const int64_t *xstrides,
                         const float *w, const int64_t *wstrides, const float *bias, float *y,
-                        int y_nhwc, const fc_activation *post, const fc_activation *pre);
+                        int y_nhwc, const fc_activation *post, const fc_activation *pre,
+                        fc_scratch *s);
 int fc_winograd_raw_f64(const fc_conv_desc *d, const double *x, const int64_t *xstrides,
                         const double *w, const int64_t *wstrides, const double *bias,
                         double *y, int y_nhwc, const fc_activation *post,
-                        const fc_activation *pre);
+                        const fc_activation *pre, fc_scratch *s);
 
 /* The Winograd kernel set in use (follows fc_kernel_name: "avx512",
  * "avx2+fma" or "portable"). */

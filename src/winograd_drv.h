@@ -7,30 +7,48 @@
 #define CAT(a, b) CAT_(a, b)
 #define FN(name) CAT(name, SFX)
 
-/* U of every group from w (OIHW order through strides ws), G g G^T in double. */
+/* U of every group from w (OIHW order through strides ws), G g G^T in double.
+ * One work item per (group, panel of P output channels): input channel by
+ * input channel, so that w is read along its rows (one stream per output
+ * channel) and each of the 36 planes of U is written front to back; the
+ * padding columns are zeroed in passing (the buffer may be a reused one). */
 static void FN(wino_transform_weight_)(fc_wino_weight *p, const T *w, const int64_t *ws)
 {
     const int64_t cin = p->cin_g, cout = p->cout_g, ocp = p->ocp, P = FC_WINO_P(T);
-    const int64_t xi_stride = ocp * cin, g_stride = 36 * xi_stride;
+    const int64_t E = FC_WINO_E(T);
+    const int64_t xi_stride = p->xi_stride, g_stride = 36 * xi_stride, ps = p->panel_stride;
     T *u = (T *)p->u;
-    memset(u, 0, (size_t)(p->groups * g_stride) * sizeof(T));
-    const int64_t nwork = p->groups * cout;
+    const int64_t npanels = (ocp + P - 1) / P, nwork = p->groups * npanels;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (nwork * cin >= 4096)
+#pragma omp parallel for schedule(static) if (nwork > 1 && cin * cout >= 8192)
 #endif
-    for (int64_t go = 0; go < nwork; ++go) {
-        const int64_t g = go / cout, o = go % cout, oc = g * cout + o;
-        const int64_t panel = o / P, pw = ocp - panel * P < P ? ocp - panel * P : P;
-        T *ug = u + g * g_stride + panel * P * cin + (o - panel * P);
-        for (int64_t ic = 0; ic < cin; ++ic) {
-            double gk[3][3], tmp[6][3], r[6][6];
-            for (int a = 0; a < 3; ++a)
-                for (int b = 0; b < 3; ++b) gk[a][b] = (double)w[oc * ws[0] + ic * ws[1] + a * ws[2] + b * ws[3]];
-            for (int b = 0; b < 3; ++b)
-                wino_g_line(gk[0][b], gk[1][b], gk[2][b], &tmp[0][b], 3);
-            for (int a = 0; a < 6; ++a) wino_g_line(tmp[a][0], tmp[a][1], tmp[a][2], r[a], 1);
+    for (int64_t gp = 0; gp < nwork; ++gp) {
+        const int64_t g = gp / npanels, pb = (gp % npanels) * P;
+        const int64_t pe = pb + P < ocp ? pb + P : ocp;
+        for (int64_t ic = 0; ic < cin; ++ic)
+        for (int64_t o0 = pb; o0 < pe; o0 += E) {
+            /* E output channels side by side (the e loops vectorise), in double */
+            double gk[9][64 / sizeof(T)], tm[18][64 / sizeof(T)], t6[36][64 / sizeof(T)];
+            for (int64_t e = 0; e < E; ++e) {
+                const int64_t o = o0 + e;
+                const T *src = w + (g * cout + (o < cout ? o : 0)) * ws[0] + ic * ws[1];
+                for (int a = 0; a < 3; ++a)
+                    for (int c = 0; c < 3; ++c)
+                        gk[3 * a + c][e] = o < cout ? (double)src[a * ws[2] + c * ws[3]] : 0.0;
+            }
+            for (int c = 0; c < 3; ++c)   /* G along the kernel's rows */
+                for (int64_t e = 0; e < E; ++e)
+                    WINO_G_LINE(gk[c][e], gk[3 + c][e], gk[6 + c][e], tm[c][e], tm[3 + c][e],
+                                tm[6 + c][e], tm[9 + c][e], tm[12 + c][e], tm[15 + c][e]);
+            for (int a = 0; a < 6; ++a)   /* and along its columns */
+                for (int64_t e = 0; e < E; ++e)
+                    WINO_G_LINE(tm[3 * a][e], tm[3 * a + 1][e], tm[3 * a + 2][e], t6[6 * a][e],
+                                t6[6 * a + 1][e], t6[6 * a + 2][e], t6[6 * a + 3][e],
+                                t6[6 * a + 4][e], t6[6 * a + 5][e]);
+            const int64_t panel = o0 / P, pw = ocp - panel * P < P ? ocp - panel * P : P;
+            T *dst = u + g * g_stride + panel * ps + ic * pw + (o0 - panel * P);
             for (int xi = 0; xi < 36; ++xi)
-                ug[xi * xi_stride + ic * pw] = (T)r[xi / 6][xi % 6];
+                for (int64_t e = 0; e < E; ++e) dst[xi * xi_stride + e] = (T)t6[xi][e];
         }
     }
 }
@@ -39,11 +57,7 @@ static fc_wino_weight *FN(wino_pack_)(const fc_conv_desc *d, const T *w, const i
 {
     fc_wino_weight *p = (fc_wino_weight *)calloc(1, sizeof *p);
     if (!p) return NULL;
-    p->elem = sizeof(T);
-    p->groups = d->groups;
-    p->cin_g = d->c_in / d->groups;
-    p->cout_g = d->c_out / d->groups;
-    p->ocp = wino_round(p->cout_g, FC_WINO_E(T));
+    wino_weight_init(p, d, sizeof(T));
     p->u = fc_alloc64(wino_weight_elems(p) * sizeof(T));
     if (!p->u) {
         free(p);
@@ -165,15 +179,15 @@ static int FN(wino_run_)(const fc_conv_desc *d, const T *x, const int64_t *xstri
             }
             /* the 36 GEMMs of this item's output channels [oc0, oc1) */
             const int64_t oc0 = ob * pl.ocb, oc1 = oc0 + pl.ocb < ocp ? oc0 + pl.ocb : ocp;
-            const T *ug = (const T *)u->u + g * 36 * ocp * cin;
+            const T *ug = (const T *)u->u + g * 36 * u->xi_stride;
             for (int xi = 0; xi < 36; ++xi) {
-                const T *ux = ug + xi * ocp * cin;
+                const T *ux = ug + xi * u->xi_stride;
                 for (int64_t o = oc0; o < oc1; o += P) {
                     const int64_t pw = ocp - o < P ? ocp - o : P;
                     const int64_t no = oc1 - o < pw ? oc1 - o : pw;
                     for (int64_t t = 0; t < nt; t += 6)
                         wk->FN(gemm_)(v + xi * ldxi_v + t * ldv, ldv,
-                                      (int)(nt - t < 6 ? nt - t : 6), ux + o * cin, pw, no, cin,
+                                      (int)(nt - t < 6 ? nt - t : 6), ux + o / P * u->panel_stride, pw, no, cin,
                                       m + (t * 36 + xi) * ldm + (o - oc0), 36 * ldm);
                 }
             }
@@ -219,14 +233,22 @@ int FN(fc_winograd_)(const fc_conv_desc *d, const T *x, const int64_t *xstrides,
 
 int FN(fc_winograd_raw_)(const fc_conv_desc *d, const T *x, const int64_t *xstrides,
                          const T *w, const int64_t *wstrides, const T *bias, T *y, int y_nhwc,
-                         const fc_activation *post, const fc_activation *pre)
+                         const fc_activation *post, const fc_activation *pre, fc_scratch *s)
 {
     if (!fc_winograd_supported(d)) return FC_EINVAL;
-    fc_wino_weight *u = FN(wino_pack_)(d, w, wstrides);
-    if (!u) return FC_ENOMEM;
-    const int rc = FN(wino_run_)(d, x, xstrides, u, bias, y, y_nhwc, post, pre);
-    fc_winograd_free(u);
-    return rc;
+    fc_wino_weight u;
+    wino_weight_init(&u, d, sizeof(T));
+    const size_t need = wino_weight_elems(&u) * sizeof(T);
+    if (!s->p || s->bytes < need) {   /* kept for the next call: no fresh pages then */
+        fc_scratch_release(s);
+        s->p = fc_alloc64(need);
+        if (!s->p) return FC_ENOMEM;
+        s->bytes = need;
+    }
+    u.u = s->p;
+    int64_t dense[4] = {u.cin_g * 9, 9, 3, 1};
+    FN(wino_transform_weight_)(&u, w, wstrides ? wstrides : dense);
+    return FN(wino_run_)(d, x, xstrides, &u, bias, y, y_nhwc, post, pre);
 }
 
 #undef FN

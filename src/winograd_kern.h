@@ -9,7 +9,8 @@
  *     lanes past cin_g hold garbage and are never read).
  *  U  transformed weights of a group: u[xi][panel][ic][pw], panels of P
  *     output channels (the last one narrower: OCp - P * panel, OCp = cout_g
- *     rounded up to E, zeros past cout_g).
+ *     rounded up to E, zeros past cout_g), panels and xi planes a vector
+ *     further apart than packed (fc_wino_weight's strides, winograd.c).
  *  M  GEMM results m[t][xi][ldm] (ldm a multiple of E), the output channels
  *     of one work item.
  */
