@@ -293,3 +293,35 @@ def test_nan_input_spreads_to_its_tiles(rng):
             tiles[4 * th:4 * th + 4, 4 * tw:4 * tw + 4] = True
     assert not np.isnan(got[:, :, ~tiles]).any()
     assert_wino_close(got[:, :, ~tiles], ref[:, :, ~tiles], scale[:, :, ~tiles], np.float32)
+
+
+def test_conv2d_layer(rng):
+    """layers.Conv2D(method="winograd") against the same layer on the direct path,
+    both data formats, and a training step's gradients (from the plain kernel)."""
+    from fastconv import layers as L
+    for data_format in ("channels_first", "channels_last"):
+        kw = dict(padding="same", activation="relu", data_format=data_format)
+        wl = L.Conv2D(12, 3, method="winograd", **kw)
+        dl = L.Conv2D(12, 3, method="fused", **kw)
+        shape = (2, 7, 10, 9) if data_format == "channels_first" else (2, 10, 9, 7)
+        x = rng.standard_normal(shape).astype(np.float32)
+        dl(x)
+        wl.build(x.shape)
+        wl.set_weights(dl.get_weights())
+        yw, yd = wl(x), dl(x)
+        assert np.abs(yw - yd).max() <= 1e-4 * np.abs(yd).max()
+        g = rng.standard_normal(yd.shape).astype(np.float32)
+        yw, yd = wl(x, training=True), dl(x, training=True)
+        # the gradients come from the direct path's backward at the relu mask of
+        # each forward's output (equal but where an output is within rounding of 0)
+        mask_same = (yw > 0) == (yd > 0)
+        if mask_same.all():
+            np.testing.assert_allclose(wl.backward(g), dl.backward(g), rtol=1e-5, atol=1e-5)
+            for a, b in zip(wl.gradients, dl.gradients):
+                np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="method='winograd' needs a 3x3 kernel"):
+        L.Conv2D(4, 5, method="winograd")
+    with pytest.raises(ValueError, match="method='winograd' needs"):
+        L.Conv2D(4, 3, strides=2, method="winograd")
+    with pytest.raises(ValueError, match="`method` must be one of"):
+        L.DepthwiseConv2D(3, method="winograd")
