@@ -611,6 +611,8 @@ def workspace_bytes(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1,
     Counts the activated input copy (pre-activation), im2col's column matrix,
     and for NHWC the transposed copies of x, w and y that im2col and depthwise
     (groups == C > 1) make; the direct kernels read and write NHWC in place.
+    ``method="winograd"``: its per-thread tile buffers at the current thread
+    count (plain weights add their transformed copy, 4x the weights).
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
