@@ -102,6 +102,13 @@ def _steppers(name):
 
 
 def time_pair(name, threads, rounds):
+    # the BLAS behind fastconv's GEMM paths gets the same count (threadpoolctl)
+    from fastconv.bench import fastconv_threads
+    with fastconv_threads(threads):
+        return _time_pair(name, threads, rounds)
+
+
+def _time_pair(name, threads, rounds):
     fastconv.set_num_threads(threads)
     torch.set_num_threads(threads)
     ours_step, torch_step = _steppers(name)

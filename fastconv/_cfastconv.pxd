@@ -61,10 +61,18 @@ cdef extern from "fastconv.h" nogil:
         pass
     fc_packed *fc_pack_weight_f32(const fc_conv_desc *d, const float *w)
     fc_packed *fc_pack_weight_f64(const fc_conv_desc *d, const double *w)
+    fc_packed *fc_pack_weight_strided_f32(const fc_conv_desc *d, const float *w,
+                                          const int64_t *wstrides)
+    fc_packed *fc_pack_weight_strided_f64(const fc_conv_desc *d, const double *w,
+                                          const int64_t *wstrides)
     int fc_repack_weight_strided_f32(fc_packed *p, const fc_conv_desc *d, const float *w,
                                      const int64_t *wstrides)
     int fc_repack_weight_strided_f64(fc_packed *p, const fc_conv_desc *d, const double *w,
                                      const int64_t *wstrides)
+    void fc_weight_to_oihw_f32(const fc_conv_desc *d, const float *w, const int64_t *ws,
+                               float *dst)
+    void fc_weight_to_oihw_f64(const fc_conv_desc *d, const double *w, const int64_t *ws,
+                               double *dst)
     void fc_packed_free(fc_packed *p)
     size_t fc_packed_bytes(const fc_packed *p)
     int fc_conv2d_packed_f32(const fc_conv_desc *d, const float *x, const fc_packed *w,

@@ -6,6 +6,7 @@ Python layer (conv.py, activations.py) has already checked shapes, dtypes and
 contiguity of every array that reaches these functions.
 """
 cimport numpy as cnp
+import numpy as np
 from libc.stdint cimport int64_t
 
 from fastconv._cfastconv cimport *
@@ -251,39 +252,89 @@ def bias_activate_ld(cnp.ndarray y, int64_t rows, int64_t length, int64_t ld, ob
             fc_bias_activate_ld_f64(<double *>yp, rows, length, ld, <const double *>bp, nb, &act.a)
 
 
+cdef _weight_to_oihw(cnp.ndarray w, int64_t groups, cnp.ndarray dst):
+    """dst (dense OIHW, w's shape and dtype) = w, any element strides (a
+    transposed view of HWIO weights: a blocked transpose in C, where NumPy's
+    element-wise copy is slow)."""
+    cdef fc_conv_desc d
+    cdef int64_t ws[4]
+    cdef int i
+    item = w.itemsize
+    if w.flags.c_contiguous or any(w.strides[i] % item for i in range(4)):
+        dst[...] = w
+        return
+    for i in range(4):
+        ws[i] = w.strides[i] // item
+    d.c_out = w.shape[0]
+    d.c_in = w.shape[1] * groups
+    d.kh = w.shape[2]
+    d.kw = w.shape[3]
+    d.groups = groups
+    cdef void *wp = cnp.PyArray_DATA(w)
+    cdef void *dp = cnp.PyArray_DATA(dst)
+    if _is_f32(w):
+        with nogil:
+            fc_weight_to_oihw_f32(&d, <const float *>wp, ws, <float *>dp)
+    else:
+        with nogil:
+            fc_weight_to_oihw_f64(&d, <const double *>wp, ws, <double *>dp)
+
+
+cdef inline bint _hwio_ordered(cnp.ndarray w):
+    """Whether w (OIHW indices) is a view of a C-contiguous HWIO array."""
+    return not w.flags.c_contiguous and w.transpose(2, 3, 1, 0).flags.c_contiguous
+
+
 cdef class PackedWeight:
     """Weights (c_out, c_in/groups, kh, kw) packed once for the direct kernels.
 
     Holds its own copy: changing the source array afterwards does not change
     it.  `groups` and `c_in` are fixed at packing; any input size, stride,
-    padding and dilation can use it.
+    padding and dilation can use it.  The copy keeps the source's order when
+    that is HWIO (a Keras-layout kernel: copying it is a memcpy, packing from
+    it line copies, where a transpose to OIHW cost 2-3x the packing itself);
+    `weight` is then its OIHW-indexed view, else a dense OIHW array.
     """
     cdef fc_packed *p
-    cdef readonly object weight      # a private, read-only copy (OIHW)
+    cdef readonly object weight      # a private, read-only copy (OIHW indices)
     cdef readonly int64_t groups, c_in
+    cdef object _dense               # a dense OIHW copy of weight, made on demand
 
     def __cinit__(self, cnp.ndarray w, int64_t groups):
         cdef fc_conv_desc d
+        cdef int64_t ws[4]
         self.p = NULL
-        w = w.copy()
-        w.setflags(write=False)
-        self.weight = w
+        self._dense = None
+        if _hwio_ordered(w):
+            own = w.transpose(2, 3, 1, 0).copy().transpose(3, 2, 0, 1)
+        else:
+            own = np.empty((w.shape[0], w.shape[1], w.shape[2], w.shape[3]), w.dtype)
+            _weight_to_oihw(w, groups, own)
+        own.setflags(write=False)
+        self.weight = own
         self.groups = groups
-        self.c_in = w.shape[1] * groups
-        d.c_out = w.shape[0]
-        d.c_in = self.c_in
-        d.kh = w.shape[2]
-        d.kw = w.shape[3]
-        d.groups = groups
-        cdef void *wp = cnp.PyArray_DATA(w)
-        if _is_f32(w):
+        self.c_in = own.shape[1] * groups
+        self._desc_strides(&d, ws)
+        cdef void *wp = cnp.PyArray_DATA(own)
+        if _is_f32(own):
             with nogil:
-                self.p = fc_pack_weight_f32(&d, <const float *>wp)
+                self.p = fc_pack_weight_strided_f32(&d, <const float *>wp, ws)
         else:
             with nogil:
-                self.p = fc_pack_weight_f64(&d, <const double *>wp)
+                self.p = fc_pack_weight_strided_f64(&d, <const double *>wp, ws)
         if self.p == NULL:
             raise MemoryError("fastconv: cannot allocate the packed weights")
+
+    cdef _desc_strides(self, fc_conv_desc *d, int64_t *ws):
+        cdef cnp.ndarray own = self.weight
+        cdef int i
+        d.c_out = own.shape[0]
+        d.c_in = self.c_in
+        d.kh = own.shape[2]
+        d.kw = own.shape[3]
+        d.groups = self.groups
+        for i in range(4):
+            ws[i] = own.strides[i] // own.itemsize
 
     def _repack(self, cnp.ndarray w):
         """New weights into this pack's buffers (pack_weight's out=): w has
@@ -295,18 +346,14 @@ cdef class PackedWeight:
         cdef cnp.ndarray own = self.weight
         own.setflags(write=True)
         try:
-            own[...] = w
+            if own.flags.c_contiguous:
+                _weight_to_oihw(w, self.groups, own)
+            else:
+                own[...] = w      # HWIO-ordered copy: a memcpy from HWIO sources
         finally:
             own.setflags(write=False)
-        d.c_out = own.shape[0]
-        d.c_in = self.c_in
-        d.kh = own.shape[2]
-        d.kw = own.shape[3]
-        d.groups = self.groups
-        ws[0] = own.shape[1] * d.kh * d.kw
-        ws[1] = d.kh * d.kw
-        ws[2] = d.kw
-        ws[3] = 1
+        self._dense = None
+        self._desc_strides(&d, ws)
         cdef void *wp = cnp.PyArray_DATA(own)
         if _is_f32(own):
             with nogil:
@@ -316,6 +363,18 @@ cdef class PackedWeight:
                 rc = fc_repack_weight_strided_f64(self.p, &d, <const double *>wp, ws)
         if rc != 0:
             raise ValueError("fastconv: the weights do not match this pack's geometry")
+
+    def dense_weight(self):
+        """weight as a dense OIHW array (itself when it is one; else a copy
+        made once per packing, for the code paths that need that layout)."""
+        if self.weight.flags.c_contiguous:
+            return self.weight
+        if self._dense is None:
+            d = np.empty(self.weight.shape, self.weight.dtype)
+            _weight_to_oihw(self.weight, self.groups, d)
+            d.setflags(write=False)
+            self._dense = d
+        return self._dense
 
     def __dealloc__(self):
         fc_packed_free(self.p)

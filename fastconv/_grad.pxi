@@ -14,6 +14,10 @@ cdef extern from "fastconv_grad.h" nogil:
                             int64_t oh0, int64_t oh1, float *x)
     void fc_col2im_rows_f64(const fc_conv_desc *d, const double *col, int64_t c0, int64_t nc,
                             int64_t oh0, int64_t oh1, double *x)
+    void fc_col2im_images_f32(const fc_conv_desc *d, const float *col, int64_t n_img, int64_t c0,
+                              int64_t nc, int tap_major, float *x)
+    void fc_col2im_images_f64(const fc_conv_desc *d, const double *col, int64_t n_img,
+                              int64_t c0, int64_t nc, int tap_major, double *x)
     int fc_grad_weight_f32(const fc_conv_desc *d, const float *x, const int64_t *xstrides,
                            const float *g, const int64_t *gstrides, const float *v,
                            const fc_activation *act, int from_output, float *gw, int gw_hwio,
@@ -23,6 +27,20 @@ cdef extern from "fastconv_grad.h" nogil:
                            const fc_activation *act, int from_output, double *gw, int gw_hwio,
                            double *gbias, double *gz_out, fc_scratch *s)
     const char *fc_grad_weight_kernel_name()
+    void fc_bn_train_forward_f32(const float *x, int64_t outer, int64_t channels, int64_t inner,
+                                 const float *gamma, const float *beta, double eps, float *xhat,
+                                 float *y, float *mean, float *var, float *inv_std)
+    void fc_bn_train_forward_f64(const double *x, int64_t outer, int64_t channels,
+                                 int64_t inner, const double *gamma, const double *beta,
+                                 double eps, double *xhat, double *y, double *mean, double *var,
+                                 double *inv_std)
+    void fc_bn_train_backward_f32(const float *g, const float *xhat, int64_t outer,
+                                  int64_t channels, int64_t inner, const float *gamma,
+                                  const float *inv_std, float *gbeta, float *ggamma, float *dx)
+    void fc_bn_train_backward_f64(const double *g, const double *xhat, int64_t outer,
+                                  int64_t channels, int64_t inner, const double *gamma,
+                                  const double *inv_std, double *gbeta, double *ggamma,
+                                  double *dx)
 
 
 def act_grad(cnp.ndarray g, object v, object gz, int64_t outer, int64_t channels,
@@ -61,6 +79,24 @@ def col2im_rows(ConvDesc desc, cnp.ndarray col, int64_t c0, int64_t nc, int64_t 
     else:
         with nogil:
             fc_col2im_rows_f64(&desc.d, <const double *>cp, c0, nc, oh0, oh1, <double *>xp)
+
+
+def col2im_images(ConvDesc desc, cnp.ndarray col, int64_t c0, int64_t nc, cnp.ndarray x,
+                  bint tap_major=False):
+    """Add col (nc * kh * kw, n * h_out * w_out: image i's columns at
+    i * h_out * w_out in each row) into channels [c0, c0 + nc) of the n dense
+    (N, C, H, W) images x (whole images: col2im_rows for a batch).  Rows in
+    (channel, kh, kw) order, or (kh, kw, channel) when tap_major."""
+    cdef void *cp = cnp.PyArray_DATA(col)
+    cdef void *xp = cnp.PyArray_DATA(x)
+    cdef int64_t n = x.shape[0]
+    if _is_f32(col):
+        with nogil:
+            fc_col2im_images_f32(&desc.d, <const float *>cp, n, c0, nc, tap_major, <float *>xp)
+    else:
+        with nogil:
+            fc_col2im_images_f64(&desc.d, <const double *>cp, n, c0, nc, tap_major,
+                                 <double *>xp)
 
 
 def desc_geometry(ConvDesc desc):
@@ -120,3 +156,53 @@ def grad_weight(ConvDesc desc, cnp.ndarray x, cnp.ndarray g, object v, ActSpec a
 def grad_weight_kernel_name():
     """The weight-gradient micro-kernels in use: "avx512", "avx2+fma" or "portable"."""
     return fc_grad_weight_kernel_name().decode()
+
+
+def bn_train_forward(cnp.ndarray x, int64_t outer, int64_t channels, int64_t inner,
+                     object gamma, object beta, double eps, cnp.ndarray xhat, cnp.ndarray y,
+                     cnp.ndarray mean, cnp.ndarray var, cnp.ndarray inv_std):
+    """Batch statistics, xhat and y of training-mode batch normalisation over
+    dense (outer, channels, inner) arrays (fc_bn_train_forward_*; gamma/beta
+    None: 1 and 0)."""
+    cdef void *xp = cnp.PyArray_DATA(x)
+    cdef void *gp = _data(gamma)
+    cdef void *bp = _data(beta)
+    cdef void *hp = cnp.PyArray_DATA(xhat)
+    cdef void *yp = cnp.PyArray_DATA(y)
+    cdef void *mp = cnp.PyArray_DATA(mean)
+    cdef void *vp = cnp.PyArray_DATA(var)
+    cdef void *ip = cnp.PyArray_DATA(inv_std)
+    if _is_f32(x):
+        with nogil:
+            fc_bn_train_forward_f32(<const float *>xp, outer, channels, inner,
+                                    <const float *>gp, <const float *>bp, eps, <float *>hp,
+                                    <float *>yp, <float *>mp, <float *>vp, <float *>ip)
+    else:
+        with nogil:
+            fc_bn_train_forward_f64(<const double *>xp, outer, channels, inner,
+                                    <const double *>gp, <const double *>bp, eps, <double *>hp,
+                                    <double *>yp, <double *>mp, <double *>vp, <double *>ip)
+
+
+def bn_train_backward(cnp.ndarray g, cnp.ndarray xhat, int64_t outer, int64_t channels,
+                      int64_t inner, object gamma, cnp.ndarray inv_std, cnp.ndarray gbeta,
+                      cnp.ndarray ggamma, object dx):
+    """gbeta, ggamma and (dx not None) the input gradient of training-mode
+    batch normalisation (fc_bn_train_backward_*)."""
+    cdef void *gp = cnp.PyArray_DATA(g)
+    cdef void *hp = cnp.PyArray_DATA(xhat)
+    cdef void *ap = _data(gamma)
+    cdef void *ip = cnp.PyArray_DATA(inv_std)
+    cdef void *bp = cnp.PyArray_DATA(gbeta)
+    cdef void *cp = cnp.PyArray_DATA(ggamma)
+    cdef void *dp = _data(dx)
+    if _is_f32(g):
+        with nogil:
+            fc_bn_train_backward_f32(<const float *>gp, <const float *>hp, outer, channels,
+                                     inner, <const float *>ap, <const float *>ip,
+                                     <float *>bp, <float *>cp, <float *>dp)
+    else:
+        with nogil:
+            fc_bn_train_backward_f64(<const double *>gp, <const double *>hp, outer, channels,
+                                     inner, <const double *>ap, <const double *>ip,
+                                     <double *>bp, <double *>cp, <double *>dp)

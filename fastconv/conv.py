@@ -215,7 +215,9 @@ def _plan(x, weight, bias, stride, padding, dilation, groups, activation,
         p.w = _strided_ok(weight, "weight") if prepare else weight
     else:
         p.x = _contiguous(x, "input") if prepare else x
-        p.w = _contiguous(weight, "weight") if prepare else weight
+        # a pack's weight may be the OIHW view of its HWIO copy: used as it
+        # is (the kernels read the pack; _dense_weight where a path needs OIHW)
+        p.w = _contiguous(weight, "weight") if prepare and p.packed is None else weight
     p.bias = bias
     p.dtype = x.dtype
     p.cin_g, p.cout_g = cin_g, c_out // groups
@@ -430,6 +432,11 @@ def _direct(p, x, y, post, pre):
         _core.conv2d_direct(p.desc, x, p.w, p.bias, y, post._spec, pre._spec)
 
 
+def _dense_weight(p):
+    """The call's weight as a dense OIHW array (a pack's copy made once)."""
+    return p.packed.dense_weight() if p.packed is not None else np.ascontiguousarray(p.w)
+
+
 def _run_fused(p, y):
     # Depthwise (groups == c_in) is routed to its own kernel inside the C driver.
     _direct(p, p.x, y, p.post, p.pre)
@@ -480,7 +487,7 @@ def _run_im2col(p, y):
     k = p.cin_g * kh * kw
     rows = _im2col_block_rows(k, h_out, w_out, p.dtype.itemsize)
     col = np.empty(k * rows * w_out, p.dtype)
-    wmat = p.w.reshape(groups, p.cout_g, k)
+    wmat = _dense_weight(p).reshape(groups, p.cout_g, k)
     ymat = y.reshape(n, groups, p.cout_g, h_out * w_out)
     epilogue = p.bias is not None or not p.post.is_identity
     biases = [None if p.bias is None else p.bias[g * p.cout_g:(g + 1) * p.cout_g]
@@ -563,7 +570,7 @@ def _nhwc_via_nchw(run, p, y):
     for f in _Conv.__slots__:
         if hasattr(p, f):
             setattr(q, f, getattr(p, f))
-    q.x, q.w, q.nhwc = np.ascontiguousarray(p.x), np.ascontiguousarray(p.w), False
+    q.x, q.w, q.nhwc = np.ascontiguousarray(p.x), _dense_weight(p), False
     yc = np.empty(p.shape_out, p.dtype)
     run(q, yc)
     y[...] = yc.transpose(0, 2, 3, 1)

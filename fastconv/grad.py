@@ -82,10 +82,22 @@ def _grad_like(a, argname, shape, dtype, where):
     return a
 
 
+def _is_hwio_view(buf):
+    """Whether buf is the OIHW-ordered view ``a.transpose(3, 2, 0, 1)`` of a
+    C-contiguous HWIO array a (and not itself C-contiguous)."""
+    return isinstance(buf, np.ndarray) and buf.ndim == 4 and not buf.flags.c_contiguous and \
+        buf.transpose(2, 3, 1, 0).flags.c_contiguous
+
+
 def _check_buffer(buf, argname, shape, dtype, where, inputs):
     """A caller's preallocated gradient buffer: exact shape and dtype,
-    C-contiguous, writeable, sharing no memory with the inputs."""
-    _check_out(buf, shape, dtype, where, argname)
+    C-contiguous (grad_weight of an NCHW call: or the OIHW view of a
+    C-contiguous HWIO array), writeable, sharing no memory with the inputs."""
+    if argname == "grad_weight" and _is_hwio_view(buf) and len(shape) == 4:
+        _check_out(buf.transpose(2, 3, 1, 0), tuple(shape[i] for i in (2, 3, 1, 0)), dtype,
+                   where, argname)
+    else:
+        _check_out(buf, shape, dtype, where, argname)
     for name, a in inputs:
         if a is not None and np.may_share_memory(buf, a):
             raise ValueError(f"{where}: {argname} must not overlap {name}")
@@ -245,8 +257,9 @@ def _tconv(g, w, geo, groups, out, bias, post, method):
 
 @_quiet
 def _tconv_im2col(g, w, geo, groups, out, bias, post):
-    """_tconv as GEMMs (W^T g per image, group and block of g's rows) through
-    NumPy's BLAS, scattered by col2im; bias and activation as one last pass."""
+    """_tconv as GEMMs (W^T g per group, over a batch of images or a block of
+    one image's rows) through NumPy's BLAS, scattered by col2im; bias and
+    activation as one last pass."""
     sh, sw, dh, dw, pt, pl = geo
     n, c_out, h, wd = out.shape
     c_in, hg, wg = g.shape[1:]
@@ -256,17 +269,48 @@ def _tconv_im2col(g, w, geo, groups, out, bias, post):
     desc = _core.ConvDesc(n, c_out, h, wd, c_in, kh, kw, hg, wg, sh, sw, dh, dw, pt, pl,
                           groups)
     rows = _conv._im2col_block_rows(k, hg, wg, g.itemsize)
-    col = np.empty(k * rows * wg, g.dtype)
-    wmat = w.reshape(groups, cig, k)
     out[...] = 0
-    for i in range(n):
-        for grp in range(groups):
-            gmat = g[i, grp * cig:(grp + 1) * cig].reshape(cig, hg * wg)
-            for r0 in range(0, hg, rows):
-                r1 = min(r0 + rows, hg)
-                cblk = col[:k * (r1 - r0) * wg].reshape(k, (r1 - r0) * wg)
-                np.matmul(wmat[grp].T, gmat[:, r0 * wg:r1 * wg], out=cblk)
-                _core.col2im_rows(desc, cblk, grp * cog, cog, r0, r1, out[i])
+    hw = hg * wg
+    hwio = w.transpose(2, 3, 1, 0)
+    if rows == hg and not w.flags.c_contiguous and hwio.flags.c_contiguous:
+        # w is the view of an HWIO copy (a layer's pack): its (kh, kw, C_out/g)
+        # rows are the GEMM's operand as they are, col2im takes them tap-major
+        amat = hwio.reshape(k, c_in)
+        wmats = [amat[:, grp * cig:(grp + 1) * cig] for grp in range(groups)]
+        tap_major = True
+    else:
+        w = np.ascontiguousarray(w)
+        wmats = [m.T for m in w.reshape(groups, cig, k)]
+        tap_major = False
+    if rows == hg and (n > 1 or tap_major):
+        # Whole images fit a block: one GEMM for a batch of them, so that a
+        # small image (ResNet's last stages: 2x2 to 7x7) does not read all
+        # the weights once per image (benchmarks/NOTES.md, training step).
+        nb = int(min(n, max(_conv._IM2COL_BLOCK_BYTES // max(k * hw * g.itemsize, 1),
+                            -(-_conv._IM2COL_MIN_COLS // hw), 1)))
+        col = np.empty(k * nb * hw, g.dtype)
+        gcols = np.empty(cig * nb * hw, g.dtype)
+        for i0 in range(0, n, nb):
+            i1 = min(i0 + nb, n)
+            m = (i1 - i0) * hw
+            cblk = col[:k * m].reshape(k, m)
+            gmat = gcols[:cig * m].reshape(cig, m)
+            for grp in range(groups):
+                np.copyto(gmat.reshape(cig, i1 - i0, hw),
+                          g[i0:i1, grp * cig:(grp + 1) * cig].reshape(i1 - i0, cig, hw)
+                          .transpose(1, 0, 2))
+                np.matmul(wmats[grp], gmat, out=cblk)
+                _core.col2im_images(desc, cblk, grp * cog, cog, out[i0:i1], tap_major)
+    else:
+        col = np.empty(k * rows * wg, g.dtype)
+        for i in range(n):
+            for grp in range(groups):
+                gmat = g[i, grp * cig:(grp + 1) * cig].reshape(cig, hw)
+                for r0 in range(0, hg, rows):
+                    r1 = min(r0 + rows, hg)
+                    cblk = col[:k * (r1 - r0) * wg].reshape(k, (r1 - r0) * wg)
+                    np.matmul(wmats[grp], gmat[:, r0 * wg:r1 * wg], out=cblk)
+                    _core.col2im_rows(desc, cblk, grp * cog, cog, r0, r1, out[i])
     if bias is not None or not post.is_identity:
         _core.bias_activate(out, n * c_out, h * wd, bias, post._spec)
     return out
@@ -444,6 +488,9 @@ def conv2d_backward(grad_output, x, weight, bias=None, stride=1, padding=0, dila
         the weights on every call costs more than the GEMM path).
     grad_input, grad_weight, grad_bias : optional preallocated C-contiguous
         buffers of the exact shapes and dtype, written in place and returned.
+        For NCHW, grad_weight may also be ``a.transpose(3, 2, 0, 1)`` of a
+        C-contiguous HWIO array ``a`` (a Keras-layout kernel's gradient: the
+        weight-gradient kernel writes that layout directly).
 
     Derivatives follow torch at the kinks: relu'(0) = 0, relu6' and
     hardsigmoid' 0 at their break points, hardswish'(-3) = 0 and
@@ -483,7 +530,9 @@ def conv2d_backward(grad_output, x, weight, bias=None, stride=1, padding=0, dila
         return _empty_batch_grads(do_x, do_w, gb, grad_input, grad_weight, xshape, wshape, p.dtype)
 
     x4 = np.ascontiguousarray(p.x)
-    w4 = np.ascontiguousarray(p.w)
+    # a pack's weight as it is (maybe the OIHW view of its HWIO copy: the
+    # input gradient reads that layout; no transposing copy per step)
+    w4 = p.w if p.packed is not None else np.ascontiguousarray(p.w)
     g4 = _nchw(g, p.nhwc, p.unbatched)
     from_output = z is None and _uses_output(p.post, y)
     v = None
@@ -502,6 +551,10 @@ def conv2d_backward(grad_output, x, weight, bias=None, stride=1, padding=0, dila
     geo = _core.desc_geometry(p.desc)
     fused = method in ("auto", "fused")
     gw = None
+    # an NCHW call's grad_weight may be the OIHW view of an HWIO buffer (a
+    # Keras-layout kernel's gradient): the kernel writes HWIO itself, the
+    # others through a copy (no transposing copy per training step)
+    hwio_buf = do_w and not p.nhwc and grad_weight is not None and _is_hwio_view(grad_weight)
     if do_w and method != "im2col" and _weight_grad_kernel_suits(p):
         # the weight-gradient kernel reads x and grad_output in the caller's
         # layout; fused, it applies f' and reduces the bias itself, and hands
@@ -516,18 +569,22 @@ def conv2d_backward(grad_output, x, weight, bias=None, stride=1, padding=0, dila
         if fused:
             gz = g4 if p.post.is_identity else (np.empty(p.shape_out, p.dtype) if do_x else None)
             gw = _weight_grad_kernel(xa, gv, vv, p.post, from_output, p.desc, grad_weight,
-                                     wshape, p.nhwc, gb, None if gz is g4 else gz)
+                                     wshape, p.nhwc or hwio_buf, gb, None if gz is g4 else gz)
         else:
             gz = _activation_grad(g4, v, p.post, from_output, gb, fuse_bias=False)
             gw = _weight_grad_kernel(xa, gz, None, _NO_ACT, False, p.desc, grad_weight,
-                                     wshape, p.nhwc, None, None)
+                                     wshape, p.nhwc or hwio_buf, None, None)
     else:
         gz = _activation_grad(g4, v, p.post, from_output, gb, fuse_bias=fused)
         if do_w:
             xa = x4 if p.pre.is_identity else _conv._activated_copy(x4, p.pre)
-            gw4 = _nchw_target(grad_weight, p.w.shape, p.dtype, p.nhwc)
+            gw4 = _nchw_target(None if hwio_buf else grad_weight, p.w.shape, p.dtype, p.nhwc)
             _weight_grad(xa, gz, geo, c_out // p.cout_g, gw4)
-            gw = _deliver(gw4, grad_weight, p.nhwc, False, (2, 3, 1, 0))
+            if hwio_buf:
+                grad_weight[...] = gw4
+                gw = grad_weight
+            else:
+                gw = _deliver(gw4, grad_weight, p.nhwc, False, (2, 3, 1, 0))
     gi = None
     if do_x:
         gi4 = _nchw_target(grad_input, (n, c_in, h, wd), p.dtype, p.nhwc)

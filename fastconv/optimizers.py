@@ -113,6 +113,24 @@ class CosineDecay(LearningRateSchedule):
 # ---------------------------------------------------------------------------
 # the optimizers
 
+#: elements per chunk of a big variable's update (six such arrays fit L2)
+_UPDATE_CHUNK = 32768
+_POOLS = {}
+
+
+def _threads():
+    from fastconv import _core
+    return _core.get_num_threads()
+
+
+def _update_pool(n):
+    """A kept pool of n threads for the chunked updates."""
+    if n not in _POOLS:
+        from concurrent.futures import ThreadPoolExecutor
+        _POOLS[n] = ThreadPoolExecutor(max_workers=n, thread_name_prefix="fastconv-opt")
+    return _POOLS[n]
+
+
 class Optimizer:
     """What every optimizer shares: learning rate, clipping, weight decay,
     the iteration count, lazily created state and its saving."""
@@ -247,10 +265,46 @@ class Optimizer:
                 if self._wd_pattern is None or names is None or \
                         not self._wd_pattern.search(names[k]):
                     v *= v.dtype.type(1 - self.weight_decay * lr)
+        chunks = []
         for k, (g, v) in enumerate(zip(grads, variables)):
-            s1, s2 = (b[:v.size].reshape(v.shape) for b in self._scratch[v.dtype])
-            self._update(k, np.asarray(g, v.dtype), v, lr, s1, s2)
+            g = np.asarray(g, v.dtype)
+            slots = {n: self._slots[n][k] for n in self._slot_names}
+            if v.size > _UPDATE_CHUNK and g.flags.c_contiguous and v.flags.c_contiguous and \
+                    all(a.flags.c_contiguous for a in slots.values()):
+                # the same element-wise steps, chunk by chunk: the temporaries
+                # stay in cache, so each array crosses memory once, not once
+                # per step (benchmarks/NOTES.md, training step)
+                flat = {n: a.reshape(-1) for n, a in slots.items()}
+                gf, vf = g.reshape(-1), v.reshape(-1)
+                for c0 in range(0, v.size, _UPDATE_CHUNK):
+                    c1 = min(c0 + _UPDATE_CHUNK, v.size)
+                    chunks.append(({n: a[c0:c1] for n, a in flat.items()}, gf[c0:c1],
+                                   vf[c0:c1]))
+            else:
+                b1, b2 = self._scratch[v.dtype]
+                self._update(slots, g, v, lr, b1[:v.size].reshape(v.shape),
+                             b2[:v.size].reshape(v.shape))
+        self._update_chunks(chunks, lr)
         self.iterations += 1
+
+    def _update_chunks(self, chunks, lr):
+        """The chunks of the big variables, split among fastconv's threads
+        (NumPy releases the GIL inside each step), each with its own scratch."""
+        def run(part):
+            scratch = {}
+            for slots, g, v in part:
+                if v.dtype not in scratch:
+                    scratch[v.dtype] = (np.empty(_UPDATE_CHUNK, v.dtype),
+                                        np.empty(_UPDATE_CHUNK, v.dtype))
+                b1, b2 = scratch[v.dtype]
+                self._update(slots, g, v, lr, b1[:v.size], b2[:v.size])
+        nthr = min(_threads(), len(chunks) // 4)
+        if nthr <= 1:
+            return run(chunks)
+        step = -(-len(chunks) // nthr)
+        parts = [chunks[i:i + step] for i in range(0, len(chunks), step)]
+        for f in [_update_pool(len(parts)).submit(run, part) for part in parts]:
+            f.result()
 
     def _clip(self, grads):
         if self.clipnorm:
@@ -268,7 +322,7 @@ class Optimizer:
             return [np.clip(g, -self.clipvalue, self.clipvalue) for g in grads]
         return grads
 
-    def _update(self, k, g, v, lr, s1, s2):
+    def _update(self, slots, g, v, lr, s1, s2):
         raise NotImplementedError
 
     def get_config(self):
@@ -298,13 +352,13 @@ class SGD(Optimizer):
         self.nesterov = bool(nesterov)
         self._slot_names = ("momentum",) if self.momentum != 0 else ()
 
-    def _update(self, k, g, v, lr, s1, s2):
+    def _update(self, slots, g, v, lr, s1, s2):
         t = v.dtype.type
         if self.momentum == 0:
             np.multiply(g, t(lr), out=s1)
             v -= s1
             return
-        m = self._slots["momentum"][k]
+        m = slots["momentum"]
         m *= t(self.momentum)
         np.multiply(g, t(lr), out=s1)
         m -= s1
@@ -338,11 +392,11 @@ class Adam(Optimizer):
         self.amsgrad = bool(amsgrad)
         self._slot_names = ("momentum", "velocity") + (("velocity_hat",) if amsgrad else ())
 
-    def _update(self, k, g, v, lr, s1, s2):
+    def _update(self, slots, g, v, lr, s1, s2):
         t = v.dtype.type
         step = self.iterations + 1
         alpha = t(lr) * np.sqrt(1 - t(self.beta_2) ** t(step)) / (1 - t(self.beta_1) ** t(step))
-        m, vel = self._slots["momentum"][k], self._slots["velocity"][k]
+        m, vel = slots["momentum"], slots["velocity"]
         np.subtract(g, m, out=s1)
         s1 *= t(1 - self.beta_1)
         m += s1
@@ -351,7 +405,7 @@ class Adam(Optimizer):
         s1 *= t(1 - self.beta_2)
         vel += s1
         if self.amsgrad:
-            vhat = self._slots["velocity_hat"][k]
+            vhat = slots["velocity_hat"]
             np.maximum(vhat, vel, out=vhat)
             vel = vhat
         np.sqrt(vel, out=s1)
@@ -395,15 +449,15 @@ class RMSprop(Optimizer):
         self._slot_names = ("velocity",) + (("momentum",) if self.momentum > 0 else ()) + \
             (("average_gradient",) if self.centered else ())
 
-    def _update(self, k, g, v, lr, s1, s2):
+    def _update(self, slots, g, v, lr, s1, s2):
         t = v.dtype.type
-        vel = self._slots["velocity"][k]
+        vel = slots["velocity"]
         vel *= t(self.rho)
         np.multiply(g, g, out=s1)
         s1 *= t(1 - self.rho)
         vel += s1
         if self.centered:
-            avg = self._slots["average_gradient"][k]
+            avg = slots["average_gradient"]
             avg *= t(self.rho)
             np.multiply(g, t(1 - self.rho), out=s1)
             avg += s1
@@ -416,7 +470,7 @@ class RMSprop(Optimizer):
         np.multiply(g, t(lr), out=s2)
         s2 /= s1
         if self.momentum > 0:
-            m = self._slots["momentum"][k]
+            m = slots["momentum"]
             m *= t(self.momentum)
             m += s2
             v -= m

@@ -179,11 +179,56 @@ static int FN(pack_block_)(const fc_kernel_table *kt, const T *w, const int64_t 
     return ok;
 }
 
+/* Layout B from o-contiguous weights (ws[0] == 1: a view of HWIO), source
+ * row by source row: each (group, kh, kw, ic) row of output channels is read
+ * once, sequentially, and its OB-wide pieces go to every block (one
+ * sequential write stream per block).  Block by block instead, each block
+ * read a 64-byte piece of every row, 2 KB apart for 512 channels, at
+ * ~0.8 GB/s (benchmarks/NOTES.md, training step).  Returns whether every
+ * weight is finite. */
+static int FN(pack_b_rows_)(const T *w, const int64_t *ws, const fc_packed *pk, T *wb)
+{
+    const int64_t nob = pk->nob, cin_g = pk->cin_g, cout_g = pk->cout_g, KW = pk->kw;
+    const int64_t taps = pk->kh * KW, per_g = taps * cin_g, rows = pk->groups * per_g;
+    const int64_t blk = per_g * OB;
+    const int nthr = FN(pack_threads_)(FN(wb_elems_)(pk) * sizeof(T), rows);
+    int finite = 1;
+    (void)nthr;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(nthr) if (nthr > 1) reduction(& : finite)
+#endif
+    for (int64_t r = 0; r < rows; ++r) {
+        const int64_t g = r / per_g, rem = r % per_g, t = rem / cin_g, ic = rem % cin_g;
+        const T *src = w + g * cout_g + ic * ws[1] + (t / KW) * ws[2] + (t % KW) * ws[3];
+        T *dst = wb + g * nob * blk + rem * OB;
+        T chk[FC_OB(T)];   /* per lane (a vector), v - v is NaN for inf / NaN */
+        for (int o = 0; o < OB; ++o) chk[o] = (T)0;
+        int64_t b = 0;
+        for (; (b + 1) * OB <= cout_g; ++b, src += OB, dst += blk) {
+            memcpy(dst, src, sizeof(T) * FC_OB(T));   /* constant size: inlined moves */
+            for (int o = 0; o < OB; ++o) chk[o] += src[o] - src[o];
+        }
+        if (b < nob) {
+            const int nrows = (int)(cout_g - b * OB);
+            for (int o = 0; o < OB; ++o) {
+                const T v = o < nrows ? src[o] : (T)0;
+                dst[o] = v;
+                chk[o] += v - v;
+            }
+        }
+        int ok = 1;
+        for (int o = 0; o < OB; ++o) ok &= chk[o] == (T)0;
+        finite &= ok;
+    }
+    return finite;
+}
+
 /* Layout B into wb: [group][oc block][kh][kw][ic][OB], threaded over the
  * blocks for big weights.  Returns whether every weight is finite
  * (fc_packed.finite). */
 static int FN(pack_b_)(const T *w, const int64_t *ws, const fc_packed *pk, T *wb)
 {
+    if (ws[0] == 1 && pk->cout_g > 1) return FN(pack_b_rows_)(w, ws, pk, wb);
     const fc_kernel_table *kt = fc_kernels();
     const int64_t nblk = pk->groups * pk->nob, blk = pk->kh * pk->kw * pk->cin_g * OB;
     const int nthr = FN(pack_threads_)(FN(wb_elems_)(pk) * sizeof(T), nblk);
@@ -248,19 +293,53 @@ static void FN(pack_a_)(const T *w, const int64_t *ws, const fc_packed *pk, cons
     }
 }
 
-/* A dense OIHW copy of w (any strides) into raw. */
-static void FN(copy_oihw_)(const fc_conv_desc *d, const T *w, const int64_t *ws, T *raw)
+/* A dense OIHW copy of w (any strides) into raw: a memcpy when w is dense
+ * OIHW; else blocks of FC_OIHW_BLK output x FC_OIHW_BLK input channels, all
+ * taps, so that each source cache line (HWIO's run of output channels) is
+ * read once per block and each destination run (one output channel's
+ * block x taps values) is written whole: NumPy's element-wise transposing
+ * copy of a 512x512x3x3 HWIO view ran at ~0.5 GB/s (benchmarks/NOTES.md,
+ * training step). */
+#define FC_OIHW_BLK 16
+void FN(fc_weight_to_oihw_)(const fc_conv_desc *d, const T *w, const int64_t *ws, T *raw)
 {
-    const int64_t cin_g = d->c_in / d->groups, taps = d->kh * d->kw;
+    const int64_t cin_g = d->c_in / d->groups, taps = d->kh * d->kw, co = d->c_out;
     if (ws[3] == 1 && ws[2] == d->kw && ws[1] == taps && ws[0] == cin_g * taps) {
-        memcpy(raw, w, (size_t)(d->c_out * cin_g * taps) * sizeof(T));
+        memcpy(raw, w, (size_t)(co * cin_g * taps) * sizeof(T));
         return;
     }
-    for (int64_t o = 0; o < d->c_out; ++o)
-        for (int64_t ic = 0; ic < cin_g; ++ic)
-            for (int64_t kh = 0; kh < d->kh; ++kh)
-                for (int64_t kw = 0; kw < d->kw; ++kw)
-                    *raw++ = w[o * ws[0] + ic * ws[1] + kh * ws[2] + kw * ws[3]];
+    int64_t toff[64];
+    const int small_taps = taps <= 64;
+    if (small_taps)
+        for (int64_t t = 0; t < taps; ++t) toff[t] = (t / d->kw) * ws[2] + (t % d->kw) * ws[3];
+    const int64_t nob = (co + FC_OIHW_BLK - 1) / FC_OIHW_BLK;
+    const int64_t nib = (cin_g + FC_OIHW_BLK - 1) / FC_OIHW_BLK;
+    const int nthr = FN(pack_threads_)((size_t)(co * cin_g * taps) * sizeof(T), nob);
+    (void)nthr;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(nthr) if (nthr > 1)
+#endif
+    for (int64_t ob = 0; ob < nob; ++ob) {
+        const int64_t o0 = ob * FC_OIHW_BLK, o1 = fc_min64(o0 + FC_OIHW_BLK, co);
+        for (int64_t ib = 0; ib < nib; ++ib) {
+            const int64_t i0 = ib * FC_OIHW_BLK, i1 = fc_min64(i0 + FC_OIHW_BLK, cin_g);
+            for (int64_t o = o0; o < o1; ++o)
+                for (int64_t i = i0; i < i1; ++i) {
+                    const T *sp = w + o * ws[0] + i * ws[1];
+                    T *dp = raw + (o * cin_g + i) * taps;
+                    if (small_taps)
+                        for (int64_t t = 0; t < taps; ++t) dp[t] = sp[toff[t]];
+                    else
+                        for (int64_t t = 0; t < taps; ++t)
+                            dp[t] = sp[(t / d->kw) * ws[2] + (t % d->kw) * ws[3]];
+                }
+        }
+    }
+}
+
+static void FN(copy_oihw_)(const fc_conv_desc *d, const T *w, const int64_t *ws, T *raw)
+{
+    FN(fc_weight_to_oihw_)(d, w, ws, raw);
 }
 
 /* Whether packed weights keep an OIHW copy: depthwise candidates for

@@ -189,6 +189,13 @@ int fc_repack_weight_strided_f32(fc_packed *p, const fc_conv_desc *d, const floa
                                  const int64_t *wstrides);
 int fc_repack_weight_strided_f64(fc_packed *p, const fc_conv_desc *d, const double *w,
                                  const int64_t *wstrides);
+/* A dense OIHW copy of w[o][i][h][v] at w + o*ws[0] + i*ws[1] + h*ws[2] +
+ * v*ws[3] (any strides: a view of HWIO weights, say) into dst: a cache-blocked
+ * transpose, threaded for big weights (the private copy a pack keeps). */
+void fc_weight_to_oihw_f32(const fc_conv_desc *d, const float *w, const int64_t *wstrides,
+                           float *dst);
+void fc_weight_to_oihw_f64(const fc_conv_desc *d, const double *w, const int64_t *wstrides,
+                           double *dst);
 
 /* ---- depthwise convolution (conv_depthwise.c) ---------------------------- */
 

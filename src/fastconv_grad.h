@@ -51,6 +51,36 @@ void fc_col2im_rows_f32(const fc_conv_desc *d, const float *col, int64_t c0, int
                         int64_t oh0, int64_t oh1, float *x);
 void fc_col2im_rows_f64(const fc_conv_desc *d, const double *col, int64_t c0, int64_t nc,
                         int64_t oh0, int64_t oh1, double *x);
+/* col2im of whole images at once: col (nc * kh * kw, n_img * h_out * w_out),
+ * image i's columns at i * h_out * w_out within each row (one GEMM's result
+ * for a batch of images), added into channels [c0, c0 + nc) of the n_img
+ * dense (c_in, h_in, w_in) images at x.  Rows in (channel, kh, kw) order, or
+ * (kh, kw, channel) when tap_major (the GEMM of an HWIO weight).  Threads
+ * split (image, channel). */
+void fc_col2im_images_f32(const fc_conv_desc *d, const float *col, int64_t n_img, int64_t c0,
+                          int64_t nc, int tap_major, float *x);
+void fc_col2im_images_f64(const fc_conv_desc *d, const double *col, int64_t n_img, int64_t c0,
+                          int64_t nc, int tap_major, double *x);
+
+/* Batch normalisation in training mode (batchnorm.c) over (outer, channels,
+ * inner) dense data (NCHW: (N, C, H*W); channels-last: (N*H*W, C, 1)):
+ * mean and biased var per channel, inv_std = 1 / sqrt(var + eps),
+ * xhat = (x - mean) * inv_std, y = xhat * gamma + beta (gamma, beta NULL: 1
+ * and 0).  The backward: gbeta = sum g, ggamma = sum g * xhat per channel and,
+ * when dx is not NULL, dx = gamma * inv_std * (g - mean(g) - xhat *
+ * mean(g * xhat)).  Sums in double; threads split the channels. */
+void fc_bn_train_forward_f32(const float *x, int64_t outer, int64_t channels, int64_t inner,
+                             const float *gamma, const float *beta, double eps, float *xhat,
+                             float *y, float *mean, float *var, float *inv_std);
+void fc_bn_train_forward_f64(const double *x, int64_t outer, int64_t channels, int64_t inner,
+                             const double *gamma, const double *beta, double eps, double *xhat,
+                             double *y, double *mean, double *var, double *inv_std);
+void fc_bn_train_backward_f32(const float *g, const float *xhat, int64_t outer,
+                              int64_t channels, int64_t inner, const float *gamma,
+                              const float *inv_std, float *gbeta, float *ggamma, float *dx);
+void fc_bn_train_backward_f64(const double *g, const double *xhat, int64_t outer,
+                              int64_t channels, int64_t inner, const double *gamma,
+                              const double *inv_std, double *gbeta, double *ggamma, double *dx);
 
 /* The weight gradient of the convolution d (grad_weight.c):
  *

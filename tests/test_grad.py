@@ -218,6 +218,41 @@ def test_packed_weights(rng, method, dtype):
                        weight=ph, **geo)
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("method", METHODS)
+def test_hwio_packs_and_hwio_gradient_buffers(rng, method, dtype):
+    """NCHW calls with what a Keras-layout layer passes: a pack of an HWIO
+    array's OIHW view (the pack keeps the HWIO order) and a grad_weight that
+    is the OIHW view of an HWIO buffer; small images (the batched GEMM input
+    gradient on the HWIO rows) and larger ones (the direct kernels)."""
+    for (N, C, H, W, Cout, G, KH, KW, geo) in [
+            (3, 6, 4, 5, 8, 2, 3, 3, dict(padding=1)),
+            (4, 8, 6, 6, 16, 1, 3, 3, dict(padding=1, stride=2)),
+            (1, 4, 5, 5, 6, 1, 3, 3, dict(padding=(1, 0))),
+            (2, 4, 16, 16, 6, 2, 3, 3, dict(padding=1)),
+            (3, 4, 5, 7, 5, 1, 1, 1, {})]:
+        x, w, b, g, ref = draw_case(rng, dtype, N, C, H, W, Cout, G, KH, KW,
+                                    activation="relu", **geo)
+        hwio = np.ascontiguousarray(w.transpose(2, 3, 1, 0))
+        packed = fastconv.pack_weight(hwio.transpose(3, 2, 0, 1), groups=G)
+        np.testing.assert_array_equal(packed.weight, w)
+        gbuf = np.full(hwio.shape, np.nan, dtype)
+        for rep in range(2):
+            got = fastconv.conv2d_backward(g, x, packed, b, groups=G, activation="relu",
+                                           method=method, grad_weight=gbuf.transpose(3, 2, 0, 1),
+                                           **geo)
+            assert np.shares_memory(got[1], gbuf)
+            for k in range(3):
+                assert_close(got[k], ref[k][0], ref[k][1], dtype, what=f"gradient {k}")
+            assert_close(gbuf.transpose(3, 2, 0, 1), ref[1][0], ref[1][1], dtype,
+                         what="HWIO buffer")
+        # the forward with that pack agrees with the dense weight's
+        y = fastconv.conv2d(x, packed, b, groups=G, activation="relu", method=method, **geo)
+        np.testing.assert_allclose(y, fastconv.conv2d(x, w, b, groups=G, activation="relu",
+                                                      method=method, **geo),
+                                   rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-5)
+
+
 # --------------------------------------------------------------------------
 # needs=, the grad_* buffers, batch 0
 # --------------------------------------------------------------------------

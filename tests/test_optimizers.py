@@ -43,7 +43,8 @@ CASES = [
 @pytest.mark.parametrize("name, kwargs", CASES)
 def test_optimizer_matches_keras(rng, name, kwargs):
     keras = _keras()
-    shapes = [(3, 4), (4,), (2, 3, 3, 2)]
+    # the last variable is big enough for the chunked update, with a ragged tail
+    shapes = [(3, 4), (4,), (2, 3, 3, 2), (3, 3, 7, O._UPDATE_CHUNK // 60 + 1)]
     init = [rng.standard_normal(s).astype(np.float32) for s in shapes]
     ours_vars = [w.copy() for w in init]
     theirs_vars = [keras.Variable(w.copy()) for w in init]
@@ -130,3 +131,29 @@ def test_bad_arguments():
         O.get("adamm")
     assert isinstance(O.get("SGD"), O.SGD) and isinstance(O.get("adamw"), O.AdamW)
     assert O.get("adam").learning_rate == 0.001 and O.get("sgd").learning_rate == 0.01
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "RMSprop"])
+def test_threaded_chunked_update_is_bitwise_the_single_thread_one(rng, name):
+    """The chunks of big variables are split among fastconv's threads: the
+    same element-wise steps on every element, so the result is bitwise the
+    one-thread result (which test_optimizer_matches_keras checks)."""
+    import fastconv
+    shapes = [(5,), (O._UPDATE_CHUNK * 9 + 17,), (3, 3, 8, O._UPDATE_CHUNK // 24 + 5)]
+    init = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    grads = [[rng.standard_normal(s).astype(np.float32) for s in shapes] for _ in range(3)]
+    results = []
+    before = fastconv.get_num_threads()
+    try:
+        for threads in (1, 2):
+            fastconv.set_num_threads(threads)
+            v = [w.copy() for w in init]
+            opt = getattr(O, name)(learning_rate=0.01, **({"momentum": 0.9}
+                                                           if name != "Adam" else {}))
+            for g in grads:
+                opt.apply(g, v)
+            results.append(v)
+    finally:
+        fastconv.set_num_threads(before)
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)

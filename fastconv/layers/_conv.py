@@ -66,6 +66,8 @@ class _ConvBase(Layer):
         return -1 if self.data_format == "channels_last" else 1
 
     def _weights_changed(self):
+        if self._cache is not None:
+            self._spent_pack = self._cache[0]
         self._cache = None
 
     # The kernel packed once for the direct kernels (as a framework prepares a
@@ -74,12 +76,20 @@ class _ConvBase(Layer):
     def _conv_weight(self):
         if self._cache is None:
             hwio, groups = self._hwio_groups()
+            # new values of the same shape (an optimizer step) go into the
+            # previous pack's buffers: no fresh pages touched per step (the
+            # Winograd transform has no in-place repack: a fresh one)
+            spent = getattr(self, "_spent_pack", None)
+            self._spent_pack = None
+            oihw = hwio.transpose(3, 2, 0, 1)
             pack = "winograd" if self.method == "winograd" else "fused"
+            if spent is not None and (pack == "winograd" or (
+                    spent.shape, spent.dtype, spent.groups) != (oihw.shape, oihw.dtype, groups)):
+                spent = None
             if self.data_format == "channels_last":
-                w = pack_weight(hwio, groups, data_format="NHWC", method=pack)
+                w = pack_weight(hwio, groups, data_format="NHWC", out=spent, method=pack)
             else:
-                w = pack_weight(hwio.transpose(3, 2, 0, 1), groups, data_format="NCHW",
-                                method=pack)
+                w = pack_weight(oihw, groups, data_format="NCHW", out=spent, method=pack)
             self._cache = (w, groups)
         return self._cache
 
@@ -193,15 +203,21 @@ class _ConvBase(Layer):
         needs = ("input", "weight", "bias") if need_input else ("weight", "bias")
         if not self.use_bias:
             needs = tuple(n for n in needs if n != "bias")
+        # the kernel's gradient goes straight into one HWIO buffer kept across
+        # steps (channels_first: through its OIHW view, which the C kernel
+        # writes in HWIO order): no fresh pages and no transposing copy per
+        # step (benchmarks/NOTES.md, training step)
+        gbuf = getattr(self, "_kernel_grad_buf", None)
+        if gbuf is None or gbuf.shape != hwio.shape or gbuf.dtype != hwio.dtype:
+            gbuf = self._kernel_grad_buf = np.empty(hwio.shape, hwio.dtype)
         gi, gw, gb = conv2d_backward(
             np.ascontiguousarray(g), x, weight, self.bias if self.use_bias else None,
             stride=self.strides, padding=pads, dilation=self.dilation_rate, groups=groups,
             activation=self._activation.fused, pre_activation=self._pre_activation.fused,
             output=None if z is not None else y_fused, linear_output=z, needs=needs,
-            data_format="NHWC" if last else "NCHW")
-        if not last:
-            gw = gw.transpose(2, 3, 1, 0)
-        self._grads = {"kernel": np.ascontiguousarray(gw).reshape(self.kernel.shape)}
+            data_format="NHWC" if last else "NCHW",
+            grad_weight=gbuf if last else gbuf.transpose(3, 2, 0, 1))
+        self._grads = {"kernel": gbuf.reshape(self.kernel.shape)}
         if self.use_bias:
             self._grads["bias"] = gb
         return gi if need_input else None

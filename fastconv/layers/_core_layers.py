@@ -1,6 +1,8 @@
 """Dense, BatchNormalization, Add, Flatten, ZeroPadding2D, Activation, Identity."""
 import numpy as np
 
+from fastconv import _core
+
 from fastconv.conv import conv2d, pack_weight
 
 from ._backprop import backward_activation, forward_activation
@@ -246,43 +248,37 @@ class BatchNormalization(Layer):
         return y
 
     def _call_training(self, x, ax):
-        axes = tuple(i for i in range(x.ndim) if i != ax)
-        shape = [1] * x.ndim
-        shape[ax] = -1
-        mean = x.mean(axis=axes)
-        xc = x - mean.reshape(shape)
-        var = np.mean(np.square(xc), axis=axes)        # biased, as Keras
-        inv_std = (1.0 / np.sqrt(var + self.dtype_type(self.epsilon))).astype(self.dtype)
-        xhat = xc
-        xhat *= inv_std.reshape(shape)
-        y = xhat * self.gamma.reshape(shape)
-        y += self.beta.reshape(shape)
+        # one C pass per statistic and one for xhat and y, threaded over
+        # channels (benchmarks/NOTES.md, training step)
+        x = np.ascontiguousarray(x, dtype=self.dtype)
+        outer = int(np.prod(x.shape[:ax], dtype=np.int64))
+        c = x.shape[ax]
+        inner = int(np.prod(x.shape[ax + 1:], dtype=np.int64))
+        xhat, y = np.empty_like(x), np.empty_like(x)
+        mean, var, inv_std = (np.empty(c, self.dtype) for _ in range(3))
+        _core.bn_train_forward(x, outer, c, inner, self.gamma, self.beta, float(self.epsilon),
+                               xhat, y, mean, var, inv_std)
         m = self.dtype_type(self.momentum)
         for stat, batch in ((self.moving_mean, mean), (self.moving_variance, var)):
             stat *= m
             stat += batch * (1 - m)
         self._affine = None
-        self._saved = (xhat, inv_std, axes, shape)
+        self._saved = (xhat, inv_std, (outer, c, inner))
         return y
 
     def _backward(self, g, saved, need_input):
-        xhat, inv_std, axes, shape = saved
-        g = g.astype(self.dtype, copy=False)
-        gbeta = g.sum(axis=axes)
-        ggamma = np.sum(g * xhat, axis=axes)
+        xhat, inv_std, (outer, c, inner) = saved
+        g = np.ascontiguousarray(g, dtype=self.dtype)
+        gbeta, ggamma = np.empty(c, self.dtype), np.empty(c, self.dtype)
+        # dx = gamma * inv_std * (g - mean(g) - xhat * mean(g * xhat))
+        dx = np.empty_like(g) if need_input else None
+        _core.bn_train_backward(g, xhat, outer, c, inner, self.gamma, inv_std, gbeta, ggamma,
+                                dx)
         self._grads = {}
         if self.scale:
             self._grads["gamma"] = ggamma
         if self.center:
             self._grads["beta"] = gbeta
-        if not need_input:
-            return None
-        count = int(np.prod([g.shape[i] for i in axes]))
-        # dx = gamma * inv_std * (g - mean(g) - xhat * mean(g * xhat))
-        dx = xhat * (ggamma / count).reshape(shape)
-        dx += (gbeta / count).reshape(shape)
-        np.subtract(g, dx, out=dx)
-        dx *= (self.gamma * inv_std).reshape(shape)
         return dx
 
     @property
