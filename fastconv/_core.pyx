@@ -816,3 +816,139 @@ include "_grad.pxi"
 
 # ---- the ONNX session's 1x1 GEMM (fastconv/onnx) ----------------------------
 include "_conv1x1.pxi"
+
+# ---- the Winograd F(4x4, 3x3) path (winograd.c) ------------------------------
+
+cdef extern from "winograd.h" nogil:
+    ctypedef struct fc_wino_weight:
+        pass
+    fc_wino_weight *fc_winograd_pack_f32(const fc_conv_desc *d, const float *w,
+                                         const int64_t *wstrides)
+    fc_wino_weight *fc_winograd_pack_f64(const fc_conv_desc *d, const double *w,
+                                         const int64_t *wstrides)
+    void fc_winograd_free(fc_wino_weight *u)
+    size_t fc_winograd_weight_bytes(const fc_wino_weight *u)
+    size_t fc_winograd_workspace(const fc_conv_desc *d, size_t elem_size)
+    int fc_winograd_f32(const fc_conv_desc *d, const float *x, const int64_t *xstrides,
+                        const fc_wino_weight *u, const float *bias, float *y, int y_nhwc,
+                        const fc_activation *post, const fc_activation *pre)
+    int fc_winograd_f64(const fc_conv_desc *d, const double *x, const int64_t *xstrides,
+                        const fc_wino_weight *u, const double *bias, double *y, int y_nhwc,
+                        const fc_activation *post, const fc_activation *pre)
+    int fc_winograd_raw_f32(const fc_conv_desc *d, const float *x, const int64_t *xstrides,
+                            const float *w, const int64_t *wstrides, const float *bias,
+                            float *y, int y_nhwc, const fc_activation *post,
+                            const fc_activation *pre, fc_scratch *s)
+    int fc_winograd_raw_f64(const fc_conv_desc *d, const double *x, const int64_t *xstrides,
+                            const double *w, const int64_t *wstrides, const double *bias,
+                            double *y, int y_nhwc, const fc_activation *post,
+                            const fc_activation *pre, fc_scratch *s)
+    const char *fc_winograd_kernel_name()
+    void fc_winograd_tune(int tiles_per_block, size_t budget_bytes)
+
+
+cdef class WinogradWeight:
+    """3x3 weights (c_out, c_in/groups, 3, 3) transformed once for the
+    Winograd path (U = G g G^T, 36 values per 3x3 kernel).
+
+    Holds its own copy of the weights (``.weight``, read-only, OIHW) like
+    PackedWeight: later changes to the source array do not change it.
+    """
+    cdef fc_wino_weight *p
+    cdef readonly object weight
+    cdef readonly int64_t groups, c_in
+
+    def __cinit__(self, cnp.ndarray w, int64_t groups):
+        cdef fc_conv_desc d
+        self.p = NULL
+        w = w.copy()
+        w.setflags(write=False)
+        self.weight = w
+        self.groups = groups
+        self.c_in = w.shape[1] * groups
+        d.c_out = w.shape[0]
+        d.c_in = self.c_in
+        d.kh = 3
+        d.kw = 3
+        d.groups = groups
+        cdef void *wp = cnp.PyArray_DATA(w)
+        if _is_f32(w):
+            with nogil:
+                self.p = fc_winograd_pack_f32(&d, <const float *>wp, NULL)
+        else:
+            with nogil:
+                self.p = fc_winograd_pack_f64(&d, <const double *>wp, NULL)
+        if self.p == NULL:
+            raise MemoryError("fastconv: cannot allocate the Winograd-transformed weights")
+
+    def __dealloc__(self):
+        fc_winograd_free(self.p)
+
+    @property
+    def nbytes(self):
+        return fc_winograd_weight_bytes(self.p) + self.weight.nbytes
+
+    @property
+    def dtype(self):
+        return self.weight.dtype
+
+    @property
+    def shape(self):
+        return self.weight.shape
+
+
+def conv2d_winograd(ConvDesc desc, cnp.ndarray x, object w, object bias, cnp.ndarray y,
+                    bint y_nhwc, ActSpec post, ActSpec pre):
+    """The Winograd convolution on x of any strides, given as an (N, C, H, W)
+    view; w a WinogradWeight or an (O, I, 3, 3) view of any strides
+    (transformed for this call); y dense NCHW, or NHWC if y_nhwc."""
+    cdef int64_t xs[4]
+    cdef int64_t ws[4]
+    cdef void *xp = cnp.PyArray_DATA(x)
+    cdef void *yp = cnp.PyArray_DATA(y)
+    cdef void *bp = _data(bias)
+    cdef void *wp = NULL
+    cdef fc_wino_weight *u = NULL
+    cdef int rc
+    cdef bint f32 = _is_f32(x)
+    cdef _Scratch sc = None
+    _elem_strides(x, xs)
+    if isinstance(w, WinogradWeight):
+        u = (<WinogradWeight>w).p
+    else:
+        _elem_strides(<cnp.ndarray>w, ws)
+        wp = cnp.PyArray_DATA(<cnp.ndarray>w)
+        sc = _scratch_take()   # the transformed weights, kept for the next raw call
+    with nogil:
+        if u != NULL and f32:
+            rc = fc_winograd_f32(&desc.d, <const float *>xp, xs, u, <const float *>bp,
+                                 <float *>yp, y_nhwc, &post.a, &pre.a)
+        elif u != NULL:
+            rc = fc_winograd_f64(&desc.d, <const double *>xp, xs, u, <const double *>bp,
+                                 <double *>yp, y_nhwc, &post.a, &pre.a)
+        elif f32:
+            rc = fc_winograd_raw_f32(&desc.d, <const float *>xp, xs, <const float *>wp, ws,
+                                     <const float *>bp, <float *>yp, y_nhwc, &post.a, &pre.a,
+                                     &sc.s)
+        else:
+            rc = fc_winograd_raw_f64(&desc.d, <const double *>xp, xs, <const double *>wp, ws,
+                                     <const double *>bp, <double *>yp, y_nhwc, &post.a,
+                                     &pre.a, &sc.s)
+    if sc is not None:
+        _scratch_give(sc)
+    _check_status(rc, "the Winograd convolution")
+
+
+def winograd_workspace(ConvDesc desc, size_t itemsize):
+    """Bytes a Winograd call allocates for its tiles at the current thread count."""
+    return fc_winograd_workspace(&desc.d, itemsize)
+
+
+def winograd_kernel_name():
+    """The Winograd kernel set in use ("avx512", "avx2+fma", "portable")."""
+    return fc_winograd_kernel_name().decode()
+
+
+def _winograd_tune(int tiles_per_block=0, size_t budget_bytes=0):
+    """Benchmarks: tiles per block and per-thread cache budget (0: automatic)."""
+    fc_winograd_tune(tiles_per_block, budget_bytes)

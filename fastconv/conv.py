@@ -12,7 +12,7 @@ import numpy as np
 from fastconv import _core
 from fastconv.activations import Activation, _check_out, as_activation
 
-METHODS = ("auto", "fused", "separate", "im2col")
+METHODS = ("auto", "fused", "separate", "im2col", "winograd")
 DATA_FORMATS = ("NCHW", "NHWC")
 
 # Arrays whose byte size exceeds this cannot be indexed with int64 offsets safely.
@@ -155,7 +155,7 @@ def _plan(x, weight, bias, stride, padding, dilation, groups, activation,
     p.nhwc = data_format == "NHWC"
     x = _as_float_array(x, "input")
     p.packed = None
-    if isinstance(weight, _core.PackedWeight):   # see pack_weight
+    if isinstance(weight, (_core.PackedWeight, _core.WinogradWeight)):   # see pack_weight
         p.packed = weight
         if _int(groups, "groups") != weight.groups:
             raise ValueError(f"conv2d: weight was packed for groups={weight.groups}, "
@@ -254,7 +254,8 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
     padding : int, (ph, pw), ((top, bottom), (left, right)), "valid" or "same"
     groups : int, divides both channel counts (``groups == C`` is depthwise)
     activation, pre_activation : None, a name (``"relu"``) or an ``Activation``
-    method : "auto" | "fused" | "separate" | "im2col"
+    method : "auto" | "fused" | "separate" | "im2col" | "winograd" (3x3, stride 1,
+        dilation 1 only; explicit: "auto" never picks it, see docs/DESIGN.md)
     data_format : "NCHW" (torch) or "NHWC" (TensorFlow/Keras)
     out : optional preallocated C-contiguous output of the exact shape and dtype
     """
@@ -276,6 +277,11 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     p = _plan(x, weight, bias, stride, padding, dilation, groups, activation,
               pre_activation, data_format)
+    if method == "winograd":
+        _check_winograd(p.w.shape, stride, dilation, "conv2d")
+    elif isinstance(p.packed, _core.WinogradWeight):
+        raise ValueError(f"conv2d: weight was packed with method='winograd'; pass "
+                         f"method='winograd' (got method={method!r}) or plain weights")
     shape = _user_shape(p)
     if out is not None:
         _check_out(out, shape, p.dtype, "conv2d")
@@ -500,8 +506,41 @@ def _run_im2col(p, y):
                     _core.bias_activate_ld(yblk, p.cout_g, ncols, hw, biases[g], p.post._spec)
 
 
+# ---- Winograd F(4x4, 3x3) ---------------------------------------------------
+# Explicit only (method="winograd"): its rounding is not the direct path's
+# (docs/DESIGN.md, "Winograd"), so "auto" never picks it.
+
+def _check_winograd(w_shape, stride, dilation, where):
+    """ValueError naming the constraint when the Winograd path cannot compute
+    the call (w_shape OIHW; stride and dilation already validated)."""
+    kh, kw = w_shape[2:]
+    if (kh, kw) != (3, 3):
+        raise ValueError(f"{where}: method='winograd' needs a 3x3 kernel, got weight of size "
+                         f"{_shape_str(w_shape)} (kernel {kh}x{kw}, OIHW)")
+    if _positive_pair(stride, "stride") != (1, 1):
+        raise ValueError(f"{where}: method='winograd' needs stride 1, got stride={stride!r}")
+    if _positive_pair(dilation, "dilation") != (1, 1):
+        raise ValueError(f"{where}: method='winograd' needs dilation 1, got dilation={dilation!r}")
+
+
+def _winograd_weight(p):
+    """The transformed weights, or the (O, I, 3, 3) view to transform per call."""
+    return p.packed if isinstance(p.packed, _core.WinogradWeight) else p.w
+
+
+def _run_winograd(p, y):
+    _core.conv2d_winograd(p.desc, p.x, _winograd_weight(p), p.bias, y, False,
+                          p.post._spec, p.pre._spec)
+
+
+def _nhwc_winograd(p, y):
+    # reads the NHWC input through its strides, writes y channels-last
+    _core.conv2d_winograd(p.desc, p.x, _winograd_weight(p), p.bias, y, True,
+                          p.post._spec, p.pre._spec)
+
+
 _METHODS = {"auto": _run_fused, "fused": _run_fused, "separate": _run_separate,
-            "im2col": _run_im2col}
+            "im2col": _run_im2col, "winograd": _run_winograd}
 
 
 # ---- NHWC -----------------------------------------------------------------
@@ -569,7 +608,7 @@ def _nhwc_im2col(p, y):
 
 
 _NHWC_METHODS = {"auto": _nhwc_fused, "fused": _nhwc_fused, "separate": _nhwc_separate,
-                 "im2col": _nhwc_im2col}
+                 "im2col": _nhwc_im2col, "winograd": _nhwc_winograd}
 
 
 def workspace_bytes(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1, *,
@@ -579,6 +618,8 @@ def workspace_bytes(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1,
     Counts the activated input copy (pre-activation), im2col's column matrix,
     and for NHWC the transposed copies of x, w and y that im2col and depthwise
     (groups == C > 1) make; the direct kernels read and write NHWC in place.
+    ``method="winograd"``: its per-thread tile buffers at the current thread
+    count (plain weights add their transformed copy, 4x the weights).
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
@@ -587,6 +628,12 @@ def workspace_bytes(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1,
     p = _plan(np.broadcast_to(zero, x_shape), np.broadcast_to(zero, w_shape), None, stride,
               padding, dilation, groups, None, pre_activation, data_format, prepare=False)
     item = dtype.itemsize
+    if method == "winograd":
+        # the per-thread tile buffers (the pre-activation is applied as the
+        # tiles are gathered: no copy); plain weights add their transformed
+        # copy, WinogradWeight.nbytes minus the weight's own bytes
+        _check_winograd(p.w.shape, stride, dilation, "workspace_bytes")
+        return _core.winograd_workspace(p.desc, item)
     in_bytes = int(np.prod(p.x.shape)) * item
     if p.nhwc and method != "im2col" and not _nhwc_depthwise(p):
         # the kernels read a dense NHWC x in place; a copy only to pre-activate it
@@ -610,7 +657,7 @@ def workspace_bytes(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1,
     return total
 
 
-def pack_weight(weight, groups=1, *, data_format="NCHW", out=None):
+def pack_weight(weight, groups=1, *, data_format="NCHW", out=None, method="fused"):
     """Pack conv2d weights once for the direct kernels; pass the result to
     ``conv2d`` in place of the weight array (with the same ``groups``).
 
@@ -624,7 +671,15 @@ def pack_weight(weight, groups=1, *, data_format="NCHW", out=None):
     spends much of its time on the first touch of new memory: repack in a
     loop that updates the weights).  Like writing into any ``out=`` array, do
     not repack a pack that another thread's call is reading.
+
+    ``method="winograd"``: transform 3x3 weights once for
+    ``conv2d(..., method="winograd")`` instead (a ``WinogradWeight``, 4x the
+    weight's size; ``out`` is not supported for it).  ``"fused"`` (and
+    ``"auto"``) packs for the direct kernels.
     """
+    if method not in ("auto", "fused", "winograd"):
+        raise ValueError(f"pack_weight: method must be 'auto', 'fused' or 'winograd', "
+                         f"got {method!r}")
     if data_format not in DATA_FORMATS:
         raise ValueError(f"data_format must be 'NCHW' or 'NHWC', got {data_format!r}")
     w = _as_float_array(weight, "weight")
@@ -639,6 +694,11 @@ def pack_weight(weight, groups=1, *, data_format="NCHW", out=None):
                          f"out_channels={w.shape[0]}")
     if min(w.shape) == 0:
         raise ValueError(f"pack_weight: weight of size {_shape_str(w.shape)} has an empty dimension")
+    if method == "winograd":
+        _check_winograd(w.shape, 1, 1, "pack_weight")
+        if out is not None:
+            raise ValueError("pack_weight: out= is not supported with method='winograd'")
+        return _core.WinogradWeight(w, groups)
     if out is None:   # (PackedWeight copies w into C order: no second copy here)
         return _core.PackedWeight(w, groups)
     if not isinstance(out, _core.PackedWeight):
@@ -667,6 +727,14 @@ def _reduce_packed(packed):
     return _packed_from, (packed.weight, packed.groups)
 
 
+def _winograd_from(weight, groups):
+    return _core.WinogradWeight(np.ascontiguousarray(weight), groups)
+
+
+def _reduce_winograd(packed):
+    return _winograd_from, (packed.weight, packed.groups)
+
+
 def _activation_from(name, params):
     return Activation(name, **params)
 
@@ -676,4 +744,5 @@ def _reduce_activation(act):
 
 
 copyreg.pickle(_core.PackedWeight, _reduce_packed)
+copyreg.pickle(_core.WinogradWeight, _reduce_winograd)
 copyreg.pickle(Activation, _reduce_activation)

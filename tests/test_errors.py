@@ -250,7 +250,7 @@ def test_unknown_activation_param():
         fastconv.Activation("gelu", approximate="sigmoid")
 
 
-@pytest.mark.parametrize("method", ["fast", "FUSED", "", None, 1, "winograd"])
+@pytest.mark.parametrize("method", ["fast", "FUSED", "", None, 1, "Winograd"])
 def test_unknown_method(method):
     raises(VTE, conv(method=method), r"method")
 

@@ -15,6 +15,8 @@ class _ConvBase(Layer):
     """Shared by Conv2D and DepthwiseConv2D: geometry, padding, the call."""
 
     _weight_names = ("kernel", "bias")
+    #: the conv2d methods the layer takes (Conv2D adds "winograd")
+    _methods = ("auto", "fused", "separate", "im2col")
 
     def _init_common(self, kernel_size, strides, padding, data_format, dilation_rate,
                      activation, use_bias, pre_activation, method):
@@ -33,9 +35,15 @@ class _ConvBase(Layer):
         if not isinstance(use_bias, (bool, np.bool_)):
             raise TypeError(f"`use_bias` must be a bool. Received: use_bias={use_bias!r}")
         self.use_bias = bool(use_bias)
-        if method not in ("auto", "fused", "separate", "im2col"):
-            raise ValueError("`method` must be one of 'auto', 'fused', 'separate', 'im2col'. "
-                             f"Received: method={method!r}")
+        if method not in self._methods:
+            raise ValueError("`method` must be one of "
+                             + ", ".join(repr(m) for m in self._methods)
+                             + f". Received: method={method!r}")
+        if method == "winograd" and (self.kernel_size != (3, 3) or self.strides != (1, 1)
+                                     or self.dilation_rate != (1, 1)):
+            raise ValueError("method='winograd' needs a 3x3 kernel, strides 1 and dilation "
+                             f"1. Received: kernel_size={self.kernel_size}, "
+                             f"strides={self.strides}, dilation_rate={self.dilation_rate}")
         self.method = method
         self._cache = None
 
@@ -69,17 +77,19 @@ class _ConvBase(Layer):
         if self._cache is None:
             hwio, groups = self._hwio_groups()
             # new values of the same shape (an optimizer step) go into the
-            # previous pack's buffers: no fresh pages touched per step
+            # previous pack's buffers: no fresh pages touched per step (the
+            # Winograd transform has no in-place repack: a fresh one)
             spent = getattr(self, "_spent_pack", None)
             self._spent_pack = None
             oihw = hwio.transpose(3, 2, 0, 1)
-            if spent is not None and (spent.shape, spent.dtype, spent.groups) != \
-                    (oihw.shape, oihw.dtype, groups):
+            pack = "winograd" if self.method == "winograd" else "fused"
+            if spent is not None and (pack == "winograd" or (
+                    spent.shape, spent.dtype, spent.groups) != (oihw.shape, oihw.dtype, groups)):
                 spent = None
             if self.data_format == "channels_last":
-                w = pack_weight(hwio, groups, data_format="NHWC", out=spent)
+                w = pack_weight(hwio, groups, data_format="NHWC", out=spent, method=pack)
             else:
-                w = pack_weight(oihw, groups, data_format="NCHW", out=spent)
+                w = pack_weight(oihw, groups, data_format="NCHW", out=spent, method=pack)
             self._cache = (w, groups)
         return self._cache
 
@@ -187,9 +197,9 @@ class _ConvBase(Layer):
         last = self.data_format == "channels_last"
         # the forward's pack (its private OIHW copy is what the gradients
         # read): a channels_first kernel's OIHW view would be copied again
-        # in every step
-        weight = self._cache[0] if self._cache is not None else (
-            hwio if last else hwio.transpose(3, 2, 0, 1))
+        # in every step (a Winograd pack is not one the gradients read)
+        weight = self._cache[0] if self._cache is not None and \
+            self.method != "winograd" else (hwio if last else hwio.transpose(3, 2, 0, 1))
         needs = ("input", "weight", "bias") if need_input else ("weight", "bias")
         if not self.use_bias:
             needs = tuple(n for n in needs if n != "bias")
@@ -256,7 +266,11 @@ class Conv2D(_ConvBase):
     padding zeros are not activated) — the ResNet v2 order.  ``kernel=`` and
     ``bias=`` build the layer at once, without an input.  Floating inputs are
     cast to ``dtype`` (integers too, unlike Keras, since the kernels are float).
+    method: conv2d's; ``"winograd"`` (3x3 kernels, strides 1, dilation 1 only)
+    packs the kernel once with ``pack_weight(..., method="winograd")``.
     """
+
+    _methods = _ConvBase._methods + ("winograd",)
 
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid",
                  data_format=None, dilation_rate=(1, 1), groups=1, activation=None,

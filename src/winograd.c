@@ -1,0 +1,267 @@
+/*
+ * Winograd F(4x4, 3x3) convolution: the driver, the weight transform and the
+ * portable kernels (the AVX2 and AVX-512 ones are in winograd_avx2.c and
+ * winograd_avx512.c, chosen to follow the direct kernels' set, dispatch.c).
+ *
+ * The output is cut into 4 x 4 tiles (the last row and column of tiles
+ * partial), each computed from a 6 x 6 input patch.  The tiles of all images
+ * are numbered in one sequence and cut into blocks of TB tiles; a work item
+ * is (group, block, block of output channels) and runs on one thread:
+ *  1. gather: for each tile row the block touches, its 6 input rows are
+ *     copied channels-last into a small per-thread buffer (zeros for the
+ *     padding, the pre-activation applied once per copied value);
+ *  2. input transform: each tile's 36 transformed values per channel go to
+ *     V[xi][t][ic];
+ *  3. 36 GEMMs M[xi] (TB x oc) = V[xi] (TB x cin) U[xi] (cin x oc), the
+ *     accumulators over every input channel in registers (no partial sums);
+ *  4. output transform per tile, bias and activation added, one store.
+ * V and M of a block are sized to stay in the per-core L2 (the budget below),
+ * so the GEMMs read V from cache; TB is as large as that allows because
+ * every U[xi] is streamed once per block (for 128+ channels U no longer fits
+ * in L2: bigger blocks mean fewer passes over it).  The blocks are as many
+ * as a multiple of the thread count so that the threads get equal shares.
+ * A thread that gets the next output-channel block of the same tile block
+ * keeps its V (schedule(static) hands each thread consecutive items).
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "conv_kern.h"
+#include "winograd.h"
+#include "winograd_kern.h"
+
+struct fc_wino_weight {
+    size_t elem;                  /* 4 or 8 */
+    int64_t groups, cin_g, cout_g, ocp;
+    /* elements between panels and between xi planes: a vector more than
+     * packed, so that the 36 planes (and the panels) written side by side by
+     * the transform are not a power of two apart (they were 1 MiB apart for
+     * 512 channels, every store in one L2 set: 0.8 GB/s) */
+    int64_t panel_stride, xi_stride;
+    void *u;                      /* [group][xi][panel][ic][pw], see winograd_kern.h */
+};
+
+static int64_t wino_round(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
+
+static size_t wino_weight_elems(const fc_wino_weight *p)
+{
+    return (size_t)(p->groups * 36 * p->xi_stride);
+}
+
+static void wino_weight_init(fc_wino_weight *p, const fc_conv_desc *d, size_t elem)
+{
+    p->elem = elem;
+    p->groups = d->groups;
+    p->cin_g = d->c_in / d->groups;
+    p->cout_g = d->c_out / d->groups;
+    p->ocp = wino_round(p->cout_g, 64 / (int64_t)elem);
+    const int64_t E = 64 / (int64_t)elem, P = 256 / (int64_t)elem;
+    const int64_t npanels = (p->ocp + P - 1) / P;
+    p->panel_stride = P * p->cin_g + E;
+    p->xi_stride = (npanels - 1) * p->panel_stride + (p->ocp - (npanels - 1) * P) * p->cin_g + E;
+    p->u = NULL;
+}
+
+int fc_winograd_supported(const fc_conv_desc *d)
+{
+    return d->kh == 3 && d->kw == 3 && d->stride_h == 1 && d->stride_w == 1 && d->dil_h == 1
+           && d->dil_w == 1 && d->groups > 0;
+}
+
+void fc_winograd_free(fc_wino_weight *u)
+{
+    if (!u) return;
+    fc_free64(u->u);
+    free(u);
+}
+
+size_t fc_winograd_weight_bytes(const fc_wino_weight *u)
+{
+    return wino_weight_elems(u) * u->elem;
+}
+
+/* One line of G g (G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6;
+ * 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1]), in double. */
+#define WINO_G_LINE(g0, g1, g2, o0, o1, o2, o3, o4, o5)                        \
+    do {                                                                       \
+        const double a_ = (g0) + (g2), b_ = (g0) / 24 + (g2) / 6;              \
+        (o0) = (g0) / 4;                                                       \
+        (o1) = -(a_ + (g1)) / 6;                                               \
+        (o2) = -(a_ - (g1)) / 6;                                               \
+        (o3) = b_ + (g1) / 12;                                                 \
+        (o4) = b_ - (g1) / 12;                                                 \
+        (o5) = (g2);                                                           \
+    } while (0)
+
+/* ---- the plan ------------------------------------------------------------ */
+
+/* Bytes of V + M per thread the tile block is sized for: most of the
+ * 1.25 MB L2 of the Ice Lake server it was tuned on, with room for the
+ * weights' panel and the gathered rows. */
+#define WINO_BUDGET_DEFAULT ((size_t)1024 * 1024)
+#define WINO_TB_MAX 120
+
+static int wino_tune_tb = 0;
+static size_t wino_tune_budget = 0;
+
+void fc_winograd_tune(int tiles_per_block, size_t budget_bytes)
+{
+    wino_tune_tb = tiles_per_block > 0 ? tiles_per_block : 0;
+    wino_tune_budget = budget_bytes;
+}
+
+typedef struct {
+    const fc_conv_desc *d;
+    int64_t cin, cout, icp, ocp;
+    int64_t tiles_h, tiles_w, ntiles;
+    int64_t tb, nblocks, ocb, nob;
+    int threads;
+    int64_t stage_lr, stage_elems, thread_elems;
+    size_t bias_bytes, workspace;
+} wino_plan;
+
+static void wino_make_plan(wino_plan *pl, const fc_conv_desc *d, size_t elem)
+{
+    const int64_t E = 64 / (int64_t)elem, P = 256 / (int64_t)elem;
+    pl->d = d;
+    pl->cin = d->c_in / d->groups;
+    pl->cout = d->c_out / d->groups;
+    pl->icp = wino_round(pl->cin, E);
+    pl->ocp = wino_round(pl->cout, E);
+    pl->tiles_h = (d->h_out + 3) / 4;
+    pl->tiles_w = (d->w_out + 3) / 4;
+    pl->ntiles = d->n * pl->tiles_h * pl->tiles_w;
+#ifdef _OPENMP
+    int threads = omp_get_max_threads();
+#else
+    int threads = 1;
+#endif
+    pl->threads = threads;
+    const size_t budget = wino_tune_budget ? wino_tune_budget : WINO_BUDGET_DEFAULT;
+    pl->ocb = pl->ocp <= 2 * P ? pl->ocp : 2 * P;
+    int64_t tb = (int64_t)(budget / (36 * elem * (size_t)(pl->icp + pl->ocb)));
+    if (tb > WINO_TB_MAX) tb = WINO_TB_MAX;
+    tb = tb >= 12 ? tb / 6 * 6 : (tb < 4 ? 4 : tb);
+    if (wino_tune_tb) tb = wino_tune_tb;
+    const int64_t nt = pl->ntiles > 0 ? pl->ntiles : 1;
+    if (tb > nt) tb = nt;
+    int64_t nblocks = (nt + tb - 1) / tb;
+    pl->nob = (pl->ocp + pl->ocb - 1) / pl->ocb;
+    if (d->groups * nblocks * pl->nob < threads && pl->ocb > P) {
+        pl->ocb = P;   /* few tiles: share the output channels among the threads */
+        pl->nob = (pl->ocp + P - 1) / P;
+    }
+    const int64_t per_block = d->groups * pl->nob;
+    if (threads > 1 && !wino_tune_tb && (per_block * nblocks) % threads) {
+        /* blocks so that the items divide evenly among the threads */
+        int64_t want = nblocks;
+        while ((per_block * want) % threads && want < nt) ++want;
+        tb = (nt + want - 1) / want;
+        nblocks = (nt + tb - 1) / tb;
+    }
+    pl->tb = tb;
+    pl->nblocks = nblocks;
+    const int64_t seg = tb < pl->tiles_w ? tb : pl->tiles_w;
+    pl->stage_lr = (4 * seg + 2) * pl->cin;
+    pl->stage_elems = wino_round(6 * pl->stage_lr + E, E);   /* + a vector read past the end */
+    pl->thread_elems = pl->stage_elems + 36 * tb * (pl->icp + pl->ocb);
+    pl->bias_bytes = (size_t)wino_round(d->groups * pl->ocp * (int64_t)elem, 64);
+    pl->workspace = pl->bias_bytes + (size_t)threads * (size_t)pl->thread_elems * elem;
+}
+
+size_t fc_winograd_workspace(const fc_conv_desc *d, size_t elem_size)
+{
+    if (!fc_winograd_supported(d)) return 0;
+    wino_plan pl;
+    wino_make_plan(&pl, d, elem_size);
+    return pl.ntiles && d->c_out ? pl.workspace : 0;
+}
+
+/* ---- the portable kernels ------------------------------------------------ */
+
+#define VL 1
+#define VLOAD(p) (*(p))
+#define VSTORE(p, v) (*(p) = (v))
+#define VSET1(c) (c)
+#define VZERO() ((T)0)
+#define VADD(a, b) ((a) + (b))
+#define VSUB(a, b) ((a) - (b))
+#define VMUL(a, b) ((a) * (b))
+#define VFMA(a, b, c) ((a) * (b) + (c))
+#define VFNMA(a, b, c) ((c) - (a) * (b))
+#define VRELU(x, z) ((x) < (z) ? (z) : (x))
+
+#define T float
+#define V float
+#define KFN(name) name##port_f32
+#define ACT_SERIAL fc_activate_serial_f32
+#include "winograd_kern_impl.h"
+#undef T
+#undef V
+#undef KFN
+#undef ACT_SERIAL
+
+#define T double
+#define V double
+#define KFN(name) name##port_f64
+#define ACT_SERIAL fc_activate_serial_f64
+#include "winograd_kern_impl.h"
+#undef T
+#undef V
+#undef KFN
+#undef ACT_SERIAL
+
+/* m[t][o] = sum_k v[t][k] u[k][o]: the o loop vectorises for the baseline ISA. */
+#define WINO_GEMM_PORT(T, SFX)                                                 \
+    static void wino_gemm_port_##SFX(const T *v, int64_t ldv, int nt, const T *u, \
+                                     int64_t ldu, int64_t no, int64_t k, T *m, int64_t ldm) \
+    {                                                                          \
+        for (int t = 0; t < nt; ++t) {                                         \
+            T acc[FC_WINO_P(float)];                                           \
+            for (int64_t o = 0; o < no; ++o) acc[o] = 0;                       \
+            const T *vt = v + t * ldv;                                         \
+            for (int64_t kk = 0; kk < k; ++kk) {                               \
+                const T xv = vt[kk];                                           \
+                const T *ur = u + kk * ldu;                                    \
+                for (int64_t o = 0; o < no; ++o) acc[o] += xv * ur[o];         \
+            }                                                                  \
+            for (int64_t o = 0; o < no; ++o) m[t * ldm + o] = acc[o];          \
+        }                                                                      \
+    }
+WINO_GEMM_PORT(float, f32)
+WINO_GEMM_PORT(double, f64)
+
+const fc_wino_kernels fc_wino_portable = {
+    "portable", wino_in_port_f32, wino_in_port_f64, wino_gemm_port_f32, wino_gemm_port_f64,
+    wino_out_port_f32, wino_out_port_f64,
+};
+
+static const fc_wino_kernels *wino_kernels(void)
+{
+#if defined(__x86_64__) || defined(_M_X64)
+    const fc_kernel_table *k = fc_kernels();
+    if (k == &fc_kernels_avx512) return &fc_wino_avx512;
+    if (k == &fc_kernels_avx2) return &fc_wino_avx2;
+#endif
+    return &fc_wino_portable;
+}
+
+const char *fc_winograd_kernel_name(void) { return wino_kernels()->name; }
+
+/* ---- the driver, for both float types ------------------------------------- */
+
+#define T float
+#define SFX f32
+#include "winograd_drv.h"
+#undef T
+#undef SFX
+
+#define T double
+#define SFX f64
+#include "winograd_drv.h"
+#undef T
+#undef SFX
