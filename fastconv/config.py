@@ -27,8 +27,9 @@ def blas_one_thread():
     after each call and starve each other: a ResNet-18 training step on 2
     cores took 300 ms with both pools at 2 threads, 151 ms with BLAS at one
     (benchmarks/NOTES.md, training step).  The limit is process-wide while
-    it lasts (threadpoolctl); without threadpoolctl, or on one thread,
-    nothing changes."""
+    it lasts; it needs threadpoolctl (in the ``train``, ``onnx`` and
+    ``bench`` extras: NumPy stays the only hard dependency).  Without it, or
+    on one thread, nothing changes."""
     if _core.get_num_threads() <= 1:
         return contextlib.nullcontext()
     if not _BLAS:
