@@ -252,3 +252,48 @@ def test_no_memory_leak():
     if not _under_asan():
         assert rss1 - rss0 < 8 << 20, "RSS grew by %.1f MiB over 3000 calls" % (
             (rss1 - rss0) / 2**20)
+
+
+def test_blas_runs_on_one_thread_while_fastconv_mixes_it_with_openmp(rng):
+    """config.blas_one_thread: NumPy's BLAS on one thread inside, restored
+    after; nothing changes with one fastconv thread.  conv2d_backward (whose
+    GEMM paths take turns with the OpenMP kernels) runs under it."""
+    threadpoolctl = pytest.importorskip("threadpoolctl", reason="the BLAS limit needs it")
+    from fastconv import grad
+    from fastconv.config import blas_one_thread
+
+    def blas_threads():
+        info = [i for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+        if not info:
+            pytest.skip("no BLAS library that threadpoolctl can see")
+        return info[0]["num_threads"]
+
+    before = fastconv.get_num_threads()
+    try:
+        with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+            fastconv.set_num_threads(2)
+            assert blas_threads() == 2
+            with blas_one_thread():
+                assert blas_threads() == 1
+            assert blas_threads() == 2
+            seen = []
+            real = grad._tconv_im2col
+
+            def spy(*args, **kwargs):
+                seen.append(blas_threads())
+                return real(*args, **kwargs)
+
+            grad._tconv_im2col = spy
+            try:
+                x = rng.standard_normal((2, 8, 5, 5)).astype(np.float32)
+                w = rng.standard_normal((16, 8, 3, 3)).astype(np.float32)
+                g = rng.standard_normal((2, 16, 5, 5)).astype(np.float32)
+                fastconv.conv2d_backward(g, x, w, padding=1, method="im2col")
+            finally:
+                grad._tconv_im2col = real
+            assert seen == [1]
+            fastconv.set_num_threads(1)
+            with blas_one_thread():
+                assert blas_threads() == 2
+    finally:
+        fastconv.set_num_threads(before)
