@@ -5,12 +5,15 @@ initial weights, same batch, the same thread count for both.
 
     python benchmarks/bench_training.py                   # threads 1,2; 7 rounds
     python benchmarks/bench_training.py --threads 1 --rounds 3 --models digits
+    python benchmarks/bench_training.py --alone          # each framework in its own process
 
 Models: ``digits`` (the CNN of ``fastconv demo --train``: 8x8x1 images,
 Conv2D 8 3x3 relu x2, AveragePooling2D, Dense 10; batch 64, NHWC) and
 ``resnet18`` (ResNet-18 v1 of examples/resnet18.py, batch 8x3x64x64, NCHW,
 1000 classes).  The two frameworks take turns step by step (so the machine's
-drift hits both); each figure is the median over the rounds.  Peak memory:
+drift hits both; but on 2 threads each one's spinning OpenMP threads slow the
+other's next step), or with --alone each runs alone in a child process; each
+figure is the median over the rounds.  Peak memory:
 the growth of the RSS (sampled every 0.5 ms) during 3 steps over the RSS
 before them, each framework alone in a child process on 1 thread (what the
 steps allocate on top of the built model; the first step creates the
@@ -129,6 +132,40 @@ def _time_pair(name, threads, rounds):
                 torch_s=float(np.median(t_torch)), first_loss=(l_ours, l_torch))
 
 
+def child_time(framework, name, threads, rounds):
+    """One framework alone in this process: median step time (--alone).
+    fastconv's and torch's OpenMP teams spin-wait after their parallel
+    regions; taking turns step by step, each framework's spinning threads
+    slow the other's next step (2 threads: ResNet-18 ~15 % slower for both,
+    benchmarks/NOTES.md)."""
+    from fastconv.bench import fastconv_threads
+    with fastconv_threads(threads):
+        fastconv.set_num_threads(threads)
+        torch.set_num_threads(threads)
+        ours_step, torch_step = _steppers(name)
+        step = ours_step if framework == "fastconv" else torch_step
+        for _ in range(3):
+            step()
+        ts = []
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            step()
+            ts.append(time.perf_counter() - t0)
+    print(json.dumps({"seconds": float(np.median(ts))}))
+
+
+def time_alone(name, threads, rounds):
+    """time_pair's result with each framework alone in a child process."""
+    res = {}
+    for fw in ("fastconv", "torch"):
+        out = subprocess.run([sys.executable, os.path.abspath(__file__), "--child-time", fw, name,
+                              str(threads), str(rounds)], capture_output=True, text=True,
+                             check=True)
+        res[fw] = json.loads(out.stdout.strip().splitlines()[-1])["seconds"]
+    return dict(model=name, threads=threads, fastconv_s=res["fastconv"], torch_s=res["torch"],
+                first_loss=(float("nan"), float("nan")))
+
+
 def _rss_bytes():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -171,16 +208,23 @@ def main(argv=None):
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--models", default="digits,resnet18")
+    ap.add_argument("--alone", action="store_true",
+                    help="time each framework alone in a child process instead of taking "
+                         "turns step by step in one")
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    ap.add_argument("--child-time", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         return child_memory(*args.child)
+    if args.child_time:
+        fw, name, t, r = args.child_time
+        return child_time(fw, name, int(t), int(r))
     names = [m for m in args.models.split(",") if m]
     threads = [int(t) for t in args.threads.split(",")]
     rows = []
     for name in names:
         for t in threads:
-            r = time_pair(name, t, args.rounds)
+            r = (time_alone if args.alone else time_pair)(name, t, args.rounds)
             rows.append(r)
             print(f"{name:9s} {t} thr: fastconv {r['fastconv_s'] * 1e3:8.2f} ms  torch "
                   f"{r['torch_s'] * 1e3:8.2f} ms  torch/fastconv {r['torch_s'] / r['fastconv_s']:.2f}"
