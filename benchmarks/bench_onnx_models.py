@@ -41,9 +41,17 @@ def main(argv=None):
     ap.add_argument("--profile", action="store_true",
                     help="time per operator type instead (fastconv and onnxruntime, 1 thread)")
     ap.add_argument("--rounds", type=int, default=5, help="runs profiled (--profile)")
+    ap.add_argument("--alone", action="store_true",
+                    help="time each framework alone in a child process (on 2 threads the "
+                         "other's spinning threads slow the next run when they take turns)")
+    ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     threads = [int(t) for t in args.threads.split(",")]
     rng = np.random.default_rng(args.seed)
+    if args.child:
+        return child(*args.child)
+    if args.alone:
+        return alone(args.models.split(","), threads, args.max_time, args.seed)
     if args.profile:
         for name in args.models.split(","):
             profile(name, rng, args.rounds)
@@ -74,6 +82,55 @@ def main(argv=None):
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)
+
+
+def child(framework, name, threads, max_time):
+    """One session alone in this process: the median run time (--alone)."""
+    import time
+    threads, max_time = int(threads), float(max_time)
+    rng = np.random.default_rng(0)
+    model = M.random_light_model(name, rng, logits=False)
+    iname, x = M.light_input(model, rng)
+    with B.fastconv_threads(threads):
+        if framework == "fastconv":
+            import fastconv.onnx
+            sess = fastconv.onnx.InferenceSession(model.SerializeToString())
+        else:
+            import onnxruntime as ort
+            so = ort.SessionOptions()
+            so.intra_op_num_threads = threads
+            sess = ort.InferenceSession(model.SerializeToString(), so,
+                                        providers=["CPUExecutionProvider"])
+        for _ in range(2):
+            sess.run(None, {iname: x})
+        ts, t_end = [], time.perf_counter() + max_time
+        while time.perf_counter() < t_end or len(ts) < 3:
+            t0 = time.perf_counter()
+            sess.run(None, {iname: x})
+            ts.append(time.perf_counter() - t0)
+    print(json.dumps({"ms": 1e3 * float(np.median(ts))}))
+
+
+def alone(names, threads, max_time, seed):
+    import subprocess
+    print("| model | threads | fastconv ms (alone) | onnxruntime ms (alone) | "
+          "speedup (ORT / fastconv) |")
+    print("|---|---|---|---|---|")
+    sp = collections.defaultdict(list)
+    for name in names:
+        for t in threads:
+            ms = {}
+            for fw in ("fastconv", "onnxruntime"):
+                out = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", fw,
+                                      name, str(t), str(max_time)], capture_output=True,
+                                     text=True, check=True)
+                ms[fw] = json.loads(out.stdout.strip().splitlines()[-1])["ms"]
+            r = ms["onnxruntime"] / ms["fastconv"]
+            sp[t].append(r)
+            print(f"| {name} | {t} | {ms['fastconv']:.2f} | {ms['onnxruntime']:.2f} | "
+                  f"{r:.2f}x |", flush=True)
+    for t in threads:
+        print(f"| **geometric mean** | {t} | | | **{math.exp(np.mean(np.log(sp[t]))):.2f}x** |")
 
 
 def profile(name, rng, rounds):
