@@ -283,11 +283,10 @@ def _tconv_im2col(g, w, geo, groups, out, bias, post):
     rows = _conv._im2col_block_rows(k, hg, wg, g.itemsize)
     out[...] = 0
     hw = hg * wg
-    hwio = w.transpose(2, 3, 1, 0)
-    if rows == hg and not w.flags.c_contiguous and hwio.flags.c_contiguous:
+    if rows == hg and _is_hwio_view(w):
         # w is the view of an HWIO copy (a layer's pack): its (kh, kw, C_out/g)
         # rows are the GEMM's operand as they are, col2im takes them tap-major
-        amat = hwio.reshape(k, c_in)
+        amat = w.transpose(2, 3, 1, 0).reshape(k, c_in)
         wmats = [amat[:, grp * cig:(grp + 1) * cig] for grp in range(groups)]
         tap_major = True
     else:

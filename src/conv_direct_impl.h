@@ -340,11 +340,6 @@ void FN(fc_weight_to_oihw_)(const fc_conv_desc *d, const T *w, const int64_t *ws
     }
 }
 
-static void FN(copy_oihw_)(const fc_conv_desc *d, const T *w, const int64_t *ws, T *raw)
-{
-    FN(fc_weight_to_oihw_)(d, w, ws, raw);
-}
-
 /* Whether packed weights keep an OIHW copy: depthwise candidates for
  * fc_conv2d_depthwise_*, few-output-channel weights for the small kernel
  * (conv_small.h). */
@@ -358,7 +353,7 @@ static int FN(keeps_oihw_)(const fc_packed *pk)
 /* Every layout pk keeps, from w: the OIHW copy, B (and its finite flag), A. */
 static void FN(fill_packed_)(const fc_conv_desc *d, const T *w, const int64_t *ws, fc_packed *pk)
 {
-    if (pk->raw) FN(copy_oihw_)(d, w, ws, (T *)pk->raw);
+    if (pk->raw) FN(fc_weight_to_oihw_)(d, w, ws, (T *)pk->raw);
     pk->finite = FN(pack_b_)(w, ws, pk, (T *)pk->wb);
     if (pk->wa) FN(pack_a_)(w, ws, pk, (const T *)pk->wb, (T *)pk->wa);
 }
@@ -388,13 +383,18 @@ fc_packed *FN(fc_pack_weight_strided_)(const fc_conv_desc *d, const T *w, const 
  * pack_weight(..., out=) does): nothing allocated, so no first touch of fresh
  * pages, which cost a fresh pack of 1x1 weights more than the packing itself
  * (benchmarks/NOTES.md, perf-raw).  FC_EINVAL when d is not pk's geometry. */
+/* Whether d (and the float type) is pk's geometry, as a repack needs. */
+static int FN(repack_fits_)(const fc_packed *pk, const fc_conv_desc *d)
+{
+    return pk && pk->elem == sizeof(T) && d->groups > 0 && pk->groups == d->groups
+           && pk->c_out == d->c_out && pk->cin_g * d->groups == d->c_in && pk->kh == d->kh
+           && pk->kw == d->kw;
+}
+
 int FN(fc_repack_weight_strided_)(fc_packed *pk, const fc_conv_desc *d, const T *w,
                                   const int64_t *ws)
 {
-    if (!pk || pk->elem != sizeof(T) || d->groups <= 0 || pk->groups != d->groups
-        || pk->c_out != d->c_out || pk->cin_g * d->groups != d->c_in || pk->kh != d->kh
-        || pk->kw != d->kw)
-        return FC_EINVAL;
+    if (!FN(repack_fits_)(pk, d)) return FC_EINVAL;
     FN(fill_packed_)(d, w, ws, pk);
     return FC_OK;
 }
@@ -407,10 +407,7 @@ int FN(fc_repack_weight_strided_)(fc_packed *pk, const fc_conv_desc *d, const T 
 int FN(fc_repack_weight_hwio_copy_)(fc_packed *pk, const fc_conv_desc *d, const T *w,
                                     const int64_t *ws, T *hwio_copy)
 {
-    if (!pk || pk->elem != sizeof(T) || d->groups <= 0 || pk->groups != d->groups
-        || pk->c_out != d->c_out || pk->cin_g * d->groups != d->c_in || pk->kh != d->kh
-        || pk->kw != d->kw || ws[0] != 1)
-        return FC_EINVAL;
+    if (!FN(repack_fits_)(pk, d) || ws[0] != 1) return FC_EINVAL;
     const int64_t cs[4] = {1, d->c_out, d->kw * pk->cin_g * d->c_out, pk->cin_g * d->c_out};
     if (pk->cout_g < 2) {   /* depthwise-like: B is not packed by rows; copy, then pack */
         const int64_t taps = d->kh * d->kw;
@@ -423,7 +420,7 @@ int FN(fc_repack_weight_hwio_copy_)(fc_packed *pk, const fc_conv_desc *d, const 
         return FC_OK;
     }
     pk->finite = FN(pack_b_rows_)(w, ws, pk, (T *)pk->wb, hwio_copy);
-    if (pk->raw) FN(copy_oihw_)(d, hwio_copy, cs, (T *)pk->raw);
+    if (pk->raw) FN(fc_weight_to_oihw_)(d, hwio_copy, cs, (T *)pk->raw);
     if (pk->wa) FN(pack_a_)(hwio_copy, cs, pk, (const T *)pk->wb, (T *)pk->wa);
     return FC_OK;
 }
@@ -1058,7 +1055,7 @@ static int FN(conv_raw_)(const fc_conv_desc *d, const T *x, const int64_t *xs_in
         if (!w_oihw) {
             T *raw = (T *)fc_scratch_get(s, raw_bytes);
             if (!raw) return FC_ENOMEM;
-            FN(copy_oihw_)(d, w, ws, raw);
+            FN(fc_weight_to_oihw_)(d, w, ws, raw);
             wo = raw;
         }
         if (dw) {
