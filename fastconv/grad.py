@@ -268,6 +268,19 @@ def _tconv(g, w, geo, groups, out, bias, post, method):
 
 
 @_quiet
+def _gemm_into(a, b, out):
+    """out = a @ b: by the 1x1 GEMM's kernel on fastconv's threads where it
+    runs (AVX-512, float32, a with unit column stride, b dense), else by
+    NumPy's BLAS (held to one thread inside the gradients, _one_blas).  The
+    input gradient's GEMM of ResNet's small last stages (a: a layer's HWIO
+    kernel as it is, b: a few pixels): 0.77 against 2.5 ms for 4608 x 512 x 32
+    on 2 threads (benchmarks/NOTES.md, training step)."""
+    if out.dtype == np.float32 and a.strides[1] == a.itemsize and b.flags.c_contiguous and \
+            _core.gemm_plain(a, b, out):
+        return
+    np.matmul(a, b, out=out)
+
+
 def _tconv_im2col(g, w, geo, groups, out, bias, post):
     """_tconv as GEMMs (W^T g per group, over a batch of images or a block of
     one image's rows) through NumPy's BLAS, scattered by col2im; bias and
@@ -310,7 +323,7 @@ def _tconv_im2col(g, w, geo, groups, out, bias, post):
                 np.copyto(gmat.reshape(cig, i1 - i0, hw),
                           g[i0:i1, grp * cig:(grp + 1) * cig].reshape(i1 - i0, cig, hw)
                           .transpose(1, 0, 2))
-                np.matmul(wmats[grp], gmat, out=cblk)
+                _gemm_into(wmats[grp], gmat, cblk)
                 _core.col2im_images(desc, cblk, grp * cog, cog, out[i0:i1], tap_major)
     else:
         col = np.empty(k * rows * wg, g.dtype)
