@@ -11,12 +11,46 @@ OpenMP's: ``OMP_NUM_THREADS``, :func:`set_num_threads` and
 import contextlib
 import os
 import sys
+import threading
 
 from fastconv import _core
 
 __all__ = ["config", "show_config", "set_num_threads", "get_num_threads"]
 
-_BLAS = []   # [threadpoolctl.ThreadpoolController or None], made on first use
+class _OneBlasThread:
+    """The context of blas_one_thread: reentrant and from any thread; the
+    outermost entry sets each BLAS library found to one thread (a ctypes call
+    each, ~2 us: threadpoolctl's own ``limit()`` took ~50 us, a tenth of a
+    small training step's convolution backward), the last exit restores the
+    counts it found."""
+
+    def __init__(self, libs):
+        self._libs = libs
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._saved = []
+
+    def __enter__(self):
+        with self._lock:
+            if self._depth == 0:
+                self._saved = [lib.get_num_threads() for lib in self._libs]
+                for lib, n in zip(self._libs, self._saved):
+                    if n != 1:
+                        lib.set_num_threads(1)
+            self._depth += 1
+        return self
+
+    def __exit__(self, *exc):
+        with self._lock:
+            self._depth -= 1
+            if self._depth == 0:
+                for lib, n in zip(self._libs, self._saved):
+                    if n != 1:
+                        lib.set_num_threads(n)
+        return False
+
+
+_BLAS = []   # [_OneBlasThread or None], made on first use
 
 
 def blas_one_thread():
@@ -27,21 +61,20 @@ def blas_one_thread():
     after each call and starve each other: a ResNet-18 training step on 2
     cores took 300 ms with both pools at 2 threads, 151 ms with BLAS at one
     (benchmarks/NOTES.md, training step).  The limit is process-wide while
-    it lasts; it needs threadpoolctl (in the ``train``, ``onnx`` and
-    ``bench`` extras: NumPy stays the only hard dependency).  Without it, or
-    on one thread, nothing changes."""
+    it lasts (nested and concurrent uses: until the last one ends); it needs
+    threadpoolctl (in the ``train``, ``onnx`` and ``bench`` extras: NumPy
+    stays the only hard dependency).  Without it, or on one thread, nothing
+    changes."""
     if _core.get_num_threads() <= 1:
         return contextlib.nullcontext()
     if not _BLAS:
         try:
             from threadpoolctl import ThreadpoolController
-            _BLAS.append(ThreadpoolController())
+            libs = ThreadpoolController().select(user_api="blas").lib_controllers
+            _BLAS.append(_OneBlasThread(list(libs)) if libs else None)
         except Exception:   # not installed, or an unusual BLAS: leave it alone
             _BLAS.append(None)
-    ctl = _BLAS[0]
-    if ctl is None:
-        return contextlib.nullcontext()
-    return ctl.limit(limits=1, user_api="blas")
+    return _BLAS[0] if _BLAS[0] is not None else contextlib.nullcontext()
 
 
 def config():
