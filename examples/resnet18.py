@@ -348,16 +348,20 @@ def main(argv=None):
                  if args.method == "winograd" else "")
               + (f"; layers that ran Winograd: {r['winograd_ran'][0]} ("
                  f"{r['winograd_ran'][1]} folded)" if args.method != "auto" else ""))
-        print(f"  max |fastconv - torch| = {r['max_abs_err']:.2e} (folded {r['max_abs_err_folded']:.2e};"
-              f" logits' scale {r['scale']:.2f}; tolerance {tol:.1e} = "
-              f"{tol / r['scale']:.0e} x scale); top-1 equal on {r['top1_checked'] - r['top1_mismatch']}"
-              f"/{r['top1_checked']} image(s) with a clear top-1 {'OK' if good else 'MISMATCH'}")
+        top1_ok = r["top1_checked"] - r["top1_mismatch"]
+        print(f"  max |fastconv - torch| = {r['max_abs_err']:.2e} "
+              f"(folded {r['max_abs_err_folded']:.2e}; logits' scale {r['scale']:.2f}; "
+              f"tolerance {tol:.1e} = {tol / r['scale']:.1e} x scale); top-1 equal on "
+              f"{top1_ok}/{r['top1_checked']} image(s) with a clear top-1 "
+              f"{'OK' if good else 'MISMATCH'}")
         if args.ort:
-            print(f"  max |ORT - torch| = {r['max_abs_err_ort']:.2e} (onnxruntime {r['onnxruntime']});"
-                  f" max |fastconv.onnx - torch| = {r['max_abs_err_fastconv_onnx']:.2e} "
+            print(f"  max |ORT - torch| = {r['max_abs_err_ort']:.2e} "
+                  f"(onnxruntime {r['onnxruntime']}); max |fastconv.onnx - torch| = "
+                  f"{r['max_abs_err_fastconv_onnx']:.2e} "
                   f"({r['fastconv_onnx_winograd_nodes']} Conv nodes ran Winograd, tuned)")
         print(f"  time per image (median of {args.repeat}): torch {r['torch_ms']:.1f} ms, "
-              f"fastconv {r['fastconv_ms']:.1f} ms, fastconv folded {r['fastconv_folded_ms']:.1f} ms"
+              f"fastconv {r['fastconv_ms']:.1f} ms, "
+              f"fastconv folded {r['fastconv_folded_ms']:.1f} ms"
               + (f", ORT {r['ort_ms']:.1f} ms, fastconv.onnx {r['fastconv_onnx_ms']:.1f} ms; "
                  f"ORT / fastconv folded = {r['ort_over_fastconv']:.2f}x, ORT / "
                  f"fastconv.onnx = {r['ort_over_fastconv_onnx']:.2f}x" if args.ort else ""))

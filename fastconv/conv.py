@@ -357,7 +357,7 @@ def _remember_fast(cache, x, weight, bias, stride, padding, dilation, groups, ac
     if len(cache) >= _FAST_CACHE_MAX:
         cache.clear()
     cache[key] = _core.FastPlan(p.desc, p.post._spec, p.pre._spec, p.shape_out,
-                                      p.unbatched, p.dtype.num, (activation, pre_activation))
+                                p.unbatched, p.dtype.num, (activation, pre_activation))
 _NDARRAY = np.ndarray
 
 

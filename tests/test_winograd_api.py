@@ -309,7 +309,7 @@ def test_layer_backward_under_fast_math_reads_the_plain_kernel(rng):
 
 # ---- the ONNX session ---------------------------------------------------------------
 
-def conv_model(rng, c=32, hw=32, stride=1):
+def conv_model(rng, c=32, hw=32, stride=1, batch=1):
     onnx = pytest.importorskip("onnx", reason="fastconv.onnx needs the onnx package")
     from onnx import TensorProto, helper, numpy_helper
     w = rng.standard_normal((c, c, 3, 3)).astype(np.float32)
@@ -319,8 +319,8 @@ def conv_model(rng, c=32, hw=32, stride=1):
                               strides=[stride, stride]),
              helper.make_node("Relu", ["c"], ["y"], "relu")]
     graph = helper.make_graph(
-        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, hw, hw])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, c, ho, ho])],
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, c, hw, hw])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, c, ho, ho])],
         [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
@@ -382,9 +382,24 @@ def test_onnx_session_fast_math_default_and_ineligible_nodes(rng):
     strided, *_ = conv_model(rng, stride=2)
     sk = conv_kernels(fo.InferenceSession(strided, fast_math=True))[0]
     assert sk.winograd is None
+    # a static input too small for the rule: no transform made (it would never be read)
     small, *_ = conv_model(rng, hw=8)
     s = fo.InferenceSession(small, tune=False, fast_math=True)
+    (sk,) = conv_kernels(s)
+    assert sk.winograd is None
     s.run(None, {"x": rng.standard_normal((1, 32, 8, 8)).astype(np.float32)})
-    assert conv_kernels(s)[0].last_method != "winograd"
+    assert sk.last_method != "winograd"
+    # a symbolic batch: transformed, and the rule decides per input shape
+    # (4 tiles per 8x8 image: 8 images make the 32 tiles it needs)
+    model, w, b = conv_model(rng, hw=8, batch="N")
+    s = fo.InferenceSession(model, tune=False, fast_math=True)
+    (sk,) = conv_kernels(s)
+    assert isinstance(sk.winograd, _core.WinogradWeight)
+    for n, want in ((1, False), (7, False), (8, True)):
+        x = rng.standard_normal((n, 32, 8, 8)).astype(np.float32)
+        (got,) = s.run(None, {"x": x})
+        assert (sk.last_method == "winograd") is want, n
+        ref, scale = conv2d_act_ref(x, w, b, 1, 1, 1, 1, activation="relu")
+        assert_wino_close(got, ref, scale, np.float32, f"batch {n}")
     with pytest.raises(TypeError, match="fast_math"):
         fo.InferenceSession(model, fast_math="on")

@@ -298,19 +298,21 @@ class ConvKernel:
         self.bias = None if b is None else np.ascontiguousarray(b.reshape(-1))
         self.packed = None
         #: the weights transformed for the Winograd path, made at creation
-        #: when the session has fast math on and the geometry allows it
-        #: (constant 3x3 2-D weights, strides and dilations 1); which input
-        #: shapes run on it is winograd_pays's (packed=True) choice
+        #: when the session has fast math on, the geometry allows it
+        #: (constant 3x3 2-D weights, strides and dilations 1) and the input
+        #: may be large enough (see _winograd_may_pay); which input shapes
+        #: run on it is winograd_pays's (packed=True) choice
         self.winograd = None
         self._winograd_rule = {}
+        self._pads = {}
         if w is not None:
             w4 = w.reshape(w.shape[:2] + (1,) + w.shape[2:]) if self.nd == 1 else w
             self.packed = pack_weight(np.ascontiguousarray(w4), self.groups)
             if ctx.fast_math and self.nd == 2 and tuple(self.kernel) == (3, 3) and \
-                    tuple(self.strides) == (1, 1) and tuple(self.dilations) == (1, 1):
+                    tuple(self.strides) == (1, 1) and tuple(self.dilations) == (1, 1) and \
+                    self._winograd_may_pay(ctx.shape(node.inputs[0]), w.dtype):
                 self.winograd = pack_weight(np.ascontiguousarray(w4), self.groups,
                                             method="winograd")
-        self._pads = {}
         self.c_out = w_shape[0]
         self.alloc = None   # set by the session: alloc(shape, dtype) -> its reusable buffer
         #: (ConcatTarget, input index) set by the session when this Conv's
@@ -338,6 +340,16 @@ class ConvKernel:
         self._sub = None   # the strided 1x1's subsampled input (its own buffer)
         #: the conv2d method (or "gemm1x1") the last run took
         self.last_method = None
+
+    def _winograd_may_pay(self, x_shape, dtype):
+        """False when the input's static shape (shape inference) is one the
+        rule leaves direct: its transform (4x the weights) would never be
+        read.  An unknown dimension (a symbolic batch) may make it pay."""
+        if x_shape is None or len(x_shape) != 4 or None in x_shape:
+            return True
+        return winograd_pays(x_shape, self.packed.shape, self._stride2,
+                             self.padding(tuple(x_shape[2:])), self._dilation2, self.groups,
+                             packed=True, dtype=dtype)
 
     def _winograd_pays(self, x, pads):
         """Fast math's rule for this input shape (its pre-transformed weights)."""
