@@ -77,6 +77,8 @@ def show_config(file=None):
     print(f"threads          : {c['threads']}"
           + (f" (OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']})"
              if "OMP_NUM_THREADS" in os.environ else ""), file=out)
+    print(f"fast math        : {'on' if get_fast_math() else 'off'} (method='auto' "
+          f"{'may pick' if get_fast_math() else 'never picks'} Winograd)", file=out)
 
 
 def set_num_threads(n):

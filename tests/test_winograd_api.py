@@ -70,6 +70,17 @@ def test_set_get_and_the_block():
     assert fastconv.get_fast_math() is False
 
 
+def test_show_config_reports_fast_math():
+    import io
+    buf = io.StringIO()
+    fastconv.show_config(file=buf)
+    assert "fast math        : off" in buf.getvalue()
+    with fastconv.fast_math():
+        buf = io.StringIO()
+        fastconv.show_config(file=buf)
+    assert "fast math        : on" in buf.getvalue()
+
+
 def test_block_is_per_thread_and_the_switch_process_wide():
     seen = {}
     inside, done = threading.Event(), threading.Event()
