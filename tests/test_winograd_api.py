@@ -156,10 +156,11 @@ def three_ways(x, w, b, **kw):
             fastconv.conv2d(x, w, b, method="winograd", **kw))
 
 
-@pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
-def test_auto_takes_winograd_only_under_fast_math_where_it_pays(rng, data_format):
+@pytest.mark.parametrize("data_format,dtype", [("NCHW", np.float32), ("NHWC", np.float32),
+                                               ("NCHW", np.float64)])
+def test_auto_takes_winograd_only_under_fast_math_where_it_pays(rng, data_format, dtype):
     # 16 x 16 output tiles of 4x4 (256 >= the plain rule's 128): Winograd pays
-    x, w, b = data(rng, 1, 32, 64, 64, 32)
+    x, w, b = data(rng, 1, 32, 64, 64, 32, dtype=dtype)
     if data_format == "NHWC":
         x, w = np.ascontiguousarray(x.transpose(0, 2, 3, 1)), np.ascontiguousarray(
             w.transpose(2, 3, 1, 0))
@@ -177,7 +178,7 @@ def test_auto_takes_winograd_only_under_fast_math_where_it_pays(rng, data_format
             assert fastconv.conv2d(x, w, b, out=out, **kw) is out
         assert np.array_equal(auto_fm, wino), round_
         assert np.array_equal(out, wino), round_
-        assert_wino_close(auto_fm, ref, scale, np.float32, "auto under fast math")
+        assert_wino_close(auto_fm, ref, scale, dtype, "auto under fast math")
         fastconv.set_fast_math(True)                 # the process-wide switch alike
         assert np.array_equal(fastconv.conv2d(x, w, b, **kw), wino), round_
         fastconv.set_fast_math(False)
