@@ -22,7 +22,7 @@ EXTENSIONS = {
                        "conv_direct.c", "conv_direct_avx2.c", "conv_direct_avx512.c",
                        "dispatch.c", "peak.c", "peak_avx2.c", "peak_avx512.c", "im2col.c",
                        "conv_depthwise.c", "conv_depthwise_avx2.c", "conv_small.c", "conv_small_avx2.c",
-                       "conv_first.c", "conv_first_avx2.c",
+                       "conv_first.c", "conv_first_avx2.c", "conv_first_avx512.c",
                        "conv_1x1.c", "conv_1x1_avx2.c", "conv_1x1_gemm.c", "conv_1x1_gemm_avx512.c",
                        "act_grad.c", "act_grad_avx2.c", "col2im.c", "batchnorm.c", "optimizer_step.c",
                        "grad_weight.c", "grad_weight_avx2.c", "grad_weight_avx512.c",

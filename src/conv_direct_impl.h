@@ -698,7 +698,15 @@ int FN(fc_conv2d_packed_ex_)(const fc_conv_desc *d, const T *x, const int64_t *x
     if (pk->raw && dense && !y_nhwc && FN(small_takes_)(d, pre))   /* few channels / tiny */
         return CAT(fc_conv_small_avx2_, SFX)(d, x, (const T *)pk->raw, bias, y, post);
     if (dense && !y_nhwc && FN(first_takes_)(d, pre)) {   /* few input channels */
+        /* the AVX-512 build of the template where that set is in use: 1.7x
+         * the AVX2 one on ResNet's conv1 (benchmarks/NOTES.md, first layer) */
+#if defined(__x86_64__) || defined(_M_X64)
+        const int rc = fc_kernels() == &fc_kernels_avx512
+            ? CAT(fc_conv_first_avx512_, SFX)(d, x, pk, bias, y, post, workspace)
+            : CAT(fc_conv_first_avx2_, SFX)(d, x, pk, bias, y, post, workspace);
+#else
         const int rc = CAT(fc_conv_first_avx2_, SFX)(d, x, pk, bias, y, post, workspace);
+#endif
         if (rc != FC_EINVAL) return rc;
     }
     if (dense && !y_nhwc && FN(s1x1_takes_)(d, pre)) {   /* 1x1 with stride or padding */

@@ -42,5 +42,11 @@ int fc_conv_first_avx2_f32(const fc_conv_desc *d, const float *x, const struct f
                            const float *bias, float *y, const fc_activation *post, void *ws);
 int fc_conv_first_avx2_f64(const fc_conv_desc *d, const double *x, const struct fc_packed *pk,
                            const double *bias, double *y, const fc_activation *post, void *ws);
+/* The same on AVX-512 (conv_first_avx512.c), when that kernel set is in use. */
+int fc_conv_first_avx512_f32(const fc_conv_desc *d, const float *x, const struct fc_packed *pk,
+                             const float *bias, float *y, const fc_activation *post, void *ws);
+int fc_conv_first_avx512_f64(const fc_conv_desc *d, const double *x, const struct fc_packed *pk,
+                             const double *bias, double *y, const fc_activation *post,
+                             void *ws);
 
 #endif

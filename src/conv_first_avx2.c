@@ -21,15 +21,20 @@
 /* Above this many FLOPs the output rows are split over threads. */
 #define FC_FIRST_PARALLEL_MIN_FLOPS 2.0e6
 
+#define FC_FIRST_ENTRY fc_conv_first_avx2_
+
 /* ---- float32 ---- */
+#define FC_FIRST_F32 1
 #include "avx2_vec_f32.h"
 #include "conv_first_impl.h"
 #include "avx2_vec_undef.h"
+#undef FC_FIRST_F32
 
 /* ---- float64 ---- */
 #include "avx2_vec_f64.h"
 #include "conv_first_impl.h"
 #include "avx2_vec_undef.h"
+#undef FC_FIRST_ENTRY
 
 #else /* not x86: never wanted */
 int fc_conv_first_avx2_f32(const fc_conv_desc *d, const float *x, const struct fc_packed *pk,

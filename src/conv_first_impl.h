@@ -1,9 +1,14 @@
-/* The first-layer kernel for one float type (included by conv_first_avx2.c
- * with T, SFX, V, VL and the vector macros defined).  See conv_first.h. */
+/* The first-layer kernel for one float type and instruction set (included by
+ * conv_first_avx2.c and conv_first_avx512.c with T, SFX, V, VL, the vector
+ * macros, FC_FIRST_ENTRY (the entry's name before the type suffix) and, for
+ * float32, FC_FIRST_F32 defined).  See conv_first.h. */
 #define CAT_(a, b) a##b
 #define CAT(a, b) CAT_(a, b)
 #define FN(name) CAT(name, SFX)
 #define FOB ((int64_t)(64 / sizeof(T)))   /* output channels of a packed B block */
+#ifndef FIRST_OC
+#define FIRST_OC 4                          /* output channels of a register tile */
+#endif
 
 typedef struct {
     const T *xp;            /* phase buffer of the image */
@@ -18,15 +23,15 @@ typedef struct {
 } FN(fjob_);
 
 
-/* 4 output channels (oc0..oc0+3, noc valid) x N vectors from column vector v0
+/* FIRST_OC output channels (noc valid) x N vectors from column vector v0
  * of output row oh; last: the last vector holds only `tail` valid columns. */
 static inline __attribute__((always_inline)) void
 FN(first_tile_)(const FN(fjob_) *j, const T *xrow, const T *w, const T *bias4, T *y, int noc,
                 int tail, const int N)
 {
-    V c[4][3];
-#pragma GCC unroll 4
-    for (int o = 0; o < 4; ++o) {
+    V c[FIRST_OC][3];
+#pragma GCC unroll 8
+    for (int o = 0; o < FIRST_OC; ++o) {
         const V b = VSET1(bias4[o]);
 #pragma GCC unroll 3
         for (int v = 0; v < N; ++v) c[o][v] = b;
@@ -39,8 +44,8 @@ FN(first_tile_)(const FN(fjob_) *j, const T *xrow, const T *w, const T *bias4, T
         V xv[3];
 #pragma GCC unroll 3
         for (int v = 0; v < N; ++v) xv[v] = VLOAD(xr + v * VL);
-#pragma GCC unroll 4
-        for (int o = 0; o < 4; ++o) {
+#pragma GCC unroll 8
+        for (int o = 0; o < FIRST_OC; ++o) {
             const V wv = VBCAST(w + o);
 #pragma GCC unroll 3
             for (int v = 0; v < N; ++v) c[o][v] = VFMA(wv, xv[v], c[o][v]);
@@ -49,24 +54,24 @@ FN(first_tile_)(const FN(fjob_) *j, const T *xrow, const T *w, const T *bias4, T
     }
     if (j->act->kind == FC_ACT_RELU) {   /* else identity (fc_act_in_tile, conv_kern.h) */
         const V z = VSET1((T)0);
-#pragma GCC unroll 4
-        for (int o = 0; o < 4; ++o)
+#pragma GCC unroll 8
+        for (int o = 0; o < FIRST_OC; ++o)
 #pragma GCC unroll 3
             for (int v = 0; v < N; ++v) c[o][v] = VRELU(c[o][v], z);
     }
     const int64_t ldy = j->h_out * j->w_out;
-    if (noc == 4 && tail == VL) {
-#pragma GCC unroll 4
-        for (int o = 0; o < 4; ++o)
+    if (noc == FIRST_OC && tail == VL) {
+#pragma GCC unroll 8
+        for (int o = 0; o < FIRST_OC; ++o)
 #pragma GCC unroll 3
             for (int v = 0; v < N; ++v) VSTORE(y + o * ldy + v * VL, c[o][v]);
         return;
     }
     /* partial tile: through memory (runtime indices on c would keep the
      * accumulators out of registers in the loop above) */
-    _Alignas(32) T buf[4][3][VL];
-#pragma GCC unroll 4
-    for (int o = 0; o < 4; ++o)
+    _Alignas(64) T buf[FIRST_OC][3][VL];
+#pragma GCC unroll 8
+    for (int o = 0; o < FIRST_OC; ++o)
 #pragma GCC unroll 3
         for (int v = 0; v < N; ++v) VSTORE(buf[o][v], c[o][v]);
     for (int o = 0; o < noc; ++o) {
@@ -83,13 +88,13 @@ static void FN(first_row_)(const FN(fjob_) *j, int64_t oh, int64_t ohb)
     const int64_t nvec = j->nvec, nt = j->nt;
     const int last_tail = (int)(j->w_out - (nvec - 1) * VL);
     const int64_t nob = (j->c_out + FOB - 1) / FOB;
-    _Alignas(32) T bias4[4];
+    _Alignas(64) T bias4[FIRST_OC];
     for (int64_t b = 0; b < nob; ++b) {
-        for (int64_t m = 0; m < FOB; m += 4) {
+        for (int64_t m = 0; m < FOB; m += FIRST_OC) {
             const int64_t oc0 = b * FOB + m;
             if (oc0 >= j->c_out) break;
-            const int noc = (int)fc_min64(4, j->c_out - oc0);
-            for (int o = 0; o < 4; ++o) bias4[o] = (j->bias && o < noc) ? j->bias[oc0 + o] : (T)0;
+            const int noc = (int)fc_min64(FIRST_OC, j->c_out - oc0);
+            for (int o = 0; o < FIRST_OC; ++o) bias4[o] = (j->bias && o < noc) ? j->bias[oc0 + o] : (T)0;
             const T *w = j->wb + b * nt * FOB + m;
             T *y = j->y + (oc0 * j->h_out + oh) * j->w_out;
             int64_t v = 0;
@@ -128,7 +133,7 @@ static void FN(first_phase_row_)(const fc_conv_desc *d, const T *x0, int64_t c, 
             memcpy(o + lo, sp + lo, (size_t)(hi - lo) * sizeof(T));
         } else if (s == 2) {
             int64_t i = lo;
-#if VL == 8
+#ifdef FC_FIRST_F32   /* 256-bit deinterleave (AVX2; AVX-512 has it too) */
             for (; i + 8 <= hi && 2 * i + 16 + f - pl <= W; i += 8) {
                 const __m256 a = _mm256_loadu_ps(sp + 2 * i), b = _mm256_loadu_ps(sp + 2 * i + 8);
                 const __m256 e = _mm256_shuffle_ps(a, b, 0x88);   /* a0 a2 b0 b2 | a4 a6 b4 b6 */
@@ -144,7 +149,7 @@ static void FN(first_phase_row_)(const fc_conv_desc *d, const T *x0, int64_t c, 
     }
 }
 
-int CAT(fc_conv_first_avx2_, SFX)(const fc_conv_desc *d, const T *x, const struct fc_packed *pk,
+int CAT(FC_FIRST_ENTRY, SFX)(const fc_conv_desc *d, const T *x, const struct fc_packed *pk,
                                    const T *bias, T *y, const fc_activation *post, void *ws)
 {
     static const fc_activation ident = {FC_ACT_IDENTITY, 0.0, 0.0};
@@ -225,6 +230,7 @@ int CAT(fc_conv_first_avx2_, SFX)(const fc_conv_desc *d, const T *x, const struc
 }
 
 #undef FOB
+#undef FIRST_OC
 #undef FN
 #undef CAT
 #undef CAT_

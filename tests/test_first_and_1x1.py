@@ -178,3 +178,22 @@ def test_routing():
     assert fastconv.workspace_bytes((1, 512, 7, 7), (2048, 512, 1, 1),
                                     method="fused") == 49 * 512 * 4 + 64
     assert fastconv.workspace_bytes((1, 128, 28, 28), (512, 128, 1, 1), method="fused") == 0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("activation", ["relu", None])
+def test_first_layer_nan_and_negative_zero(rng, dtype, activation):
+    """NaN in x reaches every output whose window holds it, through the
+    in-register relu too (relu(NaN) is NaN, as in the scalar code), and the
+    rest matches the reference: the first-layer kernel of each SIMD set."""
+    x = rng.standard_normal((1, 3, 23, 70)).astype(dtype)
+    x[0, 1, 10, 33] = np.nan
+    x[0, 2, 5, 7] = -np.inf
+    w = rng.standard_normal((16, 3, 3, 3)).astype(dtype)
+    b = np.zeros(16, dtype)
+    y = fastconv.conv2d(x, w, b, padding=1, activation=activation)
+    ref, scale = conv2d_act_ref(x, w, b, padding=1, activation=activation)
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(ref))
+    ok = np.isfinite(ref)
+    np.testing.assert_array_equal(np.isinf(y), np.isinf(ref))
+    np.testing.assert_allclose(y[ok], ref[ok], rtol=0, atol=RTOL[dtype] * 100 * scale[ok].max())
