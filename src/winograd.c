@@ -144,6 +144,16 @@ typedef struct {
     size_t bias_bytes, workspace;
 } wino_plan;
 
+/* Tiles per block for bytes_per_tile of V + M: all nt in one block if they
+ * fit the budget, else a multiple of the GEMM's 6 tiles (>= 4). */
+static int64_t wino_block_tiles(size_t budget, int64_t bytes_per_tile, int64_t nt)
+{
+    int64_t tb = (int64_t)(budget / (size_t)bytes_per_tile);
+    if (tb > WINO_TB_MAX) tb = WINO_TB_MAX;
+    if (tb >= nt) return nt;
+    return tb >= 12 ? tb / 6 * 6 : (tb < 4 ? 4 : tb);
+}
+
 static void wino_make_plan(wino_plan *pl, const fc_conv_desc *d, size_t elem, int tile)
 {
     const int64_t E = 64 / (int64_t)elem, P = 256 / (int64_t)elem;
@@ -166,12 +176,20 @@ static void wino_make_plan(wino_plan *pl, const fc_conv_desc *d, size_t elem, in
 #endif
     pl->threads = threads;
     const size_t budget = wino_tune_budget ? wino_tune_budget : WINO_BUDGET_DEFAULT;
-    pl->ocb = pl->ocp <= 2 * P ? pl->ocp : 2 * P;
-    int64_t tb = (int64_t)(budget / ((size_t)nxi * elem * (size_t)(pl->icp + pl->ocb)));
-    if (tb > WINO_TB_MAX) tb = WINO_TB_MAX;
-    tb = tb >= 12 ? tb / 6 * 6 : (tb < 4 ? 4 : tb);
-    if (wino_tune_tb) tb = wino_tune_tb;
     const int64_t nt = pl->ntiles > 0 ? pl->ntiles : 1;
+    pl->ocb = pl->ocp <= 2 * P ? pl->ocp : 2 * P;
+    int64_t tb = wino_block_tiles(budget, nxi * (int64_t)elem * (pl->icp + pl->ocb), nt);
+    if (pl->ocb > P) {
+        /* half the output channels per item if that makes fewer blocks: every
+         * block streams all of U (from L3 when U is larger than L2), while
+         * the items of one block share its V (consecutive on one thread) */
+        const int64_t tb1 = wino_block_tiles(budget, nxi * (int64_t)elem * (pl->icp + P), nt);
+        if ((nt + tb1 - 1) / tb1 < (nt + tb - 1) / tb) {
+            pl->ocb = P;
+            tb = tb1;
+        }
+    }
+    if (wino_tune_tb) tb = wino_tune_tb;
     if (tb > nt) tb = nt;
     int64_t nblocks = (nt + tb - 1) / tb;
     pl->nob = (pl->ocp + pl->ocb - 1) / pl->ocb;
@@ -205,14 +223,27 @@ size_t fc_winograd_workspace(const fc_conv_desc *d, size_t elem_size, int tile)
     return pl.ntiles && d->c_out ? pl.workspace : 0;
 }
 
-/* PLACEHOLDER: the rule is set from the measurements. */
+/* F(2x2) where it measured faster than F(4x4) (benchmarks/NOTES.md,
+ * "Winograd tile size", benchmarks/winograd_tile_grid.py): many channels per
+ * group on a small image.  There F(4x4)'s U (4x the weights: 9.4 MB for
+ * 256 -> 256) streams from L3 for a handful of tiles, where F(2x2)'s (16/9 the
+ * weights) serves 3-4x as many tiles per pass; and a 14 x 14 output is 3.5
+ * tiles of 4 (31 % of F(4x4)'s work on padding) but 7 whole tiles of 2.  At
+ * 28 x 28 and above, or with fewer channels, F(4x4)'s 4x fewer
+ * multiplications win (F(2x2)'s: 2.25x).  The measured batches (1-8) did not
+ * move the boundary.  Without a spatial size (a pack made before any input)
+ * the channels decide: 256 -> 256 and more is F(2x2) (the 14 x 14 and 7 x 7
+ * stages of the ResNets). */
 int fc_winograd_choose_tile(const fc_conv_desc *d)
 {
     if (wino_tune_tile) return wino_tune_tile;
-    const int64_t cin = d->c_in / (d->groups > 0 ? d->groups : 1);
-    if (d->h_out <= 0 || d->w_out <= 0) return cin >= 256 ? 2 : 4;
-    const int64_t tiles4 = d->n * ((d->h_out + 3) / 4) * ((d->w_out + 3) / 4);
-    return tiles4 < 64 ? 2 : 4;
+    const int64_t g = d->groups > 0 ? d->groups : 1;
+    const int64_t chans = (d->c_in / g) * (d->c_out / g);   /* per group, cin x cout */
+    if (d->h_out <= 0 || d->w_out <= 0) return chans >= 256 * 256 ? 2 : 4;
+    const int64_t area = d->h_out * d->w_out;
+    if (chans >= 256 * 256 && area <= 14 * 14) return 2;
+    if (chans >= 128 * 128 && area <= 7 * 7) return 2;
+    return 4;
 }
 
 /* ---- the portable kernels ------------------------------------------------ */

@@ -1,8 +1,13 @@
 """conv2d(method="winograd"): the F(4x4, 3x3) and F(2x2, 3x3) paths against the
 float64 reference.
 
-Tolerance: |got - ref| <= WINO_RTOL[tile] * scale per element, scale the bound
-of tests/reference.py (|y| + |x| * |w| + |b|, carried through the activation).
+Tolerance: |got - ref| <= WINO_EPS[tile] * eps * scale per element, scale the
+largest bound of tests/reference.py (|y| + |x| * |w| + |b|, carried through the
+activation) in the element's m x m output tile (tile_max): the transforms mix a
+tile's values, so an output whose own bound is far below its neighbours' (a
+near-cancellation, mostly-padding windows, weights of mixed magnitude) gets
+rounding of their size (its own bound was exceeded by 1 in ~1500 random
+1x1x3x3 cases, F(4x4) up to 2900 eps, F(2x2) 32 eps; the tile's: 5 eps).
 The largest error measured in that unit (benchmarks/winograd_accuracy.py,
 docs/DESIGN.md "Winograd") is, for F(4x4), ~80 eps (weights of mixed
 magnitude; ~20 eps on normal data, ~2 eps on inputs with a large mean), and
@@ -93,7 +98,7 @@ def tile_max(scale, m=4):
 
 
 def run_and_check(x, w, b, padding=0, groups=1, activation=None, pre_activation=None,
-                  data_format="NCHW", packed=False, what="", per_tile=False, tile=4):
+                  data_format="NCHW", packed=False, what="", tile=4):
     """packed: a pack of this tile size; plain weights: the call's plan must be
     forced to it (the tile fixture)."""
     x0, w0 = x.copy(), w.copy()
@@ -110,7 +115,9 @@ def run_and_check(x, w, b, padding=0, groups=1, activation=None, pre_activation=
                           method="winograd", data_format=data_format)
     ref, scale = conv2d_act_ref(x, w, b, 1, padding, 1, groups, activation=activation,
                                 pre_activation=pre_activation, data_format=data_format)
-    if per_tile:
+    if data_format == "NHWC":
+        scale = tile_max(scale.transpose(0, 3, 1, 2), tile).transpose(0, 2, 3, 1)
+    else:
         scale = tile_max(scale, tile)
     assert_wino_close(got, ref, scale, x.dtype, what=f"F{tile} {what}", tile=tile)
     np.testing.assert_array_equal(x, x0)
@@ -195,9 +202,7 @@ def test_badly_scaled(rng, tile):
         x, w, b = make(rng, dtype, 2, 24, 12, 12, 24, 1)
         run_and_check(x + dtype(100), w, b, 1, packed=True, what="large mean", tile=tile)
         wm = (w * 10.0 ** rng.uniform(-3, 3, w.shape)).astype(dtype)
-        # 300 eps of each output's own bound was exceeded once (311 eps, F(4x4),
-        # float64, CI seed 695633457): relative to its tile's largest bound instead
-        run_and_check(x, wm, b, 1, packed=True, what="mixed weights", per_tile=True, tile=tile)
+        run_and_check(x, wm, b, 1, packed=True, what="mixed weights", tile=tile)
 
 
 def _isa_sets():
@@ -290,6 +295,50 @@ def test_a_call_uses_its_packs_tile(rng):
     assert not np.array_equal(ys[2, 2], ys[4, 4])
 
 
+@pytest.mark.parametrize("x_shape, w_shape, groups, expected", [
+    ((1, 64, 56, 56), (64, 64, 3, 3), 1, 4),       # ResNet-18's stages: 64@56, 128@28 F(4x4),
+    ((1, 128, 28, 28), (128, 128, 3, 3), 1, 4),
+    ((1, 256, 14, 14), (256, 256, 3, 3), 1, 2),    # 256@14, 512@7 F(2x2)
+    ((1, 512, 7, 7), (512, 512, 3, 3), 1, 2),
+    ((8, 256, 14, 14), (256, 256, 3, 3), 1, 2),    # the batch does not move it
+    ((1, 256, 28, 28), (256, 256, 3, 3), 1, 4),    # 28 x 28: F(4x4)
+    ((1, 128, 7, 7), (128, 128, 3, 3), 1, 2),      # 128 channels only at 7 x 7
+    ((1, 128, 14, 14), (128, 128, 3, 3), 1, 4),
+    ((1, 512, 14, 14), (512, 128, 3, 3), 4, 4),    # per group 128 x 32 channels
+    ((1, 64, 224, 224), (64, 64, 3, 3), 1, 4),
+])
+def test_plan_choice(x_shape, w_shape, groups, expected, rng):
+    """The plan's tile size (benchmarks/NOTES.md): a pack of tile="auto" with the
+    input shape, the plain-weight call (its output's bits are the pack of that
+    tile's) and workspace_bytes(tile="auto") agree."""
+    w = rng.standard_normal(w_shape).astype(np.float32)
+    assert fastconv.pack_weight(w, groups, method="winograd", input_shape=x_shape).tile == expected
+    assert fastconv.pack_weight(w, groups, method="winograd", input_shape=x_shape[1:]).tile \
+        == expected   # unbatched shape
+    nhwc = (x_shape[0], x_shape[2], x_shape[3], x_shape[1])
+    assert fastconv.pack_weight(w.transpose(2, 3, 1, 0), groups, data_format="NHWC",
+                                method="winograd", input_shape=nhwc).tile == expected
+    assert fastconv.workspace_bytes(x_shape, w_shape, padding=1, groups=groups,
+                                    method="winograd") == \
+        fastconv.workspace_bytes(x_shape, w_shape, padding=1, groups=groups,
+                                 method="winograd", tile=expected)
+    if np.prod(x_shape) * w_shape[0] <= 2e7:   # the plain call on the small ones
+        x = rng.standard_normal(x_shape).astype(np.float32)
+        pw = fastconv.pack_weight(w, groups, method="winograd", tile=expected)
+        np.testing.assert_array_equal(
+            fastconv.conv2d(x, w, padding=1, groups=groups, method="winograd"),
+            fastconv.conv2d(x, pw, padding=1, groups=groups, method="winograd"))
+
+
+def test_plan_choice_without_input_shape(rng):
+    """From the weight shape alone: 256 x 256 channels per group and more F(2x2)."""
+    for w_shape, groups, expected in (((64, 64, 3, 3), 1, 4), ((256, 128, 3, 3), 1, 4),
+                                      ((256, 256, 3, 3), 1, 2), ((512, 512, 3, 3), 1, 2),
+                                      ((512, 256, 3, 3), 2, 2), ((512, 256, 3, 3), 4, 4)):
+        w = rng.standard_normal(w_shape).astype(np.float32)
+        assert fastconv.pack_weight(w, groups, method="winograd").tile == expected, w_shape
+
+
 def test_legacy_pickle_is_f4(rng):
     """A pack pickled before the tile size existed (weight, groups) loads as F(4x4)."""
     from fastconv.conv import _winograd_from
@@ -325,28 +374,33 @@ def test_workspace_bytes():
         fastconv.workspace_bytes((1, 4, 8, 8), (4, 4, 3, 3), tile=2)
 
 
-def _tile_buffers(x_shape, cin, cout, tile, item=4, threads=1):
-    """The plan's per-call bytes as the issue states them: per thread, the
-    gathered rows and V + M of a tile block (src/winograd.c, wino_make_plan),
-    plus the padded bias; recomputed here from the plan's rule (TB from the
-    budget) to check workspace_bytes follows the tile size."""
+def _tile_buffers(x_shape, cin, cout, tile, item=4):
+    """The bytes of a 1-thread call as docs/DESIGN.md states the plan: the padded
+    bias, the gathered rows and V + M of one tile block, TB tiles: all the
+    tiles if they fit the 1 MB budget, else a multiple of 6; items of 2 panels
+    of output channels unless 1 panel makes fewer blocks."""
     n, _, h, w = x_shape
     E, P = 64 // item, 256 // item
     icp, ocp = -(-cin // E) * E, -(-cout // E) * E
-    ocb = ocp if ocp <= 2 * P else 2 * P
     nxi = (tile + 2) ** 2
-    tb = (1024 * 1024) // (nxi * item * (icp + ocb))
-    tb = min(tb, 120)
-    tb = tb // 6 * 6 if tb >= 12 else max(tb, 4)
-    ntiles = n * -(-h // tile) * -(-w // tile)
-    tb = min(tb, ntiles)
+    nt = n * -(-h // tile) * -(-w // tile)
+
+    def block(ocb):
+        tb = min((1024 * 1024) // (nxi * item * (icp + ocb)), 120)
+        return nt if tb >= nt else (tb // 6 * 6 if tb >= 12 else max(tb, 4))
+    ocb = min(ocp, 2 * P)
+    tb = block(ocb)
+    if ocb > P and -(-nt // block(P)) < -(-nt // tb):
+        ocb, tb = P, block(P)
+    tb = min(tb, nt)
     seg = min(tb, -(-w // tile))
     stage = -(-((tile + 2) * (tile * seg + 2) * cin + E) // E) * E
     bias = -(-(ocp * item) // 64) * 64
-    return bias + threads * (stage + nxi * tb * (icp + ocb)) * item
+    return bias + (stage + nxi * tb * (icp + ocb)) * item
 
 
-@pytest.mark.parametrize("shape", [(1, 64, 56, 56), (1, 256, 14, 14), (2, 20, 9, 7)])
+@pytest.mark.parametrize("shape", [(1, 64, 56, 56), (1, 256, 14, 14), (2, 20, 9, 7),
+                                   (1, 512, 7, 7), (8, 128, 28, 28)])
 def test_workspace_bytes_follow_the_tile(shape):
     """workspace_bytes answers the plan of the call: tile=T for a pack of tile T,
     "auto" the plan's choice for plain weights (the pack of tile="auto" with the
@@ -357,9 +411,9 @@ def test_workspace_bytes_follow_the_tile(shape):
         c = shape[1]
         ws = {t: fastconv.workspace_bytes(shape, (c, c, 3, 3), padding=1, method="winograd",
                                           tile=t) for t in TILES}
-        for t in TILES:
-            assert ws[t] == _tile_buffers(shape, c, c, t)
         assert ws[2] != ws[4]
+        for t in TILES:
+            assert ws[t] == _tile_buffers(shape, c, c, t), t
         w = np.zeros((c, c, 3, 3), np.float32)
         auto = fastconv.pack_weight(w, method="winograd", input_shape=shape).tile
         assert fastconv.workspace_bytes(shape, w.shape, padding=1, method="winograd") == ws[auto]
