@@ -847,6 +847,7 @@ cdef extern from "winograd.h" nogil:
                             const fc_activation *pre, fc_scratch *s)
     const char *fc_winograd_kernel_name()
     void fc_winograd_tune(int tiles_per_block, size_t budget_bytes, int tile)
+    void fc_winograd_tune_kc(int kc)
 
 
 cdef class WinogradWeight:
@@ -967,3 +968,8 @@ def _winograd_tune(int tiles_per_block=0, size_t budget_bytes=0, int tile=0):
     """Benchmarks and tests: tiles per block, per-thread cache budget and the
     plan's tile size (for plain-weight calls and tile="auto"; 0: automatic)."""
     fc_winograd_tune(tiles_per_block, budget_bytes, tile)
+
+
+def _winograd_tune_kc(int kc=0):
+    """Benchmarks and tests: input channels per GEMM call (0: the plan's; < 0: all)."""
+    fc_winograd_tune_kc(kc)

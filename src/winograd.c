@@ -123,8 +123,10 @@ int fc_winograd_weight_tile(const fc_wino_weight *u) { return u->tile; }
 #define WINO_BUDGET_DEFAULT ((size_t)1024 * 1024)
 #define WINO_TB_MAX 120
 
-static int wino_tune_tb = 0, wino_tune_tile = 0;
+static int wino_tune_tb = 0, wino_tune_tile = 0, wino_tune_kc = 0;
 static size_t wino_tune_budget = 0;
+
+void fc_winograd_tune_kc(int kc) { wino_tune_kc = kc; }
 
 void fc_winograd_tune(int tiles_per_block, size_t budget_bytes, int tile)
 {
@@ -139,6 +141,7 @@ typedef struct {
     int64_t cin, cout, icp, ocp;
     int64_t tiles_h, tiles_w, ntiles;
     int64_t tb, nblocks, ocb, nob;
+    int64_t kc;                   /* input channels per GEMM call */
     int threads;
     int64_t stage_lr, stage_elems, thread_elems;
     size_t bias_bytes, workspace;
@@ -207,6 +210,15 @@ static void wino_make_plan(wino_plan *pl, const fc_conv_desc *d, size_t elem, in
     }
     pl->tb = tb;
     pl->nblocks = nblocks;
+    /* Past 128 input channels a panel of U (cin rows of 256 bytes) no longer
+     * fits the 48 KB L1 and every 6-tile GEMM call would read it from L2
+     * (4 vectors per 24 FMAs: L2's bandwidth, not the FMAs, was the limit on
+     * 256 channels): slices of 64 rows (16 KB) then, each read from L2 once
+     * for all the block's tiles (1.2-1.25x on 256 -> 256 at 14 x 14, F(2x2)
+     * and F(4x4), benchmarks/NOTES.md; 64 and 128 rows measured alike). */
+    pl->kc = wino_tune_kc > 0 ? wino_tune_kc
+             : (wino_tune_kc < 0 || pl->cin <= 128 ? pl->cin : 64);
+    if (pl->kc >= pl->cin) pl->kc = pl->cin > 0 ? pl->cin : 1;
     const int64_t seg = tb < pl->tiles_w ? tb : pl->tiles_w;
     pl->stage_lr = (tile * seg + 2) * pl->cin;
     pl->stage_elems = wino_round(pl->a * pl->stage_lr + E, E);   /* + a vector read past the end */
@@ -280,14 +292,15 @@ int fc_winograd_choose_tile(const fc_conv_desc *d)
 #undef KFN
 #undef ACT_SERIAL
 
-/* m[t][o] = sum_k v[t][k] u[k][o]: the o loop vectorises for the baseline ISA. */
+/* m[t][o] (+)= sum_k v[t][k] u[k][o]: the o loop vectorises for the baseline ISA. */
 #define WINO_GEMM_PORT(T, SFX)                                                 \
     static void wino_gemm_port_##SFX(const T *v, int64_t ldv, int nt, const T *u, \
-                                     int64_t ldu, int64_t no, int64_t k, T *m, int64_t ldm) \
+                                     int64_t ldu, int64_t no, int64_t k, T *m, int64_t ldm, \
+                                     int add)                                  \
     {                                                                          \
         for (int t = 0; t < nt; ++t) {                                         \
             T acc[FC_WINO_P(float)];                                           \
-            for (int64_t o = 0; o < no; ++o) acc[o] = 0;                       \
+            for (int64_t o = 0; o < no; ++o) acc[o] = add ? m[t * ldm + o] : 0; \
             const T *vt = v + t * ldv;                                         \
             for (int64_t kk = 0; kk < k; ++kk) {                               \
                 const T xv = vt[kk];                                           \

@@ -80,6 +80,8 @@ const char *fc_winograd_kernel_name(void);
  * per-thread cache budget in bytes of the transformed tiles (0: default) and
  * the tile size fc_winograd_choose_tile answers (2 or 4; 0: its rule). */
 void fc_winograd_tune(int tiles_per_block, size_t budget_bytes, int tile);
+/* Benchmarks/tests: input channels per GEMM call (0: the plan's, < 0: all). */
+void fc_winograd_tune_kc(int kc);
 
 #ifdef __cplusplus
 }

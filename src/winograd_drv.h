@@ -157,6 +157,7 @@ static int FN(wino_run_)(const fc_conv_desc *d, const T *x, const int64_t *xstri
     const fc_wino_kernels *wk = wino_kernels();
     const fc_wino_transforms *tr = pl.m == 4 ? &wk->f4 : &wk->f2;
     const int tile = pl.m, nxi = pl.nxi;
+    const int64_t kc = pl.kc;
     const fc_kernel_table *dk = fc_kernels();
     const int64_t tpi = pl.tiles_h * pl.tiles_w;
     const int64_t nitems = G * pl.nblocks * pl.nob;
@@ -205,10 +206,17 @@ static int FN(wino_run_)(const fc_conv_desc *d, const T *x, const int64_t *xstri
                 for (int64_t o = oc0; o < oc1; o += P) {
                     const int64_t pw = ocp - o < P ? ocp - o : P;
                     const int64_t no = oc1 - o < pw ? oc1 - o : pw;
-                    for (int64_t t = 0; t < nt; t += 6)
-                        wk->FN(gemm_)(v + xi * ldxi_v + t * ldv, ldv,
-                                      (int)(nt - t < 6 ? nt - t : 6), ux + o / P * u->panel_stride, pw, no, cin,
-                                      m + (t * nxi + xi) * ldm + (o - oc0), nxi * ldm);
+                    const T *up = ux + o / P * u->panel_stride;
+                    /* input channels in slices whose rows of the panel stay in
+                     * L1 for all the block's tiles (a 256-channel panel is 64 KB) */
+                    for (int64_t k0 = 0; k0 < cin; k0 += kc) {
+                        const int64_t kn = cin - k0 < kc ? cin - k0 : kc;
+                        for (int64_t t = 0; t < nt; t += 6)
+                            wk->FN(gemm_)(v + xi * ldxi_v + t * ldv + k0, ldv,
+                                          (int)(nt - t < 6 ? nt - t : 6), up + k0 * pw, pw, no,
+                                          kn, m + (t * nxi + xi) * ldm + (o - oc0), nxi * ldm,
+                                          k0 > 0);
+                    }
                 }
             }
             /* the output transform, bias and activation, one store */

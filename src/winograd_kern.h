@@ -57,11 +57,13 @@ typedef struct {
     const char *name;
     fc_wino_transforms f4, f2;   /* F(4x4, 3x3) and F(2x2, 3x3) */
     /* m[t * ldm + o] = sum_k v[t * ldv + k] * u[k * ldu + o] for t < nt (<= 6),
-     * o < no (a multiple of E, <= P). */
+     * o < no (a multiple of E, <= P); add: m += that sum, each result's FMAs
+     * continuing in k order from m (calls over consecutive ranges of k give
+     * the bits of one call over all of them). */
     void (*gemm_f32)(const float *v, int64_t ldv, int nt, const float *u, int64_t ldu,
-                     int64_t no, int64_t k, float *m, int64_t ldm);
+                     int64_t no, int64_t k, float *m, int64_t ldm, int add);
     void (*gemm_f64)(const double *v, int64_t ldv, int nt, const double *u, int64_t ldu,
-                     int64_t no, int64_t k, double *m, int64_t ldm);
+                     int64_t no, int64_t k, double *m, int64_t ldm, int add);
 } fc_wino_kernels;
 
 /* A kernel set's table, from the functions winograd_kern_impl.h made with KFN. */

@@ -218,17 +218,18 @@ static void KFN(wino_out2_)(const fc_wino_out_args *a)
 }
 
 #ifdef WG_NV
-/* m[t][o] = sum_k v[t][k] u[k][o]: NT (<= 6) tiles broadcast x NV vectors of
- * output channels, all k in the accumulators. */
+/* m[t][o] (+)= sum_k v[t][k] u[k][o]: NT (<= 6) tiles broadcast x NV vectors
+ * of output channels, the k of this call in the accumulators (started from m
+ * when add: the same sequence of FMAs as one call over all k). */
 static inline __attribute__((always_inline)) void
 KFN(wino_tile_)(const T *v, int64_t ldv, const T *u, int64_t ldu, int64_t k, T *m,
-                int64_t ldm, const int NT, const int NV)
+                int64_t ldm, int add, const int NT, const int NV)
 {
     V acc[6][WG_NV];
 #pragma GCC unroll 6
     for (int j = 0; j < NT; ++j)
 #pragma GCC unroll 4
-        for (int b = 0; b < NV; ++b) acc[j][b] = VZERO();
+        for (int b = 0; b < NV; ++b) acc[j][b] = add ? VLOAD(m + j * ldm + b * VL) : VZERO();
     const T *v0 = v, *v1 = v + ldv, *v2 = v + 2 * ldv, *v3 = v + 3 * ldv;
     const T *v4 = v + 4 * ldv, *v5 = v + 5 * ldv;
 #pragma GCC unroll 2
@@ -259,7 +260,7 @@ KFN(wino_tile_)(const T *v, int64_t ldv, const T *u, int64_t ldu, int64_t k, T *
         }                                                                      \
         break;
 #define WG_CASE_NV(NT, NV)                                                     \
-    case NV: KFN(wino_tile_)(v, ldv, u + o, ldu, k, m + o, ldm, NT, NV); break;
+    case NV: KFN(wino_tile_)(v, ldv, u + o, ldu, k, m + o, ldm, add, NT, NV); break;
 #if WG_NV >= 4
 #define WG_CASE_NV3(NT) WG_CASE_NV(NT, 3)
 #define WG_CASE_NV4(NT) WG_CASE_NV(NT, 4)
@@ -269,7 +270,7 @@ KFN(wino_tile_)(const T *v, int64_t ldv, const T *u, int64_t ldu, int64_t k, T *
 #endif
 
 static void KFN(wino_gemm_)(const T *v, int64_t ldv, int nt, const T *u, int64_t ldu,
-                            int64_t no, int64_t k, T *m, int64_t ldm)
+                            int64_t no, int64_t k, T *m, int64_t ldm, int add)
 {
     for (int64_t o = 0; o < no; o += WG_NV * VL) {
         const int nv = (int)((no - o) / VL < WG_NV ? (no - o) / VL : WG_NV);

@@ -125,7 +125,7 @@ def run_and_check(x, w, b, padding=0, groups=1, activation=None, pre_activation=
     return got
 
 
-# N, C, H, W, Cout, groups: odd sizes, outputs that 4x4 tiles do not divide,
+# N, C, H, W, Cout, groups: odd sizes, outputs that 4x4 (2x2) tiles do not divide,
 # a single partial tile, channels that are not multiples of the vector, more
 # output channels than one panel (64 f32), and a batch whose tiles cross images
 SHAPES = [
@@ -137,6 +137,7 @@ SHAPES = [
     (2, 20, 10, 6, 130, 1),
     (1, 6, 9, 10, 8, 2),
     (2, 32, 7, 7, 48, 4),
+    (1, 160, 6, 6, 24, 1),   # > 128 input channels: GEMMs over slices of 64
 ]
 PADDINGS = [0, 1, ((0, 2), (1, 0)), "same"]
 
@@ -240,7 +241,8 @@ def test_isa_sets(rng, isa, restore_kernels, tile):
 
 
 def test_threads_and_blocks_same_bits(rng, tile):
-    """Each tile's sums run in the same order whatever the threads and tile blocks."""
+    """Each tile's sums run in the same order whatever the threads, tile blocks
+    and slices of the input channels per GEMM call."""
     x, w, b = make(rng, np.float32, 2, 40, 23, 19, 72, 1)
     pw = fastconv.pack_weight(w, method="winograd", tile=tile)
     before = fastconv.get_num_threads()
@@ -253,8 +255,14 @@ def test_threads_and_blocks_same_bits(rng, tile):
             _core._winograd_tune(tb, 0, tile)
             y3 = fastconv.conv2d(x, pw, b, padding=1, method="winograd", activation="relu")
             np.testing.assert_array_equal(y3, y1)
+        _core._winograd_tune(0, 0, tile)
+        for kc in (1, 7, 16, 39, -1):   # GEMMs over slices of the input channels
+            _core._winograd_tune_kc(kc)
+            y3 = fastconv.conv2d(x, pw, b, padding=1, method="winograd", activation="relu")
+            np.testing.assert_array_equal(y3, y1)
     finally:
         _core._winograd_tune(0, 0, tile)
+        _core._winograd_tune_kc(0)
         fastconv.set_num_threads(before)
     np.testing.assert_array_equal(y1, y2)
 
