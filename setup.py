@@ -24,7 +24,7 @@ EXTENSIONS = {
                        "conv_depthwise.c", "conv_depthwise_avx2.c", "conv_small.c", "conv_small_avx2.c",
                        "conv_first.c", "conv_first_avx2.c",
                        "conv_1x1.c", "conv_1x1_avx2.c", "conv_1x1_gemm.c", "conv_1x1_gemm_avx512.c",
-                       "act_grad.c", "act_grad_avx2.c", "col2im.c", "batchnorm.c",
+                       "act_grad.c", "act_grad_avx2.c", "col2im.c", "batchnorm.c", "optimizer_step.c",
                        "grad_weight.c", "grad_weight_avx2.c", "grad_weight_avx512.c",
                        "winograd.c", "winograd_avx2.c", "winograd_avx512.c"],
     "fastconv._pool": ["pool.c", "pool_avx2.c"],

@@ -15,12 +15,14 @@ except ImportError as e:  # pragma: no cover - depends on how it was installed
         f"it in place (`pip install -e .`) or run from another directory so that the "
         f"installed package is imported.") from e
 from fastconv.activations import ACTIVATIONS, Activation, activate
-from fastconv.config import get_num_threads, set_num_threads, show_config
-from fastconv.conv import conv2d, pack_weight, workspace_bytes
+from fastconv.config import (fast_math, get_fast_math, get_num_threads, set_fast_math,
+                             set_num_threads, show_config)
+from fastconv.conv import conv2d, pack_weight, winograd_pays, workspace_bytes
 from fastconv.grad import conv2d_backward, conv_transpose2d, conv_transpose2d_backward
 from fastconv import layers  # noqa: E402  (layers build on the names above)
 
 __all__ = ["ACTIVATIONS", "Activation", "activate", "conv2d", "conv2d_backward",
-           "conv_transpose2d", "conv_transpose2d_backward", "get_num_threads", "layers",
-           "pack_weight", "set_num_threads", "show_config", "workspace_bytes"]
+           "conv_transpose2d", "conv_transpose2d_backward", "fast_math", "get_fast_math",
+           "get_num_threads", "layers", "pack_weight", "set_fast_math", "set_num_threads",
+           "show_config", "winograd_pays", "workspace_bytes"]
 __version__ = "0.1.0"

@@ -13,6 +13,8 @@ cdef extern from "conv_1x1_gemm.h" nogil:
     int fc_1x1g_available()
     int fc_conv1x1_gemm_f32(const fc_1x1g_desc *d, const float *x, const float *wp,
                             const float *bias, const float *res, float *y)
+    int fc_gemm_plain_f32(int64_t M, int64_t K, int64_t N, const float *a, int64_t lda,
+                          const float *b, float *c)
 
 CONV1X1_MR = FC_1X1G_MR
 
@@ -87,6 +89,42 @@ def conv1x1_gemm(cnp.ndarray x, cnp.ndarray wp, cnp.ndarray bias, cnp.ndarray ou
     cdef int rc
     with nogil:
         rc = fc_conv1x1_gemm_f32(&d, xp, wpp, bp, rp, yp)
+    return rc == 0
+
+
+def gemm_plain(cnp.ndarray a, cnp.ndarray b, cnp.ndarray c):
+    """c = a @ b by the 1x1 GEMM's kernel with a as it is (fc_gemm_plain_f32):
+    float32, a (M, K) with unit column stride (rows any multiple of 4 bytes
+    apart: a column slice of a wider matrix), b (K, N) and c (M, N)
+    C-contiguous, c overlapping neither.  -> False where the kernel is not
+    available (nothing written), True when done."""
+    if a.ndim != 2 or b.ndim != 2 or c.ndim != 2:
+        raise ValueError("gemm_plain: a, b and c must be 2-D")
+    cdef int64_t M = a.shape[0], K = a.shape[1], N = b.shape[1]
+    if b.shape[0] != K or c.shape[0] != M or c.shape[1] != N:
+        raise ValueError(f"gemm_plain: shapes {(<object>a).shape!r} @ {(<object>b).shape!r} "
+                         f"-> {(<object>c).shape!r} do not match")
+    for arr, name in ((a, "a"), (b, "b"), (c, "c")):
+        if arr.dtype.num != cnp.NPY_FLOAT32 or not cnp.PyArray_ISALIGNED(arr):
+            raise TypeError(f"gemm_plain: {name} must be an aligned float32 array")
+    if a.strides[1] != 4 or a.strides[0] % 4 or a.strides[0] < 4 * K:
+        raise ValueError("gemm_plain: a must have unit column stride and rows >= K apart")
+    if not b.flags.c_contiguous or not c.flags.c_contiguous or not c.flags.writeable:
+        raise ValueError("gemm_plain: b and c must be C-contiguous (c writeable)")
+    if _overlap(a, c) or _overlap(b, c):
+        raise ValueError("gemm_plain: c overlaps a or b")
+    if M == 0 or N == 0:
+        return True
+    if K == 0:
+        c[...] = 0
+        return True
+    cdef const float *ap = <const float *>cnp.PyArray_DATA(a)
+    cdef const float *bp = <const float *>cnp.PyArray_DATA(b)
+    cdef float *cp = <float *>cnp.PyArray_DATA(c)
+    cdef int64_t lda = a.strides[0] // 4
+    cdef int rc
+    with nogil:
+        rc = fc_gemm_plain_f32(M, K, N, ap, lda, bp, cp)
     return rc == 0
 
 

@@ -27,6 +27,14 @@ cdef extern from "fastconv_grad.h" nogil:
                            const fc_activation *act, int from_output, double *gw, int gw_hwio,
                            double *gbias, double *gz_out, fc_scratch *s)
     const char *fc_grad_weight_kernel_name()
+    ctypedef struct fc_opt_step:
+        int kind, nesterov
+        double lr, momentum, beta_1c, beta_2c, epsilon, decay
+    int FC_OPT_SGD, FC_OPT_ADAM
+    void fc_opt_step_f32(const fc_opt_step *s, int64_t n, float *w, const float *g, float *m,
+                         float *v, float *vhat)
+    void fc_opt_step_f64(const fc_opt_step *s, int64_t n, double *w, const double *g,
+                         double *m, double *v, double *vhat)
     void fc_bn_train_forward_f32(const float *x, int64_t outer, int64_t channels, int64_t inner,
                                  const float *gamma, const float *beta, double eps, float *xhat,
                                  float *y, float *mean, float *var, float *inv_std)
@@ -206,3 +214,61 @@ def bn_train_backward(cnp.ndarray g, cnp.ndarray xhat, int64_t outer, int64_t ch
             fc_bn_train_backward_f64(<const double *>gp, <const double *>hp, outer, channels,
                                      inner, <const double *>ap, <const double *>ip,
                                      <double *>bp, <double *>cp, <double *>dp)
+
+
+cdef int _check_opt_array(object a, str name, int typenum, Py_ssize_t n) except -1:
+    if a is None:
+        return 0
+    if not isinstance(a, cnp.ndarray) or cnp.PyArray_TYPE(<cnp.ndarray>a) != typenum \
+            or cnp.PyArray_SIZE(<cnp.ndarray>a) != n \
+            or not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>a) \
+            or not cnp.PyArray_ISALIGNED(<cnp.ndarray>a):
+        raise ValueError(f"optimizer_step: {name} must be an aligned C-contiguous array of "
+                         f"{n} elements of the variable's dtype")
+    if name != "gradient" and not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>a):
+        raise ValueError(f"optimizer_step: {name} must be writeable")
+    return 0
+
+
+def optimizer_step(str kind, cnp.ndarray w, cnp.ndarray g, object m=None, object v=None,
+                   object vhat=None, double lr=0.0, double momentum=0.0, bint nesterov=False,
+                   double beta_1c=0.0, double beta_2c=0.0, double epsilon=0.0,
+                   double decay=1.0):
+    """One step of "sgd" or "adam" on the variable w in place (fc_opt_step_*;
+    fastconv/optimizers.py gives the rules and constants).  Unlike the rest
+    of this layer it checks the arrays (dtype, size, C order), as a mistake
+    here would write out of bounds."""
+    cdef int tn = cnp.PyArray_TYPE(w)
+    if tn != cnp.NPY_FLOAT32 and tn != cnp.NPY_FLOAT64:
+        raise TypeError(f"optimizer_step: the variable must be float32 or float64, got {w.dtype}")
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(w)
+    _check_opt_array(w, "variable", tn, n)
+    _check_opt_array(g, "gradient", tn, n)
+    _check_opt_array(m, "momentum", tn, n)
+    _check_opt_array(v, "velocity", tn, n)
+    _check_opt_array(vhat, "velocity_hat", tn, n)
+    cdef fc_opt_step s
+    if kind == "sgd":
+        s.kind = FC_OPT_SGD
+    elif kind == "adam":
+        s.kind = FC_OPT_ADAM
+        if m is None or v is None:
+            raise ValueError("optimizer_step: adam needs the momentum and velocity arrays")
+    else:
+        raise ValueError(f"optimizer_step: kind must be 'sgd' or 'adam', got {kind!r}")
+    s.nesterov = nesterov
+    s.lr, s.momentum, s.beta_1c, s.beta_2c = lr, momentum, beta_1c, beta_2c
+    s.epsilon, s.decay = epsilon, decay
+    cdef void *wp = cnp.PyArray_DATA(w)
+    cdef void *gp = cnp.PyArray_DATA(g)
+    cdef void *mp = _data(m)
+    cdef void *vp = _data(v)
+    cdef void *hp = _data(vhat)
+    if tn == cnp.NPY_FLOAT32:
+        with nogil:
+            fc_opt_step_f32(&s, n, <float *>wp, <const float *>gp, <float *>mp, <float *>vp,
+                            <float *>hp)
+    else:
+        with nogil:
+            fc_opt_step_f64(&s, n, <double *>wp, <const double *>gp, <double *>mp,
+                            <double *>vp, <double *>hp)

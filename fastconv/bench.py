@@ -105,8 +105,10 @@ QUICK_LAYERS: Tuple[str, ...] = ("seed", "resnet_3x3_64", "resnet_3x3_256",
 
 # "raw" is the fused method called with the plain weight array, as a user
 # writes it (the weights packed inside every call); "fused" gets them packed
-# once with fastconv.pack_weight, outside the timed call (as a layer does).
-METHODS: Tuple[str, ...] = ("fused", "raw", "separate", "im2col")
+# once with fastconv.pack_weight, outside the timed call (as a layer does);
+# "winograd" gets them transformed once (pack_weight(..., method="winograd")),
+# on the layers it can do (3x3, stride 1, dilation 1; "n.a." on the others).
+METHODS: Tuple[str, ...] = ("fused", "raw", "separate", "im2col", "winograd")
 #: the conv2d method each fastconv path calls
 CALL_METHOD = {"raw": "fused"}
 PEERS: Tuple[str, ...] = ("torch", "onnxruntime")
@@ -123,6 +125,7 @@ IMPL_LABELS = {
     "raw": "fastconv raw",
     "separate": "fastconv separate",
     "im2col": "fastconv im2col",
+    "winograd": "fastconv winograd",
     "torch": "torch eager",
     "onnxruntime": "ONNX Runtime",
 }
@@ -391,6 +394,16 @@ class Unavailable(Exception):
     """A peer is not installed (or cannot run this case)."""
 
 
+class NotApplicable(Unavailable):
+    """A fastconv path that cannot compute this layer (winograd on a 1x1 or a
+    strided one): reported as "n.a.", not as a failure."""
+
+
+def winograd_applies(layer: Layer) -> bool:
+    """The geometry the Winograd path computes: 3x3, stride 1, dilation 1."""
+    return layer.k == 3 and layer.stride == 1 and layer.dilation == 1
+
+
 def peer_available(name: str) -> Tuple[bool, str]:
     """(available, reason) for a peer, without importing more than needed."""
     mods = {"torch": ["torch"], "onnxruntime": ["onnx", "onnxruntime"]}[name]
@@ -417,7 +430,8 @@ def fastconv_runner(layer: Layer, method: str, activation: Optional[str], x, w, 
     if out is None:
         out = np.empty(layer.out_shape, dtype=np.float32)
     if pack and can_pack():
-        w = fastconv.pack_weight(w, groups=layer.groups)
+        w = fastconv.pack_weight(w, groups=layer.groups,
+                                 method="winograd" if method == "winograd" else "fused")
     # the arguments a user would write: the parameters that differ from the defaults
     defaults = dict(stride=1, padding=0, dilation=1, groups=1)
     kw = {k: v for k, v in layer.conv_kwargs.items() if defaults.get(k) != v}
@@ -744,6 +758,9 @@ def make_runner(case: Case, x, w, b, pack: bool = True):
         return run, get_out, contextlib.nullcontext()
     if case.impl not in METHODS:
         raise ValueError(f"unknown implementation {case.impl!r}")
+    if case.impl == "winograd" and not winograd_applies(case.layer):
+        raise NotApplicable(f"winograd needs a 3x3 kernel, stride 1 and dilation 1 "
+                            f"({case.layer.describe()})")
     run, out = fastconv_runner(case.layer, CALL_METHOD.get(case.impl, case.impl),
                                case.activation, x, w, b, pack=pack and case.impl != "raw")
     return run, (lambda: out), fastconv_threads(case.threads)
@@ -798,6 +815,8 @@ def prepare_case(case: Case, *, check=True, data=None, ref=None, measure_memory=
                     layer, CALL_METHOD.get(case.impl, case.impl), case.activation, run)
     except Unavailable as e:
         res.update(status="skipped", error=str(e))
+        if isinstance(e, NotApplicable):
+            res["not_applicable"] = True
         return res, None, None
     except Exception as e:  # keep going: one broken case must not kill the report
         res.update(status="error", error=f"{type(e).__name__}: {e}")
@@ -1145,7 +1164,8 @@ def run_suite(layers: Sequence[Layer], methods: Sequence[str] = METHODS,
         "timing": {"rounds": rounds, "max_time_per_case_s": max_time,
                    "statistic": "median; spread = IQR (q1-q3) over rounds",
                    "order": "%d segments per (layer, activation, threads) group, each: "
-                            "fastconv's fused and separate with their rounds interleaved, "
+                            "fastconv's own paths (fused, raw, separate, winograd) with their "
+                            "rounds interleaved, "
                             "then im2col and each peer alone (on several threads followed by "
                             "a %.1f s pause); on several threads an FMA probe before and after "
                             "each block, the block timed again (at most %d times) when one "
@@ -1193,7 +1213,7 @@ def _cell(r: Optional[dict], spread: bool) -> str:
         return "-"
     st = r["status"]
     if st == "skipped":
-        return "-"
+        return "n.a." if r.get("not_applicable") else "-"
     if st == "error":
         return "error"
     g = r["gflops"]
@@ -1226,6 +1246,9 @@ def table_rows(report: dict, spread: bool = False) -> Tuple[List[str], List[List
     if "raw" in methods:
         head += ["raw/fused" if "fused" in methods else None]
         head += [f"raw/{PEER_SHORT.get(p, p)}" for p in peers]
+    if "winograd" in methods:
+        head += ["wino/fused" if "fused" in methods else None]
+        head += [f"wino/{PEER_SHORT.get(p, p)}" for p in peers]
     head += [f"mem {m}" for m in methods]
     head = [h for h in head if h is not None]
     rows = []
@@ -1247,6 +1270,12 @@ def table_rows(report: dict, spread: bool = False) -> Tuple[List[str], List[List
                 row.append(_ratio(r, by.get("fused")))
             for p in peers:
                 row.append(_ratio(r, by.get(p)))
+        if "winograd" in methods:
+            wino = by.get("winograd")
+            if "fused" in methods:
+                row.append(_ratio(wino, by.get("fused")))
+            for p in peers:
+                row.append(_ratio(wino, by.get(p)))
         for m in methods:
             r = by.get(m)
             row.append(_fmt_bytes(r["workspace"]["bytes"]) if r and "workspace" in r else "-")
@@ -1306,6 +1335,20 @@ def target_summary(report: dict) -> List[str]:
             parts.append(f"raw time / {label} time, geometric mean over {len(ratios)} "
                          f"layers: **{gm:.2f}**; raw slower on: "
                          + (", ".join(slower) if slower else "none"))
+        # winograd against the fused path and the peers (the Winograd issue's
+        # targets: >= WINOGRAD_TARGET on the 3x3 layers it is meant for)
+        for other in ("fused",) + PEERS:
+            ratios = [(layer, _speedup(by.get("winograd"), by.get(other)))
+                      for layer, by in items]
+            ratios = [(layer, r) for layer, r in ratios if r is not None]
+            if not ratios:
+                continue
+            label = IMPL_LABELS.get(other, other).replace("fastconv ", "")
+            gm = math.exp(sum(math.log(r) for _, r in ratios) / len(ratios))
+            under = [f"{layer} ({r:.2f}x)" for layer, r in ratios if r < WINOGRAD_TARGET]
+            parts.append(f"{label} time / winograd time, geometric mean over {len(ratios)} "
+                         f"layers: **{gm:.2f}**; under {WINOGRAD_TARGET}x on: "
+                         + (", ".join(under) if under else "none"))
         # raw / pre-packed: the cost of packing inside the call (paired rounds)
         costs = [(layer, _speedup(by.get("raw"), by.get("fused"))) for layer, by in items]
         costs = [(layer, 1.0 / r) for layer, r in costs if r]
@@ -1322,6 +1365,8 @@ def target_summary(report: dict) -> List[str]:
 
 #: the raw-weight call's goal against the pre-packed one (time ratio)
 RAW_TARGET = 1.25
+#: the Winograd path's goal against the fused path and the peers (issue 18)
+WINOGRAD_TARGET = 1.5
 
 
 def machine_summary(report: dict) -> Optional[str]:
@@ -1387,7 +1432,12 @@ def format_markdown(report: dict, chart: Optional[str] = None) -> str:
            "time(fused) / time(raw) (< 1: what packing inside the call costs), "
            "`raw/x` time(x) / time(raw); `mem raw` leaves out the buffer the weights are "
            "packed into, kept between calls (about the packed weights' size)"
-           if "raw" in meta.get("methods", ()) else ""),
+           if "raw" in meta.get("methods", ()) else "")
+        + ("; `winograd` is `method=\"winograd\"` (F(4x4, 3x3)) with the weights "
+           "transformed once (`pack_weight(w, method=\"winograd\")`), `n.a.` on the layers "
+           "it cannot compute (not 3x3, strided, dilated); `wino/x` is time(x) / "
+           "time(winograd); its error is checked against the same float64 reference"
+           if "winograd" in meta.get("methods", ()) else ""),
         "- Figures: GFLOP/s (FLOPs = 2*N*Cout*Hout*Wout*Cin/groups*KH*KW, the dense count "
         "with the taps in the padding, the same for every path and peer), "
         "median over rounds with the interquartile range in parentheses; "
@@ -1461,7 +1511,7 @@ def write_chart(report: dict, path: str) -> str:
     width = max(9.0, 1.1 * len(layers) + 5)
     fig, axes = plt.subplots(npanels, 1, figsize=(width, 3.6 * npanels), squeeze=False)
     colors = {"fused": "#1f77b4", "raw": "#17becf", "separate": "#ff7f0e", "im2col": "#2ca02c",
-              "torch": "#d62728", "onnxruntime": "#9467bd"}
+              "winograd": "#8c564b", "torch": "#d62728", "onnxruntime": "#9467bd"}
     bw = 0.8 / max(1, len(impls))
     xs = np.arange(len(layers))
     idx = {(r["layer"], r["impl"], r["activation"], r["threads"]): r for r in results}

@@ -11,6 +11,7 @@ import numpy as np
 
 from fastconv import _core
 from fastconv.activations import Activation, _check_out, as_activation
+from fastconv.config import FAST_MATH_EVER_ON, get_fast_math
 
 METHODS = ("auto", "fused", "separate", "im2col", "winograd")
 DATA_FORMATS = ("NCHW", "NHWC")
@@ -112,7 +113,8 @@ class _Conv:
     """A validated conv2d call: normalised parameters and the C description."""
 
     __slots__ = ("x", "w", "bias", "dtype", "shape_out", "desc", "post", "pre",
-                 "cin_g", "cout_g", "unbatched", "nhwc", "packed", "keep")
+                 "cin_g", "cout_g", "unbatched", "nhwc", "packed", "keep", "stride",
+                 "dilation", "method")
 
 
 #: conv2d's weight layout in words, by data_format: (NCHW, NHWC)
@@ -222,6 +224,7 @@ def _plan(x, weight, bias, stride, padding, dilation, groups, activation,
     p.dtype = x.dtype
     p.cin_g, p.cout_g = cin_g, c_out // groups
     p.shape_out = (n, c_out, h_out, w_out)
+    p.stride, p.dilation = (sh, sw), (dh, dw)
     p.desc = _core.ConvDesc(n, c_in, h_in, w_in, c_out, kh, kw, h_out, w_out,
                             sh, sw, dh, dw, top, left, groups)
     p.post = as_activation(activation, "activation")
@@ -255,12 +258,20 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
     groups : int, divides both channel counts (``groups == C`` is depthwise)
     activation, pre_activation : None, a name (``"relu"``) or an ``Activation``
     method : "auto" | "fused" | "separate" | "im2col" | "winograd" (3x3, stride 1,
-        dilation 1 only; explicit: "auto" never picks it, see docs/DESIGN.md)
+        dilation 1 only).  "auto" is the direct path; under fast math
+        (``fastconv.set_fast_math(True)`` or ``with fastconv.fast_math():``) it
+        is Winograd where ``winograd_pays(..., packed=False)`` says so, and for
+        a ``pack_weight(..., method="winograd")`` weight (docs/DESIGN.md)
     data_format : "NCHW" (torch) or "NHWC" (TensorFlow/Keras)
     out : optional preallocated C-contiguous output of the exact shape and dtype
     """
+    # "auto" under fast math is a method of its own to the call caches: its
+    # calls have their own Cython cache (holding only the calls the rule
+    # leaves direct) and their own plan-cache keys (the plan holds the choice)
+    fast_math = method == "auto" and FAST_MATH_EVER_ON[0] and get_fast_math()
+    fast_cache = _FAST_CACHE_FAST_MATH if fast_math else _FAST_CACHE
     # Fastest path for repeated fused calls (raw or packed weights): all in Cython.
-    y = _fast_conv2d(_FAST_CACHE, x, weight, bias, stride, padding, dilation, groups,
+    y = _fast_conv2d(fast_cache, x, weight, bias, stride, padding, dilation, groups,
                      activation, pre_activation, method, data_format, out)
     if y is not None:
         return y
@@ -268,9 +279,11 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
     key = _cache_key(x, weight, bias, stride, padding, dilation, groups, activation,
                      pre_activation, method, data_format, out)
     if key is not None:
+        if fast_math:
+            key += ("fast_math",)
         p = _PLAN_CACHE.get(key)
         if p is not None:
-            y = _run_cached(p, x, weight, bias, method, out)
+            y = _run_cached(p, x, weight, bias, p.method, out)
             if y is not None:
                 return y
     if method not in METHODS:
@@ -280,8 +293,14 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
     if method == "winograd":
         _check_winograd(p.w.shape, stride, dilation, "conv2d")
     elif isinstance(p.packed, _core.WinogradWeight):
-        raise ValueError(f"conv2d: weight was packed with method='winograd'; pass "
-                         f"method='winograd' (got method={method!r}) or plain weights")
+        if not fast_math:
+            raise ValueError(f"conv2d: weight was packed with method='winograd'; pass "
+                             f"method='winograd' (got method={method!r}), turn fast math on "
+                             f"(fastconv.set_fast_math) or pass plain weights")
+        _check_winograd(p.w.shape, stride, dilation, "conv2d")   # auto runs the pack it got
+        method = "winograd"
+    elif fast_math and p.packed is None and _winograd_pays(p, packed=False):
+        method = "winograd"
     shape = _user_shape(p)
     if out is not None:
         _check_out(out, shape, p.dtype, "conv2d")
@@ -291,11 +310,11 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
     # remembered only once out has passed its checks too (its shape is in the
     # key and not checked again on a cached call)
     if key is not None and p.packed is None and not p.nhwc:
-        _remember(key, p, activation, pre_activation)
+        _remember(key, p, activation, pre_activation, method)
     if method in ("auto", "fused") and not p.nhwc and p.shape_out[0] and \
             p.shape_out[1] * p.shape_out[2] * p.shape_out[3]:
-        _remember_fast(x, weight, bias, stride, padding, dilation, groups, activation,
-                       pre_activation, method, data_format, out, p)
+        _remember_fast(fast_cache, x, weight, bias, stride, padding, dilation, groups,
+                       activation, pre_activation, method, data_format, out, p)
     if p.nhwc:   # written channels-last by the kernels (see _NHWC_METHODS)
         n, c, h, w = p.shape_out
         y = out.reshape(n, h, w, c) if out is not None else np.empty((n, h, w, c), p.dtype)
@@ -323,21 +342,22 @@ _PLAN_CACHE_MAX = 512
 # The Cython hot path's plans (_core.fast_conv2d), fused calls only, also
 # for packed weights; filled once a call has passed every check here.
 _FAST_CACHE = {}
+_FAST_CACHE_FAST_MATH = {}   # the same for method="auto" under fast math
 _FAST_CACHE_MAX = 128   # small: a caller making a new Activation per call fills it
 _fast_conv2d = _core.fast_conv2d
 _core.fast_setup(Activation)
 
 
-def _remember_fast(x, weight, bias, stride, padding, dilation, groups, activation,
+def _remember_fast(cache, x, weight, bias, stride, padding, dilation, groups, activation,
                    pre_activation, method, data_format, out, p):
     key = _core.fast_key(x, weight, bias, stride, padding, dilation, groups, activation,
                          pre_activation, method, data_format, out)
     if key is None:
         return
-    if len(_FAST_CACHE) >= _FAST_CACHE_MAX:
-        _FAST_CACHE.clear()
-    _FAST_CACHE[key] = _core.FastPlan(p.desc, p.post._spec, p.pre._spec, p.shape_out,
-                                      p.unbatched, p.dtype.num, (activation, pre_activation))
+    if len(cache) >= _FAST_CACHE_MAX:
+        cache.clear()
+    cache[key] = _core.FastPlan(p.desc, p.post._spec, p.pre._spec, p.shape_out,
+                                p.unbatched, p.dtype.num, (activation, pre_activation))
 _NDARRAY = np.ndarray
 
 
@@ -380,10 +400,11 @@ def _cache_key(x, weight, bias, stride, padding, dilation, groups, activation,
             None if out is None else (out.shape, out.dtype), method) + k
 
 
-def _remember(key, p, activation, pre_activation):
+def _remember(key, p, activation, pre_activation, method):
     if len(_PLAN_CACHE) >= _PLAN_CACHE_MAX:
         _PLAN_CACHE.clear()
     t = _Conv()   # the shape-derived part of p; the arrays are per call
+    t.method = method   # the method the call ran (fast math's "auto" resolved)
     t.dtype, t.shape_out, t.desc, t.post, t.pre = p.dtype, p.shape_out, p.desc, p.post, p.pre
     t.cin_g, t.cout_g, t.unbatched = p.cin_g, p.cout_g, p.unbatched
     t.keep = (activation, pre_activation)   # keeps the ids in the key alive
@@ -507,10 +528,11 @@ def _run_im2col(p, y):
 
 
 # ---- Winograd F(4x4, 3x3) and F(2x2, 3x3) ------------------------------------
-# Explicit only (method="winograd"): its rounding is not the direct path's
-# (docs/DESIGN.md, "Winograd"), so "auto" never picks it.  The tile size is
-# the pack's (pack_weight(..., tile=)); plain-weight calls use the C plan's
-# choice (fc_winograd_choose_tile).
+# method="winograd", or "auto" under fast math where winograd_pays says so:
+# its rounding is not the direct path's (docs/DESIGN.md, "Winograd"), so
+# "auto" never picks it without the user's opt-in.  The tile size is the
+# pack's (pack_weight(..., tile=)); plain-weight calls use the C plan's choice
+# (fc_winograd_choose_tile).
 
 WINOGRAD_TILES = (2, 4)
 
@@ -534,6 +556,58 @@ def _check_winograd_tile(tile, where):
     if isinstance(tile, (int, np.integer)) and not isinstance(tile, bool) and tile in WINOGRAD_TILES:
         return int(tile)
     raise ValueError(f"{where}: tile must be 2, 4 or 'auto', got tile={tile!r}")
+
+
+# ---- fast math: when "auto" takes the Winograd path ---------------------------
+# Opt-in (fastconv.set_fast_math).  Winograd saves 3/4 of the products of a
+# (tile, input channel, output channel) but streams its transformed weights U
+# (4x the weights) once per block of <= 120 tiles, and pays for the transforms
+# of every tile; the products it saves grow with the tiles, those costs do not
+# (per call) or grow with the channels (per tile).  So the rule is a number of
+# output tiles and a number of channels per group (benchmarks/NOTES.md,
+# "Winograd rule", the measurements; docs/DESIGN.md, "Winograd").
+
+#: output tiles (N * ceil(Ho/4) * ceil(Wo/4)) from which a pre-transformed
+#: weight (a layer's, an ONNX session's pack) runs faster than the direct path
+WINOGRAD_MIN_TILES_PACKED = 32
+#: the same for plain weights, transformed inside every call (4x the weight
+#: bytes written per call: it takes more tiles to pay)
+WINOGRAD_MIN_TILES_PLAIN = 128
+#: fewer input or output channels per group than this: the transforms cost
+#: more than the products saved
+WINOGRAD_MIN_CHANNELS = 16
+
+
+def _winograd_pays(p, packed):
+    """The rule on a validated plan (see winograd_pays)."""
+    if p.w.shape[2:] != (3, 3) or p.stride != (1, 1) or p.dilation != (1, 1):
+        return False
+    if min(p.cin_g, p.cout_g) < WINOGRAD_MIN_CHANNELS:
+        return False
+    n, _, h_out, w_out = p.shape_out
+    tiles = n * -(-h_out // 4) * -(-w_out // 4)
+    return tiles >= (WINOGRAD_MIN_TILES_PACKED if packed else WINOGRAD_MIN_TILES_PLAIN)
+
+
+def winograd_pays(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1, *, packed,
+                  dtype=np.float32, data_format="NCHW"):
+    """Whether fast math's ``method="auto"`` takes the Winograd path for this
+    convolution: a 3x3 kernel, stride 1, dilation 1, at least
+    ``WINOGRAD_MIN_CHANNELS`` input and output channels per group, and at least
+    ``WINOGRAD_MIN_TILES_PACKED`` (``packed=True``: weights transformed once, by
+    ``pack_weight(..., method="winograd")``, a layer or an ONNX session) or
+    ``WINOGRAD_MIN_TILES_PLAIN`` (``packed=False``: a plain weight array,
+    transformed in every call) 4x4 output tiles, N * ceil(Ho/4) * ceil(Wo/4).
+    The one rule conv2d, the layers, the ONNX session and workspace_bytes
+    follow; it does not look at the fast-math switch itself.  Shapes and
+    parameters as for :func:`workspace_bytes`."""
+    if not isinstance(packed, (bool, np.bool_)):
+        raise TypeError(f"winograd_pays: packed must be a bool, got {packed!r}")
+    dtype = np.dtype(dtype)
+    zero = np.zeros((), dtype)
+    p = _plan(np.broadcast_to(zero, x_shape), np.broadcast_to(zero, w_shape), None, stride,
+              padding, dilation, groups, None, None, data_format, prepare=False)
+    return _winograd_pays(p, bool(packed))
 
 
 def _winograd_weight(p):
@@ -637,6 +711,9 @@ def workspace_bytes(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1,
     ``WinogradWeight`` of that ``.tile``, "auto" (default) for a plain-weight
     call, which uses the plan's choice for this geometry (and adds its
     transformed copy of the weights, 16/9 or 4x the weights).
+    ``method="auto"`` under fast math (:func:`fastconv.set_fast_math`): the
+    figure of the method a call with plain weights picks (:func:`winograd_pays`
+    with ``packed=False``), at the plan's tile size.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
@@ -649,6 +726,8 @@ def workspace_bytes(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1,
     p = _plan(np.broadcast_to(zero, x_shape), np.broadcast_to(zero, w_shape), None, stride,
               padding, dilation, groups, None, pre_activation, data_format, prepare=False)
     item = dtype.itemsize
+    if method == "auto" and get_fast_math() and _winograd_pays(p, packed=False):
+        method = "winograd"   # what a plain-weight call picks (see winograd_pays)
     if method == "winograd":
         # the per-thread tile buffers (the pre-activation is applied as the
         # tiles are gathered: no copy); plain weights add their transformed

@@ -268,6 +268,19 @@ def _tconv(g, w, geo, groups, out, bias, post, method):
 
 
 @_quiet
+def _gemm_into(a, b, out):
+    """out = a @ b: by the 1x1 GEMM's kernel on fastconv's threads where it
+    runs (AVX-512, float32, a with unit column stride, b dense), else by
+    NumPy's BLAS (held to one thread inside the gradients, _one_blas).  The
+    input gradient's GEMM of ResNet's small last stages (a: a layer's HWIO
+    kernel as it is, b: a few pixels): 0.77 against 2.5 ms for 4608 x 512 x 32
+    on 2 threads (benchmarks/NOTES.md, training step)."""
+    if out.dtype == np.float32 and a.strides[1] == a.itemsize and b.flags.c_contiguous and \
+            _core.gemm_plain(a, b, out):
+        return
+    np.matmul(a, b, out=out)
+
+
 def _tconv_im2col(g, w, geo, groups, out, bias, post):
     """_tconv as GEMMs (W^T g per group, over a batch of images or a block of
     one image's rows) through NumPy's BLAS, scattered by col2im; bias and
@@ -310,7 +323,7 @@ def _tconv_im2col(g, w, geo, groups, out, bias, post):
                 np.copyto(gmat.reshape(cig, i1 - i0, hw),
                           g[i0:i1, grp * cig:(grp + 1) * cig].reshape(i1 - i0, cig, hw)
                           .transpose(1, 0, 2))
-                np.matmul(wmats[grp], gmat, out=cblk)
+                _gemm_into(wmats[grp], gmat, cblk)
                 _core.col2im_images(desc, cblk, grp * cog, cog, out[i0:i1], tap_major)
     else:
         col = np.empty(k * rows * wg, g.dtype)
@@ -541,11 +554,23 @@ def conv2d_backward(grad_output, x, weight, bias=None, stride=1, padding=0, dila
     if n == 0:   # an empty batch: the sums are empty
         return _empty_batch_grads(do_x, do_w, gb, grad_input, grad_weight, xshape, wshape, p.dtype)
 
-    x4 = np.ascontiguousarray(p.x)
+    # dense NCHW copies of an NHWC call's x and grad_output only where a path
+    # reads them (the weight-gradient kernel reads both as they are)
+    dense = {}
+
+    def x4():
+        if "x" not in dense:
+            dense["x"] = np.ascontiguousarray(p.x)
+        return dense["x"]
+
+    def g4():
+        if "g" not in dense:
+            dense["g"] = _nchw(g, p.nhwc, p.unbatched)
+        return dense["g"]
+
     # a pack's weight as it is (maybe the OIHW view of its HWIO copy: the
     # input gradient reads that layout; no transposing copy per step)
     w4 = p.w if p.packed is not None else np.ascontiguousarray(p.w)
-    g4 = _nchw(g, p.nhwc, p.unbatched)
     from_output = z is None and _uses_output(p.post, y)
     v = None
     if not p.post.is_identity:
@@ -555,7 +580,7 @@ def conv2d_backward(grad_output, x, weight, bias=None, stride=1, padding=0, dila
             v = _nchw(y, p.nhwc, p.unbatched)
         else:   # recompute z = conv(pre(x)) + b with the (fused) forward kernel
             q = _Conv()
-            q.x, q.w, q.bias, q.packed, q.desc = x4, w4, p.bias, p.packed, p.desc
+            q.x, q.w, q.bias, q.packed, q.desc = x4(), w4, p.bias, p.packed, p.desc
             q.dtype, q.shape_out, q.post, q.pre = p.dtype, p.shape_out, _NO_ACT, p.pre
             q.cin_g, q.cout_g, q.nhwc, q.unbatched = p.cin_g, p.cout_g, False, False
             v = np.empty(p.shape_out, p.dtype)
@@ -571,25 +596,27 @@ def conv2d_backward(grad_output, x, weight, bias=None, stride=1, padding=0, dila
         # the weight-gradient kernel reads x and grad_output in the caller's
         # layout; fused, it applies f' and reduces the bias itself, and hands
         # g * f'(z) on to the input gradient (one pass over the gradient)
-        xa = _strided(p.x) if p.pre.is_identity else _conv._activated_copy(x4, p.pre)
+        xa = _strided(p.x) if p.pre.is_identity else _conv._activated_copy(x4(), p.pre)
         gv, vv = _nchw_view(g, p.nhwc, p.unbatched), v
         kept = z if z is not None else (y if from_output else None)
         if v is not None and kept is not None:
             vv = _nchw_view(kept, p.nhwc, p.unbatched)
         if vv is not None and not _core.same_strides(vv, gv):
-            gv, vv = g4, v
+            gv, vv = g4(), v
         if fused:
-            gz = g4 if p.post.is_identity else (np.empty(p.shape_out, p.dtype) if do_x else None)
+            gz = (g4() if p.post.is_identity else np.empty(p.shape_out, p.dtype)) if do_x \
+                else None
             gw = _weight_grad_kernel(xa, gv, vv, p.post, from_output, p.desc, grad_weight,
-                                     wshape, p.nhwc or hwio_buf, gb, None if gz is g4 else gz)
+                                     wshape, p.nhwc or hwio_buf, gb,
+                                     None if p.post.is_identity else gz)
         else:
-            gz = _activation_grad(g4, v, p.post, from_output, gb, fuse_bias=False)
+            gz = _activation_grad(g4(), v, p.post, from_output, gb, fuse_bias=False)
             gw = _weight_grad_kernel(xa, gz, None, _NO_ACT, False, p.desc, grad_weight,
                                      wshape, p.nhwc or hwio_buf, None, None)
     else:
-        gz = _activation_grad(g4, v, p.post, from_output, gb, fuse_bias=fused)
+        gz = _activation_grad(g4(), v, p.post, from_output, gb, fuse_bias=fused)
         if do_w:
-            xa = x4 if p.pre.is_identity else _conv._activated_copy(x4, p.pre)
+            xa = x4() if p.pre.is_identity else _conv._activated_copy(x4(), p.pre)
             gw4 = _nchw_target(None if hwio_buf else grad_weight, p.w.shape, p.dtype, p.nhwc)
             _weight_grad(xa, gz, geo, c_out // p.cout_g, gw4)
             if hwio_buf:
@@ -602,7 +629,7 @@ def conv2d_backward(grad_output, x, weight, bias=None, stride=1, padding=0, dila
         gi4 = _nchw_target(grad_input, (n, c_in, h, wd), p.dtype, p.nhwc)
         _tconv(gz, w4, geo, c_out // p.cout_g, gi4, None, _NO_ACT, method)
         if not p.pre.is_identity:   # through the pre-activation: times pre'(x)
-            _core.act_grad(gi4, x4, gi4, n, c_in, h * wd, p.pre._spec, False, None)
+            _core.act_grad(gi4, x4(), gi4, n, c_in, h * wd, p.pre._spec, False, None)
         gi = _deliver(gi4, grad_input, p.nhwc, p.unbatched, (0, 2, 3, 1))
     return gi, gw, gb
 

@@ -21,6 +21,8 @@ import re
 
 import numpy as np
 
+from fastconv import _core
+
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "get",
            "LearningRateSchedule", "ExponentialDecay", "CosineDecay"]
 
@@ -115,11 +117,12 @@ class CosineDecay(LearningRateSchedule):
 
 #: elements per chunk of a big variable's update (six such arrays fit L2)
 _UPDATE_CHUNK = 32768
+#: the dtypes src/optimizer_step.c takes
+_C_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _POOLS = {}
 
 
 def _threads():
-    from fastconv import _core
     return _core.get_num_threads()
 
 
@@ -260,15 +263,27 @@ class Optimizer:
                              f"{[v.shape for v in variables]}")
         lr = self.learning_rate
         grads = self._clip(grads)
+        decays = [1.0] * len(variables)
         if self.weight_decay is not None and self.weight_decay != 0:
             for k, v in enumerate(variables):
                 if self._wd_pattern is None or names is None or \
                         not self._wd_pattern.search(names[k]):
-                    v *= v.dtype.type(1 - self.weight_decay * lr)
+                    decays[k] = float(v.dtype.type(1 - self.weight_decay * lr))
         chunks = []
         for k, (g, v) in enumerate(zip(grads, variables)):
             g = np.asarray(g, v.dtype)
             slots = {n: self._slots[n][k] for n in self._slot_names}
+            step = self._c_step(lr, v.dtype) if v.dtype in _C_DTYPES else None
+            if step is not None and v.flags.c_contiguous and g.flags.c_contiguous and \
+                    all(a.flags.c_contiguous for a in slots.values()):
+                # weight decay and update in one threaded C pass, the same
+                # operations as _update (benchmarks/NOTES.md, "optimizer step in C")
+                kind, consts = step
+                _core.optimizer_step(kind, v, g, slots.get("momentum"), slots.get("velocity"),
+                                     slots.get("velocity_hat"), decay=decays[k], **consts)
+                continue
+            if decays[k] != 1.0:
+                v *= v.dtype.type(decays[k])
             if v.size > _UPDATE_CHUNK and g.flags.c_contiguous and v.flags.c_contiguous and \
                     all(a.flags.c_contiguous for a in slots.values()):
                 # the same element-wise steps, chunk by chunk: the temporaries
@@ -323,7 +338,14 @@ class Optimizer:
         return grads
 
     def _update(self, slots, g, v, lr, s1, s2):
+        """The NumPy reference of the step on one variable (or chunk): the
+        state in ``slots``, two scratch arrays like v."""
         raise NotImplementedError
+
+    def _c_step(self, lr, dtype):
+        """(kind, constants) of src/optimizer_step.c's version of _update, or
+        None where there is none (the NumPy _update runs)."""
+        return None
 
     def get_config(self):
         lr = self._learning_rate
@@ -369,6 +391,9 @@ class SGD(Optimizer):
         else:
             v += m
 
+    def _c_step(self, lr, dtype):
+        return "sgd", dict(lr=float(lr), momentum=self.momentum, nesterov=self.nesterov)
+
     def get_config(self):
         return dict(super().get_config(), momentum=self.momentum, nesterov=self.nesterov)
 
@@ -392,10 +417,17 @@ class Adam(Optimizer):
         self.amsgrad = bool(amsgrad)
         self._slot_names = ("momentum", "velocity") + (("velocity_hat",) if amsgrad else ())
 
+    def _alpha(self, lr, t):
+        step = self.iterations + 1
+        return t(lr) * np.sqrt(1 - t(self.beta_2) ** t(step)) / (1 - t(self.beta_1) ** t(step))
+
+    def _c_step(self, lr, dtype):
+        return "adam", dict(lr=float(self._alpha(lr, dtype.type)), beta_1c=1 - self.beta_1,
+                            beta_2c=1 - self.beta_2, epsilon=self.epsilon)
+
     def _update(self, slots, g, v, lr, s1, s2):
         t = v.dtype.type
-        step = self.iterations + 1
-        alpha = t(lr) * np.sqrt(1 - t(self.beta_2) ** t(step)) / (1 - t(self.beta_1) ** t(step))
+        alpha = self._alpha(lr, t)
         m, vel = slots["momentum"], slots["velocity"]
         np.subtract(g, m, out=s1)
         s1 *= t(1 - self.beta_1)

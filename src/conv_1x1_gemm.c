@@ -20,3 +20,10 @@ int fc_conv1x1_gemm_f32(const fc_1x1g_desc *d, const float *x, const float *wp,
     if (!fc_1x1g_available()) return 1;
     return fc_conv1x1_gemm_avx512_f32(d, x, wp, bias, res, y);
 }
+
+int fc_gemm_plain_f32(int64_t M, int64_t K, int64_t N, const float *a, int64_t lda,
+                      const float *b, float *c)
+{
+    if (!fc_1x1g_available() || M <= 0 || K <= 0 || N <= 0 || !a || !b || !c) return 1;
+    return fc_gemm_plain_avx512_f32(M, K, N, a, lda, b, c);
+}

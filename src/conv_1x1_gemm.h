@@ -55,10 +55,22 @@ int fc_1x1g_available(void);
 int fc_conv1x1_gemm_f32(const fc_1x1g_desc *d, const float *x, const float *wp,
                         const float *bias, const float *res, float *y);
 
+/* c = a b with a plain row-major M x K matrix (rows lda >= K elements apart),
+ * b dense K x N and c dense M x N (not overlapping a or b): the same kernel
+ * and blocking, the 6 rows of a register tile broadcast from a's rows as
+ * they are (no packing: the input gradient's GEMM reads a layer's HWIO
+ * kernel, new at every training step; fastconv/grad.py).  0: done; 1:
+ * declined as above. */
+int fc_gemm_plain_f32(int64_t M, int64_t K, int64_t N, const float *a, int64_t lda,
+                      const float *b, float *c);
+
 /* The AVX-512 implementation (conv_1x1_gemm_avx512.c); a stub returning 1
  * where it is not compiled for x86. */
 int fc_conv1x1_gemm_avx512_f32(const fc_1x1g_desc *d, const float *x, const float *wp,
                                const float *bias, const float *res, float *y);
+
+int fc_gemm_plain_avx512_f32(int64_t M, int64_t K, int64_t N, const float *a, int64_t lda,
+                             const float *b, float *c);
 
 #ifdef __cplusplus
 }

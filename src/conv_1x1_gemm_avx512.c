@@ -22,18 +22,23 @@
 #define PARALLEL_MIN_FLOPS 2.0e6
 
 /* One MR x (16 NV) tile over input channels [k0, k0 + kc): x at (k0, p0), w
- * at the block's row k0, y and r at (6 b, p0).  first: start from bias (+ r);
- * else from y's partial sums.  last: clamp and store the final values. */
+ * at the block's row k0 (packed: wp[b][k][o]; else the plain row-major
+ * matrix, rows lda apart, its rows past noc never read), y and r at (6 b,
+ * p0).  first: start from bias (NULL: zero) (+ r); else from y's partial
+ * sums.  last: clamp and store the final values. */
 static inline __attribute__((always_inline)) void
 tile(const float *x, int64_t HW, const float *w, int64_t kc, float *y, const float *bias,
      const float *r, int first, int last, int clamp, __m512 lo, __m512 hi, int noc,
-     const int NV, const int PART, __mmask16 mlast)
+     const int NV, const int PART, __mmask16 mlast, const int PACKED, int64_t lda)
 {
     __m512 acc[MR][NVMAX];
+    const float *wr[MR];   /* unpacked: each row's pointer (rows past noc: row 0) */
+#pragma GCC unroll 6
+    for (int o = 0; o < MR; ++o) wr[o] = w + (PACKED || o >= noc ? 0 : o * lda);
     if (first) {
 #pragma GCC unroll 6
         for (int o = 0; o < MR; ++o) {
-            const __m512 b = _mm512_set1_ps(bias[o]);
+            const __m512 b = bias ? _mm512_set1_ps(bias[o]) : _mm512_setzero_ps();
 #pragma GCC unroll 4
             for (int v = 0; v < NV; ++v) acc[o][v] = b;
         }
@@ -72,11 +77,11 @@ tile(const float *x, int64_t HW, const float *w, int64_t kc, float *y, const flo
                                           : _mm512_loadu_ps(xr + 16 * v);
 #pragma GCC unroll 6
         for (int o = 0; o < MR; ++o) {
-            const __m512 wv = _mm512_set1_ps(w[o]);
+            const __m512 wv = _mm512_set1_ps(PACKED ? w[o] : wr[o][k]);
 #pragma GCC unroll 4
             for (int v = 0; v < NV; ++v) acc[o][v] = _mm512_fmadd_ps(wv, xv[v], acc[o][v]);
         }
-        w += MR;
+        if (PACKED) w += MR;
     }
     if (last && clamp) {
         /* max(lo, v), min(hi, v): the second operand is returned for NaN,
@@ -100,31 +105,41 @@ tile(const float *x, int64_t HW, const float *w, int64_t kc, float *y, const flo
 }
 
 /* The tile for `npx` (<= 64) pixels: NV and the tail mask by value. */
-static void tile_any(const float *x, int64_t HW, const float *w, int64_t kc, float *y,
-                     const float *bias, const float *r, int first, int last, int clamp,
-                     __m512 lo, __m512 hi, int noc, int npx)
-{
-    if (npx == TILE_PX) {
-        tile(x, HW, w, kc, y, bias, r, first, last, clamp, lo, hi, noc, 4, 0, 0xFFFF);
-        return;
-    }
-    const int nv = (npx + 15) / 16;
-    const __mmask16 m = (npx % 16) ? (__mmask16)((1u << (npx % 16)) - 1) : (__mmask16)0xFFFF;
-    switch (nv) {
-    case 1: tile(x, HW, w, kc, y, bias, r, first, last, clamp, lo, hi, noc, 1, 1, m); break;
-    case 2: tile(x, HW, w, kc, y, bias, r, first, last, clamp, lo, hi, noc, 2, 1, m); break;
-    case 3: tile(x, HW, w, kc, y, bias, r, first, last, clamp, lo, hi, noc, 3, 1, m); break;
-    default: tile(x, HW, w, kc, y, bias, r, first, last, clamp, lo, hi, noc, 4, 1, m); break;
-    }
+#define DEF_TILE_ANY(NAME, PACKED)                                                          \
+static void NAME(const float *x, int64_t HW, const float *w, int64_t kc, float *y,          \
+                 const float *bias, const float *r, int first, int last, int clamp,         \
+                 __m512 lo, __m512 hi, int noc, int npx, int64_t lda)                       \
+{                                                                                           \
+    if (npx == TILE_PX) {                                                                   \
+        tile(x, HW, w, kc, y, bias, r, first, last, clamp, lo, hi, noc, 4, 0, 0xFFFF,       \
+             PACKED, lda);                                                                  \
+        return;                                                                             \
+    }                                                                                       \
+    const int nv = (npx + 15) / 16;                                                         \
+    const __mmask16 m = (npx % 16) ? (__mmask16)((1u << (npx % 16)) - 1) : (__mmask16)0xFFFF;\
+    switch (nv) {                                                                           \
+    case 1: tile(x, HW, w, kc, y, bias, r, first, last, clamp, lo, hi, noc, 1, 1, m,        \
+                 PACKED, lda); break;                                                       \
+    case 2: tile(x, HW, w, kc, y, bias, r, first, last, clamp, lo, hi, noc, 2, 1, m,        \
+                 PACKED, lda); break;                                                       \
+    case 3: tile(x, HW, w, kc, y, bias, r, first, last, clamp, lo, hi, noc, 3, 1, m,        \
+                 PACKED, lda); break;                                                       \
+    default: tile(x, HW, w, kc, y, bias, r, first, last, clamp, lo, hi, noc, 4, 1, m,       \
+                  PACKED, lda); break;                                                      \
+    }                                                                                       \
 }
+DEF_TILE_ANY(tile_packed, 1)
+DEF_TILE_ANY(tile_plain, 0)
 
 static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-int fc_conv1x1_gemm_avx512_f32(const fc_1x1g_desc *d, const float *x, const float *wp,
-                               const float *bias, const float *res, float *y)
+/* The driver of both entry points: wp packed (lda 0) or plain row-major
+ * (rows lda apart). */
+static int gemm_drive(const fc_1x1g_desc *d, const float *x, const float *wp, int64_t lda,
+                      const float *bias, const float *res, float *y)
 {
     const int64_t K = d->K, M = d->M, HW = d->HW;
-    if (d->n < 0 || K <= 0 || M <= 0 || HW <= 0 || !x || !wp || !bias || !y
+    if (d->n < 0 || K <= 0 || M <= 0 || HW <= 0 || !x || !wp || !y || (lda && lda < K)
         || d->x_img < K * HW || d->y_img < M * HW || (res && d->r_img < M * HW))
         return 1;
     if (d->n == 0) return 0;
@@ -161,13 +176,33 @@ int fc_conv1x1_gemm_avx512_f32(const fc_1x1g_desc *d, const float *x, const floa
             const int64_t k0 = kb * kc, kn = K - k0 < kc ? K - k0 : kc;
             for (int64_t b = b0; b < b1; ++b) {
                 const int noc = (int)(M - b * MR < MR ? M - b * MR : MR);
-                tile_any(xi + k0 * HW, HW, wp + (b * K + k0) * MR, kn, yi + b * MR * HW,
-                         bias + b * MR, ri ? ri + b * MR * HW : NULL, kb == 0, kb == nk - 1,
-                         clamp, lo, hi, noc, npx);
+                const float *bb = bias ? bias + b * MR : NULL;
+                const float *ri_b = ri ? ri + b * MR * HW : NULL;
+                if (lda)
+                    tile_plain(xi + k0 * HW, HW, wp + b * MR * lda + k0, kn, yi + b * MR * HW,
+                               bb, ri_b, kb == 0, kb == nk - 1, clamp, lo, hi, noc, npx, lda);
+                else
+                    tile_packed(xi + k0 * HW, HW, wp + (b * K + k0) * MR, kn, yi + b * MR * HW,
+                                bb, ri_b, kb == 0, kb == nk - 1, clamp, lo, hi, noc, npx, 0);
             }
         }
     }
     return 0;
+}
+
+int fc_conv1x1_gemm_avx512_f32(const fc_1x1g_desc *d, const float *x, const float *wp,
+                               const float *bias, const float *res, float *y)
+{
+    if (!bias) return 1;
+    return gemm_drive(d, x, wp, 0, bias, res, y);
+}
+
+int fc_gemm_plain_avx512_f32(int64_t M, int64_t K, int64_t N, const float *a, int64_t lda,
+                             const float *b, float *c)
+{
+    if (lda <= 0) return 1;
+    const fc_1x1g_desc d = {1, K, M, N, K * N, M * N, 0, -INFINITY, INFINITY};
+    return gemm_drive(&d, b, a, lda, NULL, NULL, c);
 }
 
 #else /* not x86: never available */
@@ -175,6 +210,13 @@ int fc_conv1x1_gemm_avx512_f32(const fc_1x1g_desc *d, const float *x, const floa
                                const float *bias, const float *res, float *y)
 {
     (void)d; (void)x; (void)wp; (void)bias; (void)res; (void)y;
+    return 1;
+}
+
+int fc_gemm_plain_avx512_f32(int64_t M, int64_t K, int64_t N, const float *a, int64_t lda,
+                             const float *b, float *c)
+{
+    (void)M; (void)K; (void)N; (void)a; (void)lda; (void)b; (void)c;
     return 1;
 }
 #endif

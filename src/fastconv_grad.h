@@ -82,6 +82,28 @@ void fc_bn_train_backward_f64(const double *g, const double *xhat, int64_t outer
                               int64_t channels, int64_t inner, const double *gamma,
                               const double *inv_std, double *gbeta, double *ggamma, double *dx);
 
+/* One optimizer step on a variable of n dense elements (optimizer_step.c),
+ * Keras's rules in the order of the NumPy reference (fastconv/optimizers.py):
+ * first w *= decay (when decay != 1: the decoupled weight decay), then
+ *   FC_OPT_SGD, m NULL:  w -= g * lr
+ *   FC_OPT_SGD:          m = m * momentum - g * lr; w += m
+ *                        (nesterov: w += m * momentum - g * lr, the new m)
+ *   FC_OPT_ADAM:         m += (g - m) * beta_1c; v += (g * g - v) * beta_2c;
+ *                        (vhat not NULL: vhat = max(vhat, v), used for v)
+ *                        w -= m * lr / (sqrt(v) + epsilon)
+ * with lr the step's alpha for Adam (lr * sqrt(1 - beta_2^t) / (1 - beta_1^t)),
+ * beta_1c = 1 - beta_1, beta_2c = 1 - beta_2; every constant is rounded to
+ * the element type first.  Threads split large variables into blocks. */
+enum { FC_OPT_SGD = 0, FC_OPT_ADAM = 1 };
+typedef struct {
+    int kind, nesterov;
+    double lr, momentum, beta_1c, beta_2c, epsilon, decay;
+} fc_opt_step;
+void fc_opt_step_f32(const fc_opt_step *s, int64_t n, float *w, const float *g, float *m,
+                     float *v, float *vhat);
+void fc_opt_step_f64(const fc_opt_step *s, int64_t n, double *w, const double *g, double *m,
+                     double *v, double *vhat);
+
 /* The weight gradient of the convolution d (grad_weight.c):
  *
  *   gw[g*cog + o, c, kh, kw] = sum over n, oy, ox of dZ[n, g*cog + o, oy, ox] *

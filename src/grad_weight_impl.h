@@ -124,6 +124,49 @@ static void GWF(gw_pack_dz_)(const fc_conv_desc *d, const gw_layout *L, const T 
         bsum[cc] = 0;
         col[cc] = c / L->cog * L->mp + c % L->cog;
     }
+    if (gs[1] == 1 && gs[3] == d->c_out) {
+        /* channels-last g (an NHWC call): a position's nc channels are one
+         * run, GW_PCH positions' runs one derivative pass (the per-channel
+         * path above read them element by element, a quarter of a small
+         * NHWC layer's backward; benchmarks/NOTES.md, training step) */
+        T *flat = &tmp[0][0];
+        T fg[GW_CB * GW_PCH], fv[GW_CB * GW_PCH];
+        const int whole = nc == d->c_out && gs[2] == wo * d->c_out;
+        for (int64_t nn = 0; nn < d->n; ++nn)
+            for (int64_t q0 = 0; q0 < hw; q0 += GW_PCH) {
+                const int64_t len = hw - q0 < GW_PCH ? hw - q0 : GW_PCH;
+                const T *gp, *vp = NULL;
+                if (whole) {   /* the chunk's positions are one run too */
+                    gp = g + nn * gs[0] + q0 * d->c_out;
+                    if (v) vp = v + nn * gs[0] + q0 * d->c_out;
+                } else {
+                    for (int64_t i = 0; i < len; ++i) {
+                        const int64_t q = q0 + i;
+                        const int64_t o = nn * gs[0] + q / wo * gs[2] + q % wo * gs[3] + c0;
+                        memcpy(fg + i * nc, g + o, (size_t)nc * sizeof(T));
+                        if (v) memcpy(fv + i * nc, v + o, (size_t)nc * sizeof(T));
+                    }
+                    gp = fg;
+                    vp = v ? fv : NULL;
+                }
+                (void)plane(gp, vp, flat, len * nc, kind, from_output, p0, p1);
+                T *dst = ap + (nn * hw + q0) * mt;
+                for (int64_t i = 0; i < len; ++i, dst += mt)
+                    for (int64_t cc = 0; cc < nc; ++cc) {
+                        const T z = flat[i * nc + cc];
+                        dst[col[cc]] = z;
+                        bsum[cc] += (double)z;
+                    }
+                if (gz_out)
+                    for (int64_t cc = 0; cc < nc; ++cc) {
+                        T *zo = gz_out + (nn * d->c_out + c0 + cc) * hw + q0;
+                        for (int64_t i = 0; i < len; ++i) zo[i] = flat[i * nc + cc];
+                    }
+            }
+        if (gbias)
+            for (int64_t cc = 0; cc < nc; ++cc) gbias[c0 + cc] = (T)bsum[cc];
+        return;
+    }
     for (int64_t nn = 0; nn < d->n; ++nn)
         for (int64_t q0 = 0; q0 < hw; q0 += GW_PCH) {
             const int64_t len = hw - q0 < GW_PCH ? hw - q0 : GW_PCH;

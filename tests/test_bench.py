@@ -130,6 +130,74 @@ def test_raw_case_passes_the_plain_weight_array(monkeypatch):
     assert seen == [(np.ndarray, "fused"), (fastconv._core.PackedWeight, "fused")]
 
 
+def test_winograd_case_passes_a_winograd_pack(monkeypatch):
+    """`winograd` calls conv2d(method="winograd") with pack_weight(w, method="winograd")."""
+    seen = []
+    real = fastconv.conv2d
+    monkeypatch.setattr(fastconv, "conv2d",
+                        lambda x, w, *a, **k: (seen.append((type(w), k["method"])),
+                                               real(x, w, *a, **k))[1])
+    layer = B.LAYER_BY_ID["seed"]
+    run, _, ctx = B.make_runner(B.Case(layer, "winograd", "relu", 1), *B.make_inputs(layer))
+    with ctx:
+        run()
+    assert seen == [(fastconv._core.WinogradWeight, "winograd")]
+
+
+def test_winograd_column_checked_with_its_workspace_and_na_elsewhere(monkeypatch):
+    """The winograd column: checked against the float64 reference, its
+    workspace the library's figure for method="winograd"; "n.a." (not an
+    error) on a layer it cannot compute; its ratios in the table and summary."""
+    monkeypatch.setattr(B, "peer_available", lambda p: (False, f"{p} not installed"))
+    layers = [B.LAYER_BY_ID["seed"], B.LAYER_BY_ID["resnet_1x1_down"]]
+    rep = B.run_suite(layers, ("fused", "winograd"), ("relu",), (1,), (), rounds=1,
+                      progress=False)
+    by = {(r["layer"], r["impl"]): r for r in rep["results"]}
+    wino = by["seed", "winograd"]
+    assert wino["status"] == "ok" and wino["check"]["ok"], wino
+    seed = B.LAYER_BY_ID["seed"]
+    assert wino["workspace"]["reported"] == fastconv.workspace_bytes(
+        seed.x_shape, seed.w_shape, method="winograd") > 0
+    na = by["resnet_1x1_down", "winograd"]
+    assert na["status"] == "skipped" and na["not_applicable"] and "3x3" in na["error"]
+    assert not B.failures(rep)
+    head, rows = B.table_rows(rep)
+    assert "winograd" in head and "wino/fused" in head and "mem winograd" in head
+    row = {r[0]: dict(zip(head, r)) for r in rows}
+    assert row["resnet_1x1_down"]["winograd"] == "n.a."
+    assert row["seed"]["wino/fused"].endswith("x") and row["seed"]["winograd"] != "n.a."
+    md = B.format_markdown(rep)
+    assert "| n.a. |" in md and "`winograd` is `method=\"winograd\"`" in md
+
+
+def test_winograd_wrong_output_is_flagged(monkeypatch):
+    real = fastconv.conv2d
+
+    def wrong(x, w, b=None, *args, out=None, method="auto", **kw):
+        r = real(x, w, b, *args, out=out, method=method, **kw)
+        if method == "winograd":
+            r[..., 5] *= 1.01   # a 1 % error in one output column
+        return r
+
+    monkeypatch.setattr(fastconv, "conv2d", wrong)
+    res = B.run_case(B.Case(B.LAYER_BY_ID["seed"], "winograd", "relu", 1), rounds=1)
+    assert res["status"] == "wrong"
+
+
+def test_target_summary_winograd_against_fused_and_ort():
+    def res(layer, impl, t):
+        return {"layer": layer, "impl": impl, "activation": "relu", "threads": 1,
+                "status": "ok", "time": {"median": t}}
+    rep = {"results": [res("a", "fused", 2.0), res("a", "winograd", 1.0),
+                       res("a", "onnxruntime", 4.0),
+                       res("b", "fused", 1.0), res("b", "winograd", 1.0),
+                       res("b", "onnxruntime", 1.0)]}
+    (line,) = B.target_summary(rep)
+    assert ("fused time / winograd time, geometric mean over 2 layers: **1.41**; under 1.5x "
+            "on: b (1.00x)") in line
+    assert "ONNX Runtime time / winograd time, geometric mean over 2 layers: **2.00**" in line
+
+
 def test_block_retimed_when_the_machine_probe_finds_a_core_missing(monkeypatch):
     """A timing block of a multi-thread group with a probe under
     STALL_FRACTION of the peak on either side is timed again once the cores
@@ -196,7 +264,9 @@ def test_cli_bench_tiny(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "seed" in r.stdout and "fused/sep" in r.stdout and "separate" in r.stdout
     data = json.loads((tmp_path / "o" / "results.json").read_text())
-    assert {x["impl"] for x in data["results"]} == {"fused", "raw", "separate", "im2col"}
+    assert {x["impl"] for x in data["results"]} == {"fused", "raw", "separate", "im2col",
+                                                     "winograd"}
+    assert "wino/fused" in r.stdout and "mem winograd" in r.stdout
     assert "raw/fused" in r.stdout
     assert all(x["status"] == "ok" and x["gflops"]["median"] > 0 for x in data["results"])
     assert "python -m fastconv bench" in (tmp_path / "R.md").read_text()

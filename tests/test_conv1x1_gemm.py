@@ -47,6 +47,51 @@ def test_gemm_matches_float64(rng, n, k, m, h, w, act, with_res):
 
 
 @needs_kernel
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("m, k, n, lda", [
+    (4608, 512, 32, 512),   # ResNet's last stage: a 3x3 kernel's HWIO rows x 32 pixels
+    (13, 7, 5, 9),          # a column slice (rows 9 apart); M not a multiple of 6
+    (100, 300, 200, 300),   # 3 K blocks, 4 pixel tiles with a partial one
+    (6, 1, 1, 1),
+])
+def test_gemm_plain_matches_float64(rng, m, k, n, lda, threads):
+    """gemm_plain: the same kernel reading a plain row-major matrix (the input
+    gradient's GEMM, fastconv/grad.py) with rows lda apart."""
+    import fastconv
+    a = rng.standard_normal((m, lda)).astype(np.float32)[:, :k]
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    c = np.full((m, n), np.nan, np.float32)
+    before = fastconv.get_num_threads()
+    try:
+        fastconv.set_num_threads(threads)
+        assert _core.gemm_plain(a, b, c)
+    finally:
+        fastconv.set_num_threads(before)
+    ref = a.astype(np.float64) @ b.astype(np.float64)
+    np.testing.assert_allclose(c, ref, rtol=1e-5, atol=1e-5 * math.sqrt(k))
+
+
+@needs_kernel
+def test_gemm_plain_refuses_bad_arrays(rng):
+    a = np.ones((8, 4), np.float32)
+    b = np.ones((4, 3), np.float32)
+    with pytest.raises(ValueError, match="do not match"):
+        _core.gemm_plain(a, b, np.empty((8, 4), np.float32))
+    with pytest.raises(ValueError, match="unit column stride"):
+        _core.gemm_plain(np.ones((4, 8), np.float32).T, b, np.empty((8, 3), np.float32))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        _core.gemm_plain(a, np.ones((3, 4), np.float32).T, np.empty((8, 3), np.float32))
+    with pytest.raises(TypeError, match="float32"):
+        _core.gemm_plain(a.astype(np.float64), b, np.empty((8, 3), np.float32))
+    buf = np.ones((8, 8), np.float32)
+    with pytest.raises(ValueError, match="overlaps"):
+        _core.gemm_plain(buf[:, :4], b, buf.reshape(-1)[:24].reshape(8, 3))
+    c = np.empty((8, 3), np.float32)
+    assert _core.gemm_plain(a, b, c)
+    np.testing.assert_array_equal(c, 4.0)
+
+
+@needs_kernel
 def test_gemm_into_a_channel_slice_and_onto_its_residual(rng):
     x = rng.standard_normal((1, 40, 9, 11)).astype(np.float32)
     wt = rng.standard_normal((20, 40, 1, 1)).astype(np.float32)

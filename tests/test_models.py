@@ -39,6 +39,33 @@ def test_resnet18_matches_torch(version):
     assert r["params"] > 11_000_000
 
 
+@pytest.mark.parametrize("version", [1, 2])
+def test_resnet18_winograd_on_every_3x3_stride1_layer(version):
+    ex = _example()
+    r = ex.run(version, size=64, batch=2, threads=1, timing=False, method="winograd")
+    # 2 per block but the first of the three strided blocks: 13 layers, all ran it
+    assert r["winograd_layers"] == 13 and r["winograd_ran"] == (13, 13), r
+    tol = ex.WINOGRAD_RTOL * r["scale"]
+    assert r["tolerance"] == tol
+    assert r["max_abs_err"] <= tol and r["max_abs_err_folded"] <= tol, r
+    assert r["top1_mismatch"] == 0, r
+
+
+def test_resnet18_fast_math_follows_the_rule_and_ort_matches():
+    pytest.importorskip("onnxruntime", reason="the --ort comparison")
+    ex = _example()
+    import fastconv
+    r = ex.run(1, size=224, batch=1, threads=1, timing=False, method="fast_math", ort=True)
+    # at 224, batch 1: the 56x56 stage's 4 layers and the 28x28 stage's 3
+    assert r["winograd_ran"] == (7, 7), r
+    assert fastconv.get_fast_math() is False          # the block is left
+    tol = ex.WINOGRAD_RTOL * r["scale"]
+    assert r["max_abs_err_folded"] <= tol and r["max_abs_err_ort"] <= tol, r
+    assert r["max_abs_err_fastconv_onnx"] <= tol, r
+    # tuned by timing: Winograd where it won, among the 7 the rule allows
+    assert r["fastconv_onnx_winograd_nodes"] <= 7, r
+
+
 def test_resnet18_weights_file_roundtrip(tmp_path):
     ex = _example()
     net = ex.random_torch_resnet18(1, seed=3)

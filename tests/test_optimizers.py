@@ -157,3 +157,62 @@ def test_threaded_chunked_update_is_bitwise_the_single_thread_one(rng, name):
         fastconv.set_num_threads(before)
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
+
+
+C_CASES = [
+    ("SGD", dict(learning_rate=0.05)),
+    ("SGD", dict(learning_rate=0.05, momentum=0.9)),
+    ("SGD", dict(learning_rate=0.05, momentum=0.8, nesterov=True, weight_decay=0.01)),
+    ("Adam", dict(learning_rate=0.01, beta_1=0.8, beta_2=0.99, epsilon=1e-4)),
+    ("Adam", dict(learning_rate=0.01, amsgrad=True, weight_decay=0.05)),
+    ("AdamW", dict(learning_rate=0.02, weight_decay=0.1)),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("name, kwargs", C_CASES)
+def test_c_step_is_bitwise_the_numpy_reference(rng, name, kwargs, threads, dtype):
+    """SGD and Adam run src/optimizer_step.c on contiguous float variables:
+    bit for bit the NumPy _update (the reference test_optimizer_matches_keras
+    checks against Keras), NaN and inf in the gradient included, on sizes
+    below and above the C kernel's threading threshold, ragged blocks."""
+    import fastconv
+    shapes = [(3,), (7, 5), (3, 3, 64, 129), (70001,)]
+    init = [rng.standard_normal(s).astype(dtype) for s in shapes]
+    grads = [[rng.standard_normal(s).astype(dtype) * (k + 1) for s in shapes] for k in range(3)]
+    grads[1][2].flat[[5, 77, 9000]] = [np.nan, np.inf, -np.inf]
+    before = fastconv.get_num_threads()
+    results = []
+    try:
+        fastconv.set_num_threads(threads)
+        for use_c in (True, False):
+            opt = getattr(O, name)(**kwargs)
+            if not use_c:
+                opt._c_step = lambda lr, dtype: None
+            v = [w.copy() for w in init]
+            for g in grads:
+                opt.apply(g, v)
+            results.append((v, [a for _, a in opt.variables()]))
+    finally:
+        fastconv.set_num_threads(before)
+    (vc, sc), (vn, sn) = results
+    for a, b in zip(vc + sc, vn + sn):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_c_step_refuses_mismatched_arrays():
+    from fastconv import _core
+    w = np.zeros(10, np.float32)
+    with pytest.raises(ValueError, match="gradient must be"):
+        _core.optimizer_step("sgd", w, np.zeros(9, np.float32), lr=0.1)
+    with pytest.raises(ValueError, match="momentum must be"):
+        _core.optimizer_step("sgd", w, np.zeros(10, np.float32), np.zeros(10, np.float64),
+                             lr=0.1)
+    with pytest.raises(ValueError, match="gradient must be"):
+        _core.optimizer_step("sgd", w, np.zeros(20, np.float32)[::2], lr=0.1)
+    with pytest.raises(ValueError, match="adam needs"):
+        _core.optimizer_step("adam", w, np.zeros(10, np.float32), lr=0.1)
+    with pytest.raises(TypeError, match="float32 or float64"):
+        _core.optimizer_step("sgd", np.zeros(10, np.float16), np.zeros(10, np.float16))
+    assert not w.any()

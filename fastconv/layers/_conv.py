@@ -1,7 +1,8 @@
 """Conv2D and DepthwiseConv2D with Keras semantics, run by fastconv.conv2d."""
 import numpy as np
 
-from fastconv.conv import conv2d, pack_weight
+from fastconv.config import get_fast_math
+from fastconv.conv import conv2d, pack_weight, winograd_pays
 
 from fastconv.activations import activate
 
@@ -46,6 +47,14 @@ class _ConvBase(Layer):
                              f"strides={self.strides}, dilation_rate={self.dilation_rate}")
         self.method = method
         self._cache = None
+        #: (kernel, WinogradWeight): fast math's pack for method="auto"
+        self._wino_cache = None
+        #: fast math's choice by (input shape, pads): winograd_pays(packed=True)
+        self._wino_rule = {}
+        #: the conv2d method of the last call: "winograd" where fast math chose
+        #: it for method="auto" (or the layer's method is "winograd"), else the
+        #: layer's method ("auto": the direct kernels)
+        self.last_method = None
 
     @property
     def activation(self):
@@ -69,6 +78,39 @@ class _ConvBase(Layer):
         if self._cache is not None:
             self._spent_pack = self._cache[0]
         self._cache = None
+        self._wino_cache = None
+
+    def _auto_winograd(self, x_shape, pads):
+        """Whether this call takes the Winograd path under fast math: method
+        "auto", fast math on, and winograd_pays for the input shape with the
+        kernel transformed once (the layer keeps the transform)."""
+        if self.method != "auto" or not get_fast_math():
+            return False
+        key = (x_shape, pads)
+        choice = self._wino_rule.get(key)
+        if choice is None:
+            hwio, groups = self._hwio_groups()
+            last = self.data_format == "channels_last"
+            if len(self._wino_rule) >= 64:   # input sizes of a long-running server
+                self._wino_rule = {}
+            choice = self._wino_rule[key] = winograd_pays(
+                x_shape, hwio.shape if last else hwio.transpose(3, 2, 0, 1).shape,
+                self.strides, pads, self.dilation_rate, groups, packed=True, dtype=self.dtype,
+                data_format="NHWC" if last else "NCHW")
+        return choice
+
+    def _winograd_pack(self):
+        """The kernel transformed for the Winograd path, made once per kernel
+        (fast math's "auto"; a kernel replaced by set_weights or
+        fold_batchnorm's copy is packed again)."""
+        if self._wino_cache is None or self._wino_cache[0] is not self.kernel:
+            hwio, groups = self._hwio_groups()
+            if self.data_format == "channels_last":
+                w = pack_weight(hwio, groups, data_format="NHWC", method="winograd")
+            else:
+                w = pack_weight(hwio.transpose(3, 2, 0, 1), groups, method="winograd")
+            self._wino_cache = (self.kernel, w)
+        return self._wino_cache[1], self._hwio_groups()[1]
 
     # The kernel packed once for the direct kernels (as a framework prepares a
     # layer), and the groups it runs with.  set_weights() drops the pack; a
@@ -137,7 +179,11 @@ class _ConvBase(Layer):
 
     def call(self, x, training=False):
         _, pads = self._geometry(x.shape)
-        w, groups = self._conv_weight()
+        if self._auto_winograd(x.shape, pads):
+            (w, groups), method = self._winograd_pack(), "winograd"
+        else:
+            (w, groups), method = self._conv_weight(), self.method
+        self.last_method = method
         fused = self._activation.fused
         # In training, an activation whose derivative needs z (gelu, silu, ...)
         # runs after the convolution so that z is kept for the backward
@@ -147,7 +193,7 @@ class _ConvBase(Layer):
         y = conv2d(x, w, self.bias if self.use_bias else None, stride=self.strides,
                    padding=pads, dilation=self.dilation_rate, groups=groups,
                    activation=None if keep_z else fused,
-                   pre_activation=self._pre_activation.fused, method=self.method,
+                   pre_activation=self._pre_activation.fused, method=method,
                    data_format="NHWC" if self.data_format == "channels_last" else "NCHW")
         z = None
         if keep_z:
@@ -247,6 +293,8 @@ class _ConvBase(Layer):
         self.bias = (initialize(self.bias_initializer, (n_out,), self.dtype, "bias_initializer")
                      if self.use_bias else None)
         self._cache = None
+        self._wino_cache = None
+        self._wino_rule = {}
 
 
 class Conv2D(_ConvBase):
@@ -268,6 +316,11 @@ class Conv2D(_ConvBase):
     cast to ``dtype`` (integers too, unlike Keras, since the kernels are float).
     method: conv2d's; ``"winograd"`` (3x3 kernels, strides 1, dilation 1 only)
     packs the kernel once with ``pack_weight(..., method="winograd")``.
+    ``"auto"`` (the default) under fast math (``fastconv.set_fast_math(True)``
+    or ``with fastconv.fast_math():``) takes Winograd too, for the input sizes
+    where ``fastconv.winograd_pays(..., packed=True)`` says so (the kernel is
+    transformed once, at the first such call); ``last_method`` tells which
+    path the last call took.  The backward reads the plain kernel either way.
     """
 
     _methods = _ConvBase._methods + ("winograd",)

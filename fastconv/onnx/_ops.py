@@ -21,7 +21,7 @@ import numpy as np
 
 from fastconv import _core, _pool
 from fastconv.activations import Activation, activate
-from fastconv.conv import conv2d, pack_weight
+from fastconv.conv import conv2d, pack_weight, winograd_pays
 
 from ._graph import malformed, unsupported
 
@@ -297,10 +297,22 @@ class ConvKernel:
         self.pre = fused.get("pre_activation")
         self.bias = None if b is None else np.ascontiguousarray(b.reshape(-1))
         self.packed = None
+        #: the weights transformed for the Winograd path, made at creation
+        #: when the session has fast math on, the geometry allows it
+        #: (constant 3x3 2-D weights, strides and dilations 1) and the input
+        #: may be large enough (see _winograd_may_pay); which input shapes
+        #: run on it is winograd_pays's (packed=True) choice
+        self.winograd = None
+        self._winograd_rule = {}
+        self._pads = {}
         if w is not None:
             w4 = w.reshape(w.shape[:2] + (1,) + w.shape[2:]) if self.nd == 1 else w
             self.packed = pack_weight(np.ascontiguousarray(w4), self.groups)
-        self._pads = {}
+            if ctx.fast_math and self.nd == 2 and tuple(self.kernel) == (3, 3) and \
+                    tuple(self.strides) == (1, 1) and tuple(self.dilations) == (1, 1) and \
+                    self._winograd_may_pay(ctx.shape(node.inputs[0]), w.dtype):
+                self.winograd = pack_weight(np.ascontiguousarray(w4), self.groups,
+                                            method="winograd")
         self.c_out = w_shape[0]
         self.alloc = None   # set by the session: alloc(shape, dtype) -> its reusable buffer
         #: (ConcatTarget, input index) set by the session when this Conv's
@@ -326,11 +338,38 @@ class ConvKernel:
                                          else self.bias[g * m:(g + 1) * m])
                            for g in range(self.groups)], _GEMM_CLAMPS[post_name])
         self._sub = None   # the strided 1x1's subsampled input (its own buffer)
+        #: the conv2d method (or "gemm1x1") the last run took
+        self.last_method = None
+
+    def _winograd_may_pay(self, x_shape, dtype):
+        """False when the input's static shape (shape inference) is one the
+        rule leaves direct: its transform (4x the weights) would never be
+        read.  An unknown dimension (a symbolic batch) may make it pay."""
+        if x_shape is None or len(x_shape) != 4 or None in x_shape:
+            return True
+        return winograd_pays(x_shape, self.packed.shape, self._stride2,
+                             self.padding(tuple(x_shape[2:])), self._dilation2, self.groups,
+                             packed=True, dtype=dtype)
+
+    def _winograd_pays(self, x, pads):
+        """Fast math's rule for this input shape (its pre-transformed weights)."""
+        if self.winograd is None:
+            return False
+        key = (x.shape, x.dtype, pads)
+        choice = self._winograd_rule.get(key)
+        if choice is None:
+            choice = self._winograd_rule[key] = winograd_pays(
+                x.shape, self.packed.shape, self._stride2, pads, self._dilation2, self.groups,
+                packed=True, dtype=x.dtype)
+        return choice
 
     def _methods_for(self, x, pads):
+        methods = TUNED_METHODS
         if self._gemm is not None and pads == (0, 0) and x.dtype == np.float32:
-            return TUNED_METHODS + (GEMM_1X1,)
-        return TUNED_METHODS
+            methods += (GEMM_1X1,)
+        if self._winograd_pays(x, pads):
+            methods += ("winograd",)
+        return methods
 
     def _fastest_method(self, x, weight, bias, strides, pads, dil, out, res):
         best = None
@@ -387,6 +426,8 @@ class ConvKernel:
             if y is not None:
                 return y
             method = "auto"
+        elif method == "winograd":
+            weight = self.winograd
         if res is None:
             return conv2d(x, weight, bias, stride=strides, padding=pads, dilation=dil,
                           groups=self.groups, activation=self.post, pre_activation=self.pre,
@@ -448,11 +489,14 @@ class ConvKernel:
             if method is None:
                 method = self._methods[x.shape] = self._fastest_method(
                     x, weight, bias, strides, pads, dil, out, res)
+        elif method == "auto" and self._winograd_pays(x, pads):
+            method = "winograd"   # untuned under fast math: the rule's choice
         elif method == "auto" and self.groups == 1 and GEMM_1X1 in self._methods_for(x, pads):
             # untuned: the GEMM where it is usually the fastest (isolated, one
             # thread: 1.0-2x conv2d's fused on ResNet's / SqueezeNet's 1x1
             # layers; grouped ones, ShuffleNet's, run slower by group: 0.6-0.9x)
             method = GEMM_1X1
+        self.last_method = method
         y = self._run(method, x, weight, bias, strides, pads, dil, out, res)
         if self.nd == 1:
             y = y.reshape(y.shape[:2] + y.shape[3:])

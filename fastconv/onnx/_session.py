@@ -5,7 +5,7 @@ import time
 
 import numpy as np
 
-from fastconv.config import blas_one_thread, get_num_threads, set_num_threads
+from fastconv.config import blas_one_thread, get_fast_math, get_num_threads, set_num_threads
 
 from ._graph import Node, Unsupported, decode_attribute, malformed, unsupported
 from ._ops import OPS, ConcatTarget, numpy_dtype
@@ -113,6 +113,9 @@ def _shape_of(vi):
 class _Context:
     """What the op compilers may know before running."""
 
+    #: the session's fast math (Conv nodes may take the Winograd path)
+    fast_math = False
+
     def __init__(self, constants, infos):
         self.constants, self.infos = constants, infos
 
@@ -205,11 +208,25 @@ class InferenceSession:
     run with inputs of a new shape times conv2d's methods on each Conv and
     keeps the fastest (that run is slower).  ``profile=True`` records each
     node's kernel time over the runs: ``profile_stats()``.
+
+    ``fast_math`` (default None: ``fastconv.get_fast_math()`` when the session
+    is created; True / False overrides it): Conv nodes with constant 3x3
+    weights, strides and dilations 1 get their weights Winograd-transformed
+    once, here, and run on the Winograd path for the input shapes where
+    ``fastconv.winograd_pays(..., packed=True)`` says it pays (tuned: there it
+    is one more candidate, timed against the others).  Its error is a few
+    times the direct path's (docs/DESIGN.md, "Winograd").  Each Conv kernel's
+    ``last_method`` tells what its last run took.
     """
 
     def __init__(self, path_or_bytes, sess_options=None, providers=None, provider_options=None,
-                 profile=False, tune=True, **kwargs):
+                 profile=False, tune=True, fast_math=None, **kwargs):
         import onnx
+        if fast_math is not None and not isinstance(fast_math, (bool, np.bool_)):
+            raise TypeError(f"InferenceSession: fast_math must be None or a bool, got "
+                            f"{fast_math!r}")
+        #: whether Conv nodes may take the Winograd path (fixed at creation)
+        self.fast_math = get_fast_math() if fast_math is None else bool(fast_math)
         #: per-node wall time of every run when ``profile`` (see ``profile_stats``)
         self._profile = {} if profile else None
         model = _load(path_or_bytes)
@@ -272,6 +289,7 @@ class InferenceSession:
         check_dag(nodes, set(constants) | set(in_names) | {""})
 
         ctx = _Context(constants, infos)
+        ctx.fast_math = self.fast_math
         self._ctx = ctx
         nodes = optimize(nodes, constants, ctx, out_names, self._compile_node, level)
         self._tune = bool(tune) and level > 0
