@@ -1,19 +1,21 @@
 """The Winograd path against the fused direct path (and ONNX Runtime), in one process.
 
 Both fastconv paths get their weights packed once (pack_weight(...,
-method="winograd") and pack_weight(...)), outside the timed calls, as a layer
-does; the ORT session (when onnxruntime is installed) runs the same
+method="winograd", tile=T) for each tile size T of --tiles, and
+pack_weight(...)), outside the timed calls, as a layer does; the ORT session (when onnxruntime is installed) runs the same
 Conv + activation graph with its output bound to a preallocated array.  The
 variants take turns every round; medians of the rounds and the ratios
 measured in this run are printed, with the largest error of each path
 against a float64 NumPy reference of the same data (relative to max |y|).
+"auto" is the tile size pack_weight(..., tile="auto", input_shape=x.shape)
+picks (the plan's choice, which plain-weight calls use too).
 
     OPENBLAS_NUM_THREADS=1 PYTHONPATH=. python benchmarks/bench_winograd.py \
         [--threads 1,2] [--rounds 15] [--activation relu] [--no-ort] \
-        [--plain] [--tb N] [--budget BYTES] [layer id ...]
+        [--tiles 4,2] [--plain] [--tb N] [--budget BYTES] [layer id ...]
 
---plain: both fastconv paths get the plain weight array instead (packed, or
-transformed, inside every call; the columns keep their names).
+--plain: the fastconv paths get the plain weight array instead (packed, or
+transformed, inside every call, at the plan's tile size: one winograd column).
 
 --tb / --budget override the tile-block choice (tuning, see src/winograd.c).
 """
@@ -73,16 +75,22 @@ def main():
     ap.add_argument("--activation", default="relu")
     ap.add_argument("--no-ort", action="store_true")
     ap.add_argument("--plain", action="store_true")
+    ap.add_argument("--tiles", default="4,2")
     ap.add_argument("--tb", type=int, default=0)
     ap.add_argument("--budget", type=int, default=0)
     args = ap.parse_args()
     act = None if args.activation in ("none", "linear") else args.activation
     _core._winograd_tune(args.tb, args.budget)
+    tiles = ["plan"] if args.plain else [int(t) for t in args.tiles.split(",")]
+    wn = {t: f"wino{t}" if t != "plan" else "winograd" for t in tiles}
     print(f"kernels: {_core.winograd_kernel_name()}; activation {act}; rounds {args.rounds}; "
-          f"{'plain' if args.plain else 'packed'} weights; medians in ms")
-    print(f"{'layer':16s} {'thr':>3s} {'fused':>8s} {'winograd':>8s} {'ort':>8s} "
-          f"{'fused/wino':>10s} {'ort/wino':>8s} {'ws MB':>6s} {'err fused':>9s} "
-          f"{'err wino':>9s}")
+          f"{'plain' if args.plain else 'packed'} weights; medians in ms; winoT = "
+          f"F(TxT, 3x3); ratios fused/wino")
+    print(f"{'layer':16s} {'thr':>3s} {'auto':>4s} {'fused':>8s} "
+          + "".join(f"{wn[t]:>9s}" for t in tiles) + f" {'ort':>8s} "
+          + "".join(f"{'f/' + wn[t]:>10s}" for t in tiles)
+          + f" {'ort/best':>8s} " + "".join(f"{'wsMB' + str(t):>7s}" for t in tiles)
+          + f" {'err fused':>9s} " + "".join(f"{'err' + str(t):>8s}" for t in tiles))
     rng = np.random.default_rng(0)
     for threads in [int(t) for t in args.threads.split(",")]:
         fastconv.set_num_threads(threads)
@@ -92,16 +100,18 @@ def main():
             w = (rng.standard_normal((L.cout, L.cin // L.groups, L.k, L.k))
                  / np.sqrt(9 * L.cin)).astype(np.float32)
             b = rng.standard_normal(L.cout).astype(np.float32)
-            pf = w if args.plain else fastconv.pack_weight(w, L.groups)
-            pw = w if args.plain else fastconv.pack_weight(w, L.groups, method="winograd")
-            yf = np.empty(L.out_shape, np.float32)
-            yw = np.empty(L.out_shape, np.float32)
             kw = L.conv_kwargs
-            fns = {
-                "fused": lambda: fastconv.conv2d(x, pf, b, **kw, activation=act, out=yf),
-                "winograd": lambda: fastconv.conv2d(x, pw, b, **kw, activation=act,
-                                                    method="winograd", out=yw),
-            }
+            pf = w if args.plain else fastconv.pack_weight(w, L.groups)
+            auto = fastconv.pack_weight(w, L.groups, method="winograd", input_shape=x.shape,
+                                        padding=kw.get("padding", 0)).tile
+            pw = {t: w if t == "plan" else
+                  fastconv.pack_weight(w, L.groups, method="winograd", tile=t) for t in tiles}
+            yf = np.empty(L.out_shape, np.float32)
+            yw = {t: np.empty(L.out_shape, np.float32) for t in tiles}
+            fns = {"fused": lambda: fastconv.conv2d(x, pf, b, **kw, activation=act, out=yf)}
+            for t in tiles:
+                fns[wn[t]] = (lambda t=t: fastconv.conv2d(x, pw[t], b, **kw, activation=act,
+                                                          method="winograd", out=yw[t]))
             if not args.no_ort:
                 try:
                     run, _ = onnxruntime_runner(L, act, x, w, b, threads)
@@ -112,13 +122,17 @@ def main():
             ref = reference(x, w, b, L.pad, act)
             scale = np.abs(ref).max()
             ef = np.abs(yf - ref).max() / scale
-            ew = np.abs(yw - ref).max() / scale
-            ws = fastconv.workspace_bytes(L.x_shape, w.shape, **kw, method="winograd") / 2**20
-            ort = t.get("ort")
-            print(f"{lid:16s} {threads:3d} {t['fused'] * 1e3:8.3f} {t['winograd'] * 1e3:8.3f} "
-                  f"{(ort or float('nan')) * 1e3:8.3f} {t['fused'] / t['winograd']:10.2f} "
-                  f"{(ort or float('nan')) / t['winograd']:8.2f} {ws:6.2f} {ef:9.1e} {ew:9.1e}",
-                  flush=True)
+            ew = {t: np.abs(yw[t] - ref).max() / scale for t in tiles}
+            ws = {t: fastconv.workspace_bytes(L.x_shape, w.shape, **kw, method="winograd",
+                                              tile="auto" if t == "plan" else t) / 2**20
+                  for t in tiles}
+            ort = t.get("ort") or float("nan")
+            best = min(t[wn[k]] for k in tiles)
+            print(f"{lid:16s} {threads:3d} {auto:4d} {t['fused'] * 1e3:8.3f} "
+                  + "".join(f"{t[wn[k]] * 1e3:9.3f}" for k in tiles) + f" {ort * 1e3:8.3f} "
+                  + "".join(f"{t['fused'] / t[wn[k]]:10.2f}" for k in tiles)
+                  + f" {ort / best:8.2f} " + "".join(f"{ws[k]:7.2f}" for k in tiles)
+                  + f" {ef:9.1e} " + "".join(f"{ew[k]:8.1e}" for k in tiles), flush=True)
 
 
 if __name__ == "__main__":

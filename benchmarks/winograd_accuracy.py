@@ -1,4 +1,5 @@
-"""The Winograd path's error against a float64 reference, next to the direct path's.
+"""The Winograd path's error against a float64 reference, next to the direct path's,
+for both tile sizes (F(4x4, 3x3) "wino4" and F(2x2, 3x3) "wino2").
 
 For each case (random normal data; inputs with a large mean; weights of mixed
 magnitude, 10^U(-3, 3)) and channel count, prints the largest error of each
@@ -41,19 +42,23 @@ def main():
     rng = np.random.default_rng(1)
     print(f"{dtype.__name__}, eps {eps:.3g}; errors in eps: max|err|/max|y| and "
           f"max(|err| / bound scale)")
-    print(f"{'case':14s} {'C':>4s} {'fused/max':>10s} {'wino/max':>10s} {'fused/bnd':>10s} "
-          f"{'wino/bnd':>10s}")
+    methods = ("fused", 4, 2)
+    names = {"fused": "fused", 4: "wino4", 2: "wino2"}
+    print(f"{'case':14s} {'C':>4s} " + "".join(f"{names[m] + '/max':>11s}" for m in methods)
+          + "".join(f"{names[m] + '/bnd':>11s}" for m in methods))
     for case in CASES:
         for c, h in ((16, 20), (64, 28), (256, 14)):
             x, w, b = data(rng, case, 2, c, h, dtype)
             ref, scale = conv2d_act_ref(x, w, b, padding=1)
             out = {}
-            for m in ("fused", "winograd"):
-                y = fastconv.conv2d(x, w, b, padding=1, method=m).astype(np.float64)
-                err = np.abs(y - ref)
+            for m in methods:
+                wt = w if m == "fused" else fastconv.pack_weight(w, method="winograd", tile=m)
+                y = fastconv.conv2d(x, wt, b, padding=1,
+                                    method="fused" if m == "fused" else "winograd")
+                err = np.abs(y.astype(np.float64) - ref)
                 out[m] = (err.max() / np.abs(ref).max() / eps, (err / scale).max() / eps)
-            print(f"{case:14s} {c:4d} {out['fused'][0]:10.1f} {out['winograd'][0]:10.1f} "
-                  f"{out['fused'][1]:10.2f} {out['winograd'][1]:10.2f}")
+            print(f"{case:14s} {c:4d} " + "".join(f"{out[m][0]:11.1f}" for m in methods)
+                  + "".join(f"{out[m][1]:11.2f}" for m in methods), flush=True)
 
 
 if __name__ == "__main__":

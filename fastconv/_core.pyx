@@ -817,18 +817,20 @@ include "_grad.pxi"
 # ---- the ONNX session's 1x1 GEMM (fastconv/onnx) ----------------------------
 include "_conv1x1.pxi"
 
-# ---- the Winograd F(4x4, 3x3) path (winograd.c) ------------------------------
+# ---- the Winograd F(4x4, 3x3) and F(2x2, 3x3) path (winograd.c) -------------
 
 cdef extern from "winograd.h" nogil:
     ctypedef struct fc_wino_weight:
         pass
+    int fc_winograd_choose_tile(const fc_conv_desc *d)
     fc_wino_weight *fc_winograd_pack_f32(const fc_conv_desc *d, const float *w,
-                                         const int64_t *wstrides)
+                                         const int64_t *wstrides, int tile)
     fc_wino_weight *fc_winograd_pack_f64(const fc_conv_desc *d, const double *w,
-                                         const int64_t *wstrides)
+                                         const int64_t *wstrides, int tile)
     void fc_winograd_free(fc_wino_weight *u)
     size_t fc_winograd_weight_bytes(const fc_wino_weight *u)
-    size_t fc_winograd_workspace(const fc_conv_desc *d, size_t elem_size)
+    int fc_winograd_weight_tile(const fc_wino_weight *u)
+    size_t fc_winograd_workspace(const fc_conv_desc *d, size_t elem_size, int tile)
     int fc_winograd_f32(const fc_conv_desc *d, const float *x, const int64_t *xstrides,
                         const fc_wino_weight *u, const float *bias, float *y, int y_nhwc,
                         const fc_activation *post, const fc_activation *pre)
@@ -844,12 +846,14 @@ cdef extern from "winograd.h" nogil:
                             double *y, int y_nhwc, const fc_activation *post,
                             const fc_activation *pre, fc_scratch *s)
     const char *fc_winograd_kernel_name()
-    void fc_winograd_tune(int tiles_per_block, size_t budget_bytes)
+    void fc_winograd_tune(int tiles_per_block, size_t budget_bytes, int tile)
+    void fc_winograd_tune_kc(int kc)
 
 
 cdef class WinogradWeight:
     """3x3 weights (c_out, c_in/groups, 3, 3) transformed once for the
-    Winograd path (U = G g G^T, 36 values per 3x3 kernel).
+    Winograd path with output tiles of ``tile`` x ``tile`` (4 or 2; U = G g G^T,
+    (tile + 2)^2 values per 3x3 kernel).
 
     Holds its own copy of the weights (``.weight``, read-only, OIHW) like
     PackedWeight: later changes to the source array do not change it.
@@ -857,10 +861,14 @@ cdef class WinogradWeight:
     cdef fc_wino_weight *p
     cdef readonly object weight
     cdef readonly int64_t groups, c_in
+    cdef readonly int tile
 
-    def __cinit__(self, cnp.ndarray w, int64_t groups):
+    def __cinit__(self, cnp.ndarray w, int64_t groups, int tile):
         cdef fc_conv_desc d
         self.p = NULL
+        if tile != 2 and tile != 4:
+            raise ValueError(f"WinogradWeight: tile must be 2 or 4, got {tile}")
+        self.tile = tile
         w = w.copy()
         w.setflags(write=False)
         self.weight = w
@@ -874,10 +882,10 @@ cdef class WinogradWeight:
         cdef void *wp = cnp.PyArray_DATA(w)
         if _is_f32(w):
             with nogil:
-                self.p = fc_winograd_pack_f32(&d, <const float *>wp, NULL)
+                self.p = fc_winograd_pack_f32(&d, <const float *>wp, NULL, tile)
         else:
             with nogil:
-                self.p = fc_winograd_pack_f64(&d, <const double *>wp, NULL)
+                self.p = fc_winograd_pack_f64(&d, <const double *>wp, NULL, tile)
         if self.p == NULL:
             raise MemoryError("fastconv: cannot allocate the Winograd-transformed weights")
 
@@ -939,9 +947,16 @@ def conv2d_winograd(ConvDesc desc, cnp.ndarray x, object w, object bias, cnp.nda
     _check_status(rc, "the Winograd convolution")
 
 
-def winograd_workspace(ConvDesc desc, size_t itemsize):
-    """Bytes a Winograd call allocates for its tiles at the current thread count."""
-    return fc_winograd_workspace(&desc.d, itemsize)
+def winograd_workspace(ConvDesc desc, size_t itemsize, int tile):
+    """Bytes a Winograd call with this tile size (4, 2; 0: the plan's choice,
+    as a plain-weight call) allocates for its tiles at the current thread count."""
+    return fc_winograd_workspace(&desc.d, itemsize, tile)
+
+
+def winograd_choose_tile(ConvDesc desc):
+    """The tile size (4 or 2) the plan picks for desc (its spatial size
+    unknown when h_out or w_out is 0: from the channels alone)."""
+    return fc_winograd_choose_tile(&desc.d)
 
 
 def winograd_kernel_name():
@@ -949,6 +964,12 @@ def winograd_kernel_name():
     return fc_winograd_kernel_name().decode()
 
 
-def _winograd_tune(int tiles_per_block=0, size_t budget_bytes=0):
-    """Benchmarks: tiles per block and per-thread cache budget (0: automatic)."""
-    fc_winograd_tune(tiles_per_block, budget_bytes)
+def _winograd_tune(int tiles_per_block=0, size_t budget_bytes=0, int tile=0):
+    """Benchmarks and tests: tiles per block, per-thread cache budget and the
+    plan's tile size (for plain-weight calls and tile="auto"; 0: automatic)."""
+    fc_winograd_tune(tiles_per_block, budget_bytes, tile)
+
+
+def _winograd_tune_kc(int kc=0):
+    """Benchmarks and tests: input channels per GEMM call (0: the plan's; < 0: all)."""
+    fc_winograd_tune_kc(kc)

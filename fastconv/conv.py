@@ -527,10 +527,14 @@ def _run_im2col(p, y):
                     _core.bias_activate_ld(yblk, p.cout_g, ncols, hw, biases[g], p.post._spec)
 
 
-# ---- Winograd F(4x4, 3x3) ---------------------------------------------------
+# ---- Winograd F(4x4, 3x3) and F(2x2, 3x3) ------------------------------------
 # method="winograd", or "auto" under fast math where winograd_pays says so:
 # its rounding is not the direct path's (docs/DESIGN.md, "Winograd"), so
-# "auto" never picks it without the user's opt-in.
+# "auto" never picks it without the user's opt-in.  The tile size is the
+# pack's (pack_weight(..., tile=)); plain-weight calls use the C plan's choice
+# (fc_winograd_choose_tile).
+
+WINOGRAD_TILES = (2, 4)
 
 def _check_winograd(w_shape, stride, dilation, where):
     """ValueError naming the constraint when the Winograd path cannot compute
@@ -543,6 +547,15 @@ def _check_winograd(w_shape, stride, dilation, where):
         raise ValueError(f"{where}: method='winograd' needs stride 1, got stride={stride!r}")
     if _positive_pair(dilation, "dilation") != (1, 1):
         raise ValueError(f"{where}: method='winograd' needs dilation 1, got dilation={dilation!r}")
+
+
+def _check_winograd_tile(tile, where):
+    """tile as given: 2, 4 or "auto" (0 for "auto", as the C plan takes it)."""
+    if isinstance(tile, str) and tile == "auto":
+        return 0
+    if isinstance(tile, (int, np.integer)) and not isinstance(tile, bool) and tile in WINOGRAD_TILES:
+        return int(tile)
+    raise ValueError(f"{where}: tile must be 2, 4 or 'auto', got tile={tile!r}")
 
 
 # ---- fast math: when "auto" takes the Winograd path ---------------------------
@@ -686,20 +699,28 @@ _NHWC_METHODS = {"auto": _nhwc_fused, "fused": _nhwc_fused, "separate": _nhwc_se
 
 
 def workspace_bytes(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1, *,
-                    method="auto", pre_activation=None, dtype=np.float32, data_format="NCHW"):
+                    method="auto", pre_activation=None, dtype=np.float32, data_format="NCHW",
+                    tile="auto"):
     """Extra bytes a conv2d call allocates besides its output, by method.
 
     Counts the activated input copy (pre-activation), im2col's column matrix,
     and for NHWC the transposed copies of x, w and y that im2col and depthwise
     (groups == C > 1) make; the direct kernels read and write NHWC in place.
     ``method="winograd"``: its per-thread tile buffers at the current thread
-    count (plain weights add their transformed copy, 4x the weights).
+    count for the call's tile size: ``tile`` 2 or 4 for a call given a
+    ``WinogradWeight`` of that ``.tile``, "auto" (default) for a plain-weight
+    call, which uses the plan's choice for this geometry (and adds its
+    transformed copy of the weights, 16/9 or 4x the weights).
     ``method="auto"`` under fast math (:func:`fastconv.set_fast_math`): the
     figure of the method a call with plain weights picks (:func:`winograd_pays`
-    with ``packed=False``).
+    with ``packed=False``), at the plan's tile size.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    wtile = _check_winograd_tile(tile, "workspace_bytes")
+    if wtile and method != "winograd":
+        raise ValueError(f"workspace_bytes: tile={tile!r} is for method='winograd' "
+                         f"(got method={method!r})")
     dtype = np.dtype(dtype)
     zero = np.zeros((), dtype)
     p = _plan(np.broadcast_to(zero, x_shape), np.broadcast_to(zero, w_shape), None, stride,
@@ -712,7 +733,7 @@ def workspace_bytes(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1,
         # tiles are gathered: no copy); plain weights add their transformed
         # copy, WinogradWeight.nbytes minus the weight's own bytes
         _check_winograd(p.w.shape, stride, dilation, "workspace_bytes")
-        return _core.winograd_workspace(p.desc, item)
+        return _core.winograd_workspace(p.desc, item, wtile)
     in_bytes = int(np.prod(p.x.shape)) * item
     if p.nhwc and method != "im2col" and not _nhwc_depthwise(p):
         # the kernels read a dense NHWC x in place; a copy only to pre-activate it
@@ -736,7 +757,8 @@ def workspace_bytes(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1,
     return total
 
 
-def pack_weight(weight, groups=1, *, data_format="NCHW", out=None, method="fused"):
+def pack_weight(weight, groups=1, *, data_format="NCHW", out=None, method="fused", tile="auto",
+                input_shape=None, padding=1):
     """Pack conv2d weights once for the direct kernels; pass the result to
     ``conv2d`` in place of the weight array (with the same ``groups``).
 
@@ -752,13 +774,29 @@ def pack_weight(weight, groups=1, *, data_format="NCHW", out=None, method="fused
     not repack a pack that another thread's call is reading.
 
     ``method="winograd"``: transform 3x3 weights once for
-    ``conv2d(..., method="winograd")`` instead (a ``WinogradWeight``, 4x the
-    weight's size; ``out`` is not supported for it).  ``"fused"`` (and
-    ``"auto"``) packs for the direct kernels.
+    ``conv2d(..., method="winograd")`` instead (a ``WinogradWeight``; ``out``
+    is not supported for it), for output tiles of ``tile`` x ``tile``:
+
+    - ``tile=4``: F(4x4, 3x3), 4x the weight's size, the fewest multiplications;
+    - ``tile=2``: F(2x2, 3x3), 16/9 the weight's size, more accurate, faster
+      where the image has few 4x4 tiles for many channels (14x14 and 7x7
+      layers of 256+ channels at batch 1);
+    - ``tile="auto"`` (default): the plan's choice (``fc_winograd_choose_tile``,
+      docs/DESIGN.md "Winograd"). Give ``input_shape`` (x's shape in
+      ``data_format``, with or without the batch dimension) and ``padding``
+      (as conv2d's; default 1) to choose for that geometry; without
+      ``input_shape`` the choice rests on the channels alone.
+
+    The pack's ``.tile`` is its tile size; a call uses it whatever the input.
+    ``"fused"`` (and ``"auto"``) packs for the direct kernels.
     """
     if method not in ("auto", "fused", "winograd"):
         raise ValueError(f"pack_weight: method must be 'auto', 'fused' or 'winograd', "
                          f"got {method!r}")
+    wtile = _check_winograd_tile(tile, "pack_weight")
+    if method != "winograd" and (wtile or input_shape is not None):
+        raise ValueError(f"pack_weight: tile= and input_shape= are for method='winograd' "
+                         f"(got method={method!r})")
     if data_format not in DATA_FORMATS:
         raise ValueError(f"data_format must be 'NCHW' or 'NHWC', got {data_format!r}")
     w = _as_float_array(weight, "weight")
@@ -777,7 +815,21 @@ def pack_weight(weight, groups=1, *, data_format="NCHW", out=None, method="fused
         _check_winograd(w.shape, 1, 1, "pack_weight")
         if out is not None:
             raise ValueError("pack_weight: out= is not supported with method='winograd'")
-        return _core.WinogradWeight(w, groups)
+        if input_shape is not None:   # validated as a call's x would be
+            zero = np.zeros((), w.dtype)
+            shape = tuple(_int(s, "input_shape") for s in input_shape)
+            if len(shape) not in (3, 4):
+                raise ValueError(f"pack_weight: input_shape must be (N, C, H, W) or (C, H, W) "
+                                 f"in data_format {data_format}, got {input_shape!r}")
+            x_ = np.broadcast_to(zero, shape)
+            w_ = w.transpose(2, 3, 1, 0) if data_format == "NHWC" else w
+            p = _plan(x_, w_, None, 1, padding, 1, groups, None, None, data_format,
+                      prepare=False)
+            desc = p.desc
+        else:   # the spatial size unknown (h_out = w_out = 0): from the channels
+            desc = _core.ConvDesc(1, w.shape[1] * groups, 0, 0, w.shape[0], 3, 3, 0, 0,
+                                  1, 1, 1, 1, 0, 0, groups)
+        return _core.WinogradWeight(w, groups, wtile or _core.winograd_choose_tile(desc))
     if out is None:   # (PackedWeight copies w into C order: no second copy here)
         return _core.PackedWeight(w, groups)
     if not isinstance(out, _core.PackedWeight):
@@ -806,12 +858,12 @@ def _reduce_packed(packed):
     return _packed_from, (packed.weight, packed.groups)
 
 
-def _winograd_from(weight, groups):
-    return _core.WinogradWeight(np.ascontiguousarray(weight), groups)
+def _winograd_from(weight, groups, tile=4):   # (tile: packs pickled before F(2x2) are F(4x4))
+    return _core.WinogradWeight(np.ascontiguousarray(weight), groups, tile)
 
 
 def _reduce_winograd(packed):
-    return _winograd_from, (packed.weight, packed.groups)
+    return _winograd_from, (packed.weight, packed.groups, packed.tile)
 
 
 def _activation_from(name, params):

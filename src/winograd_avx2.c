@@ -103,8 +103,5 @@ wg_store_nchw_row_avx2_f32(const fc_wino_out_args *a, int64_t o, int64_t nl, int
 #define KFN(name) name##avx2_f64
 #include "winograd_kern_impl.h"
 
-const fc_wino_kernels fc_wino_avx2 = {
-    "avx2+fma", wino_in_avx2_f32, wino_in_avx2_f64, wino_gemm_avx2_f32,
-    wino_gemm_avx2_f64, wino_out_avx2_f32, wino_out_avx2_f64,
-};
+const fc_wino_kernels fc_wino_avx2 = FC_WINO_KERNELS("avx2+fma", avx2);
 #endif

@@ -99,8 +99,5 @@ wg_store_nchw_row_f32(const fc_wino_out_args *a, int64_t o, int64_t nl, int i, c
 #define KFN(name) name##avx512_f64
 #include "winograd_kern_impl.h"
 
-const fc_wino_kernels fc_wino_avx512 = {
-    "avx512", wino_in_avx512_f32, wino_in_avx512_f64, wino_gemm_avx512_f32,
-    wino_gemm_avx512_f64, wino_out_avx512_f32, wino_out_avx512_f64,
-};
+const fc_wino_kernels fc_wino_avx512 = FC_WINO_KERNELS("avx512", avx512);
 #endif

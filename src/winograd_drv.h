@@ -7,16 +7,18 @@
 #define CAT(a, b) CAT_(a, b)
 #define FN(name) CAT(name, SFX)
 
-/* U of every group from w (OIHW order through strides ws), G g G^T in double.
- * One work item per (group, panel of P output channels): input channel by
- * input channel, so that w is read along its rows (one stream per output
- * channel) and each of the 36 planes of U is written front to back; the
+/* U of every group from w (OIHW order through strides ws), G g G^T in double
+ * (G of the pack's tile size).  One work item per (group, panel of P output
+ * channels): input channel by input channel, so that w is read along its rows
+ * (one stream per output channel) and each of the NXI planes of U is written
+ * front to back; the
  * padding columns are zeroed in passing (the buffer may be a reused one). */
 static void FN(wino_transform_weight_)(fc_wino_weight *p, const T *w, const int64_t *ws)
 {
     const int64_t cin = p->cin_g, cout = p->cout_g, ocp = p->ocp, P = FC_WINO_P(T);
     const int64_t E = FC_WINO_E(T);
-    const int64_t xi_stride = p->xi_stride, g_stride = 36 * xi_stride, ps = p->panel_stride;
+    const int tile = p->tile, nxi = p->nxi;
+    const int64_t xi_stride = p->xi_stride, g_stride = nxi * xi_stride, ps = p->panel_stride;
     T *u = (T *)p->u;
     const int64_t npanels = (ocp + P - 1) / P, nwork = p->groups * npanels;
 #ifdef _OPENMP
@@ -36,28 +38,43 @@ static void FN(wino_transform_weight_)(fc_wino_weight *p, const T *w, const int6
                     for (int c = 0; c < 3; ++c)
                         gk[3 * a + c][e] = o < cout ? (double)src[a * ws[2] + c * ws[3]] : 0.0;
             }
-            for (int c = 0; c < 3; ++c)   /* G along the kernel's rows */
-                for (int64_t e = 0; e < E; ++e)
-                    WINO_G_LINE(gk[c][e], gk[3 + c][e], gk[6 + c][e], tm[c][e], tm[3 + c][e],
-                                tm[6 + c][e], tm[9 + c][e], tm[12 + c][e], tm[15 + c][e]);
-            for (int a = 0; a < 6; ++a)   /* and along its columns */
-                for (int64_t e = 0; e < E; ++e)
-                    WINO_G_LINE(tm[3 * a][e], tm[3 * a + 1][e], tm[3 * a + 2][e], t6[6 * a][e],
-                                t6[6 * a + 1][e], t6[6 * a + 2][e], t6[6 * a + 3][e],
-                                t6[6 * a + 4][e], t6[6 * a + 5][e]);
+            if (tile == 4) {
+                for (int c = 0; c < 3; ++c)   /* G along the kernel's rows */
+                    for (int64_t e = 0; e < E; ++e)
+                        WINO_G_LINE(gk[c][e], gk[3 + c][e], gk[6 + c][e], tm[c][e],
+                                    tm[3 + c][e], tm[6 + c][e], tm[9 + c][e], tm[12 + c][e],
+                                    tm[15 + c][e]);
+                for (int a = 0; a < 6; ++a)   /* and along its columns */
+                    for (int64_t e = 0; e < E; ++e)
+                        WINO_G_LINE(tm[3 * a][e], tm[3 * a + 1][e], tm[3 * a + 2][e],
+                                    t6[6 * a][e], t6[6 * a + 1][e], t6[6 * a + 2][e],
+                                    t6[6 * a + 3][e], t6[6 * a + 4][e], t6[6 * a + 5][e]);
+            } else {   /* F(2x2): t6[4 * a + b] */
+                for (int c = 0; c < 3; ++c)
+                    for (int64_t e = 0; e < E; ++e)
+                        WINO_G2_LINE(gk[c][e], gk[3 + c][e], gk[6 + c][e], tm[c][e],
+                                     tm[3 + c][e], tm[6 + c][e], tm[9 + c][e]);
+                for (int a = 0; a < 4; ++a)
+                    for (int64_t e = 0; e < E; ++e)
+                        WINO_G2_LINE(tm[3 * a][e], tm[3 * a + 1][e], tm[3 * a + 2][e],
+                                     t6[4 * a][e], t6[4 * a + 1][e], t6[4 * a + 2][e],
+                                     t6[4 * a + 3][e]);
+            }
             const int64_t panel = o0 / P, pw = ocp - panel * P < P ? ocp - panel * P : P;
             T *dst = u + g * g_stride + panel * ps + ic * pw + (o0 - panel * P);
-            for (int xi = 0; xi < 36; ++xi)
+            for (int xi = 0; xi < nxi; ++xi)
                 for (int64_t e = 0; e < E; ++e) dst[xi * xi_stride + e] = (T)t6[xi][e];
         }
     }
 }
 
-static fc_wino_weight *FN(wino_pack_)(const fc_conv_desc *d, const T *w, const int64_t *wstrides)
+static fc_wino_weight *FN(wino_pack_)(const fc_conv_desc *d, const T *w, const int64_t *wstrides,
+                                      int tile)
 {
+    if (tile != 2 && tile != 4) return NULL;
     fc_wino_weight *p = (fc_wino_weight *)calloc(1, sizeof *p);
     if (!p) return NULL;
-    wino_weight_init(p, d, sizeof(T));
+    wino_weight_init(p, d, sizeof(T), tile);
     p->u = fc_alloc64(wino_weight_elems(p) * sizeof(T));
     if (!p->u) {
         free(p);
@@ -68,12 +85,13 @@ static fc_wino_weight *FN(wino_pack_)(const fc_conv_desc *d, const T *w, const i
     return p;
 }
 
-fc_wino_weight *FN(fc_winograd_pack_)(const fc_conv_desc *d, const T *w, const int64_t *wstrides)
+fc_wino_weight *FN(fc_winograd_pack_)(const fc_conv_desc *d, const T *w, const int64_t *wstrides,
+                                      int tile)
 {
-    return FN(wino_pack_)(d, w, wstrides);
+    return FN(wino_pack_)(d, w, wstrides, tile);
 }
 
-/* The 6 input rows of one tile-row segment (ns tiles from tile column tw0)
+/* The m + 2 input rows of one tile-row segment (ns tiles from tile column tw0)
  * of image n, group g, channels-last into s (row stride lr, column stride
  * cin), zeros in the padding, pre-activated. */
 static void FN(wino_stage_)(const wino_plan *pl, const T *x, const int64_t *xs, int64_t n,
@@ -81,11 +99,11 @@ static void FN(wino_stage_)(const wino_plan *pl, const T *x, const int64_t *xs, 
                             const fc_activation *pre, const fc_kernel_table *dk)
 {
     const fc_conv_desc *d = pl->d;
-    const int64_t cin = pl->cin, ncols = 4 * ns + 2;
-    const int64_t r0 = 4 * th - d->pad_top, c0 = 4 * tw0 - d->pad_left;
+    const int64_t cin = pl->cin, ncols = pl->m * ns + 2;
+    const int64_t r0 = pl->m * th - d->pad_top, c0 = pl->m * tw0 - d->pad_left;
     const int64_t cs = c0 > 0 ? c0 : 0, ce = c0 + ncols < d->w_in ? c0 + ncols : d->w_in;
     const int act = pre && pre->kind != FC_ACT_IDENTITY;
-    for (int r = 0; r < 6; ++r) {
+    for (int r = 0; r < pl->a; ++r) {
         T *dst = s + r * lr;
         const int64_t ih = r0 + r;
         if (ih < 0 || ih >= d->h_in || ce <= cs) {
@@ -118,7 +136,7 @@ static int FN(wino_run_)(const fc_conv_desc *d, const T *x, const int64_t *xstri
         || u->cin_g != d->c_in / d->groups || u->cout_g != d->c_out / d->groups)
         return FC_EINVAL;
     wino_plan pl;
-    wino_make_plan(&pl, d, sizeof(T));
+    wino_make_plan(&pl, d, sizeof(T), u->tile);
     if (pl.ntiles == 0 || d->c_out == 0) return FC_OK;
     const int64_t dense[4] = {d->c_in * d->h_in * d->w_in, d->h_in * d->w_in, d->w_in, 1};
     const int64_t *xs = xstrides ? xstrides : dense;
@@ -137,6 +155,9 @@ static int FN(wino_run_)(const fc_conv_desc *d, const T *x, const int64_t *xstri
     }
     T *tbuf = (T *)(ws + pl.bias_bytes);
     const fc_wino_kernels *wk = wino_kernels();
+    const fc_wino_transforms *tr = pl.m == 4 ? &wk->f4 : &wk->f2;
+    const int tile = pl.m, nxi = pl.nxi;
+    const int64_t kc = pl.kc;
     const fc_kernel_table *dk = fc_kernels();
     const int64_t tpi = pl.tiles_h * pl.tiles_w;
     const int64_t nitems = G * pl.nblocks * pl.nob;
@@ -153,7 +174,7 @@ static int FN(wino_run_)(const fc_conv_desc *d, const T *x, const int64_t *xstri
 #endif
         T *s = tbuf + tid * per_thread;
         T *v = s + pl.stage_elems;
-        T *m = v + 36 * TB * ldv;
+        T *m = v + nxi * TB * ldv;
         memset(s, 0, (size_t)pl.stage_elems * sizeof(T));
         int64_t have_g = -1, have_b = -1;   /* the tile block whose V this thread holds */
 #ifdef _OPENMP
@@ -170,25 +191,32 @@ static int FN(wino_run_)(const fc_conv_desc *d, const T *x, const int64_t *xstri
                     const int64_t ns = pl.tiles_w - tw < t1 - t ? pl.tiles_w - tw : t1 - t;
                     FN(wino_stage_)(&pl, x, xs, n, g, th, tw, ns, s, pl.stage_lr, pre, dk);
                     for (int64_t j = 0; j < ns; ++j)
-                        wk->FN(in_)(s + 4 * j * cin, pl.stage_lr, cin, cin,
+                        tr->FN(in_)(s + tile * j * cin, pl.stage_lr, cin, cin,
                                     v + (t - t0 + j) * ldv, ldxi_v);
                     t += ns;
                 }
                 have_g = g;
                 have_b = blk;
             }
-            /* the 36 GEMMs of this item's output channels [oc0, oc1) */
+            /* the NXI GEMMs of this item's output channels [oc0, oc1) */
             const int64_t oc0 = ob * pl.ocb, oc1 = oc0 + pl.ocb < ocp ? oc0 + pl.ocb : ocp;
-            const T *ug = (const T *)u->u + g * 36 * u->xi_stride;
-            for (int xi = 0; xi < 36; ++xi) {
+            const T *ug = (const T *)u->u + g * nxi * u->xi_stride;
+            for (int xi = 0; xi < nxi; ++xi) {
                 const T *ux = ug + xi * u->xi_stride;
                 for (int64_t o = oc0; o < oc1; o += P) {
                     const int64_t pw = ocp - o < P ? ocp - o : P;
                     const int64_t no = oc1 - o < pw ? oc1 - o : pw;
-                    for (int64_t t = 0; t < nt; t += 6)
-                        wk->FN(gemm_)(v + xi * ldxi_v + t * ldv, ldv,
-                                      (int)(nt - t < 6 ? nt - t : 6), ux + o / P * u->panel_stride, pw, no, cin,
-                                      m + (t * 36 + xi) * ldm + (o - oc0), 36 * ldm);
+                    const T *up = ux + o / P * u->panel_stride;
+                    /* input channels in slices whose rows of the panel stay in
+                     * L1 for all the block's tiles (a 256-channel panel is 64 KB) */
+                    for (int64_t k0 = 0; k0 < cin; k0 += kc) {
+                        const int64_t kn = cin - k0 < kc ? cin - k0 : kc;
+                        for (int64_t t = 0; t < nt; t += 6)
+                            wk->FN(gemm_)(v + xi * ldxi_v + t * ldv + k0, ldv,
+                                          (int)(nt - t < 6 ? nt - t : 6), up + k0 * pw, pw, no,
+                                          kn, m + (t * nxi + xi) * ldm + (o - oc0), nxi * ldm,
+                                          k0 > 0);
+                    }
                 }
             }
             /* the output transform, bias and activation, one store */
@@ -196,9 +224,9 @@ static int FN(wino_run_)(const fc_conv_desc *d, const T *x, const int64_t *xstri
             if (noc <= 0) continue;
             for (int64_t t = t0; t < t1; ++t) {
                 const int64_t n = t / tpi, th = (t % tpi) / pl.tiles_w, tw = t % pl.tiles_w;
-                const int64_t oh = 4 * th, ow = 4 * tw, ch = g * cout + oc0;
+                const int64_t oh = tile * th, ow = tile * tw, ch = g * cout + oc0;
                 fc_wino_out_args a;
-                a.m = m + (t - t0) * 36 * ldm;
+                a.m = m + (t - t0) * nxi * ldm;
                 a.ldxi = ldm;
                 a.bias = bpad ? bpad + g * ocp + oc0 : NULL;
                 if (y_nhwc) {
@@ -212,11 +240,11 @@ static int FN(wino_run_)(const fc_conv_desc *d, const T *x, const int64_t *xstri
                     a.ldr = d->w_out;
                     a.ldw = 1;
                 }
-                a.nrows = (int)(d->h_out - oh < 4 ? d->h_out - oh : 4);
-                a.ncols = (int)(d->w_out - ow < 4 ? d->w_out - ow : 4);
+                a.nrows = (int)(d->h_out - oh < tile ? d->h_out - oh : tile);
+                a.ncols = (int)(d->w_out - ow < tile ? d->w_out - ow : tile);
                 a.noc = noc;
                 a.act = post;
-                wk->FN(out_)(&a);
+                tr->FN(out_)(&a);
             }
         }
     }
@@ -237,7 +265,7 @@ int FN(fc_winograd_raw_)(const fc_conv_desc *d, const T *x, const int64_t *xstri
 {
     if (!fc_winograd_supported(d)) return FC_EINVAL;
     fc_wino_weight u;
-    wino_weight_init(&u, d, sizeof(T));
+    wino_weight_init(&u, d, sizeof(T), fc_winograd_choose_tile(d));
     const size_t need = wino_weight_elems(&u) * sizeof(T);
     if (!s->p || s->bytes < need) {   /* kept for the next call: no fresh pages then */
         fc_scratch_release(s);

@@ -1,5 +1,5 @@
 /*
- * The Winograd F(4x4, 3x3) tile kernels, written once over a vector
+ * The Winograd F(4x4, 3x3) and F(2x2, 3x3) tile kernels, written once over a vector
  * vocabulary (see winograd_kern.h for the layouts).  Included by winograd.c
  * (portable: V is the scalar T, VL 1), winograd_avx2.c and winograd_avx512.c
  * with:
@@ -17,6 +17,8 @@
  *   B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0;
  *          0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1]
  *   A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1]
+ * and F(2x2, 3x3) (points 0, +-1, inf; no multiplications in the transforms):
+ *   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1],  A^T = [1 1 1 0; 0 1 -1 -1]
  * (G, for the weights, is in winograd.c).
  */
 
@@ -44,7 +46,7 @@
         o3 = VADD(VFMA(c8, d2_, d1_), m5);                                     \
     } while (0)
 
-static void KFN(wino_in_)(const T *s, int64_t lr, int64_t lc, int64_t nc, T *v, int64_t ldxi)
+static void KFN(wino_in4_)(const T *s, int64_t lr, int64_t lc, int64_t nc, T *v, int64_t ldxi)
 {
     const V c2 = VSET1((T)2), c4 = VSET1((T)4), c5 = VSET1((T)5);
     for (int64_t ic = 0; ic < nc; ic += VL) {
@@ -69,7 +71,43 @@ static void KFN(wino_in_)(const T *s, int64_t lr, int64_t lc, int64_t nc, T *v, 
     }
 }
 
-/* Row i (4 vectors, r[j] = column j) of one tile's outputs, lanes [o, o + nl), to y. */
+/* F(2x2): B^T and A^T along one line. */
+#define WG_BT2(d0, d1, d2, d3, o0, o1, o2, o3)                                 \
+    do {                                                                       \
+        o0 = VSUB(d0, d2);                                                     \
+        o1 = VADD(d1, d2);                                                     \
+        o2 = VSUB(d2, d1);                                                     \
+        o3 = VSUB(d1, d3);                                                     \
+    } while (0)
+#define WG_AT2(m0, m1, m2, m3, o0, o1)                                         \
+    do {                                                                       \
+        o0 = VADD(VADD(m0, m1), m2);                                           \
+        o1 = VSUB(VSUB(m1, m2), m3);                                           \
+    } while (0)
+
+static void KFN(wino_in2_)(const T *s, int64_t lr, int64_t lc, int64_t nc, T *v, int64_t ldxi)
+{
+    for (int64_t ic = 0; ic < nc; ic += VL) {
+        V t[4][4];
+        for (int k = 0; k < 4; ++k) {   /* down column k */
+            const T *p = s + k * lc + ic;
+            const V d0 = VLOAD(p), d1 = VLOAD(p + lr), d2 = VLOAD(p + 2 * lr);
+            const V d3 = VLOAD(p + 3 * lr);
+            WG_BT2(d0, d1, d2, d3, t[0][k], t[1][k], t[2][k], t[3][k]);
+        }
+        for (int i = 0; i < 4; ++i) {   /* along row i */
+            V w0, w1, w2, w3;
+            WG_BT2(t[i][0], t[i][1], t[i][2], t[i][3], w0, w1, w2, w3);
+            T *q = v + (int64_t)(4 * i) * ldxi + ic;
+            VSTORE(q, w0);
+            VSTORE(q + ldxi, w1);
+            VSTORE(q + 2 * ldxi, w2);
+            VSTORE(q + 3 * ldxi, w3);
+        }
+    }
+}
+
+/* Row i (4 vectors, r[j] = column j; F(2x2) fills r[0..1] and zeros the rest) of one tile's outputs, lanes [o, o + nl), to y. */
 static inline void KFN(wino_store_row_)(const fc_wino_out_args *a, int64_t o, int64_t nl, int i,
                                         const V *r)
 {
@@ -98,7 +136,7 @@ static inline void KFN(wino_store_row_)(const fc_wino_out_args *a, int64_t o, in
         for (int j = 0; j < a->ncols; ++j) y[(o + l) * a->ldc + j * a->ldw] = buf[j * VL + l];
 }
 
-static void KFN(wino_out_)(const fc_wino_out_args *a)
+static void KFN(wino_out4_)(const fc_wino_out_args *a)
 {
     const V c2 = VSET1((T)2), c4 = VSET1((T)4), c8 = VSET1((T)8), z = VZERO();
     const T *m = (const T *)a->m, *bias = (const T *)a->bias;
@@ -142,18 +180,56 @@ static void KFN(wino_out_)(const fc_wino_out_args *a)
     }
 }
 
+static void KFN(wino_out2_)(const fc_wino_out_args *a)
+{
+    const V z = VZERO();
+    const T *m = (const T *)a->m, *bias = (const T *)a->bias;
+    const int64_t ldxi = a->ldxi, noc = a->noc;
+    const int kind = a->act ? a->act->kind : FC_ACT_IDENTITY;
+    const int nrows = a->nrows;
+    for (int64_t o = 0; o < noc; o += VL) {
+        V t[2][4], r[2][4];
+        for (int k = 0; k < 4; ++k) {   /* down column k */
+            const T *p = m + k * ldxi + o;
+            WG_AT2(VLOAD(p), VLOAD(p + 4 * ldxi), VLOAD(p + 8 * ldxi), VLOAD(p + 12 * ldxi),
+                   t[0][k], t[1][k]);
+        }
+        const V b = bias ? VLOAD(bias + o) : z;
+        const int64_t nl = noc - o < VL ? noc - o : VL;
+        for (int i = 0; i < 2; ++i) {   /* along row i */
+            WG_AT2(t[i][0], t[i][1], t[i][2], t[i][3], r[i][0], r[i][1]);
+            r[i][0] = VADD(r[i][0], b);
+            r[i][1] = VADD(r[i][1], b);
+            r[i][2] = r[i][3] = z;
+        }
+        if (kind == FC_ACT_RELU)
+            for (int i = 0; i < 2; ++i)
+                for (int j = 0; j < 2; ++j) r[i][j] = VRELU(r[i][j], z);
+        else if (kind != FC_ACT_IDENTITY) {   /* the project's activation loops, in L1 */
+            T buf[4 * VL];
+            for (int i = 0; i < 2; ++i)
+                for (int j = 0; j < 2; ++j) VSTORE(buf + (2 * i + j) * VL, r[i][j]);
+            ACT_SERIAL(buf, buf, (size_t)(2 * nrows * VL), a->act);
+            for (int i = 0; i < 2; ++i)
+                for (int j = 0; j < 2; ++j) r[i][j] = VLOAD(buf + (2 * i + j) * VL);
+        }
+        for (int i = 0; i < nrows; ++i) KFN(wino_store_row_)(a, o, nl, i, r[i]);
+    }
+}
+
 #ifdef WG_NV
-/* m[t][o] = sum_k v[t][k] u[k][o]: NT (<= 6) tiles broadcast x NV vectors of
- * output channels, all k in the accumulators. */
+/* m[t][o] (+)= sum_k v[t][k] u[k][o]: NT (<= 6) tiles broadcast x NV vectors
+ * of output channels, the k of this call in the accumulators (started from m
+ * when add: the same sequence of FMAs as one call over all k). */
 static inline __attribute__((always_inline)) void
 KFN(wino_tile_)(const T *v, int64_t ldv, const T *u, int64_t ldu, int64_t k, T *m,
-                int64_t ldm, const int NT, const int NV)
+                int64_t ldm, int add, const int NT, const int NV)
 {
     V acc[6][WG_NV];
 #pragma GCC unroll 6
     for (int j = 0; j < NT; ++j)
 #pragma GCC unroll 4
-        for (int b = 0; b < NV; ++b) acc[j][b] = VZERO();
+        for (int b = 0; b < NV; ++b) acc[j][b] = add ? VLOAD(m + j * ldm + b * VL) : VZERO();
     const T *v0 = v, *v1 = v + ldv, *v2 = v + 2 * ldv, *v3 = v + 3 * ldv;
     const T *v4 = v + 4 * ldv, *v5 = v + 5 * ldv;
 #pragma GCC unroll 2
@@ -184,7 +260,7 @@ KFN(wino_tile_)(const T *v, int64_t ldv, const T *u, int64_t ldu, int64_t k, T *
         }                                                                      \
         break;
 #define WG_CASE_NV(NT, NV)                                                     \
-    case NV: KFN(wino_tile_)(v, ldv, u + o, ldu, k, m + o, ldm, NT, NV); break;
+    case NV: KFN(wino_tile_)(v, ldv, u + o, ldu, k, m + o, ldm, add, NT, NV); break;
 #if WG_NV >= 4
 #define WG_CASE_NV3(NT) WG_CASE_NV(NT, 3)
 #define WG_CASE_NV4(NT) WG_CASE_NV(NT, 4)
@@ -194,7 +270,7 @@ KFN(wino_tile_)(const T *v, int64_t ldv, const T *u, int64_t ldu, int64_t k, T *
 #endif
 
 static void KFN(wino_gemm_)(const T *v, int64_t ldv, int nt, const T *u, int64_t ldu,
-                            int64_t no, int64_t k, T *m, int64_t ldm)
+                            int64_t no, int64_t k, T *m, int64_t ldm, int add)
 {
     for (int64_t o = 0; o < no; o += WG_NV * VL) {
         const int nv = (int)((no - o) / VL < WG_NV ? (no - o) / VL : WG_NV);
@@ -212,3 +288,5 @@ static void KFN(wino_gemm_)(const T *v, int64_t ldv, int nt, const T *u, int64_t
 
 #undef WG_BT
 #undef WG_AT
+#undef WG_BT2
+#undef WG_AT2
