@@ -585,7 +585,10 @@ def _winograd_pays(p, packed):
     if min(p.cin_g, p.cout_g) < WINOGRAD_MIN_CHANNELS:
         return False
     n, _, h_out, w_out = p.shape_out
-    tiles = n * -(-h_out // 4) * -(-w_out // 4)
+    # output tiles of the tile size the Winograd plan picks for this call
+    # (F(2x2) for many channels on small images, fc_winograd_choose_tile)
+    m = _core.winograd_choose_tile(p.desc)
+    tiles = n * -(-h_out // m) * -(-w_out // m)
     return tiles >= (WINOGRAD_MIN_TILES_PACKED if packed else WINOGRAD_MIN_TILES_PLAIN)
 
 
@@ -597,7 +600,8 @@ def winograd_pays(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1, *
     ``WINOGRAD_MIN_TILES_PACKED`` (``packed=True``: weights transformed once, by
     ``pack_weight(..., method="winograd")``, a layer or an ONNX session) or
     ``WINOGRAD_MIN_TILES_PLAIN`` (``packed=False``: a plain weight array,
-    transformed in every call) 4x4 output tiles, N * ceil(Ho/4) * ceil(Wo/4).
+    transformed in every call) output tiles, N * ceil(Ho/m) * ceil(Wo/m) for
+    the plan's tile size m (4, or 2 for many channels on small images).
     The one rule conv2d, the layers, the ONNX session and workspace_bytes
     follow; it does not look at the fast-math switch itself.  Shapes and
     parameters as for :func:`workspace_bytes`."""

@@ -139,8 +139,9 @@ def test_winograd_pays_tiles_channels_and_geometry():
     assert pays((1, 56, 56, 64), (3, 3, 64, 64), padding=1, packed=True, data_format="NHWC")
     assert not pays((1, 7, 7, 512), (3, 3, 512, 512), padding=1, packed=True,
                     data_format="NHWC")
-    # ResNet-18 at 224, batch 1: the 56 and 28 stages yes, 14 and 7 no
-    for c, s, want in ((64, 56, True), (128, 28, True), (256, 14, False), (512, 7, False)):
+    # ResNet-18 at 224, batch 1: the 56, 28 and 14 stages yes (14: 49 of the plan's
+    # F(2x2) tiles, 16 of F(4x4)'s), 7 no (16 F(2x2) tiles)
+    for c, s, want in ((64, 56, True), (128, 28, True), (256, 14, True), (512, 7, False)):
         assert pays((1, c, s, s), (c, c, 3, 3), padding=1, packed=True) is want, (c, s)
     with pytest.raises(TypeError, match="packed must be a bool"):
         pays(big, (64, 64, 3, 3), packed=None)
