@@ -154,16 +154,22 @@ def child_time(framework, name, threads, rounds):
     print(json.dumps({"seconds": float(np.median(ts))}))
 
 
-def time_alone(name, threads, rounds):
-    """time_pair's result with each framework alone in a child process."""
-    res = {}
-    for fw in ("fastconv", "torch"):
-        out = subprocess.run([sys.executable, os.path.abspath(__file__), "--child-time", fw, name,
-                              str(threads), str(rounds)], capture_output=True, text=True,
-                             check=True)
-        res[fw] = json.loads(out.stdout.strip().splitlines()[-1])["seconds"]
-    return dict(model=name, threads=threads, fastconv_s=res["fastconv"], torch_s=res["torch"],
-                first_loss=(float("nan"), float("nan")))
+def time_alone(name, threads, rounds, repeats=1):
+    """time_pair's result with each framework alone in a child process; with
+    repeats > 1 the two take turns that many times (fastconv's child, torch's,
+    fastconv's, ...) and each keeps the median of its children's medians: this
+    machine's speed drifts by 10-20 % within minutes (benchmarks/NOTES.md), and
+    one pair of children can fall on either side of a drift."""
+    res = {"fastconv": [], "torch": []}
+    for _ in range(repeats):
+        for fw in ("fastconv", "torch"):
+            out = subprocess.run([sys.executable, os.path.abspath(__file__), "--child-time", fw,
+                                  name, str(threads), str(rounds)], capture_output=True,
+                                 text=True, check=True)
+            res[fw].append(json.loads(out.stdout.strip().splitlines()[-1])["seconds"])
+    return dict(model=name, threads=threads, fastconv_s=float(np.median(res["fastconv"])),
+                torch_s=float(np.median(res["torch"])), first_loss=(float("nan"), float("nan")),
+                pairs=[(a, b) for a, b in zip(res["fastconv"], res["torch"])])
 
 
 def _rss_bytes():
@@ -211,6 +217,9 @@ def main(argv=None):
     ap.add_argument("--alone", action="store_true",
                     help="time each framework alone in a child process instead of taking "
                          "turns step by step in one")
+    ap.add_argument("--repeats", type=int, default=1,
+                    help="with --alone: alternate the two frameworks' children this many "
+                         "times and keep the median of each")
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     ap.add_argument("--child-time", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -224,11 +233,14 @@ def main(argv=None):
     rows = []
     for name in names:
         for t in threads:
-            r = (time_alone if args.alone else time_pair)(name, t, args.rounds)
+            r = time_alone(name, t, args.rounds, args.repeats) if args.alone else \
+                time_pair(name, t, args.rounds)
             rows.append(r)
             print(f"{name:9s} {t} thr: fastconv {r['fastconv_s'] * 1e3:8.2f} ms  torch "
                   f"{r['torch_s'] * 1e3:8.2f} ms  torch/fastconv {r['torch_s'] / r['fastconv_s']:.2f}"
-                  f"  (first loss {r['first_loss'][0]:.4f} vs {r['first_loss'][1]:.4f})",
+                  f"  (first loss {r['first_loss'][0]:.4f} vs {r['first_loss'][1]:.4f})"
+                  + ("".join(f"; pair {a * 1e3:.2f}/{b * 1e3:.2f} = {b / a:.2f}"
+                             for a, b in r["pairs"]) if "pairs" in r else ""),
                   flush=True)
     mem = {name: {fw: memory(fw, name) for fw in ("fastconv", "torch")} for name in names}
     print()
