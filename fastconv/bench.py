@@ -1264,18 +1264,13 @@ def table_rows(report: dict, spread: bool = False) -> Tuple[List[str], List[List
                 row.append(_ratio(f, by.get("im2col")))
             for p in peers:
                 row.append(_ratio(f, by.get(p)))
-        if "raw" in methods:
-            r = by.get("raw")
-            if "fused" in methods:
-                row.append(_ratio(r, by.get("fused")))
-            for p in peers:
-                row.append(_ratio(r, by.get(p)))
-        if "winograd" in methods:
-            wino = by.get("winograd")
-            if "fused" in methods:
-                row.append(_ratio(wino, by.get("fused")))
-            for p in peers:
-                row.append(_ratio(wino, by.get(p)))
+        for col in ("raw", "winograd"):   # against the pre-packed fused path and the peers
+            if col in methods:
+                r = by.get(col)
+                if "fused" in methods:
+                    row.append(_ratio(r, by.get("fused")))
+                for p in peers:
+                    row.append(_ratio(r, by.get(p)))
         for m in methods:
             r = by.get(m)
             row.append(_fmt_bytes(r["workspace"]["bytes"]) if r and "workspace" in r else "-")
