@@ -270,10 +270,13 @@ class Optimizer:
                         not self._wd_pattern.search(names[k]):
                     decays[k] = float(v.dtype.type(1 - self.weight_decay * lr))
         chunks = []
+        # the C step's constants, once per dtype (Adam's bias correction)
+        c_steps = {dt: self._c_step(lr, dt) for dt in {v.dtype for v in variables}
+                   if dt in _C_DTYPES}
         for k, (g, v) in enumerate(zip(grads, variables)):
             g = np.asarray(g, v.dtype)
             slots = {n: self._slots[n][k] for n in self._slot_names}
-            step = self._c_step(lr, v.dtype) if v.dtype in _C_DTYPES else None
+            step = c_steps.get(v.dtype)
             if step is not None and v.flags.c_contiguous and g.flags.c_contiguous and \
                     all(a.flags.c_contiguous for a in slots.values()):
                 # weight decay and update in one threaded C pass, the same
