@@ -29,13 +29,19 @@
 
 typedef double (*GWF(gw_plane_fn_))(const T *, const T *, T *, int64_t, int, int, T, T);
 
-static const GW_CAT(fc_gw_kernels_, SFX) *GWF(gw_kernels_)(void)
+/* The kernel set of a call, a function of its geometry alone (the workspace
+ * query, the main loop and the store all ask): the ISA's own, or where a
+ * group has few output channels the set whose tile width pads them least
+ * (AVX-512's 32-wide tiles would run 4x the FMAs on 8 channels). */
+static const GW_CAT(fc_gw_kernels_, SFX) *GWF(gw_kernels_)(const fc_conv_desc *d)
 {
-    switch (gw_isa()) {
-    case 2: return &GW_CAT(fc_gw_kernels_avx512_, SFX);
-    case 1: return &GW_CAT(fc_gw_kernels_avx2_, SFX);
-    default: return &GW_CAT(fc_gw_kernels_portable_, SFX);
-    }
+    const int isa = gw_isa();
+    if (isa == 0) return &GW_CAT(fc_gw_kernels_portable_, SFX);
+    const int64_t cog = d->c_out / d->groups;
+    if (cog <= GW_CAT(fc_gw_kernels_avx2n_, SFX).nr) return &GW_CAT(fc_gw_kernels_avx2n_, SFX);
+    if (isa == 1 || cog <= GW_CAT(fc_gw_kernels_avx2_, SFX).nr)
+        return &GW_CAT(fc_gw_kernels_avx2_, SFX);
+    return &GW_CAT(fc_gw_kernels_avx512_, SFX);
 }
 
 static void GWF(gw_layout_)(const fc_conv_desc *d, int mr, int nr, int nthr, gw_layout *L)
@@ -67,7 +73,7 @@ static void GWF(gw_layout_)(const fc_conv_desc *d, int mr, int nr, int nthr, gw_
 size_t GW_CAT(fc_grad_weight_workspace_, SFX)(const fc_conv_desc *d)
 {
     gw_layout L;
-    GWF(gw_layout_)(d, GWF(gw_kernels_)()->mr, GWF(gw_kernels_)()->nr, gw_threads(d), &L);
+    GWF(gw_layout_)(d, GWF(gw_kernels_)(d)->mr, GWF(gw_kernels_)(d)->nr, gw_threads(d), &L);
     return (size_t)(L.x_elems + L.a_elems + L.c_elems) * sizeof(T);
 }
 
@@ -225,7 +231,7 @@ static void GWF(gw_store_rows_)(const fc_conv_desc *d, const gw_layout *L, const
                                 int64_t tap_rows, int64_t gi, int64_t c0, int64_t nc, T *gw,
                                 int gw_hwio)
 {
-    void (*tr16)(const T *const *, T *, int64_t, int, int) = GWF(gw_kernels_)()->tr16;
+    void (*tr16)(const T *const *, T *, int64_t, int, int) = GWF(gw_kernels_)(d)->tr16;
     const int64_t cig = L->cig, cog = L->cog, mp = L->mp, taps = d->kh * d->kw;
     if (gw_hwio) {   /* (kH, kW, cig, C_out) */
         for (int64_t tap = 0; tap < taps; ++tap)
@@ -269,7 +275,7 @@ int GW_CAT(fc_grad_weight_, SFX)(const fc_conv_desc *d, const T *x, const int64_
                                  const fc_activation *act, int from_output, T *gw, int gw_hwio,
                                  T *gbias, T *gz_out, fc_scratch *s)
 {
-    const GW_CAT(fc_gw_kernels_, SFX) *K = GWF(gw_kernels_)();
+    const GW_CAT(fc_gw_kernels_, SFX) *K = GWF(gw_kernels_)(d);
     gw_layout L;
     const int nthr = gw_threads(d);
     GWF(gw_layout_)(d, K->mr, K->nr, nthr, &L);

@@ -32,5 +32,8 @@ extern const fc_gw_kernels_f32 fc_gw_kernels_portable_f32, fc_gw_kernels_avx2_f3
     fc_gw_kernels_avx512_f32;
 extern const fc_gw_kernels_f64 fc_gw_kernels_portable_f64, fc_gw_kernels_avx2_f64,
     fc_gw_kernels_avx512_f64;
+/* AVX2's narrow tiles (12 rows x one ymm), for few output channels per group */
+extern const fc_gw_kernels_f32 fc_gw_kernels_avx2n_f32;
+extern const fc_gw_kernels_f64 fc_gw_kernels_avx2n_f64;
 
 #endif

@@ -547,6 +547,11 @@ KERNEL_CASES = [
     # order): 75 = 6 x 12 + 3, dil_h = 2; and with groups (26 per group)
     dict(N=2, C=75, H=9, W=8, Cout=20, G=1, KH=3, KW=2, stride=1, padding=1, dilation=(2, 1)),
     dict(N=1, C=52, H=7, W=9, Cout=16, G=2, KH=3, KW=3, stride=(1, 2), padding=1, dilation=1),
+    # few output channels: the narrow tiles (one ymm: 8 floats, 4 doubles)
+    # and the 16-wide ones (cog 12), as the digits CNN's layers
+    dict(N=5, C=8, H=8, W=8, Cout=8, G=1, KH=3, KW=3, stride=1, padding=1, dilation=1),
+    dict(N=3, C=1, H=8, W=7, Cout=3, G=1, KH=3, KW=3, stride=1, padding=1, dilation=1),
+    dict(N=2, C=5, H=6, W=9, Cout=12, G=1, KH=3, KW=3, stride=1, padding=1, dilation=1),
     # ~10k positions: more than 1 MiB of gradient, the position-blocked order,
     # 68 output rows in blocks of 3 (a tail block)
     dict(N=2, C=3, H=70, W=75, Cout=40, G=1, KH=3, KW=3, stride=1, padding=0, dilation=1),
