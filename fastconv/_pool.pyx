@@ -21,6 +21,8 @@ cdef extern from "pool.h" nogil:
     int FC_POOL_AVG
     int fc_pool2d_f32(const float *x, float *y, const fc_pool_params *p)
     int fc_pool2d_f64(const double *x, double *y, const fc_pool_params *p)
+    int fc_pool2d_nhwc_f32(const float *x, float *y, const fc_pool_params *p)
+    int fc_pool2d_nhwc_f64(const double *x, double *y, const fc_pool_params *p)
     int fc_pool2d_backward_f32(const float *x, const float *gy, float *gx,
                                const fc_pool_params *p, int channels_last)
     int fc_pool2d_backward_f64(const double *x, const double *gy, double *gx,
@@ -31,28 +33,43 @@ AVG = FC_POOL_AVG
 
 
 def pool2d(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out,
-           kernel, strides, dilation, pads, int mode, bint count_include_pad):
-    """out[n, c, i, j] = max/avg of x's window; pads = (top, bottom, left, right)."""
+           kernel, strides, dilation, pads, int mode, bint count_include_pad,
+           bint channels_last=False):
+    """out[n, c, i, j] = max/avg of x's window; pads = (top, bottom, left, right).
+    channels_last: x (n, h, w, c) and out (n, oh, ow, c) instead."""
     cdef fc_pool_params p
     cdef int rc
-    p.n = x.shape[0]; p.c = x.shape[1]; p.h = x.shape[2]; p.w = x.shape[3]
-    p.oh = out.shape[2]; p.ow = out.shape[3]
+    cdef int cl = channels_last
+    if channels_last:
+        p.n = x.shape[0]; p.h = x.shape[1]; p.w = x.shape[2]; p.c = x.shape[3]
+        p.oh = out.shape[1]; p.ow = out.shape[2]
+        if out.shape[0] != p.n or out.shape[3] != p.c:
+            raise ValueError("pool2d: out has the wrong batch or channel size")
+    else:
+        p.n = x.shape[0]; p.c = x.shape[1]; p.h = x.shape[2]; p.w = x.shape[3]
+        p.oh = out.shape[2]; p.ow = out.shape[3]
+        if out.shape[0] != p.n or out.shape[1] != p.c:
+            raise ValueError("pool2d: out has the wrong batch or channel size")
     p.kh, p.kw = kernel
     p.sh, p.sw = strides
     p.dh, p.dw = dilation
     p.pad_top, p.pad_bottom, p.pad_left, p.pad_right = pads
     p.mode = mode
     p.count_include_pad = count_include_pad
-    if out.shape[0] != p.n or out.shape[1] != p.c:
-        raise ValueError("pool2d: out has the wrong batch or channel size")
     if p.n * p.c * p.oh * p.ow == 0:
         return
     if floating is float:
         with nogil:
-            rc = fc_pool2d_f32(&x[0, 0, 0, 0], &out[0, 0, 0, 0], &p)
+            if cl:
+                rc = fc_pool2d_nhwc_f32(&x[0, 0, 0, 0], &out[0, 0, 0, 0], &p)
+            else:
+                rc = fc_pool2d_f32(&x[0, 0, 0, 0], &out[0, 0, 0, 0], &p)
     else:
         with nogil:
-            rc = fc_pool2d_f64(&x[0, 0, 0, 0], &out[0, 0, 0, 0], &p)
+            if cl:
+                rc = fc_pool2d_nhwc_f64(&x[0, 0, 0, 0], &out[0, 0, 0, 0], &p)
+            else:
+                rc = fc_pool2d_f64(&x[0, 0, 0, 0], &out[0, 0, 0, 0], &p)
     if rc == -2:
         raise MemoryError("pool2d: out of memory")
     if rc != 0:

@@ -1,4 +1,4 @@
-/* 2-D max / average pooling over NCHW planes; see pool.h for the contract. */
+/* 2-D max / average pooling over NCHW planes or NHWC arrays; see pool.h for the contract. */
 #include "pool.h"
 
 #include <math.h>
@@ -156,11 +156,92 @@ int fc_pool2d_##SUFFIX(const T *x, T *y, const fc_pool_params *p)               
 FC_DEFINE_POOL2D(f32, float)
 FC_DEFINE_POOL2D(f64, double)
 
-/* ---- backward ----------------------------------------------------------- */
-
-/* Channels per block of the channels-last backward: the running maxima and
- * their taps of one output pixel live in these small arrays. */
+/* Channels per block of the channels-last bodies: the running maxima or sums
+ * (and their taps, backward) of one output pixel live in these small arrays. */
 #define FC_POOL_CBLOCK 64
+
+/* The forward on (n, h, w, c) arrays: per output pixel, the window's channel
+ * vectors reduced in the NCHW body's tap order (rows, then columns), so both
+ * layouts give the same values; the channel loops run over contiguous memory
+ * (the digits CNN's NHWC average pooling: 85 us through the NCHW body plus two
+ * transposing copies, benchmarks/NOTES.md "small layers, session 10"). */
+#define FC_DEFINE_POOL2D_NHWC(SUFFIX, T)                                            \
+int fc_pool2d_nhwc_##SUFFIX(const T *x, T *y, const fc_pool_params *p)              \
+{                                                                                   \
+    int rc = check_params(x, y, p);                                                 \
+    if (rc != FC_POOL_OK)                                                           \
+        return rc;                                                                  \
+    const int64_t n = p->n, c = p->c, h = p->h, w = p->w, oh = p->oh, ow = p->ow;   \
+    if (n == 0 || c == 0 || oh == 0 || ow == 0)                                     \
+        return FC_POOL_OK;                                                          \
+    tap_range *rows = (tap_range *)malloc(sizeof(tap_range) * (size_t)(oh + ow));   \
+    if (!rows)                                                                      \
+        return FC_POOL_ENOMEM;                                                      \
+    tap_range *cols = rows + oh;                                                    \
+    axis_table(rows, oh, h, p->kh, p->sh, p->dh, p->pad_top, p->pad_bottom);        \
+    axis_table(cols, ow, w, p->kw, p->sw, p->dw, p->pad_left, p->pad_right);        \
+    const int64_t sh = p->sh, sw = p->sw, dh = p->dh, dw = p->dw;                   \
+    const int64_t pt = p->pad_top, pl = p->pad_left;                                \
+    const int is_max = p->mode == FC_POOL_MAX, incl = p->count_include_pad != 0;    \
+    const int64_t work = n * c * oh * ow * p->kh * p->kw, tasks = n * oh;           \
+    int64_t t;                                                                      \
+    (void)work;                                                                     \
+    _Pragma("omp parallel for schedule(static) if(work >= FC_POOL_PARALLEL_MIN)")   \
+    for (t = 0; t < tasks; t++) {                                                   \
+        const int64_t b = t / oh, i = t % oh;                                       \
+        const tap_range ri = rows[i];                                               \
+        const int64_t row0 = i * sh - pt;                                           \
+        const T *xb = x + b * h * w * c;                                            \
+        for (int64_t j = 0; j < ow; j++) {                                          \
+            const tap_range cj = cols[j];                                           \
+            const int64_t col0 = j * sw - pl;                                       \
+            T *yv = y + (t * ow + j) * c;                                           \
+            const int64_t cnt = incl ? ri.padded * cj.padded                        \
+                                     : (ri.hi - ri.lo) * (cj.hi - cj.lo);           \
+            for (int64_t c0 = 0; c0 < c; c0 += FC_POOL_CBLOCK) {                    \
+                const int64_t nc = c - c0 < FC_POOL_CBLOCK ? c - c0 : FC_POOL_CBLOCK; \
+                if (is_max) {                                                       \
+                    T m[FC_POOL_CBLOCK];                                            \
+                    unsigned char nan[FC_POOL_CBLOCK];                              \
+                    for (int64_t k = 0; k < nc; k++) {                              \
+                        m[k] = (T)-INFINITY;                                        \
+                        nan[k] = 0;                                                 \
+                    }                                                               \
+                    for (int64_t r = ri.lo; r < ri.hi; r++)                         \
+                        for (int64_t s = cj.lo; s < cj.hi; s++) {                   \
+                            const T *xv = xb + ((row0 + r * dh) * w + col0 + s * dw) * c + c0; \
+                            for (int64_t k = 0; k < nc; k++) {                      \
+                                const T v = xv[k];                                  \
+                                m[k] = v > m[k] ? v : m[k];                         \
+                                nan[k] |= v != v;                                   \
+                            }                                                       \
+                        }                                                           \
+                    for (int64_t k = 0; k < nc; k++)                                \
+                        yv[c0 + k] = nan[k] ? (T)NAN : m[k];                        \
+                } else {                                                            \
+                    double acc[FC_POOL_CBLOCK];                                     \
+                    for (int64_t k = 0; k < nc; k++)                                \
+                        acc[k] = 0.0;                                               \
+                    for (int64_t r = ri.lo; r < ri.hi; r++)                         \
+                        for (int64_t s = cj.lo; s < cj.hi; s++) {                   \
+                            const T *xv = xb + ((row0 + r * dh) * w + col0 + s * dw) * c + c0; \
+                            for (int64_t k = 0; k < nc; k++)                        \
+                                acc[k] += (double)xv[k];                            \
+                        }                                                           \
+                    for (int64_t k = 0; k < nc; k++)                                \
+                        yv[c0 + k] = cnt > 0 ? (T)(acc[k] / (double)cnt) : (T)0;    \
+                }                                                                   \
+            }                                                                       \
+        }                                                                           \
+    }                                                                               \
+    free(rows);                                                                     \
+    return FC_POOL_OK;                                                              \
+}
+
+FC_DEFINE_POOL2D_NHWC(f32, float)
+FC_DEFINE_POOL2D_NHWC(f64, double)
+
+/* ---- backward ----------------------------------------------------------- */
 
 /* NCHW: one plane at a time (planes never share gradient elements, so the
  * threads split them).  NHWC: one (image, channel block) at a time, the
@@ -288,11 +369,16 @@ int fc_pool2d_backward_##SUFFIX(const T *x, const T *gy, T *gx,                 
                                                  : (ri.hi - ri.lo) * (cj.hi - cj.lo); \
                         if (cnt <= 0)                                               \
                             continue;                                               \
+                        /* each output's share once (a division per tap was */    \
+                        /* most of a small layer's backward) */                    \
+                        T share[FC_POOL_CBLOCK];                                    \
+                        for (int64_t k = 0; k < nc; k++)                            \
+                            share[k] = (T)((double)g[k] / (double)cnt);             \
                         for (int64_t r = ri.lo; r < ri.hi; r++) {                   \
                             for (int64_t s = cj.lo; s < cj.hi; s++) {               \
                                 T *dv = db + ((row0 + r * dh) * w + col0 + s * dw) * c; \
                                 for (int64_t k = 0; k < nc; k++)                    \
-                                    dv[k] += (T)((double)g[k] / (double)cnt);        \
+                                    dv[k] += share[k];                              \
                             }                                                       \
                         }                                                           \
                     }                                                               \

@@ -50,6 +50,11 @@ typedef struct {
 int fc_pool2d_f32(const float *x, float *y, const fc_pool_params *p);
 int fc_pool2d_f64(const double *x, double *y, const fc_pool_params *p);
 
+/* The same on channels-last arrays: x (n, h, w, c), y (n, oh, ow, c), both
+ * C-contiguous; the same values as fc_pool2d on the transposed arrays. */
+int fc_pool2d_nhwc_f32(const float *x, float *y, const fc_pool_params *p);
+int fc_pool2d_nhwc_f64(const double *x, double *y, const fc_pool_params *p);
+
 /* The backward of fc_pool2d: gx = d(sum(gy * pool(x))) / dx, written whole
  * (gx is cleared first).  Same window scheme and parameters as the forward.
  * Max: each output's gradient goes to one tap, the first maximum of its

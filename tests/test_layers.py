@@ -497,8 +497,9 @@ def test_other_layers_numpy(rng):
     dict(pool_size=3, strides=2, padding=1, ceil_mode=True),
     dict(pool_size=2, strides=1, padding="same", count_include_pad=True),
 ])
-def test_pooling_numpy(rng, dtype, mode, case):
-    x = rng.standard_normal((2, 3, 8, 9)).astype(dtype)
+@pytest.mark.parametrize("channels", [3, 70])   # 70: past a 64-channel block (channels_last)
+def test_pooling_numpy(rng, dtype, mode, case, channels):
+    x = rng.standard_normal((2, channels, 8, 9)).astype(dtype)
     cls = L.MaxPooling2D if mode == "max" else L.AveragePooling2D
     layer = cls(data_format="channels_first", dtype=dtype, **case)
     y = layer(x)
@@ -517,6 +518,10 @@ def test_maxpool_nan_and_dilation(rng):
     x[0, 0, 4, 4] = np.nan
     y = L.MaxPooling2D(3, strides=1, data_format="channels_first")(x)
     assert np.isnan(y[0, 0, 2:5, 2:5]).all() and not np.isnan(y[0, 1]).any()
+    for kw in (dict(strides=1), dict(strides=2, padding="same")):   # the channels-last body
+        ref = L.MaxPooling2D(3, data_format="channels_first", **kw)(x)
+        cl = L.MaxPooling2D(3, **kw)(x.transpose(0, 2, 3, 1))
+        np.testing.assert_array_equal(cl, ref.transpose(0, 2, 3, 1))
     x[0, 0, 4, 4] = 0
     layer = L.MaxPooling2D(3, strides=2, padding=2, dilation=2, data_format="channels_first")
     out_hw, pads = layer._geometry(x.shape)

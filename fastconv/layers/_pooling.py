@@ -16,6 +16,16 @@ def pool2d_nchw(x, kernel, strides, dilation, pads, out_hw, mode, count_include_
     return out
 
 
+def pool2d_nhwc(x, kernel, strides, dilation, pads, out_hw, mode, count_include_pad):
+    """x (N, H, W, C) -> (N, oh, ow, C) with the C kernel's channels-last body
+    (no transposing copies; the same values as pool2d_nchw)."""
+    x = np.ascontiguousarray(x)
+    out = np.empty((x.shape[0],) + tuple(out_hw) + (x.shape[3],), x.dtype)
+    if x.size and out.size:
+        _pool.pool2d(x, out, kernel, strides, dilation, pads, mode, count_include_pad, True)
+    return out
+
+
 def pool2d_backward(x, grad_output, shape, dtype, kernel, strides, dilation, pads, mode,
                     count_include_pad, channels_last):
     """The input gradient of pool2d (C kernel) in the layer's own layout: x
@@ -106,11 +116,12 @@ class _Pooling2D(Layer):
 
     def call(self, x, training=False):
         out_hw, pads = self._geometry(x.shape)
-        y = pool2d_nchw(_to_nchw(x, self.data_format), self.pool_size, self.strides,
-                        self.dilation, pads, out_hw, self._mode, self.count_include_pad)
+        pool = pool2d_nhwc if self.data_format == "channels_last" else pool2d_nchw
+        y = pool(x, self.pool_size, self.strides, self.dilation, pads, out_hw, self._mode,
+                 self.count_include_pad)
         if training:   # max needs x to find the winning taps again; average its shape
             self._saved = (x if self._mode == _pool.MAX else None, x.shape, x.dtype, pads)
-        return _from_nchw(y, self.data_format)
+        return y
 
     def _backward(self, g, saved, need_input):
         if not need_input:
