@@ -627,18 +627,38 @@ typedef struct {
 /* tab[tap][j] for the np pixels from p0, column j pixel p0 + (j + rot) % np;
  * columns np..P-1 repeat column 0 (computed, never stored; not the zero
  * buffer, which is only kc long and DIRECT strides by the channel stride). */
+/* Pixels whose window lies inside the input get base + one offset per tap
+ * (FC_PTR_TAPS of them precomputed): the bounds checks per tap and pixel were
+ * most of the driver's time on layers of few channels per tap (the digits
+ * CNN's 8: the table took longer than the tile, benchmarks/NOTES.md "small
+ * layers, session 10"). */
+#define FC_PTR_TAPS 64
 static void FN(ptr_table_)(const FN(geom_) *g, const T *base, const T *zero, int64_t p0,
                            int np, int rot, int P, int64_t wo, const T **tab)
 {
+    const int64_t ntaps = g->kh * g->kw;
+    const int64_t hspan = (g->kh - 1) * g->dh, wspan = (g->kw - 1) * g->dw;
+    int64_t toff[FC_PTR_TAPS];
+    const int offs = ntaps <= FC_PTR_TAPS;
+    if (offs)
+        for (int64_t kh = 0; kh < g->kh; ++kh)
+            for (int64_t kw = 0; kw < g->kw; ++kw)
+                toff[kh * g->kw + kw] = kh * g->dh * g->rs + kw * g->dw * g->ps;
     int64_t oh = (p0 + rot) / wo, ow = (p0 + rot) % wo;
     for (int j = 0; j < P; ++j) {
         if (rot && j == np - rot) { oh = p0 / wo; ow = p0 % wo; }
         if (j >= np) {
-            for (int64_t t = 0; t < g->kh * g->kw; ++t) tab[t * P + j] = tab[t * P];
+            for (int64_t t = 0; t < ntaps; ++t) tab[t * P + j] = tab[t * P];
             continue;
         }
         const int in = 1;
         const int64_t ih0 = oh * g->sh - g->pt, iw0 = ow * g->sw - g->pl;
+        if (offs && ih0 >= 0 && ih0 + hspan < g->H && iw0 >= 0 && iw0 + wspan < g->W) {
+            const T *pb = base + ih0 * g->rs + iw0 * g->ps;
+            for (int64_t t = 0; t < ntaps; ++t) tab[t * P + j] = pb + toff[t];
+            if (++ow == wo) { ow = 0; ++oh; }
+            continue;
+        }
         for (int64_t kh = 0; kh < g->kh; ++kh) {
             const int64_t ih = ih0 + kh * g->dh;
             const int rok = in && (uint64_t)ih < (uint64_t)g->H;
