@@ -132,8 +132,15 @@ def _time_pair(name, threads, rounds):
                 torch_s=float(np.median(t_torch)), first_loss=(l_ours, l_torch))
 
 
+#: a child's warm-up and timed steps last at least this long (seconds), however
+#: few --rounds: nine steps of the digits CNN are 20 ms, within one swing of
+#: this machine's speed (benchmarks/NOTES.md, "small layers, session 10")
+MIN_WARMUP_S, MIN_TIMED_S = 0.3, 1.5
+
+
 def child_time(framework, name, threads, rounds):
-    """One framework alone in this process: median step time (--alone).
+    """One framework alone in this process: median step time (--alone), over
+    at least `rounds` steps and MIN_TIMED_S seconds of them.
     fastconv's and torch's OpenMP teams spin-wait after their parallel
     regions; taking turns step by step, each framework's spinning threads
     slow the other's next step (2 threads: ResNet-18 ~15 % slower for both,
@@ -144,14 +151,18 @@ def child_time(framework, name, threads, rounds):
         torch.set_num_threads(threads)
         ours_step, torch_step = _steppers(name)
         step = ours_step if framework == "fastconv" else torch_step
-        for _ in range(3):
+        t_end = time.perf_counter() + MIN_WARMUP_S
+        for i in range(10**6):
             step()
+            if i >= 2 and time.perf_counter() >= t_end:
+                break
         ts = []
-        for _ in range(rounds):
+        t_end = time.perf_counter() + MIN_TIMED_S
+        while len(ts) < rounds or time.perf_counter() < t_end:
             t0 = time.perf_counter()
             step()
             ts.append(time.perf_counter() - t0)
-    print(json.dumps({"seconds": float(np.median(ts))}))
+    print(json.dumps({"seconds": float(np.median(ts)), "steps": len(ts)}))
 
 
 def time_alone(name, threads, rounds, repeats=1):
