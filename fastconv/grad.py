@@ -572,19 +572,26 @@ def conv2d_backward(grad_output, x, weight, bias=None, stride=1, padding=0, dila
     # input gradient reads that layout; no transposing copy per step)
     w4 = p.w if p.packed is not None else np.ascontiguousarray(p.w)
     from_output = z is None and _uses_output(p.post, y)
-    v = None
-    if not p.post.is_identity:
-        if z is not None:
-            v = _nchw(z, p.nhwc, p.unbatched)
-        elif from_output:
-            v = _nchw(y, p.nhwc, p.unbatched)
-        else:   # recompute z = conv(pre(x)) + b with the (fused) forward kernel
-            q = _Conv()
-            q.x, q.w, q.bias, q.packed, q.desc = x4(), w4, p.bias, p.packed, p.desc
-            q.dtype, q.shape_out, q.post, q.pre = p.dtype, p.shape_out, _NO_ACT, p.pre
-            q.cin_g, q.cout_g, q.nhwc, q.unbatched = p.cin_g, p.cout_g, False, False
-            v = np.empty(p.shape_out, p.dtype)
-            _conv._METHODS["fused"](q, v)
+
+    def v4():
+        """What f' reads, dense NCHW (None for the identity), made on first
+        use: the weight-gradient kernel reads a kept z or y in the caller's
+        layout and needs no copy."""
+        if p.post.is_identity:
+            return None
+        if "v" not in dense:
+            if z is not None:
+                dense["v"] = _nchw(z, p.nhwc, p.unbatched)
+            elif from_output:
+                dense["v"] = _nchw(y, p.nhwc, p.unbatched)
+            else:   # recompute z = conv(pre(x)) + b with the (fused) forward kernel
+                q = _Conv()
+                q.x, q.w, q.bias, q.packed, q.desc = x4(), w4, p.bias, p.packed, p.desc
+                q.dtype, q.shape_out, q.post, q.pre = p.dtype, p.shape_out, _NO_ACT, p.pre
+                q.cin_g, q.cout_g, q.nhwc, q.unbatched = p.cin_g, p.cout_g, False, False
+                dense["v"] = np.empty(p.shape_out, p.dtype)
+                _conv._METHODS["fused"](q, dense["v"])
+        return dense["v"]
     geo = _core.desc_geometry(p.desc)
     fused = method in ("auto", "fused")
     gw = None
@@ -597,12 +604,12 @@ def conv2d_backward(grad_output, x, weight, bias=None, stride=1, padding=0, dila
         # layout; fused, it applies f' and reduces the bias itself, and hands
         # g * f'(z) on to the input gradient (one pass over the gradient)
         xa = _strided(p.x) if p.pre.is_identity else _conv._activated_copy(x4(), p.pre)
-        gv, vv = _nchw_view(g, p.nhwc, p.unbatched), v
+        gv, vv = _nchw_view(g, p.nhwc, p.unbatched), None
         kept = z if z is not None else (y if from_output else None)
-        if v is not None and kept is not None:
-            vv = _nchw_view(kept, p.nhwc, p.unbatched)
+        if not p.post.is_identity:
+            vv = _nchw_view(kept, p.nhwc, p.unbatched) if kept is not None else v4()
         if vv is not None and not _core.same_strides(vv, gv):
-            gv, vv = g4(), v
+            gv, vv = g4(), v4()
         if fused:
             gz = (g4() if p.post.is_identity else np.empty(p.shape_out, p.dtype)) if do_x \
                 else None
@@ -610,11 +617,11 @@ def conv2d_backward(grad_output, x, weight, bias=None, stride=1, padding=0, dila
                                      wshape, p.nhwc or hwio_buf, gb,
                                      None if p.post.is_identity else gz)
         else:
-            gz = _activation_grad(g4(), v, p.post, from_output, gb, fuse_bias=False)
+            gz = _activation_grad(g4(), v4(), p.post, from_output, gb, fuse_bias=False)
             gw = _weight_grad_kernel(xa, gz, None, _NO_ACT, False, p.desc, grad_weight,
                                      wshape, p.nhwc or hwio_buf, None, None)
     else:
-        gz = _activation_grad(g4(), v, p.post, from_output, gb, fuse_bias=fused)
+        gz = _activation_grad(g4(), v4(), p.post, from_output, gb, fuse_bias=fused)
         if do_w:
             xa = x4() if p.pre.is_identity else _conv._activated_copy(x4(), p.pre)
             gw4 = _nchw_target(None if hwio_buf else grad_weight, p.w.shape, p.dtype, p.nhwc)
