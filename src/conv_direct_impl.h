@@ -694,6 +694,62 @@ static int64_t FN(band_rows_end_)(const fc_conv_desc *d, int64_t b, int64_t band
     return fc_max64(0, fc_min64(d->h_in, ih));
 }
 
+/* Whether strides xs (NULL: dense) lay x out as dense NCHW, the strides of
+ * size-1 dimensions aside: an NHWC input of one channel is one. */
+static int FN(nchw_layout_)(const fc_conv_desc *d, const int64_t *xs)
+{
+    if (!xs) return 1;
+    int64_t dense[4];
+    FN(dense_strides_)(d, dense);
+    const int64_t ext[4] = {d->n, d->c_in, d->h_in, d->w_in};
+    for (int i = 0; i < 4; ++i)
+        if (ext[i] > 1 && xs[i] != dense[i]) return 0;
+    return 1;
+}
+
+/* A channels-last output of a layer the small kernel wants, from an input
+ * laid out as NCHW (nchw_layout_): that kernel into an NCHW buffer, then one
+ * transposing pass into y.  The B tiles compute 16 channels of which such a
+ * layer has at most 8, from a pointer table per 6 pixels that costs more
+ * than their FMAs at one input channel (the digits CNN's first layer, NHWC:
+ * benchmarks/NOTES.md "small layers, session 10").  The weights from the
+ * pack's OIHW copy (which packs of one input channel per group keep) or the
+ * raw call's source.  FC_EINVAL: not such a call. */
+static int FN(small_to_nhwc_)(const fc_conv_desc *d, const T *x, const int64_t *xs,
+                              const fc_packed *pk, const T *bias, T *y,
+                              const fc_activation *post, const fc_activation *pre)
+{
+    if (d->groups != 1 || (!pk->raw && !pk->src) || !FN(nchw_layout_)(d, xs)
+        || !FN(small_takes_)(d, pre))
+        return FC_EINVAL;
+    const int64_t taps = d->kh * d->kw, cin = d->c_in, hwo = d->h_out * d->w_out;
+    const size_t wbytes = (size_t)(d->c_out * cin * taps) * sizeof(T);
+    const size_t ybytes = (size_t)(d->n * d->c_out * hwo) * sizeof(T);
+    char *buf = (char *)fc_alloc64(fc_round64(wbytes) + ybytes);
+    if (!buf) return FC_ENOMEM;
+    T *w = (T *)buf, *yt = (T *)(buf + fc_round64(wbytes));
+    if (pk->raw) memcpy(w, pk->raw, wbytes);
+    else FN(fc_weight_to_oihw_)(d, (const T *)pk->src, pk->src_ws, w);
+    const int rc = CAT(fc_conv_small_avx2_, SFX)(d, x, w, bias, yt, post);
+    if (rc == FC_OK) {   /* per image, blocks of 16 pixels: each channel row read in runs */
+        const int64_t C = d->c_out;
+        for (int64_t i = 0; i < d->n; ++i) {
+            const T *src = yt + i * C * hwo;
+            T *dst = y + i * hwo * C;
+            for (int64_t q0 = 0; q0 < hwo; q0 += 16) {
+                const int64_t nq = hwo - q0 < 16 ? hwo - q0 : 16;
+                for (int64_t o = 0; o < C; ++o) {
+                    const T *sr = src + o * hwo + q0;
+                    T *dc = dst + q0 * C + o;
+                    for (int64_t q = 0; q < nq; ++q) dc[q * C] = sr[q];
+                }
+            }
+        }
+    }
+    fc_free64(buf);
+    return rc;
+}
+
 /* x: element strides xs (n, c, h, w) or NULL for dense NCHW; y dense, NCHW
  * or (y_nhwc) NHWC. */
 int FN(fc_conv2d_packed_ex_)(const fc_conv_desc *d, const T *x, const int64_t *xs_in,
@@ -717,6 +773,10 @@ int FN(fc_conv2d_packed_ex_)(const fc_conv_desc *d, const T *x, const int64_t *x
     }
     if (pk->raw && dense && !y_nhwc && FN(small_takes_)(d, pre))   /* few channels / tiny */
         return CAT(fc_conv_small_avx2_, SFX)(d, x, (const T *)pk->raw, bias, y, post);
+    if (y_nhwc) {
+        const int rc = FN(small_to_nhwc_)(d, x, xs_in, pk, bias, y, post, pre);
+        if (rc != FC_EINVAL) return rc;
+    }
     if (dense && !y_nhwc && FN(first_takes_)(d, pre)) {   /* few input channels */
         /* the AVX-512 build of the template where that set is in use: 1.7x
          * the AVX2 one on ResNet's conv1 (benchmarks/NOTES.md, first layer) */

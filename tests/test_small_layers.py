@@ -50,6 +50,8 @@ CASES = [  # n, c, h, w, o, k, stride, pad, dilation, groups
     (1, 2, 5, 5, 3, 1, 1, 0, 1, 1),         # 1x1
     (1, 3, 33, 45, 3, 7, 1, 3, 1, 1),       # 7x7, wide padding
     (1, 8, 40, 60, 4, 3, 1, 1, 1, 1),       # big enough for the threaded split
+    (3, 1, 8, 8, 8, 3, 1, 1, 1, 1),         # one input channel (the digits CNN's first)
+    (2, 1, 9, 13, 5, 3, (2, 1), 1, 1, 1),
 ]
 
 
@@ -74,6 +76,25 @@ def test_small_layers(case, dtype, act):
                 out = np.full(y.shape, np.nan, dtype)
                 assert fastconv.conv2d(x, weight, bias, out=out, **kwargs) is out
                 _check(out, x, wt, bias, dtype, **kwargs)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c[-1] == 1], ids=_ids)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_small_layers_nhwc(case, dtype):
+    """The same layers channels-last, HWIO weights raw and packed: one input
+    channel runs the small kernel into an NCHW buffer, transposed."""
+    n, c, h, w, o, k, s, p, d, g = case
+    kh, kw = (k, k) if isinstance(k, int) else k
+    rng = np.random.default_rng(hash(case) % 2**32 + 1)
+    x, wt, b = _data(rng, n, c, h, w, o, kh, kw, g, dtype)
+    xl, wl = np.ascontiguousarray(x.transpose(0, 2, 3, 1)), np.ascontiguousarray(wt.transpose(2, 3, 1, 0))
+    kwargs = dict(stride=s, padding=p, dilation=d, groups=g)
+    for act in ("relu", "silu", None):
+        for weight in (wl, fastconv.pack_weight(wl, g, data_format="NHWC")):
+            for bias in (b, None):
+                y = fastconv.conv2d(xl, weight, bias, activation=act, data_format="NHWC",
+                                    **kwargs)
+                _check(y.transpose(0, 3, 1, 2), x, wt, bias, dtype, activation=act, **kwargs)
 
 
 @pytest.mark.parametrize("threads", [1, 2])
