@@ -24,17 +24,7 @@
 #define GWK_SFX avx2_f32
 #define GWK_TSFX f32
 #include "grad_weight_kern.h"
-#undef T
-#undef V
-#undef VL
-#undef VLOAD
-#undef VSTORE
-#undef VBCAST
-#undef VFMA
-#undef VADD
-#undef VZERO
-#undef GWK_SFX
-#undef GWK_TSFX
+#include "grad_weight_kern_undef.h"
 
 #define T double
 #define V __m256d
@@ -62,17 +52,7 @@
 #define GWK_SFX avx2n_f64
 #define GWK_TSFX f64
 #include "grad_weight_kern.h"
-#undef T
-#undef V
-#undef VL
-#undef VLOAD
-#undef VSTORE
-#undef VBCAST
-#undef VFMA
-#undef VADD
-#undef VZERO
-#undef GWK_SFX
-#undef GWK_TSFX
+#include "grad_weight_kern_undef.h"
 
 #define T float
 #define V __m256

@@ -59,17 +59,7 @@ static void tr16_avx512_f32(const float *const *rows, float *dst, int64_t ldd, i
 #define GWK_SFX avx512_f32
 #define GWK_TSFX f32
 #include "grad_weight_kern.h"
-#undef T
-#undef V
-#undef VL
-#undef VLOAD
-#undef VSTORE
-#undef VBCAST
-#undef VFMA
-#undef VADD
-#undef VZERO
-#undef GWK_SFX
-#undef GWK_TSFX
+#include "grad_weight_kern_undef.h"
 #undef GWK_TR16
 
 #define T double

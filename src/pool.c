@@ -41,6 +41,18 @@ static void axis_table(tap_range *t, int64_t out, int64_t size, int64_t k,
     }
 }
 
+/* The row and column tap tables of a call (rows: oh entries, then ow of the
+ * columns), or NULL when out of memory; freed by the caller. */
+static tap_range *pool_tables(const fc_pool_params *p)
+{
+    tap_range *rows = (tap_range *)malloc(sizeof(tap_range) * (size_t)(p->oh + p->ow + 1));
+    if (!rows)
+        return NULL;
+    axis_table(rows, p->oh, p->h, p->kh, p->sh, p->dh, p->pad_top, p->pad_bottom);
+    axis_table(rows + p->oh, p->ow, p->w, p->kw, p->sw, p->dw, p->pad_left, p->pad_right);
+    return rows;
+}
+
 static int check_params(const void *x, const void *y, const fc_pool_params *p)
 {
     if (!p || !x || !y)
@@ -90,12 +102,10 @@ int fc_pool2d_##SUFFIX(const T *x, T *y, const fc_pool_params *p)               
     const int64_t planes = p->n * p->c, h = p->h, w = p->w, oh = p->oh, ow = p->ow;  \
     if (planes == 0 || oh == 0 || ow == 0)                                          \
         return FC_POOL_OK;                                                          \
-    tap_range *rows = (tap_range *)malloc(sizeof(tap_range) * (size_t)(oh + ow));   \
+    tap_range *rows = pool_tables(p);                                               \
     if (!rows)                                                                      \
         return FC_POOL_ENOMEM;                                                      \
     tap_range *cols = rows + oh;                                                    \
-    axis_table(rows, oh, h, p->kh, p->sh, p->dh, p->pad_top, p->pad_bottom);        \
-    axis_table(cols, ow, w, p->kw, p->sw, p->dw, p->pad_left, p->pad_right);        \
     if (p->mode == FC_POOL_MAX) {                                                   \
         const int flat = p->sh == 1 && p->sw == 1;                                  \
         if (use_avx2())                                                             \
@@ -174,12 +184,10 @@ int fc_pool2d_nhwc_##SUFFIX(const T *x, T *y, const fc_pool_params *p)          
     const int64_t n = p->n, c = p->c, h = p->h, w = p->w, oh = p->oh, ow = p->ow;   \
     if (n == 0 || c == 0 || oh == 0 || ow == 0)                                     \
         return FC_POOL_OK;                                                          \
-    tap_range *rows = (tap_range *)malloc(sizeof(tap_range) * (size_t)(oh + ow));   \
+    tap_range *rows = pool_tables(p);                                               \
     if (!rows)                                                                      \
         return FC_POOL_ENOMEM;                                                      \
     tap_range *cols = rows + oh;                                                    \
-    axis_table(rows, oh, h, p->kh, p->sh, p->dh, p->pad_top, p->pad_bottom);        \
-    axis_table(cols, ow, w, p->kw, p->sw, p->dw, p->pad_left, p->pad_right);        \
     const int64_t sh = p->sh, sw = p->sw, dh = p->dh, dw = p->dw;                   \
     const int64_t pt = p->pad_top, pl = p->pad_left;                                \
     const int is_max = p->mode == FC_POOL_MAX, incl = p->count_include_pad != 0;    \
@@ -258,12 +266,10 @@ int fc_pool2d_backward_##SUFFIX(const T *x, const T *gy, T *gx,                 
     const int64_t n = p->n, c = p->c, h = p->h, w = p->w, oh = p->oh, ow = p->ow;   \
     if (n == 0 || c == 0)                                                           \
         return FC_POOL_OK;                                                          \
-    tap_range *rows = (tap_range *)malloc(sizeof(tap_range) * (size_t)(oh + ow + 1)); \
+    tap_range *rows = pool_tables(p);                                               \
     if (!rows)                                                                      \
         return FC_POOL_ENOMEM;                                                      \
     tap_range *cols = rows + oh;                                                    \
-    axis_table(rows, oh, h, p->kh, p->sh, p->dh, p->pad_top, p->pad_bottom);        \
-    axis_table(cols, ow, w, p->kw, p->sw, p->dw, p->pad_left, p->pad_right);        \
     const int64_t sh = p->sh, sw = p->sw, dh = p->dh, dw = p->dw;                   \
     const int64_t pt = p->pad_top, pl = p->pad_left;                                \
     const int is_max = p->mode == FC_POOL_MAX, incl = p->count_include_pad != 0;    \
