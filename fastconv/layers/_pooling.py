@@ -7,22 +7,18 @@ from ._base import (Layer, check_ndim, explicit_padding, out_size_and_pads, shap
                     standardize_data_format, standardize_padding, standardize_tuple)
 
 
-def pool2d_nchw(x, kernel, strides, dilation, pads, out_hw, mode, count_include_pad):
-    """x (N, C, H, W) float32/float64 -> (N, C, oh, ow) with the C kernel."""
+def pool2d_forward(x, kernel, strides, dilation, pads, out_hw, mode, count_include_pad,
+                   channels_last=False):
+    """x (N, C, H, W) float32/float64 -> (N, C, oh, ow) with the C kernel; with
+    channels_last, x (N, H, W, C) -> (N, oh, ow, C) by its channels-last body
+    (no transposing copies; the same values)."""
     x = np.ascontiguousarray(x)
-    out = np.empty(x.shape[:2] + tuple(out_hw), x.dtype)
+    shape = (x.shape[0],) + tuple(out_hw) + (x.shape[3],) if channels_last else \
+        x.shape[:2] + tuple(out_hw)
+    out = np.empty(shape, x.dtype)
     if x.size and out.size:
-        _pool.pool2d(x, out, kernel, strides, dilation, pads, mode, count_include_pad)
-    return out
-
-
-def pool2d_nhwc(x, kernel, strides, dilation, pads, out_hw, mode, count_include_pad):
-    """x (N, H, W, C) -> (N, oh, ow, C) with the C kernel's channels-last body
-    (no transposing copies; the same values as pool2d_nchw)."""
-    x = np.ascontiguousarray(x)
-    out = np.empty((x.shape[0],) + tuple(out_hw) + (x.shape[3],), x.dtype)
-    if x.size and out.size:
-        _pool.pool2d(x, out, kernel, strides, dilation, pads, mode, count_include_pad, True)
+        _pool.pool2d(x, out, kernel, strides, dilation, pads, mode, count_include_pad,
+                     channels_last)
     return out
 
 
@@ -116,9 +112,9 @@ class _Pooling2D(Layer):
 
     def call(self, x, training=False):
         out_hw, pads = self._geometry(x.shape)
-        pool = pool2d_nhwc if self.data_format == "channels_last" else pool2d_nchw
-        y = pool(x, self.pool_size, self.strides, self.dilation, pads, out_hw, self._mode,
-                 self.count_include_pad)
+        y = pool2d_forward(x, self.pool_size, self.strides, self.dilation, pads, out_hw,
+                           self._mode, self.count_include_pad,
+                           self.data_format == "channels_last")
         if training:   # max needs x to find the winning taps again; average its shape
             self._saved = (x if self._mode == _pool.MAX else None, x.shape, x.dtype, pads)
         return y
@@ -184,7 +180,7 @@ class _GlobalPooling2D(Layer):
     def call(self, x, training=False):
         xn = _to_nchw(x, self.data_format)
         h, w = xn.shape[2:]
-        y = pool2d_nchw(xn, (h, w), (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), self._mode, False)
+        y = pool2d_forward(xn, (h, w), (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), self._mode, False)
         if training:
             self._saved = (x if self._mode == _pool.MAX else None, x.shape, x.dtype)
         if not self.keepdims:
