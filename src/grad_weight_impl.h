@@ -299,6 +299,7 @@ int GW_CAT(fc_grad_weight_, SFX)(const fc_conv_desc *d, const T *x, const int64_
     const int64_t ntiles = groups * KH * jt * ot;
     const int64_t rb = gw_clamp(GW_BLOCK_POS / wo, 1, ho);
     const int64_t xrows = d->n * L.hp, cblocks = (d->c_out + GW_CB - 1) / GW_CB;
+    const int64_t img_x = L.hp * L.wp * C;   /* elements between x's padded images */
 
 #pragma omp parallel num_threads(nthr) if (nthr > 1)
     {
@@ -335,14 +336,14 @@ int GW_CAT(fc_grad_weight_, SFX)(const fc_conv_desc *d, const T *x, const int64_
                     for (int64_t kw = 0; kw < KW; ++kw) {
                         T *cp = buf + (kh * KW + kw) * MR * mp;
                         const int64_t boff = kw * d->dil_w * C + gi * cig + c0;
-                        for (int64_t nn = 0; nn < d->n; ++nn) {
-                            const T *a = ap + nn * hw * mt + gi * mp;
-                            const T *b = xp + ((nn * L.hp + kh * d->dil_h) * L.wp) * C + boff;
-                            for (int64_t o_t = 0; o_t < ot; ++o_t)
-                                K->kern[mr](a + o_t * NR, mt, b, d->stride_w * C,
-                                            d->stride_h * L.wp * C, ho, wo, cp + o_t * NR, mp,
-                                            nn > 0);
-                        }
+                        /* every image in one call (their positions follow each
+                         * other in A; x's padded images are img_x apart) */
+                        const T *a = ap + gi * mp;
+                        const T *b = xp + kh * d->dil_h * L.wp * C + boff;
+                        for (int64_t o_t = 0; o_t < ot; ++o_t)
+                            K->kern[mr](a + o_t * NR, mt, b, d->stride_w * C,
+                                        d->stride_h * L.wp * C, d->n * ho, ho, img_x, wo,
+                                        cp + o_t * NR, mp, 0);
                     }
                 GWF(gw_store_rows_)(d, &L, buf, MR, gi, c0, mr, gw, gw_hwio);
             }
@@ -354,13 +355,11 @@ int GW_CAT(fc_grad_weight_, SFX)(const fc_conv_desc *d, const T *x, const int64_
                 int64_t j0, boff, mr;
                 GWF(gw_panel_)(d, &L, contiguous, MR, ct, gi, j_t, &j0, &boff, &mr);
                 T *cp = cw + ((gi * KH + kh) * KW * cig + j0) * mp;
-                for (int64_t nn = 0; nn < d->n; ++nn) {
-                    const T *a = ap + nn * hw * mt + gi * mp;
-                    const T *b = xp + ((nn * L.hp + kh * d->dil_h) * L.wp) * C + boff;
-                    for (int64_t o_t = 0; o_t < ot; ++o_t)
-                        K->kern[mr](a + o_t * NR, mt, b, d->stride_w * C, d->stride_h * L.wp * C,
-                                    ho, wo, cp + o_t * NR, mp, nn > 0);
-                }
+                const T *a = ap + gi * mp;
+                const T *b = xp + kh * d->dil_h * L.wp * C + boff;
+                for (int64_t o_t = 0; o_t < ot; ++o_t)   /* every image in one call */
+                    K->kern[mr](a + o_t * NR, mt, b, d->stride_w * C, d->stride_h * L.wp * C,
+                                d->n * ho, ho, img_x, wo, cp + o_t * NR, mp, 0);
             }
         } else {
             const int64_t t0 = ntiles * tid / nt, t1 = ntiles * (tid + 1) / nt;
@@ -381,8 +380,8 @@ int GW_CAT(fc_grad_weight_, SFX)(const fc_conv_desc *d, const T *x, const int64_
                         const T *b = xp + ((nn * L.hp + oy0 * d->stride_h + kh * d->dil_h) * L.wp) * C
                                      + boff;
                         T *c = cw + ((gi * KH + kh) * KW * cig + j0) * mp + o_t * NR;
-                        K->kern[mr](a, mt, b, d->stride_w * C, d->stride_h * L.wp * C, rows, wo,
-                                    c, mp, acc_in);
+                        K->kern[mr](a, mt, b, d->stride_w * C, d->stride_h * L.wp * C, rows,
+                                    rows, 0, wo, c, mp, acc_in);
                     }
                 }
         }

@@ -9,11 +9,11 @@
 #define FC_GW_MR_MAX 12
 
 typedef void (*fc_gw_kern_f32)(const float *a, int64_t lda, const float *b, int64_t ldx,
-                               int64_t ldrow, int64_t rows, int64_t cols, float *c,
-                               int64_t ldc, int acc_in);
+                               int64_t ldrow, int64_t rows, int64_t img_rows, int64_t ldimg,
+                               int64_t cols, float *c, int64_t ldc, int acc_in);
 typedef void (*fc_gw_kern_f64)(const double *a, int64_t lda, const double *b, int64_t ldx,
-                               int64_t ldrow, int64_t rows, int64_t cols, double *c,
-                               int64_t ldc, int acc_in);
+                               int64_t ldrow, int64_t rows, int64_t img_rows, int64_t ldimg,
+                               int64_t cols, double *c, int64_t ldc, int acc_in);
 
 /* A kernel set: tiles of mr x nr (mr rows broadcast from the input, nr output
  * channels in vectors); kern[m] does a tile of m <= mr rows. */

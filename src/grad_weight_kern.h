@@ -11,26 +11,35 @@
  * positions each:
  *   C[i][o] (+)= sum_q  B_q[i] * A_q[o]
  * A_q = a + q * lda (the derivative-multiplied grad_output, position-major,
- * output channels contiguous), B_q = b + r * ldrow + x * ldx (the padded
- * channels-last input at the tap: the tile's rows are consecutive).  The tile
- * stays in registers over all the positions; C is written (acc_in = 0) or
- * added to once.
+ * output channels contiguous), B_q = b + (r / img_rows) * ldimg
+ * + (r % img_rows) * ldrow + x * ldx (the padded channels-last input at the
+ * tap: the tile's rows are consecutive; `rows` may span several images of
+ * img_rows rows each, ldimg apart, whose positions follow each other in A).
+ * The tile stays in registers over all the positions; C is written
+ * (acc_in = 0) or added to once: a batch of small images is one call, not
+ * one load-add-store of C per image (ResNet's 2x2 stage summed 4 positions
+ * per store, benchmarks/NOTES.md, training step).
  */
 #define GWK_CAT_(a, b) a##b
 #define GWK_CAT(a, b) GWK_CAT_(a, b)
 
 static inline __attribute__((always_inline)) void
 GWK_CAT(gwk_body_, GWK_SFX)(const int mr, const T *a, int64_t lda, const T *b, int64_t ldx,
-                            int64_t ldrow, int64_t rows, int64_t cols, T *c, int64_t ldc,
-                            int acc_in)
+                            int64_t ldrow, int64_t rows, int64_t img_rows, int64_t ldimg,
+                            int64_t cols, T *c, int64_t ldc, int acc_in)
 {
     V acc[GWK_MR][GWK_NRV];
 #pragma GCC unroll 16
     for (int i = 0; i < GWK_MR; ++i)
 #pragma GCC unroll 8
         for (int v = 0; v < GWK_NRV; ++v) acc[i][v] = VZERO();
-    for (int64_t r = 0; r < rows; ++r) {
-        const T *bq = b + r * ldrow;
+    const T *bimg = b;
+    for (int64_t r = 0, ri = 0; r < rows; ++r) {
+        const T *bq = bimg + ri * ldrow;
+        if (++ri == img_rows) {
+            ri = 0;
+            bimg += ldimg;
+        }
         for (int64_t x = 0; x < cols; ++x, a += lda, bq += ldx) {
             V av[GWK_NRV];
 #pragma GCC unroll 8
@@ -60,9 +69,10 @@ GWK_CAT(gwk_body_, GWK_SFX)(const int mr, const T *a, int64_t lda, const T *b, i
 #define GWK_DEF(MRC)                                                                        \
     static void GWK_CAT(GWK_CAT(gwk_, GWK_SFX), _##MRC)(                                    \
         const T *a, int64_t lda, const T *b, int64_t ldx, int64_t ldrow, int64_t rows,     \
-        int64_t cols, T *c, int64_t ldc, int acc_in)                                        \
+        int64_t img_rows, int64_t ldimg, int64_t cols, T *c, int64_t ldc, int acc_in)       \
     {                                                                                       \
-        GWK_CAT(gwk_body_, GWK_SFX)(MRC, a, lda, b, ldx, ldrow, rows, cols, c, ldc, acc_in); \
+        GWK_CAT(gwk_body_, GWK_SFX)(MRC, a, lda, b, ldx, ldrow, rows, img_rows, ldimg, cols, \
+                                    c, ldc, acc_in);                                        \
     }
 
 GWK_DEF(1) GWK_DEF(2) GWK_DEF(3) GWK_DEF(4)
