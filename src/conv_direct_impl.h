@@ -470,6 +470,50 @@ static int FN(image_by_image_)(const fc_conv_desc *d, int mode)
     return d->n > 1 && (mode == MODE_NHWC || mode == MODE_FOLD) && img_flops >= 1.0e7;
 }
 
+/* Elements of one input row's copy (NHWC or folded; 0: x is read in place). */
+static int64_t FN(copy_row_elems_)(const fc_conv_desc *d, int mode)
+{
+    return mode == MODE_NHWC ? d->w_in * d->c_in
+           : mode == MODE_FOLD ? d->w_out * d->kw * d->c_in : 0;
+}
+
+/* Threads of the driver's parallel region for d. */
+static int FN(driver_threads_)(const fc_conv_desc *d)
+{
+#ifdef _OPENMP
+    const double flops = 2.0 * (double)d->n * (double)d->c_out * (double)(d->h_out * d->w_out)
+                         * (double)(d->c_in / d->groups) * (double)(d->kh * d->kw);
+    return flops > FC_PARALLEL_MIN_FLOPS ? omp_get_max_threads() : 1;
+#else
+    (void)d;
+    return 1;
+#endif
+}
+
+/* Batches of small images whose input goes through a copy are split by image
+ * among the threads: a thread copies an image into a buffer of its own (in
+ * its L2) just before its tiles read it, every item of that image in a row.
+ * With the copy shared by the team (every row, a barrier, then tiles of any
+ * image), tiles read lines the other core had just written, and one image at
+ * a time (image_by_image_) forks the team per image: ResNet's 64-channel
+ * 16x16 layer, batch 8, ran 1.1x faster on 2 threads than on 1, NCHW, where
+ * the same layer in NHWC (read in place) ran 1.9x (benchmarks/NOTES.md,
+ * training step, session 11).  Whole images per thread: enough of them for
+ * balance.  The buffers are the threads' own (allocated in the region), not
+ * the workspace, whose size does not depend on the thread count. */
+#define FC_PRIVATE_IMAGE_BYTES (512 * 1024)
+static int FN(private_images_)(const fc_conv_desc *d, int mode, int nthr)
+{
+    const int64_t bytes = d->h_in * FN(copy_row_elems_)(d, mode) * (int64_t)sizeof(T);
+    return bytes > 0 && bytes <= FC_PRIVATE_IMAGE_BYTES && d->n >= 2 && d->n >= nthr
+           && (d->n % nthr == 0 || d->n >= 4 * nthr);
+}
+
+/* Input row r (image r / h_in) copied for the tiles into dst. */
+static void FN(copy_row_)(const fc_kernel_table *kt, const fc_conv_desc *d, int mode,
+                          const T *x, const int64_t *xs, T *dst, int64_t r,
+                          const fc_activation *pre);
+
 static size_t FN(mode_workspace_)(const fc_conv_desc *d, const fc_activation *pre,
                                   const int64_t *xs)
 {
@@ -477,14 +521,7 @@ static size_t FN(mode_workspace_)(const fc_conv_desc *d, const fc_activation *pr
     fake.wa = (d->kh == 1 && d->kw == 1) ? (void *)&fake : NULL;
     const int mode = FN(pick_mode_)(d, pre, &fake, xs, 0);
     const int64_t n = FN(image_by_image_)(d, mode) ? 1 : d->n;
-    switch (mode) {
-    case MODE_FOLD:
-        return (size_t)(n * d->h_in * d->w_out * d->kw * d->c_in) * sizeof(T);
-    case MODE_NHWC:
-        return (size_t)(n * d->h_in * d->w_in * d->c_in) * sizeof(T);
-    default:
-        return 0;
-    }
+    return (size_t)(n * d->h_in * FN(copy_row_elems_)(d, mode)) * sizeof(T);
 }
 
 /* The small-problem kernel (conv_small.h) takes dense NCHW calls it wants,
@@ -538,10 +575,9 @@ size_t FN(conv_workspace_ex_)(const fc_conv_desc *d, const int64_t *xs,
 
 /* Row r = (n, ih) of x into channels-last xt[r][w][c], pre-activated. */
 static void FN(to_nhwc_row_)(const fc_kernel_table *kt, const fc_conv_desc *d, const T *x,
-                             const int64_t *xs, T *xt, int64_t r, const fc_activation *pre)
+                             const int64_t *xs, T *dst, int64_t r, const fc_activation *pre)
 {
     const int64_t C = d->c_in, H = d->h_in, W = d->w_in, n = r / H, h = r % H;
-    T *dst = xt + r * W * C;
     const T *src = x + n * xs[0] + h * xs[2];
     const int act = pre && pre->kind != FC_ACT_IDENTITY;
     if (xs[1] == 1 && xs[3] == C) {   /* a channels-last row: copy (or activate) it */
@@ -569,12 +605,11 @@ static void FN(to_nhwc_row_)(const fc_kernel_table *kt, const fc_conv_desc *d, c
 }
 
 /* Row r = (n, ih) of x unfolded along kw: xt[r][ow][kw * C + c]. */
-static void FN(fold_row_)(const fc_conv_desc *d, const T *x, const int64_t *xs, T *xt,
+static void FN(fold_row_)(const fc_conv_desc *d, const T *x, const int64_t *xs, T *dst,
                           int64_t r, const fc_activation *pre)
 {
     const int64_t C = d->c_in, H = d->h_in, W = d->w_in, n = r / H, h = r % H;
     const int64_t KC = d->kw * C, cs = xs[1], ws = xs[3];
-    T *dst = xt + r * d->w_out * KC;
     const T *src = x + n * xs[0] + h * xs[2];
     /* columns whose whole window is inside the row: [lo, hi) */
     const int64_t sw = d->stride_w, dw = d->dil_w, pl = d->pad_left, KW = d->kw;
@@ -613,6 +648,14 @@ static void FN(fold_row_)(const fc_conv_desc *d, const T *x, const int64_t *xs, 
                                             (size_t)C, pre);
             }
     }
+}
+
+static void FN(copy_row_)(const fc_kernel_table *kt, const fc_conv_desc *d, int mode,
+                          const T *x, const int64_t *xs, T *dst, int64_t r,
+                          const fc_activation *pre)
+{
+    if (mode == MODE_NHWC) FN(to_nhwc_row_)(kt, d, x, xs, dst, r, pre);
+    else FN(fold_row_)(d, x, xs, dst, r, pre);
 }
 
 /* Geometry of what the B tiles read. */
@@ -795,14 +838,16 @@ int FN(fc_conv2d_packed_ex_)(const fc_conv_desc *d, const T *x, const int64_t *x
     }
     const fc_kernel_table *kt = fc_kernels();
     const int mode = FN(pick_mode_)(d, pre, pk, xs, y_nhwc);
+    const int priv = FN(private_images_)(d, mode, FN(driver_threads_)(d));
+    const int by_image = FN(image_by_image_)(d, mode) && !priv;
     fc_packed packed_now;   /* pk with layout B packed here (raw weights) */
-    if (pk->src && (FN(image_by_image_)(d, mode) || mode == MODE_A)) {
+    if (pk->src && (by_image || mode == MODE_A)) {
         packed_now = *pk;
         packed_now.src = NULL;
         packed_now.finite = FN(pack_b_)((const T *)pk->src, pk->src_ws, pk, (T *)pk->wb);
         pk = &packed_now;
     }
-    if (FN(image_by_image_)(d, mode)) {
+    if (by_image) {
         fc_conv_desc d1 = *d;
         d1.n = 1;
         const int64_t ys = d->c_out * d->h_out * d->w_out;
@@ -815,8 +860,6 @@ int FN(fc_conv2d_packed_ex_)(const fc_conv_desc *d, const T *x, const int64_t *x
     }
     const int64_t G = d->groups, cin_g = pk->cin_g, cout_g = pk->cout_g;
     const int64_t hwo = d->h_out * d->w_out, hwi = d->h_in * d->w_in;
-    const double flops = 2.0 * (double)d->n * (double)d->c_out * (double)hwo
-                         * (double)cin_g * (double)(d->kh * d->kw);
     (void)hwi;
 
     /* the bias, padded to whole blocks (zeros without a bias) */
@@ -833,7 +876,8 @@ int FN(fc_conv2d_packed_ex_)(const fc_conv_desc *d, const T *x, const int64_t *x
     FN(geom_) gm;
     T *xt = NULL, *zero = NULL;
     int own_ws = 0;
-    size_t ws_bytes = FN(mode_workspace_)(d, pre, xs);
+    /* (private images: the threads' own buffers instead) */
+    size_t ws_bytes = priv ? 0 : FN(mode_workspace_)(d, pre, xs);
     if (ws_bytes) {
         xt = (T *)workspace;
         if (!xt) {
@@ -871,10 +915,9 @@ int FN(fc_conv2d_packed_ex_)(const fc_conv_desc *d, const T *x, const int64_t *x
     const int P = kt->tile_p, NBT = kt->tile_nb;
 
     /* work items */
-    int nthr = 1;
+    const int nthr = FN(driver_threads_)(d);
 #ifdef _OPENMP
-    const int par = flops > FC_PARALLEL_MIN_FLOPS;
-    nthr = par ? omp_get_max_threads() : 1;
+    const int par = nthr > 1;
 #endif
     int64_t ntiles, band, nbands, ogs, nog, nitems, pbase = 0, pextra = 0;
     if (mode == MODE_A) {
@@ -943,19 +986,22 @@ int FN(fc_conv2d_packed_ex_)(const fc_conv_desc *d, const T *x, const int64_t *x
         ngroups = FN(ceil_div_)(nbands, bpg);
     }
 
+    /* items run in runs of `per` on one thread: an image's, with private images */
+    const int64_t per = priv ? G * nbands * nog : 1;
 #ifdef _OPENMP
 #pragma omp parallel if (par) reduction(| : failed)
 #endif
     {
-        if ((mode == MODE_NHWC || mode == MODE_FOLD) && ngroups == 1) {
+        const int64_t row_elems = FN(copy_row_elems_)(d, mode);
+        if ((mode == MODE_NHWC || mode == MODE_FOLD) && ngroups == 1 && !priv) {
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif
-            for (int64_t r = 0; r < nrows; ++r) {
-                if (mode == MODE_NHWC) FN(to_nhwc_row_)(kt, d, x, xs, xt, r, pre);
-                else FN(fold_row_)(d, x, xs, xt, r, pre);
-            }
+            for (int64_t r = 0; r < nrows; ++r)
+                FN(copy_row_)(kt, d, mode, x, xs, xt + r * row_elems, r, pre);
         }
+        T *own_img = priv ? (T *)fc_alloc64((size_t)(d->h_in * row_elems) * sizeof(T)) : NULL;
+        if (priv && !own_img) failed = 1;
         const T **tab = NULL;
         unsigned char *tapskip = NULL;
         int tid = 0;
@@ -995,13 +1041,19 @@ int FN(fc_conv2d_packed_ex_)(const fc_conv_desc *d, const T *x, const int64_t *x
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif
-                for (int64_t r = r0; r < r1; ++r) FN(to_nhwc_row_)(kt, d, x, xs, xt, r, pre);
+                for (int64_t r = r0; r < r1; ++r)
+                    FN(copy_row_)(kt, d, mode, x, xs, xt + r * row_elems, r, pre);
             }
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1) nowait
 #endif
-            for (int64_t it = it0; it < it1; ++it) {
+            for (int64_t u = it0 / per; u < it1 / per; ++u)   /* (per divides both) */
+            for (int64_t it = u * per; it < (u + 1) * per; ++it) {
                 if (failed) continue;
+                if (priv && it == u * per)   /* image u into this thread's buffer */
+                    for (int64_t h = 0; h < d->h_in; ++h)
+                        FN(copy_row_)(kt, d, mode, x, xs, own_img + h * row_elems,
+                                      u * d->h_in + h, pre);
                 int64_t r = it;
                 const int64_t og = r % nog; r /= nog;
                 const int64_t bnd = r % nbands; r /= nbands;
@@ -1027,7 +1079,7 @@ int FN(fc_conv2d_packed_ex_)(const fc_conv_desc *d, const T *x, const int64_t *x
                     T *yg = y_nhwc ? y + n * hwo * d->c_out + g * cout_g
                                    : y + (n * d->c_out + g * cout_g) * hwo;
                     const int64_t b0 = og * ogs, b1 = fc_min64(pk->nob, b0 + ogs);
-                    const T *base = xsrc + n * gm.img + g * gm.grp;
+                    const T *base = (priv ? own_img : xsrc + n * gm.img) + g * gm.grp;
                     int item_skip = skip_dead, item_colskip = colskip;
                     /* the weights of blocks b0.. at wg, wbs apart */
                     const T *wg = (const T *)pk->wb + (g * pk->nob + b0) * ab.wbs;
@@ -1098,6 +1150,7 @@ int FN(fc_conv2d_packed_ex_)(const fc_conv_desc *d, const T *x, const int64_t *x
             FN(fc_activate_team_)(y, y, (size_t)(d->n * d->c_out * hwo), post);
         }
         free((void *)tab);
+        fc_free64(own_img);
     }
     if (own_ws) fc_free64(xt);
     fc_free64(zero);
