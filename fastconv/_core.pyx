@@ -294,18 +294,28 @@ cdef class PackedWeight:
     that is HWIO (a Keras-layout kernel: copying it is a memcpy, packing from
     it line copies, where a transpose to OIHW cost 2-3x the packing itself);
     `weight` is then its OIHW-indexed view, else a dense OIHW array.
+
+    copy=False (conv._shared_pack, for the layers): w must be an OIHW view of
+    HWIO weights; `weight` is then a read-only view of w itself, not a copy,
+    for an owner that packs again whenever it changes w.
     """
     cdef fc_packed *p
     cdef readonly object weight      # a private, read-only copy (OIHW indices)
     cdef readonly int64_t groups, c_in
+    cdef readonly bint shared        # weight is a view of the caller's array (copy=False)
     cdef object _dense               # a dense OIHW copy of weight, made on demand
 
-    def __cinit__(self, cnp.ndarray w, int64_t groups):
+    def __cinit__(self, cnp.ndarray w, int64_t groups, bint copy=True):
         cdef fc_conv_desc d
         cdef int64_t ws[4]
         self.p = NULL
         self._dense = None
-        if _hwio_ordered(w):
+        self.shared = not copy
+        if not copy:
+            if not w.transpose(2, 3, 1, 0).flags.c_contiguous:
+                raise ValueError("PackedWeight(copy=False) needs an OIHW view of HWIO weights")
+            own = w.view()
+        elif _hwio_ordered(w):
             own = w.transpose(2, 3, 1, 0).copy().transpose(3, 2, 0, 1)
         else:
             own = np.empty((w.shape[0], w.shape[1], w.shape[2], w.shape[3]), w.dtype)
@@ -347,6 +357,24 @@ cdef class PackedWeight:
         cdef cnp.ndarray own = self.weight
         cdef void *wp
         cdef void *op
+        if self.shared:   # a view of the new array, packed from it (no copy)
+            if not w.transpose(2, 3, 1, 0).flags.c_contiguous:
+                raise ValueError("a PackedWeight(copy=False) repacks OIHW views of HWIO weights")
+            own = w.view()
+            own.setflags(write=False)
+            self.weight = own
+            self._dense = None
+            self._desc_strides(&d, ws)
+            wp = cnp.PyArray_DATA(own)
+            if _is_f32(own):
+                with nogil:
+                    rc = fc_repack_weight_strided_f32(self.p, &d, <const float *>wp, ws)
+            else:
+                with nogil:
+                    rc = fc_repack_weight_strided_f64(self.p, &d, <const double *>wp, ws)
+            if rc != 0:
+                raise ValueError("fastconv: the weights do not match this pack's geometry")
+            return
         if not own.flags.c_contiguous and w.strides[0] == w.itemsize and w.shape[0] > 1 \
                 and all(w.strides[i] % w.itemsize == 0 for i in range(4)):
             # an o-contiguous source into an HWIO-ordered copy: the copy is
@@ -405,7 +433,7 @@ cdef class PackedWeight:
 
     @property
     def nbytes(self):
-        return fc_packed_bytes(self.p) + self.weight.nbytes
+        return fc_packed_bytes(self.p) + (0 if self.shared else self.weight.nbytes)
 
     @property
     def dtype(self):

@@ -847,6 +847,21 @@ def pack_weight(weight, groups=1, *, data_format="NCHW", out=None, method="fused
     return out
 
 
+def _shared_pack(oihw, groups, out=None):
+    """A pack of `oihw`, an OIHW view of a layer's HWIO kernel, that reads the
+    kernel itself instead of keeping a copy (PackedWeight(copy=False)), packed
+    into `out` (a previous such pack of the same geometry) when given.  For an
+    owner that packs again whenever it changes the kernel (a layer, after
+    set_weights and after each optimizer step): the copy was a third of the
+    per-step repack's memory traffic (benchmarks/NOTES.md, training step,
+    session 11).  pack_weight, the public way, always copies."""
+    if out is not None and out.shared and out.shape == oihw.shape and \
+            out.dtype == oihw.dtype and out.groups == groups:
+        out._repack(oihw)
+        return out
+    return _core.PackedWeight(oihw, groups, False)
+
+
 # ---- pickling -------------------------------------------------------------
 # What conv2d takes must travel to other processes (dask.distributed workers,
 # multiprocessing pools, layers holding their packed kernels): a PackedWeight

@@ -179,45 +179,59 @@ static int FN(pack_block_)(const fc_kernel_table *kt, const T *w, const int64_t 
     return ok;
 }
 
-/* Layout B from o-contiguous weights (ws[0] == 1: a view of HWIO), source
- * row by source row: each (group, kh, kw, ic) row of output channels is read
- * once, sequentially, and its OB-wide pieces go to every block (one
- * sequential write stream per block).  Block by block instead, each block
- * read a 64-byte piece of every row, 2 KB apart for 512 channels, at
- * ~0.8 GB/s (benchmarks/NOTES.md, training step).  Returns whether every
+/* Layout B from o-contiguous weights (ws[0] == 1: a view of HWIO), in
+ * chunks of FC_PACK_ROWS source rows (group, kh, kw, ic) of output channels:
+ * the chunk's rows are read once, sequentially (they stay in L1), and each
+ * block gets their OB-wide pieces as one contiguous run of FC_PACK_ROWS * 64
+ * bytes.  Row by row (each row's pieces to every block at once) the blocks'
+ * write streams were a multiple of 4 KB apart (9 * 512 * 64 bytes for
+ * 512x512x3x3), all in the same L1 sets: 3.5 GB/s against a 12 GB/s copy;
+ * block by block, each block read a 64-byte piece of every row, 2 KB apart,
+ * at ~0.8 GB/s (benchmarks/NOTES.md, training step).  hwio_copy (or NULL)
+ * gets a dense HWIO copy of the rows in the same pass.  Returns whether every
  * weight is finite. */
+#define FC_PACK_ROWS 16
 static int FN(pack_b_rows_)(const T *w, const int64_t *ws, const fc_packed *pk, T *wb,
                             T *hwio_copy)
 {
     const int64_t nob = pk->nob, cin_g = pk->cin_g, cout_g = pk->cout_g, KW = pk->kw;
-    const int64_t taps = pk->kh * KW, per_g = taps * cin_g, rows = pk->groups * per_g;
-    const int64_t blk = per_g * OB;
-    const int nthr = FN(pack_threads_)(FN(wb_elems_)(pk) * sizeof(T), rows);
+    const int64_t taps = pk->kh * KW, per_g = taps * cin_g;
+    const int64_t blk = per_g * OB, nch = (per_g + FC_PACK_ROWS - 1) / FC_PACK_ROWS;
+    const int nthr = FN(pack_threads_)(FN(wb_elems_)(pk) * sizeof(T), pk->groups * nch);
     int finite = 1;
     (void)nthr;
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) num_threads(nthr) if (nthr > 1) reduction(& : finite)
 #endif
-    for (int64_t r = 0; r < rows; ++r) {
-        const int64_t g = r / per_g, rem = r % per_g, t = rem / cin_g, ic = rem % cin_g;
-        const T *src = w + g * cout_g + ic * ws[1] + (t / KW) * ws[2] + (t % KW) * ws[3];
-        T *dst = wb + g * nob * blk + rem * OB;
-        if (hwio_copy)   /* the same row of a dense HWIO copy, while it is in L1 */
-            memcpy(hwio_copy + rem * pk->c_out + g * cout_g, src, (size_t)cout_g * sizeof(T));
+    for (int64_t u = 0; u < pk->groups * nch; ++u) {
+        const int64_t g = u / nch, r0 = u % nch * FC_PACK_ROWS;
+        const int nr = (int)fc_min64(FC_PACK_ROWS, per_g - r0);
+        const T *src[FC_PACK_ROWS];
+        for (int k = 0; k < nr; ++k) {
+            const int64_t rem = r0 + k, t = rem / cin_g, ic = rem % cin_g;
+            src[k] = w + g * cout_g + ic * ws[1] + (t / KW) * ws[2] + (t % KW) * ws[3];
+            if (hwio_copy)   /* the same row of a dense HWIO copy */
+                memcpy(hwio_copy + rem * pk->c_out + g * cout_g, src[k],
+                       (size_t)cout_g * sizeof(T));
+        }
         T chk[FC_OB(T)];   /* per lane (a vector), v - v is NaN for inf / NaN */
         for (int o = 0; o < OB; ++o) chk[o] = (T)0;
+        T *dst = wb + g * nob * blk + r0 * OB;
         int64_t b = 0;
-        for (; (b + 1) * OB <= cout_g; ++b, src += OB, dst += blk) {
-            memcpy(dst, src, sizeof(T) * FC_OB(T));   /* constant size: inlined moves */
-            for (int o = 0; o < OB; ++o) chk[o] += src[o] - src[o];
-        }
+        for (; (b + 1) * OB <= cout_g; ++b, dst += blk)
+            for (int k = 0; k < nr; ++k) {
+                const T *sp = src[k] + b * OB;
+                memcpy(dst + k * OB, sp, sizeof(T) * FC_OB(T));   /* constant size: inlined */
+                for (int o = 0; o < OB; ++o) chk[o] += sp[o] - sp[o];
+            }
         if (b < nob) {
             const int nrows = (int)(cout_g - b * OB);
-            for (int o = 0; o < OB; ++o) {
-                const T v = o < nrows ? src[o] : (T)0;
-                dst[o] = v;
-                chk[o] += v - v;
-            }
+            for (int k = 0; k < nr; ++k)
+                for (int o = 0; o < OB; ++o) {
+                    const T v = o < nrows ? src[k][b * OB + o] : (T)0;
+                    dst[k * OB + o] = v;
+                    chk[o] += v - v;
+                }
         }
         int ok = 1;
         for (int o = 0; o < OB; ++o) ok &= chk[o] == (T)0;

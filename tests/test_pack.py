@@ -300,3 +300,39 @@ def test_packs_of_strided_sources(rng, dtype, shape):
                 fastconv.conv2d(x, pk, None, padding=1),
                 fastconv.conv2d(x, fastconv.pack_weight(np.ascontiguousarray(new)), None,
                                 padding=1), err_msg=f"{other_name} into {name}")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("shape", [(32, 16, 3, 3), (20, 33, 1, 1), (48, 1, 3, 3)],
+                         ids=["3x3", "1x1", "depthwise"])
+def test_shared_pack_reads_the_kernel_itself(rng, dtype, shape):
+    """conv._shared_pack (what the layers pack with): no copy of the HWIO
+    kernel (the pack's weight is a read-only view of it), the same bits as a
+    copying pack of the same values, and a repack into it after the kernel
+    changed in place (an optimizer step) gives the new values' bits."""
+    from fastconv.conv import _shared_pack
+    O, I, KH, KW = shape
+    groups = 48 if I == 1 else 1
+    hwio = rng.standard_normal((KH, KW, I, O)).astype(dtype)
+    oihw = hwio.transpose(3, 2, 0, 1)
+    x = rng.standard_normal((3, I * groups, 9, 10)).astype(dtype)
+    pk = _shared_pack(oihw, groups)
+    assert pk.shared and np.shares_memory(pk.weight, hwio) and not pk.weight.flags.writeable
+    assert pk.nbytes < fastconv.pack_weight(oihw, groups).nbytes
+    for step in range(3):
+        want = fastconv.conv2d(x, fastconv.pack_weight(oihw, groups), None, padding=1,
+                               groups=groups, activation="relu")
+        got = fastconv.conv2d(x, pk, None, padding=1, groups=groups, activation="relu")
+        np.testing.assert_array_equal(got, want, err_msg=f"step {step}")
+        ref, scale = conv2d_act_ref(x, np.ascontiguousarray(oihw), None, padding=1,
+                                    groups=groups, activation="relu")
+        assert np.max(np.abs(got - ref) / (1 + scale)) < _tol(dtype)
+        hwio -= 0.1 * rng.standard_normal(hwio.shape).astype(dtype)   # in place
+        assert _shared_pack(oihw, groups, out=pk) is pk
+    # a pack of another geometry, or a copying pack, is not reused
+    flip = np.float64 if dtype == np.float32 else np.float32
+    other = _shared_pack(hwio.astype(flip).transpose(3, 2, 0, 1), groups)
+    assert _shared_pack(oihw, groups, out=other) is not other
+    assert _shared_pack(oihw, groups, out=fastconv.pack_weight(oihw, groups)).shared
+    with pytest.raises(ValueError, match="view of HWIO"):
+        _core.PackedWeight(np.ascontiguousarray(oihw), groups, False)

@@ -2,7 +2,7 @@
 import numpy as np
 
 from fastconv.config import get_fast_math
-from fastconv.conv import conv2d, pack_weight, winograd_pays
+from fastconv.conv import _shared_pack, conv2d, pack_weight, winograd_pays
 
 from fastconv.activations import activate
 
@@ -124,14 +124,14 @@ class _ConvBase(Layer):
             spent = getattr(self, "_spent_pack", None)
             self._spent_pack = None
             oihw = hwio.transpose(3, 2, 0, 1)
-            pack = "winograd" if self.method == "winograd" else "fused"
-            if spent is not None and (pack == "winograd" or (
-                    spent.shape, spent.dtype, spent.groups) != (oihw.shape, oihw.dtype, groups)):
-                spent = None
-            if self.data_format == "channels_last":
-                w = pack_weight(hwio, groups, data_format="NHWC", out=spent, method=pack)
+            if self.method == "winograd":
+                w = pack_weight(oihw, groups, method="winograd")
+            elif hwio.flags.c_contiguous:
+                # the pack reads the kernel itself (no copy): this layer packs
+                # again whenever its kernel changes (_weights_changed)
+                w = _shared_pack(oihw, groups, out=spent)
             else:
-                w = pack_weight(oihw, groups, data_format="NCHW", out=spent, method=pack)
+                w = pack_weight(oihw, groups)
             self._cache = (w, groups)
         return self._cache
 
