@@ -90,6 +90,13 @@ def _as_float_array(a, argname):
     return a
 
 
+def _is_hwio_view(w):
+    """Whether w (O, I, kH, kW) is the view ``a.transpose(3, 2, 0, 1)`` of a
+    C-contiguous HWIO array a (and not itself C-contiguous)."""
+    return isinstance(w, np.ndarray) and w.ndim == 4 and not w.flags.c_contiguous and \
+        w.transpose(2, 3, 1, 0).flags.c_contiguous
+
+
 def _contiguous(a, argname):
     if a.nbytes > _MAX_BYTES:
         raise ValueError(f"{argname} of shape {a.shape} is too large: "
@@ -217,9 +224,17 @@ def _plan(x, weight, bias, stride, padding, dilation, groups, activation,
         p.w = _strided_ok(weight, "weight") if prepare else weight
     else:
         p.x = _contiguous(x, "input") if prepare else x
-        # a pack's weight may be the OIHW view of its HWIO copy: used as it
-        # is (the kernels read the pack; _dense_weight where a path needs OIHW)
-        p.w = _contiguous(weight, "weight") if prepare and p.packed is None else weight
+        # a pack's weight may be the OIHW view of its HWIO copy, a raw weight
+        # the OIHW view of an HWIO kernel (a layer's in training): used as
+        # they are (the kernels read the pack, or pack from HWIO rows;
+        # _dense_weight where a path needs OIHW).  NumPy's transposing copy
+        # of such a view took ~10 ns a weight (benchmarks/NOTES.md, session 11).
+        if not prepare or p.packed is not None:
+            p.w = weight
+        elif _is_hwio_view(weight):
+            p.w = _strided_ok(weight, "weight")
+        else:
+            p.w = _contiguous(weight, "weight")
     p.bias = bias
     p.dtype = x.dtype
     p.cin_g, p.cout_g = cin_g, c_out // groups
@@ -449,8 +464,10 @@ def _direct(p, x, y, post, pre):
         nbytes = p.desc.direct_workspace_bytes(pre._spec, p.dtype.itemsize)
         ws = np.empty(nbytes, np.uint8) if nbytes else None
         _core.conv2d_packed(p.desc, x, p.packed, p.bias, y, post._spec, pre._spec, ws)
-    else:
+    elif p.w.flags.c_contiguous:
         _core.conv2d_direct(p.desc, x, p.w, p.bias, y, post._spec, pre._spec)
+    else:   # an HWIO kernel's view: packed by the kernels from its rows
+        _core.conv2d_ex(p.desc, x, p.w, p.bias, y, False, post._spec, pre._spec, None)
 
 
 def _dense_weight(p):

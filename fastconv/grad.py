@@ -32,8 +32,8 @@ from fastconv import _core
 from fastconv import conv as _conv
 from fastconv.activations import _check_out, as_activation
 from fastconv.config import blas_one_thread
-from fastconv.conv import (METHODS, DATA_FORMATS, _Conv, _as_float_array, _int, _pair,
-                           _plan, _positive_pair, _shape_str, _user_shape, _MAX_BYTES,
+from fastconv.conv import (METHODS, DATA_FORMATS, _Conv, _as_float_array, _int, _is_hwio_view,
+                           _pair, _plan, _positive_pair, _shape_str, _user_shape, _MAX_BYTES,
                            _MAX_INDEX)
 
 __all__ = ["conv2d_backward", "conv_transpose2d", "conv_transpose2d_backward"]
@@ -92,13 +92,6 @@ def _grad_like(a, argname, shape, dtype, where):
     if a.nbytes > _MAX_BYTES:
         raise ValueError(f"{where}: {argname} of shape {a.shape} is too large")
     return a
-
-
-def _is_hwio_view(buf):
-    """Whether buf is the OIHW-ordered view ``a.transpose(3, 2, 0, 1)`` of a
-    C-contiguous HWIO array a (and not itself C-contiguous)."""
-    return isinstance(buf, np.ndarray) and buf.ndim == 4 and not buf.flags.c_contiguous and \
-        buf.transpose(2, 3, 1, 0).flags.c_contiguous
 
 
 def _check_buffer(buf, argname, shape, dtype, where, inputs):
@@ -570,7 +563,7 @@ def conv2d_backward(grad_output, x, weight, bias=None, stride=1, padding=0, dila
 
     # a pack's weight as it is (maybe the OIHW view of its HWIO copy: the
     # input gradient reads that layout; no transposing copy per step)
-    w4 = p.w if p.packed is not None else np.ascontiguousarray(p.w)
+    w4 = p.w if p.packed is not None or _is_hwio_view(p.w) else np.ascontiguousarray(p.w)
     from_output = z is None and _uses_output(p.post, y)
 
     def v4():

@@ -240,6 +240,53 @@ static int FN(pack_b_rows_)(const T *w, const int64_t *ws, const fc_packed *pk, 
     return finite;
 }
 
+/* Blocks [b0, b1) of group g of layout B into dst (wbs apart) from
+ * o-contiguous weights (ws[0] == 1, a view of HWIO), for a work item that
+ * packs its own blocks (pack_in_item): each source row's run of
+ * (b1 - b0) * OB channels is read once, the next rows prefetched (the runs are
+ * C_out apart: 2 KB for 512 channels; block by block, pack_block_ read a
+ * 64-byte piece of every row per block, at a third of the speed).  Returns
+ * whether they are all finite. */
+#define FC_PF_ROWS 32   /* rows ahead (16, 32, 64 measured: 32 the fastest, by ~5 %) */
+static int FN(pack_blocks_rows_)(const T *w, const int64_t *ws, const fc_packed *pk, int64_t g,
+                                 int64_t b0, int64_t b1, int64_t wbs, T *dst)
+{
+    const int64_t cin_g = pk->cin_g, cout_g = pk->cout_g, KW = pk->kw;
+    const int64_t rows = pk->kh * KW * cin_g;
+    const int64_t full = fc_min64(b1, cout_g / OB);   /* blocks with OB channels */
+    T chk[FC_OB(T)];
+    for (int o = 0; o < OB; ++o) chk[o] = (T)0;
+    for (int64_t r = 0; r < rows; ++r) {
+        const int64_t t = r / cin_g, ic = r % cin_g;
+        const T *src = w + g * cout_g + ic * ws[1] + (t / KW) * ws[2] + (t % KW) * ws[3];
+        if (r + FC_PF_ROWS < rows) {
+            const int64_t t8 = (r + FC_PF_ROWS) / cin_g, i8 = (r + FC_PF_ROWS) % cin_g;
+            const char *pf = (const char *)(w + g * cout_g + b0 * OB + i8 * ws[1]
+                                            + (t8 / KW) * ws[2] + (t8 % KW) * ws[3]);
+            for (int64_t l = 0; l < (b1 - b0) * OB * (int64_t)sizeof(T); l += 64)
+                __builtin_prefetch(pf + l, 0, 3);
+        }
+        int64_t b = b0;
+        for (; b < full; ++b) {
+            const T *sp = src + b * OB;
+            memcpy(dst + (b - b0) * wbs + r * OB, sp, sizeof(T) * FC_OB(T));
+            for (int o = 0; o < OB; ++o) chk[o] += sp[o] - sp[o];
+        }
+        for (; b < b1; ++b) {   /* the last, partial block: zeros past cout_g */
+            const int nrows = (int)fc_max64(0, cout_g - b * OB);
+            T *dd = dst + (b - b0) * wbs + r * OB;
+            for (int o = 0; o < OB; ++o) {
+                const T v = o < nrows ? src[b * OB + o] : (T)0;
+                dd[o] = v;
+                chk[o] += v - v;
+            }
+        }
+    }
+    int ok = 1;
+    for (int o = 0; o < OB; ++o) ok &= chk[o] == (T)0;
+    return ok;
+}
+
 /* Layout B into wb: [group][oc block][kh][kw][ic][OB], threaded over the
  * blocks for big weights.  Returns whether every weight is finite
  * (fc_packed.finite). */
@@ -473,6 +520,8 @@ static void FN(dense_strides_)(const fc_conv_desc *d, int64_t *xs)
     xs[3] = 1; xs[2] = d->w_in; xs[1] = d->h_in * d->w_in; xs[0] = d->c_in * xs[1];
 }
 
+static int64_t FN(ceil_div_)(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
 /* Batches whose input goes through a copy (NHWC or folded) are computed one
  * image at a time when an image is big enough to keep every thread busy: the
  * copy of one image stays in L2 between the copy and the tiles that read it
@@ -523,6 +572,41 @@ static int FN(private_images_)(const fc_conv_desc *d, int mode, int nthr)
            && (d->n % nthr == 0 || d->n >= 4 * nthr);
 }
 
+/* Whether d's weights (as layout B) are at least 4x the batch's input: the
+ * part of weight_major_ that does not depend on the weights' form or the
+ * threads, so that the workspace query (mode_workspace_) agrees with it. */
+static int FN(weights_dwarf_input_)(const fc_conv_desc *d)
+{
+    const int64_t G = d->groups, nob = (d->c_out / G + OB - 1) / OB;
+    const double wbytes = (double)(G * nob * d->kh * d->kw * (d->c_in / G) * OB)
+                          * (double)sizeof(T);
+    const double xbytes = (double)(d->n * d->c_in * d->h_in * d->w_in) * (double)sizeof(T);
+    return wbytes >= 4.0 * xbytes;
+}
+
+/* OB-blocks of layout B a work item takes (whole tiles of NBT blocks, about
+ * 256 KB of weights: they stay in L2 over the item's tiles). */
+static int64_t FN(block_group_)(const fc_packed *pk, int NBT)
+{
+    const int64_t wblk = pk->kh * pk->kw * pk->cin_g * OB * (int64_t)sizeof(T);
+    const int64_t ogs = fc_max64(1, fc_min64(pk->nob, (int64_t)(256 * 1024) / wblk));
+    return fc_min64(pk->nob, FN(ceil_div_)(ogs, NBT) * NBT);
+}
+
+/* Raw weights (fc_packed.src) much bigger than the batch's input, with a
+ * block group for every thread: each work item is one block group of output
+ * channels over the whole batch, packed into its thread's slot of wb just
+ * before its tiles read it, so that layout B never goes through memory.
+ * ResNet-18's last stages in training (9.4 MB of 512x512x3x3 weights for 8
+ * images of 2x2) spent more on writing and reading B than on their tiles
+ * (benchmarks/NOTES.md, training step, session 11). */
+static int FN(weight_major_)(const fc_conv_desc *d, const fc_packed *pk, int mode, int nthr,
+                             int NBT)
+{
+    return pk->src && mode != MODE_A && FN(weights_dwarf_input_)(d)
+           && pk->groups * pk->nob >= nthr * FN(block_group_)(pk, NBT);
+}
+
 /* Input row r (image r / h_in) copied for the tiles into dst. */
 static void FN(copy_row_)(const fc_kernel_table *kt, const fc_conv_desc *d, int mode,
                           const T *x, const int64_t *xs, T *dst, int64_t r,
@@ -534,7 +618,9 @@ static size_t FN(mode_workspace_)(const fc_conv_desc *d, const fc_activation *pr
     fc_packed fake = {0};
     fake.wa = (d->kh == 1 && d->kw == 1) ? (void *)&fake : NULL;
     const int mode = FN(pick_mode_)(d, pre, &fake, xs, 0);
-    const int64_t n = FN(image_by_image_)(d, mode) ? 1 : d->n;
+    /* one image when the driver goes image by image (not when it may take
+     * the call weight-major, weight_major_) */
+    const int64_t n = FN(image_by_image_)(d, mode) && !FN(weights_dwarf_input_)(d) ? 1 : d->n;
     return (size_t)(n * d->h_in * FN(copy_row_elems_)(d, mode)) * sizeof(T);
 }
 
@@ -736,8 +822,6 @@ static int FN(tap_dead_)(const T *const *row, int P, const T *zero)
     return 1;
 }
 
-static int64_t FN(ceil_div_)(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
 /* One past the last input row read by the tiles of bands [0, b) (n == 1):
  * rows are copied group by group in that order. */
 static int64_t FN(band_rows_end_)(const fc_conv_desc *d, int64_t b, int64_t band, int64_t pbase,
@@ -852,8 +936,9 @@ int FN(fc_conv2d_packed_ex_)(const fc_conv_desc *d, const T *x, const int64_t *x
     }
     const fc_kernel_table *kt = fc_kernels();
     const int mode = FN(pick_mode_)(d, pre, pk, xs, y_nhwc);
-    const int priv = FN(private_images_)(d, mode, FN(driver_threads_)(d));
-    const int by_image = FN(image_by_image_)(d, mode) && !priv;
+    const int wmaj = FN(weight_major_)(d, pk, mode, FN(driver_threads_)(d), kt->tile_nb);
+    const int priv = !wmaj && FN(private_images_)(d, mode, FN(driver_threads_)(d));
+    const int by_image = FN(image_by_image_)(d, mode) && !priv && !wmaj;
     fc_packed packed_now;   /* pk with layout B packed here (raw weights) */
     if (pk->src && (by_image || mode == MODE_A)) {
         packed_now = *pk;
@@ -944,9 +1029,7 @@ int FN(fc_conv2d_packed_ex_)(const fc_conv_desc *d, const T *x, const int64_t *x
         ntiles = FN(ceil_div_)(hwo, P);
         pbase = hwo / ntiles;
         pextra = hwo % ntiles;
-        const int64_t wblk = ntaps * gm.kc * OB * (int64_t)sizeof(T);
-        ogs = fc_max64(1, fc_min64(pk->nob, (int64_t)(256 * 1024) / wblk));
-        ogs = fc_min64(pk->nob, FN(ceil_div_)(ogs, NBT) * NBT);   /* whole tiles */
+        ogs = FN(block_group_)(pk, NBT);
         band = 16;
     }
     nog = FN(ceil_div_)(mode == MODE_A ? pk->noa : pk->nob, ogs);
@@ -961,12 +1044,14 @@ int FN(fc_conv2d_packed_ex_)(const fc_conv_desc *d, const T *x, const int64_t *x
      * +2 %, NOTES.md perf-F).  Adding w * 0 changes nothing but the sign of an
      * exact zero when w is finite; an inf or NaN weight must still give NaN
      * there, as the zero-padded definition (and the reference) does. */
-    /* Raw weights: a work item packs its blocks just before its tiles read
-     * them, into its thread's slot of wb (ogs blocks; the slot stays in L2
-     * between items, nothing is written back), when no other item reads
-     * them: one image, one band of tiles (small images with many channels,
-     * whose weights are big next to their pixels); else all blocks here. */
-    const int pack_in_item = pk->src && d->n * nbands == 1 && G * pk->nob >= nthr * ogs;
+    /* Raw weights: a run of work items packs its blocks just before its
+     * tiles read them, into its thread's slot of wb (ogs blocks; the slot
+     * stays in L2 between items, nothing is written back), when no other run
+     * reads them: one image and one band of tiles (small images with many
+     * channels, whose weights are big next to their pixels), or every image
+     * and band of one block group (weight_major_); else all blocks here. */
+    const int pack_in_item = pk->src && G * pk->nob >= nthr * ogs
+                             && (d->n * nbands == 1 || wmaj);
     if (pk->src && !pack_in_item) {
         packed_now = *pk;
         packed_now.src = NULL;
@@ -989,7 +1074,8 @@ int FN(fc_conv2d_packed_ex_)(const fc_conv_desc *d, const T *x, const int64_t *x
      * input rows copied just before its tiles read them; otherwise the copy
      * makes a round trip through L3/DRAM between the two phases. */
     int64_t ngroups = 1, bpg = nbands;
-    if (mode == MODE_NHWC && d->n == 1 && G == 1 && (int64_t)ws_bytes > FC_BAND_GROUP_BYTES) {
+    if (mode == MODE_NHWC && d->n == 1 && G == 1 && !pack_in_item
+        && (int64_t)ws_bytes > FC_BAND_GROUP_BYTES) {
         const int64_t row_bytes = d->w_in * d->c_in * (int64_t)sizeof(T);
         const int64_t band_px = band * (pbase + 1);
         /* output rows a group may span, then input rows, within FC_BAND_GROUP_BYTES / 2 */
@@ -1000,8 +1086,9 @@ int FN(fc_conv2d_packed_ex_)(const fc_conv_desc *d, const T *x, const int64_t *x
         ngroups = FN(ceil_div_)(nbands, bpg);
     }
 
-    /* items run in runs of `per` on one thread: an image's, with private images */
-    const int64_t per = priv ? G * nbands * nog : 1;
+    /* items run in runs of `per` on one thread: an image's, with private
+     * images; a block group's (every image and band), packing in the items */
+    const int64_t per = priv ? G * nbands * nog : pack_in_item ? d->n * nbands : 1;
 #ifdef _OPENMP
 #pragma omp parallel if (par) reduction(| : failed)
 #endif
@@ -1023,6 +1110,7 @@ int FN(fc_conv2d_packed_ex_)(const fc_conv_desc *d, const T *x, const int64_t *x
         tid = omp_get_thread_num();
 #endif
         T *slot = pack_in_item ? (T *)pk->wb + (int64_t)tid * ogs * ntaps * gm.kc * OB : NULL;
+        int slot_fin = 1;   /* whether the slot's blocks are all finite */
         if (mode != MODE_A) {
             /* the tap flags after the table, in the same allocation */
             tab = (const T **)malloc((size_t)(ntaps * P) * sizeof(T *) + (size_t)ntaps);
@@ -1068,11 +1156,17 @@ int FN(fc_conv2d_packed_ex_)(const fc_conv_desc *d, const T *x, const int64_t *x
                     for (int64_t h = 0; h < d->h_in; ++h)
                         FN(copy_row_)(kt, d, mode, x, xs, own_img + h * row_elems,
                                       u * d->h_in + h, pre);
-                int64_t r = it;
-                const int64_t og = r % nog; r /= nog;
-                const int64_t bnd = r % nbands; r /= nbands;
-                const int64_t g = r % G;
-                const int64_t n = r / G;
+                int64_t og, bnd, g, n;
+                if (pack_in_item) {   /* runs of (image, band) for one (group, block group) */
+                    const int64_t q = it % per, v = it / per;
+                    og = v % nog; g = v / nog; bnd = q % nbands; n = q / nbands;
+                } else {
+                    int64_t r = it;
+                    og = r % nog; r /= nog;
+                    bnd = r % nbands; r /= nbands;
+                    g = r % G;
+                    n = r / G;
+                }
                 const int64_t t0 = bnd * band, t1 = fc_min64(ntiles, t0 + band);
                 if (mode == MODE_A) {
                     T *yg = y + (n * d->c_out + g * cout_g) * hwo;
@@ -1098,12 +1192,18 @@ int FN(fc_conv2d_packed_ex_)(const fc_conv_desc *d, const T *x, const int64_t *x
                     /* the weights of blocks b0.. at wg, wbs apart */
                     const T *wg = (const T *)pk->wb + (g * pk->nob + b0) * ab.wbs;
                     if (pack_in_item) {
-                        int fin = 1;
-                        for (int64_t b = b0; b < b1; ++b)
-                            fin &= FN(pack_block_)(kt, (const T *)pk->src, pk->src_ws, pk,
-                                                   g * pk->nob + b, slot + (b - b0) * ab.wbs);
-                        item_skip = fin;
-                        item_colskip = fin && colskip;
+                        if (it == u * per && pk->src_ws[0] == 1) {   /* the run's first */
+                            slot_fin = FN(pack_blocks_rows_)((const T *)pk->src, pk->src_ws, pk,
+                                                             g, b0, b1, ab.wbs, slot);
+                        } else if (it == u * per) {
+                            slot_fin = 1;
+                            for (int64_t b = b0; b < b1; ++b)
+                                slot_fin &= FN(pack_block_)(kt, (const T *)pk->src, pk->src_ws,
+                                                            pk, g * pk->nob + b,
+                                                            slot + (b - b0) * ab.wbs);
+                        }
+                        item_skip = slot_fin;
+                        item_colskip = slot_fin && colskip;
                         wg = slot;
                     }
                     for (int64_t t = t0; t < t1; ++t) {

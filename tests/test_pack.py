@@ -35,7 +35,10 @@ def kernels(request):
 # blocks, C_in * taps around the transpose width (full chunks, tails, fewer
 # columns than one chunk), 1x1 (layouts A and B), small images with many
 # channels (each block packed by the work item that reads it) and bigger or
-# batched ones (packed before the tiles), grouped, depthwise and multiplier 2.
+# batched ones (packed before the tiles), batches of small images with weights
+# much bigger than them (weight-major: each block group packed by the run of
+# work items that reads it over the whole batch; a partial last block, grouped,
+# strided), grouped, depthwise and multiplier 2.
 CASES = [
     (1, 16, 5, 5, 16, 3, 1, 1, 1),
     (1, 17, 6, 5, 15, 3, 1, 1, 1),
@@ -52,6 +55,10 @@ CASES = [
     (1, 24, 8, 8, 36, 3, 1, 1, 3),
     (1, 128, 3, 3, 130, 3, 1, 1, 1),
     (1, 256, 5, 5, 288, 3, 1, 1, 1),   # one band, enough blocks: packed in the work items
+    (4, 256, 2, 3, 280, 3, 1, 1, 1),   # weight-major
+    (3, 64, 3, 3, 96, 3, 1, 1, 2),
+    (2, 128, 5, 5, 160, 3, 2, 1, 1),
+    (2, 128, 10, 10, 160, 3, 1, 1, 1),   # weight-major over two bands of tiles
 ]
 
 
@@ -69,6 +76,10 @@ def _tol(dtype):
 
 def _call(x, w, b, case, layout, **kw):
     n, c, h, wd, o, k, s, p, g = case
+    if layout == "NCHW, HWIO weight":   # the OIHW view of an HWIO array (a layer's kernel)
+        layout = "NCHW"
+        if not isinstance(w, _core.PackedWeight):
+            w = np.ascontiguousarray(w.transpose(2, 3, 1, 0)).transpose(3, 2, 0, 1)
     if layout == "NHWC":
         x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
         if not isinstance(w, _core.PackedWeight):
@@ -78,15 +89,15 @@ def _call(x, w, b, case, layout, **kw):
 
 
 @pytest.mark.parametrize("kernels", KERNELS, indirect=True)
-@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC", "NCHW, HWIO weight"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_raw_equals_packed_and_reference(rng, kernels, layout, dtype):
     for case in CASES:
         x, w, b = _data(rng, case, dtype)
         n, c, h, wd, o, k, s, p, g = case
         ref, scale = conv2d_act_ref(x, w, b, stride=s, padding=p, groups=g, activation="relu")
-        pw = fastconv.pack_weight(w if layout == "NCHW" else w.transpose(2, 3, 1, 0), g,
-                                  data_format=layout)
+        pw = fastconv.pack_weight(w if layout != "NHWC" else w.transpose(2, 3, 1, 0), g,
+                                  data_format="NHWC" if layout == "NHWC" else "NCHW")
         for method in ("fused", "auto"):
             raw = _call(x, w, b, case, layout, activation="relu", method=method)
             again = _call(x, w, b, case, layout, activation="relu", method=method)
@@ -193,17 +204,20 @@ def test_inf_weight_in_one_block_raw(rng, threads):
     skips (top-row tiles: kernel row 0; row ends: the end pixels) on their own
     weights: an inf in one block still gives NaN at that
     block's padded outputs (as the zero-padded reference), the other blocks
-    skip those taps and are exact.  Also with the weights packed up front (a
-    batch of two)."""
+    skip those taps and are exact.  Also over a batch of two (weight-major:
+    a block group packed once for its run of work items, from OIHW and from
+    an HWIO view) and with the weights packed up front (a batch of 40)."""
     before = fastconv.get_num_threads()
     fastconv.set_num_threads(threads)
     try:
-        for n in (1, 2):
+        for n, hwio in ((1, False), (2, False), (2, True), (40, False)):
             case = (n, 256, 3, 16, 288, 3, 1, 1, 1)   # 8-pixel tiles within rows
             for dtype in (np.float32, np.float64):
                 x, w, b = _data(rng, case, dtype)
                 w[3, 5, 0, 0] = np.inf            # block 0, top-left tap
-                y = fastconv.conv2d(x, w, b, padding=1, method="fused")
+                wv = np.ascontiguousarray(w.transpose(2, 3, 1, 0)).transpose(3, 2, 0, 1) \
+                    if hwio else w
+                y = fastconv.conv2d(x, wv, b, padding=1, method="fused")
                 ref, scale = conv2d_act_ref(x, w, b, padding=1)
                 np.testing.assert_array_equal(np.isnan(y), np.isnan(ref))
                 fin = np.isfinite(ref)

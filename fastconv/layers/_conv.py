@@ -2,6 +2,7 @@
 import numpy as np
 
 from fastconv.config import get_fast_math
+from fastconv._core import WinogradWeight
 from fastconv.conv import _shared_pack, conv2d, pack_weight, winograd_pays
 
 from fastconv.activations import activate
@@ -181,6 +182,14 @@ class _ConvBase(Layer):
         _, pads = self._geometry(x.shape)
         if self._auto_winograd(x.shape, pads):
             (w, groups), method = self._winograd_pack(), "winograd"
+        elif training and self.method != "winograd":
+            # the kernel as it is: it changes at every step, and the kernels
+            # pack it inside the call, where the biggest ones are packed block
+            # by block in the work items that read them (no pack through
+            # memory: benchmarks/NOTES.md, training step, session 11)
+            hwio, groups = self._hwio_groups()
+            w, method = hwio if self.data_format == "channels_last" else \
+                hwio.transpose(3, 2, 0, 1), self.method
         else:
             (w, groups), method = self._conv_weight(), self.method
         self.last_method = method
@@ -210,7 +219,7 @@ class _ConvBase(Layer):
             # the backward needs the input and the fused output (the
             # derivative of the relu family comes from it; conv2d_backward
             # recomputes the pre-activation of the others)
-            self._saved = (x, None if z is not None else y_fused, z, pads, py_saved)
+            self._saved = (x, None if z is not None else y_fused, z, pads, py_saved, w)
         return y
 
     def _activation_state(self):
@@ -226,7 +235,7 @@ class _ConvBase(Layer):
         return super()._training_problem()
 
     def _backward(self, g, saved, need_input):
-        x, y_fused, z, pads, py_saved = saved
+        x, y_fused, z, pads, py_saved, w_used = saved
         g = g.astype(self.dtype, copy=False)
         if py_saved is not None:
             g = backward_activation(LayerActivation(None, self._activation.python,
@@ -241,11 +250,10 @@ class _ConvBase(Layer):
                 "build of fastconv does not have")
         hwio, groups = self._hwio_groups()
         last = self.data_format == "channels_last"
-        # the forward's pack (its private OIHW copy is what the gradients
-        # read): a channels_first kernel's OIHW view would be copied again
-        # in every step (a Winograd pack is not one the gradients read)
-        weight = self._cache[0] if self._cache is not None and \
-            self.method != "winograd" else (hwio if last else hwio.transpose(3, 2, 0, 1))
+        # the weight the forward read (the kernel, or its pack; a Winograd
+        # pack is not one the gradients read)
+        weight = (hwio if last else hwio.transpose(3, 2, 0, 1)) \
+            if isinstance(w_used, WinogradWeight) else w_used
         needs = ("input", "weight", "bias") if need_input else ("weight", "bias")
         if not self.use_bias:
             needs = tuple(n for n in needs if n != "bias")
