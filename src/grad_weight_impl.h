@@ -328,13 +328,20 @@ int GW_CAT(fc_grad_weight_, SFX)(const fc_conv_desc *d, const T *x, const int64_
              * over all the positions, in the thread's own buffer (in L2), then
              * written out: grad_weight is written once, no C for all of it */
             T *buf = cw + tid * L.unit_elems;
+            /* an HWIO grad_weight whose rows are the tiles' rows as they are
+             * (one group, no padding columns): the tiles store into it
+             * directly, no pass through buf (a quarter of the 512-channel
+             * 2x2 layer's time, benchmarks/NOTES.md, training step) */
+            const int direct = gw_hwio && groups == 1 && mp == d->c_out;
+            const int64_t ldc = direct ? d->c_out : mp;
 #pragma omp for schedule(dynamic, 1)
             for (int64_t u = 0; u < groups * ct; ++u) {
                 const int64_t gi = u / ct, c0 = u % ct * MR;
                 const int64_t mr = cig - c0 < MR ? cig - c0 : MR;
                 for (int64_t kh = 0; kh < KH; ++kh)
                     for (int64_t kw = 0; kw < KW; ++kw) {
-                        T *cp = buf + (kh * KW + kw) * MR * mp;
+                        T *cp = direct ? gw + ((kh * KW + kw) * cig + c0) * d->c_out
+                                       : buf + (kh * KW + kw) * MR * mp;
                         const int64_t boff = kw * d->dil_w * C + gi * cig + c0;
                         /* every image in one call (their positions follow each
                          * other in A; x's padded images are img_x apart) */
@@ -343,9 +350,9 @@ int GW_CAT(fc_grad_weight_, SFX)(const fc_conv_desc *d, const T *x, const int64_
                         for (int64_t o_t = 0; o_t < ot; ++o_t)
                             K->kern[mr](a + o_t * NR, mt, b, d->stride_w * C,
                                         d->stride_h * L.wp * C, d->n * ho, ho, img_x, wo,
-                                        cp + o_t * NR, mp, 0);
+                                        cp + o_t * NR, ldc, 0);
                     }
-                GWF(gw_store_rows_)(d, &L, buf, MR, gi, c0, mr, gw, gw_hwio);
+                if (!direct) GWF(gw_store_rows_)(d, &L, buf, MR, gi, c0, mr, gw, gw_hwio);
             }
         } else if (L.panel_major) {
             const int64_t npanels = groups * KH * jt;
