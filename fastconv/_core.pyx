@@ -364,16 +364,7 @@ cdef class PackedWeight:
             own.setflags(write=False)
             self.weight = own
             self._dense = None
-            self._desc_strides(&d, ws)
-            wp = cnp.PyArray_DATA(own)
-            if _is_f32(own):
-                with nogil:
-                    rc = fc_repack_weight_strided_f32(self.p, &d, <const float *>wp, ws)
-            else:
-                with nogil:
-                    rc = fc_repack_weight_strided_f64(self.p, &d, <const double *>wp, ws)
-            if rc != 0:
-                raise ValueError("fastconv: the weights do not match this pack's geometry")
+            self._pack_from_weight()
             return
         if not own.flags.c_contiguous and w.strides[0] == w.itemsize and w.shape[0] > 1 \
                 and all(w.strides[i] % w.itemsize == 0 for i in range(4)):
@@ -405,8 +396,16 @@ cdef class PackedWeight:
         finally:
             own.setflags(write=False)
         self._dense = None
+        self._pack_from_weight()
+
+    cdef _pack_from_weight(self):
+        """self.weight's values into this pack's buffers, in place."""
+        cdef fc_conv_desc d
+        cdef int64_t ws[4]
+        cdef int rc
+        cdef cnp.ndarray own = self.weight
         self._desc_strides(&d, ws)
-        wp = cnp.PyArray_DATA(own)
+        cdef void *wp = cnp.PyArray_DATA(own)
         if _is_f32(own):
             with nogil:
                 rc = fc_repack_weight_strided_f32(self.p, &d, <const float *>wp, ws)
