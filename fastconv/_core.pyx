@@ -280,9 +280,15 @@ cdef _weight_to_oihw(cnp.ndarray w, int64_t groups, cnp.ndarray dst):
             fc_weight_to_oihw_f64(&d, <const double *>wp, ws, <double *>dp)
 
 
+cdef inline bint _hwio_layout(cnp.ndarray w):
+    """Whether w (OIHW indices) lies in memory as a C-contiguous HWIO array."""
+    return w.transpose(2, 3, 1, 0).flags.c_contiguous
+
+
 cdef inline bint _hwio_ordered(cnp.ndarray w):
-    """Whether w (OIHW indices) is a view of a C-contiguous HWIO array."""
-    return not w.flags.c_contiguous and w.transpose(2, 3, 1, 0).flags.c_contiguous
+    """Whether w (OIHW indices) is a view of a C-contiguous HWIO array (and
+    not itself C-contiguous)."""
+    return not w.flags.c_contiguous and _hwio_layout(w)
 
 
 cdef class PackedWeight:
@@ -312,7 +318,7 @@ cdef class PackedWeight:
         self._dense = None
         self.shared = not copy
         if not copy:
-            if not w.transpose(2, 3, 1, 0).flags.c_contiguous:
+            if not _hwio_layout(w):
                 raise ValueError("PackedWeight(copy=False) needs an OIHW view of HWIO weights")
             own = w.view()
         elif _hwio_ordered(w):
@@ -358,7 +364,7 @@ cdef class PackedWeight:
         cdef void *wp
         cdef void *op
         if self.shared:   # a view of the new array, packed from it (no copy)
-            if not w.transpose(2, 3, 1, 0).flags.c_contiguous:
+            if not _hwio_layout(w):
                 raise ValueError("a PackedWeight(copy=False) repacks OIHW views of HWIO weights")
             own = w.view()
             own.setflags(write=False)

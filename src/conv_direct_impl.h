@@ -179,23 +179,79 @@ static int FN(pack_block_)(const fc_kernel_table *kt, const T *w, const int64_t 
     return ok;
 }
 
-/* Layout B from o-contiguous weights (ws[0] == 1: a view of HWIO), in
- * chunks of FC_PACK_ROWS source rows (group, kh, kw, ic) of output channels:
- * the chunk's rows are read once, sequentially (they stay in L1), and each
- * block gets their OB-wide pieces as one contiguous run of FC_PACK_ROWS * 64
- * bytes.  Row by row (each row's pieces to every block at once) the blocks'
- * write streams were a multiple of 4 KB apart (9 * 512 * 64 bytes for
- * 512x512x3x3), all in the same L1 sets: 3.5 GB/s against a 12 GB/s copy;
- * block by block, each block read a 64-byte piece of every row, 2 KB apart,
- * at ~0.8 GB/s (benchmarks/NOTES.md, training step).  hwio_copy (or NULL)
- * gets a dense HWIO copy of the rows in the same pass.  Returns whether every
- * weight is finite. */
+/* Row r (tap r / cin_g, input channel r % cin_g) of group g's output
+ * channels in o-contiguous weights (ws[0] == 1: a view of HWIO). */
+static const T *FN(hwio_row_)(const T *w, const int64_t *ws, const fc_packed *pk, int64_t g,
+                              int64_t r)
+{
+    const int64_t t = r / pk->cin_g, ic = r % pk->cin_g;
+    return w + g * pk->cout_g + ic * ws[1] + (t / pk->kw) * ws[2] + (t % pk->kw) * ws[3];
+}
+
+/* Rows [r0, r1) of blocks [b0, b1) of group g's layout B from o-contiguous
+ * weights, into dst (block b at dst + (b - b0) * wbs, row r at r * OB in it),
+ * in chunks of FC_PACK_ROWS rows: a chunk's rows are read once (they stay in
+ * L1), each block getting its pieces as one contiguous run of
+ * FC_PACK_ROWS * 64 bytes, and the rows FC_PF_ROWS ahead are prefetched.
+ * Row by row (each row's pieces to every block at once) the blocks' write
+ * streams were a multiple of 4 KB apart (9 * 512 * 64 bytes for 512x512x3x3),
+ * all in the same L1 sets: 3.5 GB/s against a 12 GB/s copy; block by block,
+ * each block read a 64-byte piece of every row, 2 KB apart, at ~0.8 GB/s
+ * (benchmarks/NOTES.md, training step).  A work item packing its own block
+ * group (pack_in_item) takes every row of a few blocks, C_out apart: hence
+ * the prefetches (16, 32 and 64 rows ahead measured: 32 ~5 % the fastest,
+ * session 11).  Returns whether they are all finite. */
 #define FC_PACK_ROWS 16
-static int FN(pack_b_rows_)(const T *w, const int64_t *ws, const fc_packed *pk, T *wb,
+#define FC_PF_ROWS 32
+static int FN(pack_b_rows_)(const T *w, const int64_t *ws, const fc_packed *pk, int64_t g,
+                            int64_t r0, int64_t r1, int64_t b0, int64_t b1, int64_t wbs,
+                            T *dst)
+{
+    const int64_t pf_bytes = (b1 - b0) * OB * (int64_t)sizeof(T);
+    T chk[FC_OB(T)];   /* per lane (a vector), v - v is NaN for inf / NaN */
+    for (int o = 0; o < OB; ++o) chk[o] = (T)0;
+    for (int64_t c0 = r0; c0 < r1; c0 += FC_PACK_ROWS) {
+        const int nr = (int)fc_min64(FC_PACK_ROWS, r1 - c0);
+        const T *src[FC_PACK_ROWS];
+        for (int k = 0; k < nr; ++k) {
+            src[k] = FN(hwio_row_)(w, ws, pk, g, c0 + k);
+            if (c0 + k + FC_PF_ROWS < r1) {
+                const char *pf = (const char *)(FN(hwio_row_)(w, ws, pk, g, c0 + k + FC_PF_ROWS)
+                                                + b0 * OB);
+                for (int64_t l = 0; l < pf_bytes; l += 64) __builtin_prefetch(pf + l, 0, 3);
+            }
+        }
+        for (int64_t b = b0; b < b1; ++b) {
+            T *dd = dst + (b - b0) * wbs + c0 * OB;
+            const int nv = (int)fc_max64(0, fc_min64(OB, pk->cout_g - b * OB));
+            if (nv == OB) {
+                for (int k = 0; k < nr; ++k) {
+                    const T *sp = src[k] + b * OB;
+                    memcpy(dd + k * OB, sp, sizeof(T) * FC_OB(T));   /* constant size: inlined */
+                    for (int o = 0; o < OB; ++o) chk[o] += sp[o] - sp[o];
+                }
+                continue;
+            }
+            for (int k = 0; k < nr; ++k)   /* the last, partial block: zeros past cout_g */
+                for (int o = 0; o < OB; ++o) {
+                    const T v = o < nv ? src[k][b * OB + o] : (T)0;
+                    dd[k * OB + o] = v;
+                    chk[o] += v - v;
+                }
+        }
+    }
+    int ok = 1;
+    for (int o = 0; o < OB; ++o) ok &= chk[o] == (T)0;
+    return ok;
+}
+
+/* All of layout B from o-contiguous weights, threaded over chunks of rows;
+ * hwio_copy (or NULL) gets a dense HWIO copy of the rows in the same pass.
+ * Returns whether every weight is finite. */
+static int FN(pack_b_hwio_)(const T *w, const int64_t *ws, const fc_packed *pk, T *wb,
                             T *hwio_copy)
 {
-    const int64_t nob = pk->nob, cin_g = pk->cin_g, cout_g = pk->cout_g, KW = pk->kw;
-    const int64_t taps = pk->kh * KW, per_g = taps * cin_g;
+    const int64_t nob = pk->nob, cout_g = pk->cout_g, per_g = pk->kh * pk->kw * pk->cin_g;
     const int64_t blk = per_g * OB, nch = (per_g + FC_PACK_ROWS - 1) / FC_PACK_ROWS;
     const int nthr = FN(pack_threads_)(FN(wb_elems_)(pk) * sizeof(T), pk->groups * nch);
     int finite = 1;
@@ -205,86 +261,14 @@ static int FN(pack_b_rows_)(const T *w, const int64_t *ws, const fc_packed *pk, 
 #endif
     for (int64_t u = 0; u < pk->groups * nch; ++u) {
         const int64_t g = u / nch, r0 = u % nch * FC_PACK_ROWS;
-        const int nr = (int)fc_min64(FC_PACK_ROWS, per_g - r0);
-        const T *src[FC_PACK_ROWS];
-        for (int k = 0; k < nr; ++k) {
-            const int64_t rem = r0 + k, t = rem / cin_g, ic = rem % cin_g;
-            src[k] = w + g * cout_g + ic * ws[1] + (t / KW) * ws[2] + (t % KW) * ws[3];
-            if (hwio_copy)   /* the same row of a dense HWIO copy */
-                memcpy(hwio_copy + rem * pk->c_out + g * cout_g, src[k],
+        const int64_t r1 = fc_min64(per_g, r0 + FC_PACK_ROWS);
+        if (hwio_copy)   /* the same rows of a dense HWIO copy */
+            for (int64_t r = r0; r < r1; ++r)
+                memcpy(hwio_copy + r * pk->c_out + g * cout_g, FN(hwio_row_)(w, ws, pk, g, r),
                        (size_t)cout_g * sizeof(T));
-        }
-        T chk[FC_OB(T)];   /* per lane (a vector), v - v is NaN for inf / NaN */
-        for (int o = 0; o < OB; ++o) chk[o] = (T)0;
-        T *dst = wb + g * nob * blk + r0 * OB;
-        int64_t b = 0;
-        for (; (b + 1) * OB <= cout_g; ++b, dst += blk)
-            for (int k = 0; k < nr; ++k) {
-                const T *sp = src[k] + b * OB;
-                memcpy(dst + k * OB, sp, sizeof(T) * FC_OB(T));   /* constant size: inlined */
-                for (int o = 0; o < OB; ++o) chk[o] += sp[o] - sp[o];
-            }
-        if (b < nob) {
-            const int nrows = (int)(cout_g - b * OB);
-            for (int k = 0; k < nr; ++k)
-                for (int o = 0; o < OB; ++o) {
-                    const T v = o < nrows ? src[k][b * OB + o] : (T)0;
-                    dst[k * OB + o] = v;
-                    chk[o] += v - v;
-                }
-        }
-        int ok = 1;
-        for (int o = 0; o < OB; ++o) ok &= chk[o] == (T)0;
-        finite &= ok;
+        finite &= FN(pack_b_rows_)(w, ws, pk, g, r0, r1, 0, nob, blk, wb + g * nob * blk);
     }
     return finite;
-}
-
-/* Blocks [b0, b1) of group g of layout B into dst (wbs apart) from
- * o-contiguous weights (ws[0] == 1, a view of HWIO), for a work item that
- * packs its own blocks (pack_in_item): each source row's run of
- * (b1 - b0) * OB channels is read once, the next rows prefetched (the runs are
- * C_out apart: 2 KB for 512 channels; block by block, pack_block_ read a
- * 64-byte piece of every row per block, at a third of the speed).  Returns
- * whether they are all finite. */
-#define FC_PF_ROWS 32   /* rows ahead (16, 32, 64 measured: 32 the fastest, by ~5 %) */
-static int FN(pack_blocks_rows_)(const T *w, const int64_t *ws, const fc_packed *pk, int64_t g,
-                                 int64_t b0, int64_t b1, int64_t wbs, T *dst)
-{
-    const int64_t cin_g = pk->cin_g, cout_g = pk->cout_g, KW = pk->kw;
-    const int64_t rows = pk->kh * KW * cin_g;
-    const int64_t full = fc_min64(b1, cout_g / OB);   /* blocks with OB channels */
-    T chk[FC_OB(T)];
-    for (int o = 0; o < OB; ++o) chk[o] = (T)0;
-    for (int64_t r = 0; r < rows; ++r) {
-        const int64_t t = r / cin_g, ic = r % cin_g;
-        const T *src = w + g * cout_g + ic * ws[1] + (t / KW) * ws[2] + (t % KW) * ws[3];
-        if (r + FC_PF_ROWS < rows) {
-            const int64_t t8 = (r + FC_PF_ROWS) / cin_g, i8 = (r + FC_PF_ROWS) % cin_g;
-            const char *pf = (const char *)(w + g * cout_g + b0 * OB + i8 * ws[1]
-                                            + (t8 / KW) * ws[2] + (t8 % KW) * ws[3]);
-            for (int64_t l = 0; l < (b1 - b0) * OB * (int64_t)sizeof(T); l += 64)
-                __builtin_prefetch(pf + l, 0, 3);
-        }
-        int64_t b = b0;
-        for (; b < full; ++b) {
-            const T *sp = src + b * OB;
-            memcpy(dst + (b - b0) * wbs + r * OB, sp, sizeof(T) * FC_OB(T));
-            for (int o = 0; o < OB; ++o) chk[o] += sp[o] - sp[o];
-        }
-        for (; b < b1; ++b) {   /* the last, partial block: zeros past cout_g */
-            const int nrows = (int)fc_max64(0, cout_g - b * OB);
-            T *dd = dst + (b - b0) * wbs + r * OB;
-            for (int o = 0; o < OB; ++o) {
-                const T v = o < nrows ? src[b * OB + o] : (T)0;
-                dd[o] = v;
-                chk[o] += v - v;
-            }
-        }
-    }
-    int ok = 1;
-    for (int o = 0; o < OB; ++o) ok &= chk[o] == (T)0;
-    return ok;
 }
 
 /* Layout B into wb: [group][oc block][kh][kw][ic][OB], threaded over the
@@ -292,7 +276,7 @@ static int FN(pack_blocks_rows_)(const T *w, const int64_t *ws, const fc_packed 
  * (fc_packed.finite). */
 static int FN(pack_b_)(const T *w, const int64_t *ws, const fc_packed *pk, T *wb)
 {
-    if (ws[0] == 1 && pk->cout_g > 1) return FN(pack_b_rows_)(w, ws, pk, wb, NULL);
+    if (ws[0] == 1 && pk->cout_g > 1) return FN(pack_b_hwio_)(w, ws, pk, wb, NULL);
     const fc_kernel_table *kt = fc_kernels();
     const int64_t nblk = pk->groups * pk->nob, blk = pk->kh * pk->kw * pk->cin_g * OB;
     const int nthr = FN(pack_threads_)(FN(wb_elems_)(pk) * sizeof(T), nblk);
@@ -480,7 +464,7 @@ int FN(fc_repack_weight_hwio_copy_)(fc_packed *pk, const fc_conv_desc *d, const 
         FN(fill_packed_)(d, hwio_copy, cs, pk);
         return FC_OK;
     }
-    pk->finite = FN(pack_b_rows_)(w, ws, pk, (T *)pk->wb, hwio_copy);
+    pk->finite = FN(pack_b_hwio_)(w, ws, pk, (T *)pk->wb, hwio_copy);
     if (pk->raw) FN(fc_weight_to_oihw_)(d, hwio_copy, cs, (T *)pk->raw);
     if (pk->wa) FN(pack_a_)(hwio_copy, cs, pk, (const T *)pk->wb, (T *)pk->wa);
     return FC_OK;
@@ -522,15 +506,19 @@ static void FN(dense_strides_)(const fc_conv_desc *d, int64_t *xs)
 
 static int64_t FN(ceil_div_)(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+static double FN(image_flops_)(const fc_conv_desc *d)   /* of one image */
+{
+    return 2.0 * (double)d->c_out * (double)(d->h_out * d->w_out)
+           * (double)(d->c_in / d->groups) * (double)(d->kh * d->kw);
+}
+
 /* Batches whose input goes through a copy (NHWC or folded) are computed one
  * image at a time when an image is big enough to keep every thread busy: the
  * copy of one image stays in L2 between the copy and the tiles that read it
  * (a batch of 8 128x28x28 images is 3.2 MB; one is 0.4 MB). */
 static int FN(image_by_image_)(const fc_conv_desc *d, int mode)
 {
-    const double img_flops = 2.0 * (double)d->c_out * (double)(d->h_out * d->w_out)
-                             * (double)(d->c_in / d->groups) * (double)(d->kh * d->kw);
-    return d->n > 1 && (mode == MODE_NHWC || mode == MODE_FOLD) && img_flops >= 1.0e7;
+    return d->n > 1 && (mode == MODE_NHWC || mode == MODE_FOLD) && FN(image_flops_)(d) >= 1.0e7;
 }
 
 /* Elements of one input row's copy (NHWC or folded; 0: x is read in place). */
@@ -544,9 +532,7 @@ static int64_t FN(copy_row_elems_)(const fc_conv_desc *d, int mode)
 static int FN(driver_threads_)(const fc_conv_desc *d)
 {
 #ifdef _OPENMP
-    const double flops = 2.0 * (double)d->n * (double)d->c_out * (double)(d->h_out * d->w_out)
-                         * (double)(d->c_in / d->groups) * (double)(d->kh * d->kw);
-    return flops > FC_PARALLEL_MIN_FLOPS ? omp_get_max_threads() : 1;
+    return (double)d->n * FN(image_flops_)(d) > FC_PARALLEL_MIN_FLOPS ? omp_get_max_threads() : 1;
 #else
     (void)d;
     return 1;
@@ -572,9 +558,8 @@ static int FN(driver_threads_)(const fc_conv_desc *d)
 static int FN(private_images_)(const fc_conv_desc *d, int mode, int nthr)
 {
     const int64_t bytes = d->h_in * FN(copy_row_elems_)(d, mode) * (int64_t)sizeof(T);
-    const double img_flops = 2.0 * (double)d->c_out * (double)(d->h_out * d->w_out)
-                             * (double)(d->c_in / d->groups) * (double)(d->kh * d->kw);
-    return bytes > 0 && bytes <= FC_PRIVATE_IMAGE_BYTES && img_flops < FC_PRIVATE_IMAGE_MAX_FLOPS
+    return bytes > 0 && bytes <= FC_PRIVATE_IMAGE_BYTES
+           && FN(image_flops_)(d) < FC_PRIVATE_IMAGE_MAX_FLOPS
            && d->n >= 2 && d->n >= nthr && (d->n % nthr == 0 || d->n >= 4 * nthr);
 }
 
@@ -612,11 +597,6 @@ static int FN(weight_major_)(const fc_conv_desc *d, const fc_packed *pk, int mod
     return pk->src && mode != MODE_A && FN(weights_dwarf_input_)(d)
            && pk->groups * pk->nob >= nthr * FN(block_group_)(pk, NBT);
 }
-
-/* Input row r (image r / h_in) copied for the tiles into dst. */
-static void FN(copy_row_)(const fc_kernel_table *kt, const fc_conv_desc *d, int mode,
-                          const T *x, const int64_t *xs, T *dst, int64_t r,
-                          const fc_activation *pre);
 
 static size_t FN(mode_workspace_)(const fc_conv_desc *d, const fc_activation *pre,
                                   const int64_t *xs)
@@ -756,6 +736,7 @@ static void FN(fold_row_)(const fc_conv_desc *d, const T *x, const int64_t *xs, 
     }
 }
 
+/* Input row r (image r / h_in) copied for the tiles into dst. */
 static void FN(copy_row_)(const fc_kernel_table *kt, const fc_conv_desc *d, int mode,
                           const T *x, const int64_t *xs, T *dst, int64_t r,
                           const fc_activation *pre)
@@ -942,8 +923,9 @@ int FN(fc_conv2d_packed_ex_)(const fc_conv_desc *d, const T *x, const int64_t *x
     }
     const fc_kernel_table *kt = fc_kernels();
     const int mode = FN(pick_mode_)(d, pre, pk, xs, y_nhwc);
-    const int wmaj = FN(weight_major_)(d, pk, mode, FN(driver_threads_)(d), kt->tile_nb);
-    const int priv = !wmaj && FN(private_images_)(d, mode, FN(driver_threads_)(d));
+    const int nthr = FN(driver_threads_)(d);
+    const int wmaj = FN(weight_major_)(d, pk, mode, nthr, kt->tile_nb);
+    const int priv = !wmaj && FN(private_images_)(d, mode, nthr);
     const int by_image = FN(image_by_image_)(d, mode) && !priv && !wmaj;
     fc_packed packed_now;   /* pk with layout B packed here (raw weights) */
     if (pk->src && (by_image || mode == MODE_A)) {
@@ -1020,7 +1002,6 @@ int FN(fc_conv2d_packed_ex_)(const fc_conv_desc *d, const T *x, const int64_t *x
     const int P = kt->tile_p, NBT = kt->tile_nb;
 
     /* work items */
-    const int nthr = FN(driver_threads_)(d);
 #ifdef _OPENMP
     const int par = nthr > 1;
 #endif
@@ -1199,8 +1180,8 @@ int FN(fc_conv2d_packed_ex_)(const fc_conv_desc *d, const T *x, const int64_t *x
                     const T *wg = (const T *)pk->wb + (g * pk->nob + b0) * ab.wbs;
                     if (pack_in_item) {
                         if (it == u * per && pk->src_ws[0] == 1) {   /* the run's first */
-                            slot_fin = FN(pack_blocks_rows_)((const T *)pk->src, pk->src_ws, pk,
-                                                             g, b0, b1, ab.wbs, slot);
+                            slot_fin = FN(pack_b_rows_)((const T *)pk->src, pk->src_ws, pk, g, 0,
+                                                        ntaps * gm.kc, b0, b1, ab.wbs, slot);
                         } else if (it == u * per) {
                             slot_fin = 1;
                             for (int64_t b = b0; b < b1; ++b)
