@@ -69,10 +69,14 @@ cdef extern from "fastconv.h" nogil:
                                      const int64_t *wstrides)
     int fc_repack_weight_strided_f64(fc_packed *p, const fc_conv_desc *d, const double *w,
                                      const int64_t *wstrides)
-    int fc_repack_weight_hwio_copy_f32(fc_packed *p, const fc_conv_desc *d, const float *w,
-                                       const int64_t *wstrides, float *hwio_copy)
-    int fc_repack_weight_hwio_copy_f64(fc_packed *p, const fc_conv_desc *d, const double *w,
-                                       const int64_t *wstrides, double *hwio_copy)
+    int fc_repack_weight_copy_f32(fc_packed *p, const fc_conv_desc *d, const float *w,
+                                  const int64_t *wstrides, float *copy)
+    int fc_repack_weight_copy_f64(fc_packed *p, const fc_conv_desc *d, const double *w,
+                                  const int64_t *wstrides, double *copy)
+    fc_packed *fc_pack_weight_copy_f32(const fc_conv_desc *d, const float *w,
+                                       const int64_t *wstrides, float *copy)
+    fc_packed *fc_pack_weight_copy_f64(const fc_conv_desc *d, const double *w,
+                                       const int64_t *wstrides, double *copy)
     void fc_weight_to_oihw_f32(const fc_conv_desc *d, const float *w, const int64_t *ws,
                                float *dst)
     void fc_weight_to_oihw_f64(const fc_conv_desc *d, const double *w, const int64_t *ws,

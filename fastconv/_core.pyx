@@ -285,10 +285,14 @@ cdef inline bint _hwio_layout(cnp.ndarray w):
     return w.transpose(2, 3, 1, 0).flags.c_contiguous
 
 
-cdef inline bint _hwio_ordered(cnp.ndarray w):
-    """Whether w (OIHW indices) is a view of a C-contiguous HWIO array (and
-    not itself C-contiguous)."""
-    return not w.flags.c_contiguous and _hwio_layout(w)
+cdef inline bint _copies_in_pass(cnp.ndarray w):
+    """Whether w (OIHW indices) is one the packing copies in its own pass
+    (fc_pack_weight_copy_*): dense OIHW, or o-contiguous (a view of HWIO
+    weights) with element strides."""
+    if w.flags.c_contiguous:
+        return True
+    return w.strides[0] == w.itemsize and w.shape[0] > 1 \
+        and all(w.strides[i] % w.itemsize == 0 for i in range(4))
 
 
 cdef class PackedWeight:
@@ -317,19 +321,29 @@ cdef class PackedWeight:
         self.p = NULL
         self._dense = None
         self.shared = not copy
+        self.groups = groups
+        self.c_in = w.shape[1] * groups
+        if copy and _copies_in_pass(w):
+            # the private copy is written in the packing's pass over w
+            # (fc_pack_weight_copy_*), in w's own order
+            if w.flags.c_contiguous:
+                own = np.empty((w.shape[0], w.shape[1], w.shape[2], w.shape[3]), w.dtype)
+            else:
+                own = np.empty((w.shape[2], w.shape[3], w.shape[1], w.shape[0]),
+                               w.dtype).transpose(3, 2, 0, 1)
+            self.weight = own
+            self._pack_copying(w, True)
+            own.setflags(write=False)
+            return
         if not copy:
             if not _hwio_layout(w):
                 raise ValueError("PackedWeight(copy=False) needs an OIHW view of HWIO weights")
             own = w.view()
-        elif _hwio_ordered(w):
-            own = w.transpose(2, 3, 1, 0).copy().transpose(3, 2, 0, 1)
         else:
             own = np.empty((w.shape[0], w.shape[1], w.shape[2], w.shape[3]), w.dtype)
             _weight_to_oihw(w, groups, own)
         own.setflags(write=False)
         self.weight = own
-        self.groups = groups
-        self.c_in = own.shape[1] * groups
         self._desc_strides(&d, ws)
         cdef void *wp = cnp.PyArray_DATA(own)
         if _is_f32(own):
@@ -340,6 +354,41 @@ cdef class PackedWeight:
                 self.p = fc_pack_weight_strided_f64(&d, <const double *>wp, ws)
         if self.p == NULL:
             raise MemoryError("fastconv: cannot allocate the packed weights")
+
+    cdef _pack_copying(self, cnp.ndarray w, bint fresh):
+        """w (this pack's geometry; dense OIHW or o-contiguous, see
+        _copies_in_pass) into a new pack (fresh) or this one, and into
+        self.weight, which has w's order, in one pass."""
+        cdef fc_conv_desc d
+        cdef int64_t ws[4]
+        cdef int64_t src_ws[4]
+        cdef int rc = 0
+        cdef int i
+        self._desc_strides(&d, ws)
+        for i in range(4):
+            src_ws[i] = w.strides[i] // w.itemsize
+        cdef void *wp = cnp.PyArray_DATA(w)
+        cdef void *op = cnp.PyArray_DATA(<cnp.ndarray>self.weight)
+        if _is_f32(w):
+            with nogil:
+                if fresh:
+                    self.p = fc_pack_weight_copy_f32(&d, <const float *>wp, src_ws, <float *>op)
+                else:
+                    rc = fc_repack_weight_copy_f32(self.p, &d, <const float *>wp, src_ws,
+                                                   <float *>op)
+        else:
+            with nogil:
+                if fresh:
+                    self.p = fc_pack_weight_copy_f64(&d, <const double *>wp, src_ws,
+                                                     <double *>op)
+                else:
+                    rc = fc_repack_weight_copy_f64(self.p, &d, <const double *>wp, src_ws,
+                                                   <double *>op)
+        if fresh and self.p == NULL:
+            raise MemoryError("fastconv: cannot allocate the packed weights")
+        if rc != 0:
+            raise ValueError("fastconv: the weights do not match this pack's geometry")
+        self._dense = None
 
     cdef _desc_strides(self, fc_conv_desc *d, int64_t *ws):
         cdef cnp.ndarray own = self.weight
@@ -356,13 +405,7 @@ cdef class PackedWeight:
         """New weights into this pack's buffers (pack_weight's out=): w has
         this pack's shape and dtype (checked by the caller), any strides.
         Nothing is allocated, so no fresh pages are touched."""
-        cdef fc_conv_desc d
-        cdef int64_t ws[4]
-        cdef int64_t src_ws[4]
-        cdef int rc, i
         cdef cnp.ndarray own = self.weight
-        cdef void *wp
-        cdef void *op
         if self.shared:   # a view of the new array, packed from it (no copy)
             if not _hwio_layout(w):
                 raise ValueError("a PackedWeight(copy=False) repacks OIHW views of HWIO weights")
@@ -372,26 +415,13 @@ cdef class PackedWeight:
             self._dense = None
             self._pack_from_weight()
             return
-        if not own.flags.c_contiguous and w.strides[0] == w.itemsize and w.shape[0] > 1 \
-                and all(w.strides[i] % w.itemsize == 0 for i in range(4)):
-            # an o-contiguous source into an HWIO-ordered copy: the copy is
-            # written in the packing's pass over w (one threaded pass)
-            self._desc_strides(&d, ws)
-            for i in range(4):
-                src_ws[i] = w.strides[i] // w.itemsize
-            wp = cnp.PyArray_DATA(w)
-            op = cnp.PyArray_DATA(own)
-            if _is_f32(own):
-                with nogil:
-                    rc = fc_repack_weight_hwio_copy_f32(self.p, &d, <const float *>wp, src_ws,
-                                                        <float *>op)
-            else:
-                with nogil:
-                    rc = fc_repack_weight_hwio_copy_f64(self.p, &d, <const double *>wp, src_ws,
-                                                        <double *>op)
-            if rc != 0:
-                raise ValueError("fastconv: the weights do not match this pack's geometry")
-            self._dense = None
+        if _copies_in_pass(w) and bool(own.flags.c_contiguous) == bool(w.flags.c_contiguous):
+            # the copy (w's order: the pack's) written in the packing's pass
+            own.setflags(write=True)
+            try:
+                self._pack_copying(w, False)
+            finally:
+                own.setflags(write=False)
             return
         own.setflags(write=True)
         try:

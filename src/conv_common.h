@@ -3,6 +3,7 @@
 #define FASTCONV_CONV_COMMON_H
 
 #include <stdint.h>
+#include <string.h>
 
 #include "fastconv.h"
 
@@ -51,6 +52,32 @@ static inline int fc_all_finite_f32(const float *w, int64_t n)
     int finite = 1;
     for (int64_t i = 0; i < n; ++i) finite &= w[i] - w[i] == 0.0f;
     return finite;
+}
+
+/* The same test on a value's bits, for lane-wise loops the compiler
+ * vectorises (integer OR, where a float sum of v - v is a reduction -O3 must
+ * not reorder, so it stayed scalar): the exponent field plus one unit of it
+ * carries into the top bit just when the field is all ones (inf, NaN).  OR
+ * the results over a run: the run is finite iff FC_BITS_TOP stays clear. */
+typedef uint32_t fc_bits_f32;
+typedef uint64_t fc_bits_f64;
+#define FC_BITS_TOP_f32 ((fc_bits_f32)1 << 31)
+#define FC_BITS_TOP_f64 ((fc_bits_f64)1 << 63)
+/* bad[i] |= the bits' test of v[i], i < n <= 64 bytes of values (a
+ * compile-time n: one vector or a few). */
+static inline void fc_nonfinite_or_f32(fc_bits_f32 *bad, const float *v, int n)
+{
+    fc_bits_f32 u[16];
+    memcpy(u, v, (size_t)n * sizeof *u);
+    for (int i = 0; i < n; ++i) bad[i] |= (u[i] & 0x7f800000u) + 0x00800000u;
+}
+
+static inline void fc_nonfinite_or_f64(fc_bits_f64 *bad, const double *v, int n)
+{
+    fc_bits_f64 u[8];
+    memcpy(u, v, (size_t)n * sizeof *u);
+    for (int i = 0; i < n; ++i)
+        bad[i] |= (u[i] & 0x7ff0000000000000ull) + 0x0010000000000000ull;
 }
 
 static inline int fc_all_finite_f64(const double *w, int64_t n)

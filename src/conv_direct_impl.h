@@ -188,6 +188,25 @@ static const T *FN(hwio_row_)(const T *w, const int64_t *ws, const fc_packed *pk
     return w + g * pk->cout_g + ic * ws[1] + (t / pk->kw) * ws[2] + (t % pk->kw) * ws[3];
 }
 
+/* Rows [r, r + n) the same way, into rows[]: one division for the run, not
+ * two per row (with a 32-channel block group a row is two 64-byte pieces,
+ * and the divisions took most of the item's packing: 6.5 GB/s from L2,
+ * benchmarks/NOTES.md, session 12). */
+static void FN(hwio_rows_)(const T *w, const int64_t *ws, const fc_packed *pk, int64_t g,
+                           int64_t r, int n, const T **rows)
+{
+    int64_t t = r / pk->cin_g, ic = r % pk->cin_g;
+    const T *tap = w + g * pk->cout_g + (t / pk->kw) * ws[2] + (t % pk->kw) * ws[3];
+    for (int k = 0; k < n; ++k) {
+        rows[k] = tap + ic * ws[1];
+        if (++ic == pk->cin_g) {
+            ic = 0;
+            ++t;
+            tap = w + g * pk->cout_g + (t / pk->kw) * ws[2] + (t % pk->kw) * ws[3];
+        }
+    }
+}
+
 /* Rows [r0, r1) of blocks [b0, b1) of group g's layout B from o-contiguous
  * weights, into dst (block b at dst + (b - b0) * wbs, row r at r * OB in it),
  * in chunks of FC_PACK_ROWS rows: a chunk's rows are read once (they stay in
@@ -208,18 +227,18 @@ static int FN(pack_b_rows_)(const T *w, const int64_t *ws, const fc_packed *pk, 
                             T *dst)
 {
     const int64_t pf_bytes = (b1 - b0) * OB * (int64_t)sizeof(T);
-    T chk[FC_OB(T)];   /* per lane (a vector), v - v is NaN for inf / NaN */
-    for (int o = 0; o < OB; ++o) chk[o] = (T)0;
+    /* per lane (a vector): the non-finite test on the bits (conv_common.h) */
+    CAT(fc_bits_, SFX) bad[FC_OB(T)];
+    for (int o = 0; o < OB; ++o) bad[o] = 0;
     for (int64_t c0 = r0; c0 < r1; c0 += FC_PACK_ROWS) {
         const int nr = (int)fc_min64(FC_PACK_ROWS, r1 - c0);
-        const T *src[FC_PACK_ROWS];
-        for (int k = 0; k < nr; ++k) {
-            src[k] = FN(hwio_row_)(w, ws, pk, g, c0 + k);
-            if (c0 + k + FC_PF_ROWS < r1) {
-                const char *pf = (const char *)(FN(hwio_row_)(w, ws, pk, g, c0 + k + FC_PF_ROWS)
-                                                + b0 * OB);
-                for (int64_t l = 0; l < pf_bytes; l += 64) __builtin_prefetch(pf + l, 0, 3);
-            }
+        const T *src[FC_PACK_ROWS], *pfr[FC_PACK_ROWS];
+        FN(hwio_rows_)(w, ws, pk, g, c0, nr, src);
+        const int npf = (int)fc_max64(0, fc_min64(nr, r1 - (c0 + FC_PF_ROWS)));
+        FN(hwio_rows_)(w, ws, pk, g, c0 + FC_PF_ROWS, npf, pfr);
+        for (int k = 0; k < npf; ++k) {
+            const char *pf = (const char *)(pfr[k] + b0 * OB);
+            for (int64_t l = 0; l < pf_bytes; l += 64) __builtin_prefetch(pf + l, 0, 3);
         }
         for (int64_t b = b0; b < b1; ++b) {
             T *dd = dst + (b - b0) * wbs + c0 * OB;
@@ -228,7 +247,7 @@ static int FN(pack_b_rows_)(const T *w, const int64_t *ws, const fc_packed *pk, 
                 for (int k = 0; k < nr; ++k) {
                     const T *sp = src[k] + b * OB;
                     memcpy(dd + k * OB, sp, sizeof(T) * FC_OB(T));   /* constant size: inlined */
-                    for (int o = 0; o < OB; ++o) chk[o] += sp[o] - sp[o];
+                    CAT(fc_nonfinite_or_, SFX)(bad, sp, FC_OB(T));
                 }
                 continue;
             }
@@ -236,13 +255,13 @@ static int FN(pack_b_rows_)(const T *w, const int64_t *ws, const fc_packed *pk, 
                 for (int o = 0; o < OB; ++o) {
                     const T v = o < nv ? src[k][b * OB + o] : (T)0;
                     dd[k * OB + o] = v;
-                    chk[o] += v - v;
+                    CAT(fc_nonfinite_or_, SFX)(bad + o, &v, 1);
                 }
         }
     }
-    int ok = 1;
-    for (int o = 0; o < OB; ++o) ok &= chk[o] == (T)0;
-    return ok;
+    CAT(fc_bits_, SFX) any = 0;
+    for (int o = 0; o < OB; ++o) any |= bad[o];
+    return !(any & CAT(FC_BITS_TOP_, SFX));
 }
 
 /* All of layout B from o-contiguous weights, threaded over chunks of rows;
@@ -271,12 +290,23 @@ static int FN(pack_b_hwio_)(const T *w, const int64_t *ws, const fc_packed *pk, 
     return finite;
 }
 
-/* Layout B into wb: [group][oc block][kh][kw][ic][OB], threaded over the
- * blocks for big weights.  Returns whether every weight is finite
- * (fc_packed.finite). */
-static int FN(pack_b_)(const T *w, const int64_t *ws, const fc_packed *pk, T *wb)
+/* Whether w's strides are those of a dense OIHW array. */
+static int FN(dense_oihw_)(const fc_packed *pk, const int64_t *ws)
 {
-    if (ws[0] == 1 && pk->cout_g > 1) return FN(pack_b_hwio_)(w, ws, pk, wb, NULL);
+    const int64_t taps = pk->kh * pk->kw;
+    return ws[3] == 1 && ws[2] == pk->kw && ws[1] == taps && ws[0] == pk->cin_g * taps;
+}
+
+/* Layout B into wb: [group][oc block][kh][kw][ic][OB], threaded over the
+ * blocks for big weights; copy (or NULL) gets a dense copy of w in its own
+ * order in the same pass (HWIO for o-contiguous w, OIHW for dense OIHW w:
+ * each block's rows copied while they are still in cache from the packing,
+ * where a separate serial memcpy before the packing took 40 % of
+ * pack_weight, benchmarks/NOTES.md, session 12).  Returns whether every
+ * weight is finite (fc_packed.finite). */
+static int FN(pack_b_)(const T *w, const int64_t *ws, const fc_packed *pk, T *wb, T *copy)
+{
+    if (ws[0] == 1 && pk->cout_g > 1) return FN(pack_b_hwio_)(w, ws, pk, wb, copy);
     const fc_kernel_table *kt = fc_kernels();
     const int64_t nblk = pk->groups * pk->nob, blk = pk->kh * pk->kw * pk->cin_g * OB;
     const int nthr = FN(pack_threads_)(FN(wb_elems_)(pk) * sizeof(T), nblk);
@@ -285,7 +315,15 @@ static int FN(pack_b_)(const T *w, const int64_t *ws, const fc_packed *pk, T *wb
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) num_threads(nthr) if (nthr > 1) reduction(& : finite)
 #endif
-    for (int64_t gb = 0; gb < nblk; ++gb) finite &= FN(pack_block_)(kt, w, ws, pk, gb, wb + gb * blk);
+    for (int64_t gb = 0; gb < nblk; ++gb) {
+        finite &= FN(pack_block_)(kt, w, ws, pk, gb, wb + gb * blk);
+        if (copy) {   /* (dense OIHW: the block's rows are one run) */
+            const int64_t g = gb / pk->nob, b = gb % pk->nob;
+            const int64_t o0 = g * pk->cout_g + b * OB;
+            const int64_t nrows = fc_min64(OB, pk->cout_g - b * OB);
+            memcpy(copy + o0 * ws[0], w + o0 * ws[0], (size_t)(nrows * ws[0]) * sizeof(T));
+        }
+    }
     return finite;
 }
 
@@ -399,13 +437,12 @@ static int FN(keeps_oihw_)(const fc_packed *pk)
 static void FN(fill_packed_)(const fc_conv_desc *d, const T *w, const int64_t *ws, fc_packed *pk)
 {
     if (pk->raw) FN(fc_weight_to_oihw_)(d, w, ws, (T *)pk->raw);
-    pk->finite = FN(pack_b_)(w, ws, pk, (T *)pk->wb);
+    pk->finite = FN(pack_b_)(w, ws, pk, (T *)pk->wb, NULL);
     if (pk->wa) FN(pack_a_)(w, ws, pk, (const T *)pk->wb, (T *)pk->wa);
 }
 
-/* w[o][i][h][v] at w + o*ws[0] + i*ws[1] + h*ws[2] + v*ws[3] (OIHW order, any
- * strides: a dense OIHW array, or a view of HWIO weights). */
-fc_packed *FN(fc_pack_weight_strided_)(const fc_conv_desc *d, const T *w, const int64_t *ws)
+/* A pack of d's geometry with its buffers, nothing in them yet. */
+static fc_packed *FN(alloc_packed_)(const fc_conv_desc *d)
 {
     fc_packed *pk = (fc_packed *)calloc(1, sizeof *pk);
     if (!pk) return NULL;
@@ -420,7 +457,15 @@ fc_packed *FN(fc_pack_weight_strided_)(const fc_conv_desc *d, const T *w, const 
         fc_packed_free(pk);
         return NULL;
     }
-    FN(fill_packed_)(d, w, ws, pk);
+    return pk;
+}
+
+/* w[o][i][h][v] at w + o*ws[0] + i*ws[1] + h*ws[2] + v*ws[3] (OIHW order, any
+ * strides: a dense OIHW array, or a view of HWIO weights). */
+fc_packed *FN(fc_pack_weight_strided_)(const fc_conv_desc *d, const T *w, const int64_t *ws)
+{
+    fc_packed *pk = FN(alloc_packed_)(d);
+    if (pk) FN(fill_packed_)(d, w, ws, pk);
     return pk;
 }
 
@@ -444,30 +489,46 @@ int FN(fc_repack_weight_strided_)(fc_packed *pk, const fc_conv_desc *d, const T 
     return FC_OK;
 }
 
-/* fc_repack_weight_strided_ for o-contiguous weights (ws[0] == 1: a view of
- * HWIO) that also writes the dense HWIO copy hwio_copy, in the same pass over
- * w as layout B (the private copy of a layer's pack: no separate, serial
- * memcpy per training step).  FC_EINVAL when d is not pk's geometry or w is
- * not o-contiguous. */
-int FN(fc_repack_weight_hwio_copy_)(fc_packed *pk, const fc_conv_desc *d, const T *w,
-                                    const int64_t *ws, T *hwio_copy)
+/* fc_repack_weight_strided_ that also writes copy, a dense copy of w in its
+ * own order, in the same pass over w as layout B (a pack's private copy: no
+ * separate, serial memcpy): w o-contiguous (ws[0] == 1, a view of HWIO;
+ * copy (kh, kw, c_in/groups, c_out)) or dense OIHW (copy OIHW).  FC_EINVAL
+ * when d is not pk's geometry or w is neither. */
+int FN(fc_repack_weight_copy_)(fc_packed *pk, const fc_conv_desc *d, const T *w,
+                               const int64_t *ws, T *copy)
 {
-    if (!FN(repack_fits_)(pk, d) || ws[0] != 1) return FC_EINVAL;
-    const int64_t cs[4] = {1, d->c_out, d->kw * pk->cin_g * d->c_out, pk->cin_g * d->c_out};
-    if (pk->cout_g < 2) {   /* depthwise-like: B is not packed by rows; copy, then pack */
+    if (!FN(repack_fits_)(pk, d)) return FC_EINVAL;
+    const int oihw = FN(dense_oihw_)(pk, ws);
+    if (!oihw && ws[0] != 1) return FC_EINVAL;
+    const int64_t hs[4] = {1, d->c_out, d->kw * pk->cin_g * d->c_out, pk->cin_g * d->c_out};
+    const int64_t *cs = oihw ? ws : hs;   /* the copy's strides */
+    if (pk->cout_g < 2 && !oihw) {   /* depthwise-like: B is not packed by rows; copy, then pack */
         const int64_t taps = d->kh * d->kw;
         for (int64_t r = 0; r < taps * pk->cin_g; ++r) {
             const int64_t t = r / pk->cin_g, ic = r % pk->cin_g;
-            memcpy(hwio_copy + r * d->c_out, w + ic * ws[1] + (t / d->kw) * ws[2]
+            memcpy(copy + r * d->c_out, w + ic * ws[1] + (t / d->kw) * ws[2]
                    + (t % d->kw) * ws[3], (size_t)d->c_out * sizeof(T));
         }
-        FN(fill_packed_)(d, hwio_copy, cs, pk);
+        FN(fill_packed_)(d, copy, cs, pk);
         return FC_OK;
     }
-    pk->finite = FN(pack_b_hwio_)(w, ws, pk, (T *)pk->wb, hwio_copy);
-    if (pk->raw) FN(fc_weight_to_oihw_)(d, hwio_copy, cs, (T *)pk->raw);
-    if (pk->wa) FN(pack_a_)(hwio_copy, cs, pk, (const T *)pk->wb, (T *)pk->wa);
+    pk->finite = FN(pack_b_)(w, ws, pk, (T *)pk->wb, copy);
+    if (pk->raw) FN(fc_weight_to_oihw_)(d, copy, cs, (T *)pk->raw);
+    if (pk->wa) FN(pack_a_)(copy, cs, pk, (const T *)pk->wb, (T *)pk->wa);
     return FC_OK;
+}
+
+/* A new pack of w with the copy written as fc_repack_weight_copy_ does (NULL
+ * when out of memory or w is neither o-contiguous nor dense OIHW). */
+fc_packed *FN(fc_pack_weight_copy_)(const fc_conv_desc *d, const T *w, const int64_t *ws,
+                                    T *copy)
+{
+    fc_packed *pk = FN(alloc_packed_)(d);
+    if (pk && FN(fc_repack_weight_copy_)(pk, d, w, ws, copy) != FC_OK) {
+        fc_packed_free(pk);
+        return NULL;
+    }
+    return pk;
 }
 
 fc_packed *FN(fc_pack_weight_)(const fc_conv_desc *d, const T *w)
@@ -931,7 +992,7 @@ int FN(fc_conv2d_packed_ex_)(const fc_conv_desc *d, const T *x, const int64_t *x
     if (pk->src && (by_image || mode == MODE_A)) {
         packed_now = *pk;
         packed_now.src = NULL;
-        packed_now.finite = FN(pack_b_)((const T *)pk->src, pk->src_ws, pk, (T *)pk->wb);
+        packed_now.finite = FN(pack_b_)((const T *)pk->src, pk->src_ws, pk, (T *)pk->wb, NULL);
         pk = &packed_now;
     }
     if (by_image) {
@@ -1042,7 +1103,7 @@ int FN(fc_conv2d_packed_ex_)(const fc_conv_desc *d, const T *x, const int64_t *x
     if (pk->src && !pack_in_item) {
         packed_now = *pk;
         packed_now.src = NULL;
-        packed_now.finite = FN(pack_b_)((const T *)pk->src, pk->src_ws, pk, (T *)pk->wb);
+        packed_now.finite = FN(pack_b_)((const T *)pk->src, pk->src_ws, pk, (T *)pk->wb, NULL);
         pk = &packed_now;
     }
     /* (with pack_in_item: whether the item's own blocks are finite, below) */
@@ -1329,7 +1390,7 @@ static int FN(conv_raw_)(const fc_conv_desc *d, const T *x, const int64_t *xs_in
     if (want_b) {
         pk.wb = base;
         if (first || s1x1 || want_a) {   /* their kernels read a packed B */
-            pk.finite = FN(pack_b_)(w, ws, &pk, (T *)pk.wb);
+            pk.finite = FN(pack_b_)(w, ws, &pk, (T *)pk.wb, NULL);
         } else {                          /* the driver packs it (fc_packed.src) */
             pk.src = w;
             memcpy(pk.src_ws, ws, sizeof pk.src_ws);
