@@ -168,6 +168,28 @@ def bias_activate(cnp.ndarray y, int64_t rows, int64_t length, object bias, ActS
             fc_bias_activate_f64(<double *>yp, rows, length, <const double *>bp, nb, &act.a)
 
 
+cdef inline int _direct_call(const fc_conv_desc *d, bint f32, const void *xp,
+                             const int64_t *xs, const void *wp, const int64_t *ws,
+                             const fc_packed *pk, const void *bp, void *yp, bint y_nhwc,
+                             const fc_activation *post, const fc_activation *pre,
+                             void *workspace, fc_scratch *sc) noexcept nogil:
+    """The direct convolution, every entry's one call into C: x through
+    element strides xs (NULL: dense NCHW), y dense NCHW or (y_nhwc) NHWC; a
+    pack pk (with workspace: NULL, the kernels allocate) or raw weights wp
+    through strides ws (NULL: dense OIHW), packed into the scratch sc."""
+    if pk != NULL:
+        if f32:
+            return fc_conv2d_packed_ex_f32(d, <const float *>xp, xs, pk, <const float *>bp,
+                                           <float *>yp, y_nhwc, post, pre, workspace)
+        return fc_conv2d_packed_ex_f64(d, <const double *>xp, xs, pk, <const double *>bp,
+                                       <double *>yp, y_nhwc, post, pre, workspace)
+    if f32:
+        return fc_conv2d_raw_f32(d, <const float *>xp, xs, <const float *>wp, ws,
+                                 <const float *>bp, <float *>yp, y_nhwc, post, pre, sc)
+    return fc_conv2d_raw_f64(d, <const double *>xp, xs, <const double *>wp, ws,
+                             <const double *>bp, <double *>yp, y_nhwc, post, pre, sc)
+
+
 def conv2d_direct(ConvDesc desc, cnp.ndarray x, cnp.ndarray w, object bias, cnp.ndarray y,
                   ActSpec post, ActSpec pre):
     """The direct convolution with fused pre- and post-activation, w (dense
@@ -176,16 +198,12 @@ def conv2d_direct(ConvDesc desc, cnp.ndarray x, cnp.ndarray w, object bias, cnp.
     cdef void *wp = cnp.PyArray_DATA(w)
     cdef void *yp = cnp.PyArray_DATA(y)
     cdef void *bp = _data(bias)
+    cdef bint f32 = _is_f32(x)
     cdef int rc
     cdef _Scratch sc = _scratch_take()
-    if _is_f32(x):
-        with nogil:
-            rc = fc_conv2d_raw_f32(&desc.d, <const float *>xp, NULL, <const float *>wp, NULL,
-                                   <const float *>bp, <float *>yp, 0, &post.a, &pre.a, &sc.s)
-    else:
-        with nogil:
-            rc = fc_conv2d_raw_f64(&desc.d, <const double *>xp, NULL, <const double *>wp, NULL,
-                                   <const double *>bp, <double *>yp, 0, &post.a, &pre.a, &sc.s)
+    with nogil:
+        rc = _direct_call(&desc.d, f32, xp, NULL, wp, NULL, NULL, bp, yp, False, &post.a,
+                          &pre.a, NULL, &sc.s)
     _scratch_give(sc)
     _check_status(rc, "the direct convolution")
 
@@ -486,15 +504,11 @@ def conv2d_packed(ConvDesc desc, cnp.ndarray x, PackedWeight w, object bias, cnp
     cdef void *yp = cnp.PyArray_DATA(y)
     cdef void *bp = _data(bias)
     cdef void *ws = _data(workspace)
+    cdef bint f32 = _is_f32(x)
     cdef int rc
-    if _is_f32(x):
-        with nogil:
-            rc = fc_conv2d_packed_f32(&desc.d, <const float *>xp, w.p, <const float *>bp,
-                                      <float *>yp, &post.a, &pre.a, ws)
-    else:
-        with nogil:
-            rc = fc_conv2d_packed_f64(&desc.d, <const double *>xp, w.p, <const double *>bp,
-                                      <double *>yp, &post.a, &pre.a, ws)
+    with nogil:
+        rc = _direct_call(&desc.d, f32, xp, NULL, NULL, NULL, w.p, bp, yp, False, &post.a,
+                          &pre.a, ws, NULL)
     _check_status(rc, "the direct convolution")
 
 
@@ -519,41 +533,31 @@ def conv2d_ex(ConvDesc desc, cnp.ndarray x, object w, object bias, cnp.ndarray y
               bint y_nhwc, ActSpec post, ActSpec pre, object workspace):
     """The direct convolution on x of any strides, given as an (N, C, H, W)
     view (an NHWC array transposed, say), w a PackedWeight or an
-    (O, I, kH, kW) view of any strides; y dense NCHW, or NHWC if y_nhwc."""
+    (O, I, kH, kW) view of any strides; y dense NCHW, or NHWC if y_nhwc.
+    workspace: for a PackedWeight (raw weights take theirs from the scratch)."""
     cdef int64_t xs[4]
     cdef int64_t ws[4]
     cdef void *xp = cnp.PyArray_DATA(x)
     cdef void *yp = cnp.PyArray_DATA(y)
     cdef void *bp = _data(bias)
-    cdef void *wsp = _data(workspace)
+    cdef void *wkp = _data(workspace)
     cdef void *wp = NULL
     cdef fc_packed *pk = NULL
-    cdef int rc
-    cdef bint f32 = _is_f32(x)
-    _elem_strides(x, xs)
     cdef _Scratch sc = None
+    cdef fc_scratch *scp = NULL
+    cdef bint f32 = _is_f32(x)
+    cdef int rc
+    _elem_strides(x, xs)
     if isinstance(w, PackedWeight):
         pk = (<PackedWeight>w).p
     else:
         _elem_strides(<cnp.ndarray>w, ws)
         wp = cnp.PyArray_DATA(<cnp.ndarray>w)
-        sc = _scratch_take()   # the workspace comes from it too (wsp unused)
+        sc = _scratch_take()
+        scp = &sc.s
     with nogil:
-        if pk != NULL and f32:
-            rc = fc_conv2d_packed_ex_f32(&desc.d, <const float *>xp, xs, pk, <const float *>bp,
-                                         <float *>yp, y_nhwc, &post.a, &pre.a, wsp)
-        elif pk != NULL:
-            rc = fc_conv2d_packed_ex_f64(&desc.d, <const double *>xp, xs, pk,
-                                         <const double *>bp, <double *>yp, y_nhwc, &post.a,
-                                         &pre.a, wsp)
-        elif f32:
-            rc = fc_conv2d_raw_f32(&desc.d, <const float *>xp, xs, <const float *>wp, ws,
-                                   <const float *>bp, <float *>yp, y_nhwc, &post.a, &pre.a,
-                                   &sc.s)
-        else:
-            rc = fc_conv2d_raw_f64(&desc.d, <const double *>xp, xs, <const double *>wp, ws,
-                                   <const double *>bp, <double *>yp, y_nhwc, &post.a, &pre.a,
-                                   &sc.s)
+        rc = _direct_call(&desc.d, f32, xp, xs, wp, ws, pk, bp, yp, y_nhwc, &post.a, &pre.a,
+                          wkp, scp)
     if sc is not None:
         _scratch_give(sc)
     _check_status(rc, "the direct convolution")
@@ -595,9 +599,10 @@ def get_num_threads():
 
 # ---- the plan-cache hot path of fastconv.conv2d (conv.py) --------------------
 # A repeated call with plain dense arrays and parameters seen before (same key
-# as conv.py's plan cache) is checked and run here without going back to
-# Python: the key, the per-array checks (contiguity, out writeable, overlap)
-# and the kernel call.  Anything else returns None and takes conv.py's path,
+# as conv.py's plan cache, and the data_format: NCHW arrays, or NHWC x and out
+# with HWIO weights, read and written in place through the plan's strides) is
+# checked and run here without going back to Python: the key, the per-array
+# checks (contiguity, out writeable, overlap) and the kernel call.  Anything else returns None and takes conv.py's path,
 # so every error message stays there (the few raised here are the same words).
 
 cdef object _ActivationType = None
@@ -612,22 +617,31 @@ cdef class FastPlan:
     """What a validated conv2d call derived from shapes and parameters."""
     cdef ConvDesc desc
     cdef ActSpec post, pre
-    cdef object shape_out        # (n, c_out, h_out, w_out)
-    cdef object user_shape       # as the caller sees it (unbatched: 3-D)
-    cdef bint unbatched, nogil_call
+    cdef object user_shape       # the output as the caller sees it (layout, unbatched 3-D)
+    cdef bint nogil_call
+    cdef bint nhwc               # NHWC x and y, HWIO weights: read through xs / ws
+    cdef int64_t xs[4]           # element strides (N, C, H, W order) of a dense x
+    cdef int64_t ws[4]           # the same (O, I, kH, kW order) of a dense raw weight
     cdef int typenum
     cdef object keep             # the activation objects whose ids are in the key
 
-    def __cinit__(self, ConvDesc desc, ActSpec post, ActSpec pre, tuple shape_out,
-                  bint unbatched, int typenum, object keep):
+    def __cinit__(self, ConvDesc desc, ActSpec post, ActSpec pre, tuple user_shape,
+                  int typenum, object keep, object x_strides=None, object w_strides=None):
+        """x_strides, w_strides: those a dense x and raw weight in the
+        caller's layout have (NHWC, HWIO), in the kernels' index order; None
+        for NCHW (the kernels' dense layouts)."""
+        cdef int i
         self.desc = desc
         self.post = post
         self.pre = pre
-        self.shape_out = shape_out
-        self.user_shape = shape_out[1:] if unbatched else shape_out
-        self.unbatched = unbatched
+        self.user_shape = user_shape
         self.typenum = typenum
         self.keep = keep
+        self.nhwc = x_strides is not None
+        if self.nhwc:
+            for i in range(4):
+                self.xs[i] = x_strides[i]
+                self.ws[i] = w_strides[i]
         cdef double flops = 2.0 * desc.d.n * desc.d.c_out * desc.d.h_out * desc.d.w_out \
             * (desc.d.c_in // desc.d.groups) * desc.d.kh * desc.d.kw
         self.nogil_call = flops >= 2.0e5
@@ -657,7 +671,8 @@ cpdef object fast_key(object x, object weight, object bias, object stride, objec
     """The cache key of a conv2d call, or None when it cannot be cached.
     Weights: an ndarray, or a PackedWeight (by shape, dtype and groups)."""
     cdef object wk
-    if type(x) is not cnp.ndarray or type(data_format) is not str or data_format != "NCHW":
+    if type(x) is not cnp.ndarray or type(data_format) is not str or \
+            (data_format != "NCHW" and data_format != "NHWC"):
         return None
     if type(weight) is cnp.ndarray:
         wk = (weight.shape, weight.dtype)
@@ -681,10 +696,16 @@ cpdef object fast_key(object x, object weight, object bias, object stride, objec
     return (x.shape, x.dtype, wk,
             None if bias is None else (bias.shape, bias.dtype),
             None if out is None else (out.shape, out.dtype),
-            method, s, p, d, g, a, pa)
+            method, s, p, d, g, a, pa, data_format)
 
 
 cdef inline bint _dense(object a):
+    """C-contiguous and aligned: an input the kernels read in place, as _plan
+    passes it on (an NHWC one it copies when misaligned, _strided_ok)."""
+    return cnp.PyArray_ISCARRAY_RO(<cnp.ndarray>a)
+
+
+cdef inline bint _dense_out(object a):
     return cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>a)
 
 
@@ -815,7 +836,7 @@ def fast_conv2d(dict cache, object x, object weight, object bias, object stride,
     cdef char *oe
     cdef cnp.ndarray y
     if out is not None:
-        if not _dense(out):
+        if not _dense_out(out):
             raise ValueError("conv2d: out must be C-contiguous")
         if not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>out):
             raise ValueError("conv2d: out is read-only")
@@ -832,38 +853,29 @@ def fast_conv2d(dict cache, object x, object weight, object bias, object stride,
     cdef void *bp = _data(bias)
     cdef void *wp = NULL
     cdef fc_packed *pk = NULL
+    cdef const int64_t *xs = t.xs if t.nhwc else NULL
+    cdef const int64_t *ws = t.ws if t.nhwc else NULL
+    cdef bint f32 = t.typenum == cnp.NPY_FLOAT32
+    cdef _Scratch sc = None
+    cdef fc_scratch *scp = NULL
     if packed:
         pk = (<PackedWeight>weight).p
     else:
         wp = cnp.PyArray_DATA(<cnp.ndarray>weight)
+        sc = _scratch_take()
+        scp = &sc.s
     cdef int rc
-    cdef _Scratch sc = None if packed else _scratch_take()
-    cdef fc_scratch *scp = NULL if packed else &sc.s
     if t.nogil_call:
         with nogil:
-            rc = _fast_call(&t.desc.d, t.typenum, xp, wp, pk, bp, yp, &t.post.a, &t.pre.a, scp)
+            rc = _direct_call(&t.desc.d, f32, xp, xs, wp, ws, pk, bp, yp, t.nhwc, &t.post.a,
+                              &t.pre.a, NULL, scp)
     else:
-        rc = _fast_call(&t.desc.d, t.typenum, xp, wp, pk, bp, yp, &t.post.a, &t.pre.a, scp)
+        rc = _direct_call(&t.desc.d, f32, xp, xs, wp, ws, pk, bp, yp, t.nhwc, &t.post.a,
+                          &t.pre.a, NULL, scp)
     if sc is not None:
         _scratch_give(sc)
     _check_status(rc, "the direct convolution")
     return y
-
-
-cdef inline int _fast_call(const fc_conv_desc *d, int typenum, void *xp, void *wp,
-                           fc_packed *pk, void *bp, void *yp, const fc_activation *post,
-                           const fc_activation *pre, fc_scratch *sc) noexcept nogil:
-    if typenum == cnp.NPY_FLOAT32:
-        if pk != NULL:
-            return fc_conv2d_packed_f32(d, <const float *>xp, pk, <const float *>bp,
-                                        <float *>yp, post, pre, NULL)
-        return fc_conv2d_raw_f32(d, <const float *>xp, NULL, <const float *>wp, NULL,
-                                 <const float *>bp, <float *>yp, 0, post, pre, sc)
-    if pk != NULL:
-        return fc_conv2d_packed_f64(d, <const double *>xp, pk, <const double *>bp,
-                                    <double *>yp, post, pre, NULL)
-    return fc_conv2d_raw_f64(d, <const double *>xp, NULL, <const double *>wp, NULL,
-                             <const double *>bp, <double *>yp, 0, post, pre, sc)
 
 
 cdef object np_empty(object shape, int typenum):

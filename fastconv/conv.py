@@ -326,8 +326,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
     # key and not checked again on a cached call)
     if key is not None and p.packed is None and not p.nhwc:
         _remember(key, p, activation, pre_activation, method)
-    if method in ("auto", "fused") and not p.nhwc and p.shape_out[0] and \
-            p.shape_out[1] * p.shape_out[2] * p.shape_out[3]:
+    if _fast_cacheable(p, method):
         _remember_fast(fast_cache, x, weight, bias, stride, padding, dilation, groups,
                        activation, pre_activation, method, data_format, out, p)
     if p.nhwc:   # written channels-last by the kernels (see _NHWC_METHODS)
@@ -354,13 +353,24 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
 # full path, so every error message is unchanged.
 _PLAN_CACHE = {}
 _PLAN_CACHE_MAX = 512
-# The Cython hot path's plans (_core.fast_conv2d), fused calls only, also
-# for packed weights; filled once a call has passed every check here.
+# The Cython hot path's plans (_core.fast_conv2d), fused calls only (NCHW, and
+# NHWC where the kernels run on the caller's arrays), also for packed weights;
+# filled once a call has passed every check here.
 _FAST_CACHE = {}
 _FAST_CACHE_FAST_MATH = {}   # the same for method="auto" under fast math
 _FAST_CACHE_MAX = 128   # small: a caller making a new Activation per call fills it
 _fast_conv2d = _core.fast_conv2d
 _core.fast_setup(Activation)
+
+
+def _fast_cacheable(p, method):
+    """Whether a validated call running `method` (fast math resolved) is what
+    _core.fast_conv2d runs: the fused direct kernels on the caller's arrays
+    themselves, a non-empty output."""
+    if method not in ("auto", "fused") or not p.shape_out[0] or \
+            not p.shape_out[1] * p.shape_out[2] * p.shape_out[3]:
+        return False
+    return not p.nhwc or _nhwc_fused_in_place(p)
 
 
 def _remember_fast(cache, x, weight, bias, stride, padding, dilation, groups, activation,
@@ -371,8 +381,10 @@ def _remember_fast(cache, x, weight, bias, stride, padding, dilation, groups, ac
         return
     if len(cache) >= _FAST_CACHE_MAX:
         cache.clear()
-    cache[key] = _core.FastPlan(p.desc, p.post._spec, p.pre._spec, p.shape_out,
-                                p.unbatched, p.dtype.num, (activation, pre_activation))
+    # NHWC: the strides _direct_nhwc passes for a dense x and HWIO weight
+    xs, ws = (_nhwc_dense_strides(p), _hwio_dense_strides(p)) if p.nhwc else (None, None)
+    cache[key] = _core.FastPlan(p.desc, p.post._spec, p.pre._spec, _user_shape(p),
+                                p.dtype.num, (activation, pre_activation), xs, ws)
 _NDARRAY = np.ndarray
 
 
@@ -668,8 +680,22 @@ def _nhwc_dense_strides(p):
     return (h * w * c, 1, w * c, c)
 
 
+def _hwio_dense_strides(p):
+    """Element strides (O, I, kH, kW order) of a dense HWIO weight."""
+    o, i, kh, kw = p.w.shape
+    return (1, o, kw * i * o, i * o)
+
+
 def _nhwc_depthwise(p):
     return p.cin_g == 1 and p.shape_out[1] // p.cout_g > 1   # groups == C > 1
+
+
+def _nhwc_fused_in_place(p):
+    """Whether the fused NHWC method runs the direct kernels on the caller's
+    arrays (else the NCHW code on transposed copies, _nhwc_via_nchw): the
+    routing of _nhwc_fused, and the NHWC calls the Cython hot path may take
+    (_fast_cacheable)."""
+    return not _nhwc_depthwise(p)
 
 
 def _nhwc_via_nchw(run, p, y):
@@ -694,7 +720,7 @@ def _direct_nhwc(p, x, y, post, pre):
 
 
 def _nhwc_fused(p, y):
-    if _nhwc_depthwise(p):
+    if not _nhwc_fused_in_place(p):
         return _nhwc_via_nchw(_run_fused, p, y)
     _direct_nhwc(p, p.x, y, p.post, p.pre)
 
