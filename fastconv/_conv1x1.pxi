@@ -107,7 +107,9 @@ def gemm_plain(cnp.ndarray a, cnp.ndarray b, cnp.ndarray c):
     for arr, name in ((a, "a"), (b, "b"), (c, "c")):
         if arr.dtype.num != cnp.NPY_FLOAT32 or not cnp.PyArray_ISALIGNED(arr):
             raise TypeError(f"gemm_plain: {name} must be an aligned float32 array")
-    if a.strides[1] != 4 or a.strides[0] % 4 or a.strides[0] < 4 * K:
+    # (the stride of a length-1 axis is never used: NumPy may give it any value)
+    cdef int64_t row_bytes = a.strides[0] if M > 1 else 4 * K
+    if (K > 1 and a.strides[1] != 4) or row_bytes % 4 or row_bytes < 4 * K:
         raise ValueError("gemm_plain: a must have unit column stride and rows >= K apart")
     if not b.flags.c_contiguous or not c.flags.c_contiguous or not c.flags.writeable:
         raise ValueError("gemm_plain: b and c must be C-contiguous (c writeable)")
@@ -121,7 +123,7 @@ def gemm_plain(cnp.ndarray a, cnp.ndarray b, cnp.ndarray c):
     cdef const float *ap = <const float *>cnp.PyArray_DATA(a)
     cdef const float *bp = <const float *>cnp.PyArray_DATA(b)
     cdef float *cp = <float *>cnp.PyArray_DATA(c)
-    cdef int64_t lda = a.strides[0] // 4
+    cdef int64_t lda = row_bytes // 4
     cdef int rc
     with nogil:
         rc = fc_gemm_plain_f32(M, K, N, ap, lda, bp, cp)

@@ -72,6 +72,20 @@ def test_gemm_plain_matches_float64(rng, m, k, n, lda, threads):
 
 
 @needs_kernel
+@pytest.mark.parametrize("m, k", [(1, 2), (1, 7), (5, 1), (1, 1)])
+def test_gemm_plain_takes_any_stride_on_length_one_axes(rng, m, k):
+    """A one-row (or one-column) transposed view: the stride of its length-1
+    axis is never used (the backward's GEMM for a 1x1 image of one channel
+    passed a (1, 2) view with rows 4 bytes apart)."""
+    a = np.ascontiguousarray(rng.standard_normal((k, m)).astype(np.float32)).T
+    b = rng.standard_normal((k, 3)).astype(np.float32)
+    c = np.full((m, 3), np.nan, np.float32)
+    assert _core.gemm_plain(a, b, c)
+    np.testing.assert_allclose(c, a.astype(np.float64) @ b.astype(np.float64), rtol=1e-5,
+                               atol=1e-6)
+
+
+@needs_kernel
 def test_gemm_plain_refuses_bad_arrays(rng):
     a = np.ones((8, 4), np.float32)
     b = np.ones((4, 3), np.float32)
