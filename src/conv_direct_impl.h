@@ -897,28 +897,54 @@ static int FN(nchw_layout_)(const fc_conv_desc *d, const int64_t *xs)
 }
 
 /* A channels-last output of a layer the small kernel wants, from an input
- * laid out as NCHW (nchw_layout_): that kernel into an NCHW buffer, then one
- * transposing pass into y.  The B tiles compute 16 channels of which such a
+ * laid out as NCHW (nchw_layout_), or a small one of any layout gathered into
+ * NCHW: that kernel into an NCHW buffer, then one transposing pass into y.  The B tiles compute 16 channels of which such a
  * layer has at most 8, from a pointer table per 6 pixels that costs more
  * than their FMAs at one input channel (the digits CNN's first layer, NHWC:
  * benchmarks/NOTES.md "small layers, session 10").  The weights from the
  * pack's OIHW copy (which packs of one input channel per group keep) or the
  * raw call's source.  FC_EINVAL: not such a call. */
+#define FC_SMALL_GATHER_BYTES (256 * 1024)
+/* The buffer small_to_nhwc_ needs (weights, NCHW result, gathered input):
+ * 0 when it does not take the call. */
+static size_t FN(small_nhwc_bytes_)(const fc_conv_desc *d, const int64_t *xs,
+                                    const fc_activation *pre)
+{
+    if (d->groups != 1 || !FN(small_takes_)(d, pre)) return 0;
+    const size_t xbytes = FN(nchw_layout_)(d, xs)
+                              ? 0 : (size_t)(d->n * d->c_in * d->h_in * d->w_in) * sizeof(T);
+    if (xbytes > FC_SMALL_GATHER_BYTES) return 0;
+    return fc_round64((size_t)(d->c_out * d->c_in * d->kh * d->kw) * sizeof(T))
+           + fc_round64((size_t)(d->n * d->c_out * d->h_out * d->w_out) * sizeof(T)) + xbytes;
+}
+
+/* buf: small_nhwc_bytes_ bytes, or NULL (allocated here). */
 static int FN(small_to_nhwc_)(const fc_conv_desc *d, const T *x, const int64_t *xs,
                               const fc_packed *pk, const T *bias, T *y,
-                              const fc_activation *post, const fc_activation *pre)
+                              const fc_activation *post, const fc_activation *pre, void *buf_in)
 {
-    if (d->groups != 1 || (!pk->raw && !pk->src) || !FN(nchw_layout_)(d, xs)
-        || !FN(small_takes_)(d, pre))
-        return FC_EINVAL;
+    const size_t bytes = FN(small_nhwc_bytes_)(d, xs, pre);
+    if (!bytes || (!pk->raw && !pk->src)) return FC_EINVAL;
     const int64_t taps = d->kh * d->kw, cin = d->c_in, hwo = d->h_out * d->w_out;
+    const int64_t hwi = d->h_in * d->w_in;
     const size_t wbytes = (size_t)(d->c_out * cin * taps) * sizeof(T);
     const size_t ybytes = (size_t)(d->n * d->c_out * hwo) * sizeof(T);
-    char *buf = (char *)fc_alloc64(fc_round64(wbytes) + ybytes);
+    char *buf = buf_in ? (char *)buf_in : (char *)fc_alloc64(bytes);
     if (!buf) return FC_ENOMEM;
     T *w = (T *)buf, *yt = (T *)(buf + fc_round64(wbytes));
     if (pk->raw) memcpy(w, pk->raw, wbytes);
     else FN(fc_weight_to_oihw_)(d, (const T *)pk->src, pk->src_ws, w);
+    if (!FN(nchw_layout_)(d, xs)) {   /* pixel by pixel: a pixel's channels are one run in NHWC */
+        T *xt = (T *)(buf + fc_round64(wbytes) + fc_round64(ybytes));
+        for (int64_t i = 0; i < d->n; ++i)
+            for (int64_t h = 0; h < d->h_in; ++h)
+                for (int64_t v = 0; v < d->w_in; ++v) {
+                    const T *sp = x + i * xs[0] + h * xs[2] + v * xs[3];
+                    T *dp = xt + i * cin * hwi + h * d->w_in + v;
+                    for (int64_t c = 0; c < cin; ++c) dp[c * hwi] = sp[c * xs[1]];
+                }
+        x = xt;
+    }
     const int rc = CAT(fc_conv_small_avx2_, SFX)(d, x, w, bias, yt, post);
     if (rc == FC_OK) {   /* per image, blocks of 16 pixels: each channel row read in runs */
         const int64_t C = d->c_out;
@@ -935,7 +961,7 @@ static int FN(small_to_nhwc_)(const fc_conv_desc *d, const T *x, const int64_t *
             }
         }
     }
-    fc_free64(buf);
+    if (!buf_in) fc_free64(buf);
     return rc;
 }
 
@@ -963,7 +989,7 @@ int FN(fc_conv2d_packed_ex_)(const fc_conv_desc *d, const T *x, const int64_t *x
     if (pk->raw && dense && !y_nhwc && FN(small_takes_)(d, pre))   /* few channels / tiny */
         return CAT(fc_conv_small_avx2_, SFX)(d, x, (const T *)pk->raw, bias, y, post);
     if (y_nhwc) {
-        const int rc = FN(small_to_nhwc_)(d, x, xs_in, pk, bias, y, post, pre);
+        const int rc = FN(small_to_nhwc_)(d, x, xs_in, pk, bias, y, post, pre, NULL);
         if (rc != FC_EINVAL) return rc;
     }
     if (dense && !y_nhwc && FN(first_takes_)(d, pre)) {   /* few input channels */
@@ -1366,6 +1392,16 @@ static int FN(conv_raw_)(const fc_conv_desc *d, const T *x, const int64_t *xs_in
             if (rc != FC_EINVAL) return rc;
         }
         if (small) return CAT(fc_conv_small_avx2_, SFX)(d, x, wo, bias, y, post);
+    }
+    if (y_nhwc || !nchw) {   /* the small kernel through an NCHW buffer, kept in s */
+        const size_t sb = FN(small_nhwc_bytes_)(d, xs, pre);
+        if (sb && y_nhwc) {
+            void *buf = fc_scratch_get(s, sb);
+            if (!buf) return FC_ENOMEM;
+            pk.src = w;
+            memcpy(pk.src_ws, ws, sizeof pk.src_ws);
+            return FN(small_to_nhwc_)(d, x, xs, &pk, bias, y, post, pre, buf);
+        }
     }
     /* layout A only where the driver's MODE_A will read it, layout B otherwise
      * and for the first-layer and strided-1x1 kernels */
