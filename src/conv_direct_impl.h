@@ -684,10 +684,19 @@ static int FN(first_takes_)(const fc_conv_desc *d, const fc_activation *pre)
     return fc_kernels() != &fc_kernels_portable && fc_first_wanted(d, pre, sizeof(T));
 }
 
-/* The strided-1x1 kernel (conv_1x1.h) takes 1x1 layers with stride or padding. */
+/* The strided-1x1 kernel (conv_1x1.h) takes 1x1 layers with stride or
+ * padding, with the AVX2 set: its tile is AVX2's (16 channels x 6 pixels),
+ * and under AVX-512 the driver's B tiles ran those layers 1.5-2.6x faster
+ * (ResNet's 256->512 stride-2 downsample: 126 -> 67 us on a Zen 5; with the
+ * AVX2 set the driver was 0.7-1.4x as fast: benchmarks/NOTES.md, session 12). */
 static int FN(s1x1_takes_)(const fc_conv_desc *d, const fc_activation *pre)
 {
-    return fc_kernels() != &fc_kernels_portable && fc_1x1s_wanted(d, pre, sizeof(T));
+#if defined(__x86_64__) || defined(_M_X64)
+    return fc_kernels() == &fc_kernels_avx2 && fc_1x1s_wanted(d, pre, sizeof(T));
+#else
+    (void)d; (void)pre;
+    return 0;
+#endif
 }
 
 size_t FN(conv_workspace_)(const fc_conv_desc *d, const fc_activation *pre)
