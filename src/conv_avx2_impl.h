@@ -155,6 +155,19 @@ static int FN(packB_avx2_)(const T *src, int64_t rs, int nrows, int64_t cin, int
     }
     return !PK_NONZERO(PK_ADD(bad0, bad1));
 }
+/* conv_kern.h, linesB: each line two vectors, the finite test as packB's. */
+static int FN(linesB_avx2_)(const T *const *src, int n, T *dst)
+{
+    V bad0 = VZERO(), bad1 = VZERO();
+    for (int k = 0; k < n; ++k) {
+        const V a = VLOAD(src[k]), b = VLOAD(src[k] + VL);
+        VSTOREA(dst + k * 2 * VL, a);
+        VSTOREA(dst + k * 2 * VL + VL, b);
+        bad0 = PK_ADD(bad0, PK_SUB(a, a));
+        bad1 = PK_ADD(bad1, PK_SUB(b, b));
+    }
+    return !PK_NONZERO(PK_ADD(bad0, bad1));
+}
 #undef PK_ADD
 #undef PK_SUB
 #undef PK_NONZERO

@@ -94,7 +94,8 @@ size_t fc_packed_bytes(const fc_packed *p)
 
 const fc_kernel_table fc_kernels_portable = {
     "portable", FC_TB_P, 1, tileB_port_f32, tileB_port_f64, tileA_port_f32, tileA_port_f64,
-    nhwc_port_f32, nhwc_port_f64, packB_port_f32, packB_port_f64,
+    nhwc_port_f32, nhwc_port_f64, packB_port_f32, packB_port_f64, linesB_port_f32,
+    linesB_port_f64,
 };
 
 size_t fc_conv2d_direct_workspace(const fc_conv_desc *d, const fc_activation *pre,

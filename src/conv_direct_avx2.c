@@ -22,6 +22,7 @@
 
 const fc_kernel_table fc_kernels_avx2 = {
     "avx2+fma", 6, 1, tileB_avx2_f32, tileB_avx2_f64, tileA_avx2_f32, tileA_avx2_f64,
-    nhwc_avx2_f32, nhwc_avx2_f64, packB_avx2_f32, packB_avx2_f64,
+    nhwc_avx2_f32, nhwc_avx2_f64, packB_avx2_f32, packB_avx2_f64, linesB_avx2_f32,
+    linesB_avx2_f64,
 };
 #endif

@@ -127,6 +127,33 @@ FC_DEF_PACKB(f64, double, __m512d, 8, __mmask8, _mm512_maskz_loadu_pd, tr8d, _mm
              _mm512_add_pd, _mm512_sub_pd, _mm512_setzero_pd, _mm512_cmp_pd_mask, 0xFF)
 #undef FC_DEF_PACKB
 
+/* conv_kern.h, linesB: a line is one vector; the finite test as packB's. */
+#define FC_DEF_LINESB(SFX, T, V, LOADU, STORE, ADD, SUB, SETZERO, CMP_MASK, MASKT, FULL)  \
+    static int linesB_avx512_##SFX(const T *const *src, int n, T *dst)                    \
+    {                                                                                      \
+        V bad0 = SETZERO(), bad1 = SETZERO();                                              \
+        const int lanes = (int)(64 / sizeof(T));                                           \
+        int k = 0;                                                                         \
+        for (; k + 1 < n; k += 2) {                                                        \
+            const V a = LOADU(src[k]), b = LOADU(src[k + 1]);                              \
+            STORE(dst + k * lanes, a);                                                     \
+            STORE(dst + (k + 1) * lanes, b);                                               \
+            bad0 = ADD(bad0, SUB(a, a));                                                   \
+            bad1 = ADD(bad1, SUB(b, b));                                                   \
+        }                                                                                  \
+        if (k < n) {                                                                       \
+            const V a = LOADU(src[k]);                                                     \
+            STORE(dst + k * lanes, a);                                                     \
+            bad0 = ADD(bad0, SUB(a, a));                                                   \
+        }                                                                                  \
+        return CMP_MASK(ADD(bad0, bad1), SETZERO(), _CMP_EQ_OQ) == (MASKT)FULL;            \
+    }
+FC_DEF_LINESB(f32, float, __m512, _mm512_loadu_ps, _mm512_store_ps, _mm512_add_ps,
+              _mm512_sub_ps, _mm512_setzero_ps, _mm512_cmp_ps_mask, __mmask16, 0xFFFF)
+FC_DEF_LINESB(f64, double, __m512d, _mm512_loadu_pd, _mm512_store_pd, _mm512_add_pd,
+              _mm512_sub_pd, _mm512_setzero_pd, _mm512_cmp_pd_mask, __mmask8, 0xFF)
+#undef FC_DEF_LINESB
+
 /* ---- B tiles ---- */
 
 #define TNB 2
@@ -242,7 +269,8 @@ static void nhwc_f64(const double *s, int64_t C, int64_t cs, int64_t W, double *
  * into fc_kernels_avx512); everything but the B tiles is shared. */
 #define FC_AVX512_TABLE(P, NB, SFX)                                                       \
     {"avx512", P, NB, tileB_avx512_f32##SFX, tileB_avx512_f64##SFX, tileA_avx512_f32,      \
-     tileA_f64, nhwc_f32, nhwc_f64, packB_avx512_f32, packB_avx512_f64}
+     tileA_f64, nhwc_f32, nhwc_f64, packB_avx512_f32, packB_avx512_f64, linesB_avx512_f32,    \
+     linesB_avx512_f64}
 const fc_kernel_table fc_kernels_avx512_2x8 = FC_AVX512_TABLE(8, 2, _2x8);
 const fc_kernel_table fc_kernels_avx512_4x6 = FC_AVX512_TABLE(6, 4, _4x6);
 /* the set in use: the copy dispatch.c makes of one of the two at load time */

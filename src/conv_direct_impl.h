@@ -109,6 +109,22 @@ static int FN(packB_port_)(const T *src, int64_t rs, int nrows, int64_t cin, int
     return ok;
 }
 
+/* Lines of layout B from o-contiguous rows (the kernel table's linesB,
+ * conv_kern.h): the portable version, the finite test on the bits
+ * (conv_common.h). */
+static int FN(linesB_port_)(const T *const *src, int n, T *dst)
+{
+    CAT(fc_bits_, SFX) bad[FC_OB(T)];
+    for (int o = 0; o < OB; ++o) bad[o] = 0;
+    for (int k = 0; k < n; ++k) {
+        memcpy(dst + k * OB, src[k], sizeof(T) * FC_OB(T));   /* constant size: inlined */
+        CAT(fc_nonfinite_or_, SFX)(bad, src[k], FC_OB(T));
+    }
+    CAT(fc_bits_, SFX) any = 0;
+    for (int o = 0; o < OB; ++o) any |= bad[o];
+    return !(any & CAT(FC_BITS_TOP_, SFX));
+}
+
 /* Shapes of the packed layouts (no buffers). */
 static void FN(packed_geometry_)(const fc_conv_desc *d, fc_packed *pk)
 {
@@ -220,14 +236,16 @@ static void FN(hwio_rows_)(const T *w, const int64_t *ws, const fc_packed *pk, i
  * group (pack_in_item) takes every row of a few blocks, C_out apart: hence
  * the prefetches (16, 32 and 64 rows ahead measured: 32 ~5 % the fastest,
  * session 11).  Returns whether they are all finite. */
-#define FC_PACK_ROWS 16
+#define FC_PACK_ROWS FC_LINES_MAX
 #define FC_PF_ROWS 32
 static int FN(pack_b_rows_)(const T *w, const int64_t *ws, const fc_packed *pk, int64_t g,
                             int64_t r0, int64_t r1, int64_t b0, int64_t b1, int64_t wbs,
                             T *dst)
 {
     const int64_t pf_bytes = (b1 - b0) * OB * (int64_t)sizeof(T);
-    /* per lane (a vector): the non-finite test on the bits (conv_common.h) */
+    const fc_kernel_table *kt = fc_kernels();
+    int finite = 1;
+    /* (the partial block's lanes: the non-finite test on the bits, conv_common.h) */
     CAT(fc_bits_, SFX) bad[FC_OB(T)];
     for (int o = 0; o < OB; ++o) bad[o] = 0;
     for (int64_t c0 = r0; c0 < r1; c0 += FC_PACK_ROWS) {
@@ -243,12 +261,10 @@ static int FN(pack_b_rows_)(const T *w, const int64_t *ws, const fc_packed *pk, 
         for (int64_t b = b0; b < b1; ++b) {
             T *dd = dst + (b - b0) * wbs + c0 * OB;
             const int nv = (int)fc_max64(0, fc_min64(OB, pk->cout_g - b * OB));
-            if (nv == OB) {
-                for (int k = 0; k < nr; ++k) {
-                    const T *sp = src[k] + b * OB;
-                    memcpy(dd + k * OB, sp, sizeof(T) * FC_OB(T));   /* constant size: inlined */
-                    CAT(fc_nonfinite_or_, SFX)(bad, sp, FC_OB(T));
-                }
+            if (nv == OB) {   /* whole lines: the kernel set's copy */
+                const T *lp[FC_PACK_ROWS];
+                for (int k = 0; k < nr; ++k) lp[k] = src[k] + b * OB;
+                finite &= CAT(kt->linesB_, SFX)(lp, nr, dd);
                 continue;
             }
             for (int k = 0; k < nr; ++k)   /* the last, partial block: zeros past cout_g */
@@ -261,7 +277,7 @@ static int FN(pack_b_rows_)(const T *w, const int64_t *ws, const fc_packed *pk, 
     }
     CAT(fc_bits_, SFX) any = 0;
     for (int o = 0; o < OB; ++o) any |= bad[o];
-    return !(any & CAT(FC_BITS_TOP_, SFX));
+    return finite && !(any & CAT(FC_BITS_TOP_, SFX));
 }
 
 /* All of layout B from o-contiguous weights, threaded over chunks of rows;

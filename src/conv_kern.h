@@ -100,7 +100,14 @@ typedef struct {
                      float *dst);
     int (*packB_f64)(const double *src, int64_t rs, int nrows, int64_t cin, int64_t taps,
                      double *dst);
+    /* n <= FC_LINES_MAX 64-byte lines of layout B from o-contiguous (HWIO) rows
+     * (pack_b_rows_, conv_direct_impl.h): dst[k * OB + o] = src[k][o] for
+     * k < n, o < OB (dst 64-byte aligned, src any); returns 1 when every
+     * value is finite. */
+    int (*linesB_f32)(const float *const *src, int n, float *dst);
+    int (*linesB_f64)(const double *const *src, int n, double *dst);
 } fc_kernel_table;
+#define FC_LINES_MAX 16
 
 /* The table chosen at first use (dispatch.c). */
 const fc_kernel_table *fc_kernels(void);
