@@ -655,8 +655,11 @@ _METHODS = {"auto": _run_fused, "fused": _run_fused, "separate": _run_separate,
 # p.x / p.w are (N, C, H, W) / (O, I, kH, kW) views of the NHWC input and HWIO
 # weights; y is the dense NHWC output.  The direct kernels read x through its
 # strides (a channels-last x in place, padding included), pack the weights
-# straight from the HWIO view and store channels-last tiles.  Depthwise
-# (its kernel is NCHW only) and im2col run the NCHW code on transposed copies.
+# straight from the HWIO view and store channels-last tiles.  Depthwise of
+# channel multiplier 1 has a channels-last kernel of its own, which the C
+# driver picks (src/conv_depthwise_nhwc.h); other depthwise calls (a channel
+# multiplier, an input whose channels are not contiguous, a pre-activation
+# other than relu) and im2col run the NCHW code on transposed copies.
 
 def _elem_strides(a):
     return tuple(s // a.itemsize for s in a.strides)
@@ -670,6 +673,28 @@ def _nhwc_dense_strides(p):
 
 def _nhwc_depthwise(p):
     return p.cin_g == 1 and p.shape_out[1] // p.cout_g > 1   # groups == C > 1
+
+
+_RELU_KIND = 1   # fc_act_kind FC_ACT_RELU (activations.py's numbering)
+
+
+def _nhwc_dw_native(p, x, pre):
+    """Whether the C driver's channels-last depthwise kernel takes this NHWC
+    call (fc_dw_nhwc_wanted, src/conv_depthwise_nhwc.c): channel multiplier 1
+    (groups == C_in == C_out > 1), the channels of x contiguous (x: the
+    (N, C, H, W) view the kernels are given; None: a dense NHWC input) and
+    `pre` identity or relu (applied to the loaded inputs)."""
+    if not (p.cin_g == 1 and p.cout_g == 1 and p.shape_out[1] > 1):
+        return False
+    if pre._spec.kind not in (0, _RELU_KIND):
+        return False
+    return x is None or x.strides[1] == x.itemsize
+
+
+def _nhwc_dw_native_bytes(p):
+    """What that kernel allocates: its [tap][C] copy of the weights and the bias."""
+    c_out, _, kh, kw = p.w.shape
+    return (kh * kw + 1) * c_out * p.dtype.itemsize
 
 
 def _nhwc_via_nchw(run, p, y):
@@ -686,7 +711,8 @@ def _nhwc_via_nchw(run, p, y):
 
 def _direct_nhwc(p, x, y, post, pre):
     ws = None   # raw weights: the kernels' kept buffer holds the workspace
-    if p.packed is not None:
+    # (the channels-last depthwise kernel takes none)
+    if p.packed is not None and not _nhwc_dw_native(p, x, pre):
         nbytes = _core.direct_workspace_ex(p.desc, _elem_strides(x), pre._spec, x.itemsize)
         ws = np.empty(nbytes, np.uint8) if nbytes else None
     w = p.packed if p.packed is not None else p.w
@@ -694,13 +720,15 @@ def _direct_nhwc(p, x, y, post, pre):
 
 
 def _nhwc_fused(p, y):
-    if _nhwc_depthwise(p):
+    if _nhwc_depthwise(p) and not _nhwc_dw_native(p, p.x, p.pre):
         return _nhwc_via_nchw(_run_fused, p, y)
     _direct_nhwc(p, p.x, y, p.post, p.pre)
 
 
 def _nhwc_separate(p, y):
-    if _nhwc_depthwise(p):
+    # the pre-activation goes through a dense NHWC copy, then the plain kernel
+    if _nhwc_depthwise(p) and not _nhwc_dw_native(p, p.x if p.pre.is_identity else None,
+                                                  _NO_ACT):
         return _nhwc_via_nchw(_run_separate, p, y)
     x = p.x
     if not p.pre.is_identity:
@@ -725,8 +753,12 @@ def workspace_bytes(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1,
     """Extra bytes a conv2d call allocates besides its output, by method.
 
     Counts the activated input copy (pre-activation), im2col's column matrix,
-    and for NHWC the transposed copies of x, w and y that im2col and depthwise
-    (groups == C > 1) make; the direct kernels read and write NHWC in place.
+    and for NHWC the transposed copies of x, w and y that im2col and the
+    depthwise calls (groups == C > 1) without a channels-last kernel make (a
+    channel multiplier above 1; method="fused"/"auto" with a pre-activation
+    other than relu); the direct kernels read and write NHWC in place, the
+    channels-last depthwise kernel (channel multiplier 1) too, with its copy
+    of the weights and bias, (kH * kW + 1) * C values.
     ``method="winograd"``: its per-thread tile buffers at the current thread
     count for the call's tile size: ``tile`` 2 or 4 for a call given a
     ``WinogradWeight`` of that ``.tile``, "auto" (default) for a plain-weight
@@ -756,6 +788,12 @@ def workspace_bytes(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1,
         _check_winograd(p.w.shape, stride, dilation, "workspace_bytes")
         return _core.winograd_workspace(p.desc, item, wtile)
     in_bytes = int(np.prod(p.x.shape)) * item
+    if p.nhwc and method != "im2col" and _nhwc_depthwise(p) and \
+            _nhwc_dw_native(p, None, _NO_ACT if method == "separate" else p.pre):
+        # the channels-last depthwise kernel: its weight copy (an activated
+        # copy of x first for separate's pre-activation)
+        act_copy = method == "separate" and not p.pre.is_identity
+        return _nhwc_dw_native_bytes(p) + (in_bytes if act_copy else 0)
     if p.nhwc and method != "im2col" and not _nhwc_depthwise(p):
         # the kernels read a dense NHWC x in place; a copy only to pre-activate it
         ws = _core.direct_workspace_ex(p.desc, _nhwc_dense_strides(p), p.pre._spec, item)
