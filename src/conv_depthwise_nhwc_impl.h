@@ -16,8 +16,7 @@
  *    reaches once, each feeding the (up to KW) pixels that use it: 3x3 stride
  *    1, P = 8: 10 loads per 24 FMAs and vector of channels, besides the 3
  *    weights.  Other shapes loop over the taps at run time (one load per
- *    FMA).  A row's last, partial tile is shifted left to end at the interior's
- *    end (it recomputes a few pixels: no masks, no scalar tail).
+ *    FMA).  The rest of the row's interior: tiles of 4, 2, 1 pixels.
  *  - edge pixels (some tap in the left/right padding): one pixel x NV vectors
  *    over the taps inside the row.
  *  - channels: blocks of NV vectors, then single vectors, and when VL does
@@ -218,27 +217,33 @@ DWN_AI void FN(dwn_channels_)(const FN(dwn_ctx_) *c, const T *xr, const T *wt, i
     }
 }
 
-/* The interior pixels of one output row: tiles of P, the last one shifted
- * left to end at ow_hi; single pixels where the interior is narrower than P.
- * xrow: x at the first kernel row's input row (column 0, channel 0); wt: that
- * row's weights; yr: the output row. */
+/* The interior pixels of one output row: tiles of P, then of 4, 2 and 1 for
+ * the rest.  xrow: x at the first kernel row's input row (column 0, channel
+ * 0); wt: that row's weights; yr: the output row. */
 DWN_AI void FN(dwn_span_)(const FN(dwn_ctx_) *c, const T *xrow, const T *wt, int64_t nkh,
                           T *yr, const int KW, const int SW, const int DW, const int P,
                           const int NV, const int PRE)
 {
-    const int64_t lo = c->ow_lo, hi = c->ow_hi, C = c->C, KWr = c->KW;
+    const int64_t hi = c->ow_hi, C = c->C, KWr = c->KW;
+    /* pixel ow's first tap: column ow * SW - PL (>= 0 in the interior) */
     const int64_t ps = c->SW * c->xsw, x0 = -c->PL * c->xsw;
-    if (hi - lo >= P) {
-        for (int64_t o = lo; o < hi; o += P) {
-            const int64_t ow = o + P <= hi ? o : hi - P;
-            FN(dwn_channels_)(c, xrow + x0 + ow * ps, wt, nkh, 0, KWr, yr + ow * C, P, NV, KW,
-                              SW, DW, PRE);
-        }
-    } else {
-        for (int64_t ow = lo; ow < hi; ++ow)
-            FN(dwn_channels_)(c, xrow + x0 + ow * ps, wt, nkh, 0, KWr, yr + ow * C, 1, NV, KW,
-                              SW, DW, PRE);
+    int64_t ow = c->ow_lo;
+    for (; ow + P <= hi; ow += P)
+        FN(dwn_channels_)(c, xrow + (x0 + ow * ps), wt, nkh, 0, KWr, yr + ow * C, P, NV, KW, SW,
+                          DW, PRE);
+    if (P > 4 && ow + 4 <= hi) {
+        FN(dwn_channels_)(c, xrow + (x0 + ow * ps), wt, nkh, 0, KWr, yr + ow * C, 4, NV, KW, SW,
+                          DW, PRE);
+        ow += 4;
     }
+    if (P > 2 && ow + 2 <= hi) {
+        FN(dwn_channels_)(c, xrow + (x0 + ow * ps), wt, nkh, 0, KWr, yr + ow * C, 2, NV, KW, SW,
+                          DW, PRE);
+        ow += 2;
+    }
+    if (ow < hi)
+        FN(dwn_channels_)(c, xrow + (x0 + ow * ps), wt, nkh, 0, KWr, yr + ow * C, 1, NV, KW, SW,
+                          DW, PRE);
 }
 
 typedef void (*FN(dwn_span_fn_))(const FN(dwn_ctx_) *, const T *, const T *, int64_t, T *);
