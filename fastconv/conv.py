@@ -681,10 +681,12 @@ _RELU_KIND = 1   # fc_act_kind FC_ACT_RELU (activations.py's numbering)
 def _nhwc_dw_native(p, x, pre):
     """Whether the C driver's channels-last depthwise kernel takes this NHWC
     call (fc_dw_nhwc_wanted, src/conv_depthwise_nhwc.c): channel multiplier 1
-    (groups == C_in == C_out > 1), the channels of x contiguous (x: the
-    (N, C, H, W) view the kernels are given; None: a dense NHWC input) and
-    `pre` identity or relu (applied to the loaded inputs)."""
-    if not (p.cin_g == 1 and p.cout_g == 1 and p.shape_out[1] > 1):
+    (groups == C_in == C_out > 1), at least 16 bytes of channels (float32
+    from 4, float64 from 2), the channels of x contiguous (x: the (N, C, H,
+    W) view the kernels are given; None: a dense NHWC input) and `pre`
+    identity or relu (applied to the loaded inputs)."""
+    c = p.shape_out[1]
+    if not (p.cin_g == 1 and p.cout_g == 1 and c > 1 and c * p.dtype.itemsize >= 16):
         return False
     if pre._spec.kind not in (0, _RELU_KIND):
         return False

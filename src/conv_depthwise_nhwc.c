@@ -18,21 +18,30 @@
 #include "conv_kern.h"
 #include "fastconv.h"
 
-int fc_dw_nhwc_wanted(const fc_conv_desc *d, const int64_t *xs, const fc_activation *pre)
+int fc_dw_nhwc_wanted(const fc_conv_desc *d, const int64_t *xs, const fc_activation *pre,
+                      size_t elem)
 {
     if (pre && pre->kind != FC_ACT_IDENTITY && pre->kind != FC_ACT_RELU) return 0;
-    return xs && xs[1] == 1 && d->groups >= 2 && d->groups == d->c_in && d->c_out == d->c_in
+    /* fewer channels than one 16-byte vector (float32 c_in 2, 3) would run one
+     * lane at a time: 3x slower than the NCHW kernel on transposed copies */
+    return xs && xs[1] == 1 && d->groups >= 2 && d->c_in * (int64_t)elem >= 16 && d->groups == d->c_in && d->c_out == d->c_in
            && d->kh > 0 && d->kw > 0 && d->stride_h > 0 && d->stride_w > 0 && d->dil_h > 0
            && d->dil_w > 0 && d->n >= 0 && d->h_out >= 0 && d->w_out >= 0;
 }
 
-/* The kernel set the direct driver uses. */
+/* The kernel set the direct driver uses, or a narrower one when the channels
+ * do not fill its vectors (fewer channels than lanes take a slow scalar path
+ * in each set): AVX-512 (64-byte vectors), AVX2 (32), portable (16).  The
+ * AVX-512 and AVX2 kernels compute the same bits. */
 static int dwn_run(const fc_dwn_args *a, size_t elem)
 {
 #if defined(__x86_64__) || defined(_M_X64)
+    const int64_t C = a->d->c_in, lanes16 = (int64_t)(16 / elem);
     const fc_kernel_table *k = fc_kernels();
-    if (k == &fc_kernels_avx512) return elem == 4 ? fc_dwn_avx512_f32(a) : fc_dwn_avx512_f64(a);
-    if (k == &fc_kernels_avx2) return elem == 4 ? fc_dwn_avx2_f32(a) : fc_dwn_avx2_f64(a);
+    if (k == &fc_kernels_avx512 && C >= 4 * lanes16)
+        return elem == 4 ? fc_dwn_avx512_f32(a) : fc_dwn_avx512_f64(a);
+    if ((k == &fc_kernels_avx512 || k == &fc_kernels_avx2) && C >= 2 * lanes16)
+        return elem == 4 ? fc_dwn_avx2_f32(a) : fc_dwn_avx2_f64(a);
 #endif
     return elem == 4 ? fc_dwn_portable_f32(a) : fc_dwn_portable_f64(a);
 }
@@ -58,7 +67,7 @@ static int dwn_run(const fc_dwn_args *a, size_t elem)
                                        const fc_activation *post, const fc_activation *pre)  \
     {                                                                                        \
         static const fc_activation ident = {FC_ACT_IDENTITY, 0.0, 0.0};                      \
-        if (!fc_dw_nhwc_wanted(d, xs, pre)) return FC_EINVAL;                                \
+        if (!fc_dw_nhwc_wanted(d, xs, pre, sizeof(T))) return FC_EINVAL;                                \
         if (post && (post->kind < 0 || post->kind >= FC_ACT_COUNT)) return FC_EINVAL;        \
         if (d->n == 0 || d->h_out == 0 || d->w_out == 0) return FC_OK;                       \
         const int64_t C = d->c_in, taps = d->kh * d->kw;                                     \

@@ -23,11 +23,13 @@
 
 #include "fastconv.h"
 
-/* Whether the kernel takes the call: groups == c_in == c_out >= 2, x's
- * channels contiguous (xs: x's element strides in (n, c, h, w) order,
- * xs[1] == 1), and pre NULL, identity or relu (applied to the loaded inputs;
- * the padding stays zero).  The caller checks that y is dense NHWC. */
-int fc_dw_nhwc_wanted(const fc_conv_desc *d, const int64_t *xs, const fc_activation *pre);
+/* Whether the kernel takes the call: groups == c_in == c_out >= 2, at least
+ * 16 bytes of channels (c_in * elem >= 16: float32 from 4 channels, float64
+ * from 2), x's channels contiguous (xs: x's element strides in (n, c, h, w)
+ * order, xs[1] == 1), and pre NULL, identity or relu (applied to the loaded
+ * inputs; the padding stays zero).  The caller checks that y is dense NHWC. */
+int fc_dw_nhwc_wanted(const fc_conv_desc *d, const int64_t *xs, const fc_activation *pre,
+                      size_t elem);
 
 /* y (dense NHWC) = post(conv(pad(pre(x)), w) + bias); bias may be NULL, post
  * and pre NULL for identity.  w[c][0][kh][kw] at w + c*ws[0] + kh*ws[2] +

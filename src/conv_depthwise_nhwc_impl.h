@@ -24,9 +24,9 @@
  *    channels it shares are computed twice, the same values stored twice).
  *  - kernel rows in the top/bottom padding are left out of the loops: exact
  *    when every weight is finite.  Otherwise (inf or NaN weights: such taps add
- *    w * 0 = NaN, as torch's zero padding does) the rows and pixels that touch
- *    the padding, and channel counts below VL, take a per-pixel loop over all
- *    taps that accumulates in the output row (dwn_pixel_).
+ *    w * 0 = NaN, as torch's zero padding does) the rows that touch the
+ *    padding, and channel counts below VL, take a loop over every tap and all
+ *    the row's pixels that accumulates in the output row (dwn_row_slow_).
  *
  * Bias initialises the accumulators; identity, relu and relu6 are applied in
  * registers before the single store, the other activations as one pass over
@@ -282,48 +282,79 @@ static void FN(dwn_edge_)(const FN(dwn_ctx_) *c, const T *xrow, const T *wt, int
         FN(dwn_channels_)(c, xr, wt, nkh, kl, nkw, yr + ow * c->C, 1, DWN_NV, 0, 1, 1, 0);
 }
 
-/* Any pixel, any channel count, non-finite weights: every tap, those in the
- * padding adding w * 0; accumulated in the output (yp: the pixel's C values). */
-static void FN(dwn_pixel_)(const FN(dwn_ctx_) *c, const T *ximg, int64_t oh, int64_t ow, T *yp)
+/* y[k] = SFMA(x[k], w[k], y[k]) for k < C (x NULL: a zero input). */
+DWN_AI void FN(dwn_axpy_)(const T *x, const T *w, T *y, int64_t C, const int PRE)
+{
+    const int64_t CV = C / VL * VL;
+    const V z = VZERO();
+    (void)z;
+    if (!x) {
+        for (int64_t k = 0; k < CV; k += VL) VSTORE(y + k, VFMA(z, VLOAD(w + k), VLOAD(y + k)));
+        for (int64_t k = CV; k < C; ++k) y[k] = SFMA((T)0, w[k], y[k]);
+        return;
+    }
+    for (int64_t k = 0; k < CV; k += VL) {
+        V xv = VLOAD(x + k);
+        if (PRE) xv = VRELU(xv, z);
+        VSTORE(y + k, VFMA(xv, VLOAD(w + k), VLOAD(y + k)));
+    }
+    for (int64_t k = CV; k < C; ++k) {
+        T xv = x[k];
+        if (PRE && xv < (T)0) xv = (T)0;
+        y[k] = SFMA(xv, w[k], y[k]);
+    }
+}
+
+/* A whole output row, any channel count, inf/NaN weights: every tap, in the
+ * tiles' order, over all the row's pixels at a time (accumulated in the
+ * output row; the pixels are independent chains); taps in the padding add
+ * w * 0 unless every weight is finite. */
+static void FN(dwn_row_slow_)(const FN(dwn_ctx_) *c, const T *ximg, int64_t oh, T *yr)
 {
     const fc_conv_desc *d = c->d;
-    const int64_t C = c->C, CV = C / VL * VL;
-    const T *b = c->b;
+    const int64_t C = c->C, CV = C / VL * VL, Wo = d->w_out;
     const V z = VZERO();
-    for (int64_t k = 0; k < CV; k += VL) VSTORE(yp + k, VLOAD(b + k));
-    for (int64_t k = CV; k < C; ++k) yp[k] = b[k];
+    (void)z;
+    for (int64_t ow = 0; ow < Wo; ++ow) {
+        for (int64_t k = 0; k < CV; k += VL) VSTORE(yr + ow * C + k, VLOAD(c->b + k));
+        for (int64_t k = CV; k < C; ++k) yr[ow * C + k] = c->b[k];
+    }
     for (int64_t kh = 0; kh < c->KH; ++kh) {
         const int64_t ih = oh * c->SH - c->PT + kh * c->DH;
         const int row_in = ih >= 0 && ih < d->h_in;
+        if (!row_in && c->finite) continue;
         for (int64_t kw = 0; kw < c->KW; ++kw) {
-            const int64_t iw = ow * c->SW - c->PL + kw * c->DW;
             const T *wk = c->w + (kh * c->KW + kw) * C;
-            if (row_in && iw >= 0 && iw < d->w_in) {
-                const T *xp = ximg + ih * c->xsh + iw * c->xsw;
-                for (int64_t k = 0; k < CV; k += VL) {
-                    V xv = VLOAD(xp + k);
-                    if (c->pre_relu) xv = VRELU(xv, z);
-                    VSTORE(yp + k, VFMA(xv, VLOAD(wk + k), VLOAD(yp + k)));
-                }
-                for (int64_t k = CV; k < C; ++k) {
-                    T xv = xp[k];
-                    if (c->pre_relu && xv < (T)0) xv = (T)0;
-                    yp[k] = SFMA(xv, wk[k], yp[k]);
-                }
-            } else if (!c->finite) {
-                for (int64_t k = 0; k < CV; k += VL)
-                    VSTORE(yp + k, VFMA(VLOAD(wk + k), z, VLOAD(yp + k)));
-                for (int64_t k = CV; k < C; ++k) yp[k] = SFMA(wk[k], (T)0, yp[k]);
+            int64_t lo = 0, hi = 0;   /* the pixels whose tap (kh, kw) is inside x */
+            if (row_in) fc_valid_cols(kw * c->DW - c->PL, c->SW, d->w_in, Wo, &lo, &hi);
+            if (!c->finite) {
+                for (int64_t ow = 0; ow < lo; ++ow) FN(dwn_axpy_)(NULL, wk, yr + ow * C, C, 0);
+                for (int64_t ow = hi; ow < Wo; ++ow) FN(dwn_axpy_)(NULL, wk, yr + ow * C, C, 0);
             }
+            if (lo >= hi) continue;
+            const T *xp = ximg + ih * c->xsh + (lo * c->SW - c->PL + kw * c->DW) * c->xsw;
+            const int64_t ps = c->SW * c->xsw;
+            if (c->pre_relu)
+                for (int64_t ow = lo; ow < hi; ++ow, xp += ps)
+                    FN(dwn_axpy_)(xp, wk, yr + ow * C, C, 1);
+            else
+                for (int64_t ow = lo; ow < hi; ++ow, xp += ps)
+                    FN(dwn_axpy_)(xp, wk, yr + ow * C, C, 0);
         }
     }
     if (c->kind == FC_ACT_RELU) {
-        for (int64_t k = 0; k < CV; k += VL) VSTORE(yp + k, VRELU(VLOAD(yp + k), z));
-        for (int64_t k = CV; k < C; ++k) yp[k] = yp[k] < (T)0 ? (T)0 : yp[k];
+        for (int64_t ow = 0; ow < Wo; ++ow) {
+            T *yp = yr + ow * C;
+            for (int64_t k = 0; k < CV; k += VL) VSTORE(yp + k, VRELU(VLOAD(yp + k), z));
+            for (int64_t k = CV; k < C; ++k) yp[k] = yp[k] < (T)0 ? (T)0 : yp[k];
+        }
     } else if (c->kind == FC_ACT_RELU6) {
-        for (int64_t k = 0; k < CV; k += VL) VSTORE(yp + k, VRELU6(VLOAD(yp + k)));
-        for (int64_t k = CV; k < C; ++k)
-            yp[k] = yp[k] > (T)6 ? (T)6 : yp[k] < (T)0 ? (T)0 : yp[k];
+        for (int64_t ow = 0; ow < Wo; ++ow) {
+            T *yp = yr + ow * C;
+            for (int64_t k = 0; k < CV; k += VL) VSTORE(yp + k, VRELU6(VLOAD(yp + k)));
+            for (int64_t k = CV; k < C; ++k)
+                yp[k] = yp[k] > (T)6 ? (T)6 : yp[k] < (T)0 ? (T)0 : yp[k];
+        }
     }
 }
 
@@ -339,20 +370,14 @@ static void FN(dwn_row_)(const FN(dwn_ctx_) *c, FN(dwn_span_fn_) span, int64_t n
     const int64_t kl = ih0 >= 0 ? 0 : (-ih0 + DH - 1) / DH;
     const int64_t kh_ = d->h_in - ih0 <= 0 ? 0 : fc_min64(KH, (d->h_in - ih0 + DH - 1) / DH);
     const int64_t nkh = kh_ > kl ? kh_ - kl : 0;
-    if (C < VL || (!c->finite && nkh < KH)) {
-        for (int64_t ow = 0; ow < Wo; ++ow) FN(dwn_pixel_)(c, ximg, oh, ow, yr + ow * C);
+    if (C < VL || (!c->finite && (nkh < KH || c->ow_lo > 0 || c->ow_hi < Wo))) {
+        FN(dwn_row_slow_)(c, ximg, oh, yr);
     } else {
         const T *xrow = nkh ? ximg + (ih0 + kl * DH) * c->xsh : ximg;
         const T *wt = c->w + kl * c->KW * C;
-        for (int64_t ow = 0; ow < c->ow_lo; ++ow) {
-            if (c->finite) FN(dwn_edge_)(c, xrow, wt, nkh, yr, ow);
-            else FN(dwn_pixel_)(c, ximg, oh, ow, yr + ow * C);
-        }
+        for (int64_t ow = 0; ow < c->ow_lo; ++ow) FN(dwn_edge_)(c, xrow, wt, nkh, yr, ow);
         span(c, xrow, wt, nkh, yr);
-        for (int64_t ow = c->ow_hi; ow < Wo; ++ow) {
-            if (c->finite) FN(dwn_edge_)(c, xrow, wt, nkh, yr, ow);
-            else FN(dwn_pixel_)(c, ximg, oh, ow, yr + ow * C);
-        }
+        for (int64_t ow = c->ow_hi; ow < Wo; ++ow) FN(dwn_edge_)(c, xrow, wt, nkh, yr, ow);
     }
     if (c->late) FN(fc_activate_serial_)(yr, yr, (size_t)(Wo * C), c->post);
 }

@@ -284,9 +284,10 @@ def _assert_nhwc_close(got, ref, tol, what):
                            (err / lim).max())
 
 
-def _native(c, mult, pre):
-    """Whether the channels-last kernel takes the call (no transposed copies)."""
-    return c > 1 and mult == 1 and pre in (None, "relu")
+def _native(c, mult, pre, dtype):
+    """Whether the channels-last kernel takes the call (no transposed copies):
+    multiplier 1, 16 bytes of channels or more, pre-activation relu or none."""
+    return c > 1 and c * np.dtype(dtype).itemsize >= 16 and mult == 1 and pre in (None, "relu")
 
 
 def _act_arg(a):
@@ -326,7 +327,7 @@ def test_nhwc_kernel_vs_reference(rng, count_transposes, case, dtype):
                                   data_format="NHWC")
             _assert_nhwc_close(got, ref, tol, (form, act, pre))
             if c > 1:   # (one channel is a plain convolution)
-                assert (len(count_transposes) == before) == _native(c, 1, pre), (form, pre)
+                assert (len(count_transposes) == before) == _native(c, 1, pre, dt), (form, pre)
         # method="separate": the kernel without activations (and a pre-activated copy)
         got = fastconv.conv2d(x, wt, b, stride, padding, dilation, groups=c,
                               activation=_act_arg(act), pre_activation=pre, method="separate",
