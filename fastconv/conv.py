@@ -693,12 +693,6 @@ def _nhwc_dw_native(p, x, pre):
     return x is None or x.strides[1] == x.itemsize
 
 
-def _nhwc_dw_native_bytes(p):
-    """What that kernel allocates: its [tap][C] copy of the weights and the bias."""
-    c_out, _, kh, kw = p.w.shape
-    return (kh * kw + 1) * c_out * p.dtype.itemsize
-
-
 def _nhwc_via_nchw(run, p, y):
     """An NCHW method on transposed copies (the copies workspace_bytes counts)."""
     q = _Conv()
@@ -755,12 +749,12 @@ def workspace_bytes(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1,
     """Extra bytes a conv2d call allocates besides its output, by method.
 
     Counts the activated input copy (pre-activation), im2col's column matrix,
-    and for NHWC the transposed copies of x, w and y that im2col and the
-    depthwise calls (groups == C > 1) without a channels-last kernel make (a
-    channel multiplier above 1; method="fused"/"auto" with a pre-activation
-    other than relu); the direct kernels read and write NHWC in place, the
-    channels-last depthwise kernel (channel multiplier 1) too, with its copy
-    of the weights and bias, (kH * kW + 1) * C values.
+    and for NHWC the transposed copies of x, w and y that im2col makes, and
+    depthwise (groups == C > 1) where the channels-last depthwise kernel does
+    not take the call (a channel multiplier above 1, fewer than 16 bytes of
+    channels, or for "fused"/"auto" a pre-activation other than relu); the
+    direct kernels and the channels-last depthwise kernel read and write NHWC
+    in place.
     ``method="winograd"``: its per-thread tile buffers at the current thread
     count for the call's tile size: ``tile`` 2 or 4 for a call given a
     ``WinogradWeight`` of that ``.tile``, "auto" (default) for a plain-weight
@@ -792,10 +786,9 @@ def workspace_bytes(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1,
     in_bytes = int(np.prod(p.x.shape)) * item
     if p.nhwc and method != "im2col" and _nhwc_depthwise(p) and \
             _nhwc_dw_native(p, None, _NO_ACT if method == "separate" else p.pre):
-        # the channels-last depthwise kernel: its weight copy (an activated
-        # copy of x first for separate's pre-activation)
-        act_copy = method == "separate" and not p.pre.is_identity
-        return _nhwc_dw_native_bytes(p) + (in_bytes if act_copy else 0)
+        # the channels-last depthwise kernel reads x in place (separate: an
+        # activated copy first)
+        return in_bytes if method == "separate" and not p.pre.is_identity else 0
     if p.nhwc and method != "im2col" and not _nhwc_depthwise(p):
         # the kernels read a dense NHWC x in place; a copy only to pre-activate it
         ws = _core.direct_workspace_ex(p.desc, _nhwc_dense_strides(p), p.pre._spec, item)
