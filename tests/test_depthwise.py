@@ -475,9 +475,12 @@ def nhwc_kernel_sets():
             "sys.exit(pytest.main(['-x', '-q', '-p', 'no:cacheprovider', '-o', 'addopts=', %r, "
             "'-k', 'nhwc_kernel and not avx512 and not kernel_sets']))"
             % os.path.join(here, "test_depthwise.py"))
+    base = {k: v for k, v in child_env().items()   # (this run's own choice left out)
+            if k not in ("FASTCONV_ENABLE_AVX512", "FASTCONV_DISABLE_AVX512",
+                         "FASTCONV_DISABLE_SIMD")}
     procs = {}
     for name, env in sets.items():
-        procs[name] = subprocess.Popen([sys.executable, "-c", code], env=child_env(**env),
+        procs[name] = subprocess.Popen([sys.executable, "-c", code], env=dict(base, **env),
                                        cwd=PKG_PARENT, stdout=subprocess.PIPE,
                                        stderr=subprocess.STDOUT, text=True)
     return {name: (p.communicate()[0], p.returncode) for name, p in procs.items()}
