@@ -36,7 +36,9 @@
  * used by every pixel it feeds (GCC otherwise folds it into each FMA as a
  * memory operand; 30 % slower on NumPy's 16-byte-aligned arrays, whose
  * vectors straddle cache lines) */
+#if defined(__GNUC__) || defined(__clang__)
 #define VKEEP(v) __asm__("" : "+x"(v))
+#endif
 
 #include "avx2_vec_f32.h"
 #define VRELU6 fc_v8_relu6

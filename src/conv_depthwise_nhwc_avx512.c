@@ -36,7 +36,9 @@
  * used by every pixel it feeds (GCC otherwise folds it into each FMA as a
  * memory operand; 30 % slower on NumPy's 16-byte-aligned arrays, whose
  * vectors straddle cache lines) */
+#if defined(__GNUC__) || defined(__clang__)
 #define VKEEP(v) __asm__("" : "+v"(v))
+#endif
 
 /* x > 6 ? 6 : x < 0 ? 0 : x, NaN and -0.0 kept (fc_v8_relu6 on 16 lanes) */
 static inline __m512 dwn_relu6_f32(__m512 x)

@@ -5,7 +5,8 @@
  * VL, VLOAD, VSTORE, VZERO, VFMA, VRELU(x, zero) (the avx2_vec_*.h /
  * avx512_vec_*.h vocabulary), VRELU6(x) (x > 6 ? 6 : x < 0 ? 0 : x, NaN and
  * -0.0 kept) and FC_DWN_ENTRY (the entry's name before the type suffix)
- * defined; DWN_NV and DWN_P* (the tile shapes) may be.
+ * defined; DWN_NV and DWN_P* (the tile shapes), SFMA (a scalar FMA) and
+ * VKEEP (see below) may be.
  *
  * Work item: one (image, band of output rows); an output row is
  *
@@ -25,8 +26,9 @@
  *  - kernel rows in the top/bottom padding are left out of the loops: exact
  *    when every weight is finite.  Otherwise (inf or NaN weights: such taps add
  *    w * 0 = NaN, as torch's zero padding does) the rows that touch the
- *    padding, and channel counts below VL, take a loop over every tap and all
- *    the row's pixels that accumulates in the output row (dwn_row_slow_).
+ *    padding, and channel counts below VL (conv_depthwise_nhwc.c sends those
+ *    to a narrower set where there is one), take a loop over every tap and
+ *    all the row's pixels that accumulates in the output row (dwn_row_slow_).
  *
  * Bias initialises the accumulators; identity, relu and relu6 are applied in
  * registers before the single store, the other activations as one pass over
@@ -38,7 +40,8 @@
 
 #if defined(__GNUC__) || defined(__clang__)
 #define DWN_AI static inline __attribute__((always_inline))
-#define DWN_UNROLL(n) _Pragma("GCC unroll 32")
+#define DWN_PRAGMA(x) _Pragma(#x)
+#define DWN_UNROLL(n) DWN_PRAGMA(GCC unroll n)
 #else
 #define DWN_AI static inline
 #define DWN_UNROLL(n)
@@ -445,6 +448,7 @@ int CAT(FC_DWN_ENTRY, SFX)(const fc_dwn_args *a)
 #undef DWN_KWMAX
 #undef DWN_AI
 #undef DWN_UNROLL
+#undef DWN_PRAGMA
 #undef FN
 #undef CAT
 #undef CAT_
