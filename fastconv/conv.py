@@ -667,8 +667,11 @@ _METHODS = {"auto": _run_fused, "fused": _run_fused, "separate": _run_separate,
 # p.x / p.w are (N, C, H, W) / (O, I, kH, kW) views of the NHWC input and HWIO
 # weights; y is the dense NHWC output.  The direct kernels read x through its
 # strides (a channels-last x in place, padding included), pack the weights
-# straight from the HWIO view and store channels-last tiles.  Depthwise
-# (its kernel is NCHW only) and im2col run the NCHW code on transposed copies.
+# straight from the HWIO view and store channels-last tiles.  Depthwise of
+# channel multiplier 1 has a channels-last kernel of its own, which the C
+# driver picks (src/conv_depthwise_nhwc.h); other depthwise calls (a channel
+# multiplier, an input whose channels are not contiguous, a pre-activation
+# other than relu) and im2col run the NCHW code on transposed copies.
 
 def _elem_strides(a):
     return tuple(s // a.itemsize for s in a.strides)
@@ -690,12 +693,30 @@ def _nhwc_depthwise(p):
     return p.cin_g == 1 and p.shape_out[1] // p.cout_g > 1   # groups == C > 1
 
 
+_RELU_KIND = 1   # fc_act_kind FC_ACT_RELU (activations.py's numbering)
+
+
+def _nhwc_dw_native(p, x, pre):
+    """Whether the C driver's channels-last depthwise kernel takes this NHWC
+    call (fc_dw_nhwc_wanted, src/conv_depthwise_nhwc.c): channel multiplier 1
+    (groups == C_in == C_out > 1), at least 16 bytes of channels (float32
+    from 4, float64 from 2), the channels of x contiguous (x: the (N, C, H,
+    W) view the kernels are given; None: a dense NHWC input) and `pre`
+    identity or relu (applied to the loaded inputs)."""
+    c = p.shape_out[1]
+    if not (p.cin_g == 1 and p.cout_g == 1 and c > 1 and c * p.dtype.itemsize >= 16):
+        return False
+    if pre._spec.kind not in (0, _RELU_KIND):
+        return False
+    return x is None or x.strides[1] == x.itemsize
+
+
 def _nhwc_fused_in_place(p):
     """Whether the fused NHWC method runs the direct kernels on the caller's
     arrays (else the NCHW code on transposed copies, _nhwc_via_nchw): the
     routing of _nhwc_fused, and the NHWC calls the Cython hot path may take
     (_fast_cacheable)."""
-    return not _nhwc_depthwise(p)
+    return not _nhwc_depthwise(p) or _nhwc_dw_native(p, p.x, p.pre)
 
 
 def _nhwc_via_nchw(run, p, y):
@@ -712,7 +733,8 @@ def _nhwc_via_nchw(run, p, y):
 
 def _direct_nhwc(p, x, y, post, pre):
     ws = None   # raw weights: the kernels' kept buffer holds the workspace
-    if p.packed is not None:
+    # (the channels-last depthwise kernel takes none)
+    if p.packed is not None and not _nhwc_dw_native(p, x, pre):
         nbytes = _core.direct_workspace_ex(p.desc, _elem_strides(x), pre._spec, x.itemsize)
         ws = np.empty(nbytes, np.uint8) if nbytes else None
     w = p.packed if p.packed is not None else p.w
@@ -726,7 +748,9 @@ def _nhwc_fused(p, y):
 
 
 def _nhwc_separate(p, y):
-    if _nhwc_depthwise(p):
+    # the pre-activation goes through a dense NHWC copy, then the plain kernel
+    if _nhwc_depthwise(p) and not _nhwc_dw_native(p, p.x if p.pre.is_identity else None,
+                                                  _NO_ACT):
         return _nhwc_via_nchw(_run_separate, p, y)
     x = p.x
     if not p.pre.is_identity:
@@ -751,8 +775,12 @@ def workspace_bytes(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1,
     """Extra bytes a conv2d call allocates besides its output, by method.
 
     Counts the activated input copy (pre-activation), im2col's column matrix,
-    and for NHWC the transposed copies of x, w and y that im2col and depthwise
-    (groups == C > 1) make; the direct kernels read and write NHWC in place.
+    and for NHWC the transposed copies of x, w and y that im2col makes, and
+    depthwise (groups == C > 1) where the channels-last depthwise kernel does
+    not take the call (a channel multiplier above 1, fewer than 16 bytes of
+    channels, or for "fused"/"auto" a pre-activation other than relu); the
+    direct kernels and the channels-last depthwise kernel read and write NHWC
+    in place.
     ``method="winograd"``: its per-thread tile buffers at the current thread
     count for the call's tile size: ``tile`` 2 or 4 for a call given a
     ``WinogradWeight`` of that ``.tile``, "auto" (default) for a plain-weight
@@ -782,6 +810,11 @@ def workspace_bytes(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1,
         _check_winograd(p.w.shape, stride, dilation, "workspace_bytes")
         return _core.winograd_workspace(p.desc, item, wtile)
     in_bytes = int(np.prod(p.x.shape)) * item
+    if p.nhwc and method != "im2col" and _nhwc_depthwise(p) and \
+            _nhwc_dw_native(p, None, _NO_ACT if method == "separate" else p.pre):
+        # the channels-last depthwise kernel reads x in place (separate: an
+        # activated copy first)
+        return in_bytes if method == "separate" and not p.pre.is_identity else 0
     if p.nhwc and method != "im2col" and not _nhwc_depthwise(p):
         # the kernels read a dense NHWC x in place; a copy only to pre-activate it
         ws = _core.direct_workspace_ex(p.desc, _nhwc_dense_strides(p), p.pre._spec, item)

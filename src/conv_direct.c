@@ -12,6 +12,7 @@
 #include "conv_small.h"
 #include "conv_first.h"
 #include "conv_1x1.h"
+#include "conv_depthwise_nhwc.h"
 #include "fastconv.h"
 
 /* Below this many FLOPs a call stays on one thread: waking a team costs more.

@@ -1011,6 +1011,13 @@ int FN(fc_conv2d_packed_ex_)(const fc_conv_desc *d, const T *x, const int64_t *x
         const int rc = FN(fc_conv2d_depthwise_)(d, x, (const T *)pk->raw, bias, y, post);
         if (rc != FC_EINVAL) return rc;
     }
+    if (pk->raw && y_nhwc && fc_dw_nhwc_wanted(d, xs, pre, sizeof(T))) {
+        /* channels-last depthwise (conv_depthwise_nhwc.h), from the OIHW copy */
+        const int64_t rs[4] = {pk->kh * pk->kw, pk->kh * pk->kw, pk->kw, 1};
+        const int rc = FN(fc_conv2d_depthwise_nhwc_)(d, x, xs, (const T *)pk->raw, rs, bias, y,
+                                                     post, pre);
+        if (rc != FC_EINVAL) return rc;
+    }
     if (pk->raw && dense && !y_nhwc && FN(small_takes_)(d, pre))   /* few channels / tiny */
         return CAT(fc_conv_small_avx2_, SFX)(d, x, (const T *)pk->raw, bias, y, post);
     if (y_nhwc) {
@@ -1402,6 +1409,10 @@ static int FN(conv_raw_)(const fc_conv_desc *d, const T *x, const int64_t *xs_in
     const int pre_id = !pre || pre->kind == FC_ACT_IDENTITY;
     /* the kernels that read OIHW as it is (a strided w: a dense copy first) */
     const int dw = d->c_in == d->groups && pre_id, small = FN(small_takes_)(d, pre);
+    if (y_nhwc && fc_dw_nhwc_wanted(d, xs, pre, sizeof(T))) {   /* channels-last depthwise */
+        const int rc = FN(fc_conv2d_depthwise_nhwc_)(d, x, xs, w, ws, bias, y, post, pre);
+        if (rc != FC_EINVAL) return rc;
+    }
     size_t off_a, off_ws, total;
     const size_t raw_bytes = (size_t)(d->c_out * pk.cin_g * taps) * sizeof(T);
     if (nchw && (dw || small)) {

@@ -17,7 +17,8 @@ DTYPES = [np.float32, np.float64]
 # (N, H, W, C, Cout, K, stride, padding, dilation, groups): in place with and
 # without padding, the kw-folded small-C mode, the copy mode (pre-activation),
 # 1x1, strided, dilated, grouped, partial channel blocks, tiles smaller than a
-# tile, images smaller than the kernel's reach, depthwise (transpose fallback).
+# tile, images smaller than the kernel's reach, depthwise (its channels-last
+# kernel; a channel multiplier: the transpose fallback).
 CASES = [
     (1, 9, 9, 16, 16, 3, 1, 1, 1, 1),
     (2, 11, 7, 24, 40, 3, 1, 1, 1, 1),
@@ -146,12 +147,16 @@ def test_nhwc_reads_input_in_place():
     assert fastconv.workspace_bytes(x.shape, w.shape, padding=1, data_format="NHWC") == 0
     assert fastconv.workspace_bytes(x.shape, w.shape, padding=1, data_format="NHWC",
                                     pre_activation="relu") == x.nbytes
-    # im2col and depthwise still transpose: counted
+    # im2col and depthwise of a channel multiplier still transpose: counted
     assert fastconv.workspace_bytes(x.shape, w.shape, padding=1, data_format="NHWC",
                                     method="im2col") >= 2 * x.nbytes
+    wd = np.zeros((3, 3, 1, 128), np.float32)
+    assert fastconv.workspace_bytes(x.shape, wd.shape, padding=1, groups=64,
+                                    data_format="NHWC") == x.nbytes + wd.nbytes + 2 * x.nbytes
+    # multiplier 1: the channels-last depthwise kernel, in place
     wd = np.zeros((3, 3, 1, 64), np.float32)
     assert fastconv.workspace_bytes(x.shape, wd.shape, padding=1, groups=64,
-                                    data_format="NHWC") == 2 * x.nbytes + wd.nbytes
+                                    data_format="NHWC") == 0
 
 
 def test_nhwc_no_transposed_temporaries(rng, monkeypatch):

@@ -393,17 +393,23 @@ def test_nhwc_unbatched(rng):
 
 
 def test_nhwc_calls_through_transposed_copies_are_not_cached(rng, monkeypatch):
-    """Depthwise NHWC runs the NCHW code on copies (_nhwc_via_nchw): never
-    served by the hot path, whose kernels would get the caller's arrays.  The
-    routing is _nhwc_fused_in_place's, read by _nhwc_fused and the cache alike."""
-    x, _, b = _nhwc_data(rng, (1, 10, 10, 8), (3, 3, 1, 8))
-    w = rng.standard_normal((3, 3, 1, 8)).astype(np.float32)
-    for weight in (w, fastconv.pack_weight(w, 8, data_format="NHWC")):
-        for _ in range(2):
-            y = fastconv.conv2d(x, weight, b, padding=1, groups=8, activation="relu",
-                                data_format="NHWC")
-            _check_nhwc(y, x, w, b, padding=1, groups=8, activation="relu")
-        assert _hot(x, weight, b, padding=1, groups=8, activation="relu") is None
+    """Depthwise NHWC that the channels-last kernel does not take (here 3
+    float32 channels: under its 16 bytes) runs the NCHW code on copies
+    (_nhwc_via_nchw): never served by the hot path, whose kernels would get the
+    caller's arrays; the kernel's own calls (8 channels) are.  The routing is
+    _nhwc_fused_in_place's, read by _nhwc_fused and the cache alike."""
+    for c, cached in ((3, False), (8, True)):
+        x, _, b = _nhwc_data(rng, (1, 10, 10, c), (3, 3, 1, c))
+        w = rng.standard_normal((3, 3, 1, c)).astype(np.float32)
+        for weight in (w, fastconv.pack_weight(w, c, data_format="NHWC")):
+            for _ in range(2):
+                y = fastconv.conv2d(x, weight, b, padding=1, groups=c, activation="relu",
+                                    data_format="NHWC")
+                _check_nhwc(y, x, w, b, padding=1, groups=c, activation="relu")
+            hot = _hot(x, weight, b, padding=1, groups=c, activation="relu")
+            assert (hot is not None) == cached
+            if cached:
+                _check_nhwc(hot, x, w, b, padding=1, groups=c, activation="relu")
     # any call the predicate sends through copies is left alone
     x2, w2, b2 = _nhwc_data(rng, (1, 10, 10, 4), (3, 3, 4, 6))
     monkeypatch.setattr(C, "_nhwc_fused_in_place", lambda p: False)
