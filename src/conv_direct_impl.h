@@ -299,8 +299,9 @@ static int FN(pack_b_hwio_)(const T *w, const int64_t *ws, const fc_packed *pk, 
         const int64_t r1 = fc_min64(per_g, r0 + FC_PACK_ROWS);
         if (hwio_copy)   /* the same rows of a dense HWIO copy */
             for (int64_t r = r0; r < r1; ++r)
-                memcpy(hwio_copy + r * pk->c_out + g * cout_g, FN(hwio_row_)(w, ws, pk, g, r),
-                       (size_t)cout_g * sizeof(T));
+                fc_stream_copy(hwio_copy + r * pk->c_out + g * cout_g,
+                               FN(hwio_row_)(w, ws, pk, g, r), (size_t)cout_g * sizeof(T));
+        if (hwio_copy) fc_stream_fence();   /* (before the region's closing barrier) */
         finite &= FN(pack_b_rows_)(w, ws, pk, g, r0, r1, 0, nob, blk, wb + g * nob * blk);
     }
     return finite;
@@ -318,7 +319,8 @@ static int FN(dense_oihw_)(const fc_packed *pk, const int64_t *ws)
  * order in the same pass (HWIO for o-contiguous w, OIHW for dense OIHW w:
  * each block's rows copied while they are still in cache from the packing,
  * where a separate serial memcpy before the packing took 40 % of
- * pack_weight, benchmarks/NOTES.md, session 12).  Returns whether every
+ * pack_weight; with non-temporal stores, fc_stream_copy: benchmarks/NOTES.md,
+ * session 12).  Returns whether every
  * weight is finite (fc_packed.finite). */
 static int FN(pack_b_)(const T *w, const int64_t *ws, const fc_packed *pk, T *wb, T *copy)
 {
@@ -337,7 +339,8 @@ static int FN(pack_b_)(const T *w, const int64_t *ws, const fc_packed *pk, T *wb
             const int64_t g = gb / pk->nob, b = gb % pk->nob;
             const int64_t o0 = g * pk->cout_g + b * OB;
             const int64_t nrows = fc_min64(OB, pk->cout_g - b * OB);
-            memcpy(copy + o0 * ws[0], w + o0 * ws[0], (size_t)(nrows * ws[0]) * sizeof(T));
+            fc_stream_copy(copy + o0 * ws[0], w + o0 * ws[0], (size_t)(nrows * ws[0]) * sizeof(T));
+            fc_stream_fence();   /* (before the region's closing barrier) */
         }
     }
     return finite;
