@@ -136,3 +136,8 @@ cdef extern from "fastconv.h" nogil:
                           const double *w, const int64_t *wstrides, const double *bias,
                           double *y, int y_nhwc, const fc_activation *post,
                           const fc_activation *pre, fc_scratch *s)
+
+
+cdef extern from "conv_depthwise_nhwc.h" nogil:
+    int fc_dw_nhwc_wanted(const fc_conv_desc *d, const int64_t *xs, const fc_activation *pre,
+                          size_t elem)

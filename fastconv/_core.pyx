@@ -529,6 +529,17 @@ def direct_workspace_ex(ConvDesc desc, tuple xstrides, ActSpec pre, size_t items
     return fc_conv2d_direct_workspace_ex(&desc.d, xs, &pre.a, itemsize)
 
 
+def dw_nhwc_wanted(ConvDesc desc, tuple xstrides, ActSpec pre, size_t itemsize):
+    """Whether the channels-last depthwise kernel takes a channels-last-output
+    call with an x of these element strides (N, C, H, W order):
+    fc_dw_nhwc_wanted, the rule the C routing reads."""
+    cdef int64_t xs[4]
+    cdef int i
+    for i in range(4):
+        xs[i] = xstrides[i]
+    return bool(fc_dw_nhwc_wanted(&desc.d, xs, &pre.a, itemsize))
+
+
 def conv2d_ex(ConvDesc desc, cnp.ndarray x, object w, object bias, cnp.ndarray y,
               bint y_nhwc, ActSpec post, ActSpec pre, object workspace):
     """The direct convolution on x of any strides, given as an (N, C, H, W)

@@ -693,22 +693,14 @@ def _nhwc_depthwise(p):
     return p.cin_g == 1 and p.shape_out[1] // p.cout_g > 1   # groups == C > 1
 
 
-_RELU_KIND = 1   # fc_act_kind FC_ACT_RELU (activations.py's numbering)
-
-
 def _nhwc_dw_native(p, x, pre):
     """Whether the C driver's channels-last depthwise kernel takes this NHWC
-    call (fc_dw_nhwc_wanted, src/conv_depthwise_nhwc.c): channel multiplier 1
-    (groups == C_in == C_out > 1), at least 16 bytes of channels (float32
-    from 4, float64 from 2), the channels of x contiguous (x: the (N, C, H,
-    W) view the kernels are given; None: a dense NHWC input) and `pre`
-    identity or relu (applied to the loaded inputs)."""
-    c = p.shape_out[1]
-    if not (p.cin_g == 1 and p.cout_g == 1 and c > 1 and c * p.dtype.itemsize >= 16):
-        return False
-    if pre._spec.kind not in (0, _RELU_KIND):
-        return False
-    return x is None or x.strides[1] == x.itemsize
+    call with pre-activation `pre` (the C rule, fc_dw_nhwc_wanted: channel
+    multiplier 1, at least 16 bytes of channels, the channels of x contiguous,
+    `pre` identity or relu).  x: the (N, C, H, W) view the kernels are given;
+    None: a dense NHWC input."""
+    xs = _nhwc_dense_strides(p) if x is None else _elem_strides(x)
+    return _core.dw_nhwc_wanted(p.desc, xs, pre._spec, p.dtype.itemsize)
 
 
 def _nhwc_fused_in_place(p):
@@ -733,8 +725,7 @@ def _nhwc_via_nchw(run, p, y):
 
 def _direct_nhwc(p, x, y, post, pre):
     ws = None   # raw weights: the kernels' kept buffer holds the workspace
-    # (the channels-last depthwise kernel takes none)
-    if p.packed is not None and not _nhwc_dw_native(p, x, pre):
+    if p.packed is not None:
         nbytes = _core.direct_workspace_ex(p.desc, _elem_strides(x), pre._spec, x.itemsize)
         ws = np.empty(nbytes, np.uint8) if nbytes else None
     w = p.packed if p.packed is not None else p.w
@@ -810,13 +801,10 @@ def workspace_bytes(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1,
         _check_winograd(p.w.shape, stride, dilation, "workspace_bytes")
         return _core.winograd_workspace(p.desc, item, wtile)
     in_bytes = int(np.prod(p.x.shape)) * item
-    if p.nhwc and method != "im2col" and _nhwc_depthwise(p) and \
-            _nhwc_dw_native(p, None, _NO_ACT if method == "separate" else p.pre):
-        # the channels-last depthwise kernel reads x in place (separate: an
-        # activated copy first)
-        return in_bytes if method == "separate" and not p.pre.is_identity else 0
-    if p.nhwc and method != "im2col" and not _nhwc_depthwise(p):
-        # the kernels read a dense NHWC x in place; a copy only to pre-activate it
+    if p.nhwc and method != "im2col" and (not _nhwc_depthwise(p) or _nhwc_dw_native(
+            p, None, _NO_ACT if method == "separate" else p.pre)):
+        # the kernels (the channels-last depthwise one too) read a dense NHWC
+        # x in place; a copy only to pre-activate it
         ws = _core.direct_workspace_ex(p.desc, _nhwc_dense_strides(p), p.pre._spec, item)
         return ws if method != "separate" or p.pre.is_identity else in_bytes
     if method in ("auto", "fused"):      # the kernel's channels-last / pre-activated input

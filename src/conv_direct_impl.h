@@ -195,19 +195,12 @@ static int FN(pack_block_)(const fc_kernel_table *kt, const T *w, const int64_t 
     return ok;
 }
 
-/* Row r (tap r / cin_g, input channel r % cin_g) of group g's output
- * channels in o-contiguous weights (ws[0] == 1: a view of HWIO). */
-static const T *FN(hwio_row_)(const T *w, const int64_t *ws, const fc_packed *pk, int64_t g,
-                              int64_t r)
-{
-    const int64_t t = r / pk->cin_g, ic = r % pk->cin_g;
-    return w + g * pk->cout_g + ic * ws[1] + (t / pk->kw) * ws[2] + (t % pk->kw) * ws[3];
-}
-
-/* Rows [r, r + n) the same way, into rows[]: one division for the run, not
- * two per row (with a 32-channel block group a row is two 64-byte pieces,
- * and the divisions took most of the item's packing: 6.5 GB/s from L2,
- * benchmarks/NOTES.md, session 12). */
+/* Rows [r, r + n) of group g's output channels in o-contiguous weights
+ * (ws[0] == 1: a view of HWIO), row r being tap r / cin_g, input channel
+ * r % cin_g, into rows[]: one division for the run, not two per row (with a
+ * 32-channel block group a row is two 64-byte pieces, and the divisions took
+ * most of the item's packing: 6.5 GB/s from L2, benchmarks/NOTES.md,
+ * session 12). */
 static void FN(hwio_rows_)(const T *w, const int64_t *ws, const fc_packed *pk, int64_t g,
                            int64_t r, int n, const T **rows)
 {
@@ -245,9 +238,6 @@ static int FN(pack_b_rows_)(const T *w, const int64_t *ws, const fc_packed *pk, 
     const int64_t pf_bytes = (b1 - b0) * OB * (int64_t)sizeof(T);
     const fc_kernel_table *kt = fc_kernels();
     int finite = 1;
-    /* (the partial block's lanes: the non-finite test on the bits, conv_common.h) */
-    CAT(fc_bits_, SFX) bad[FC_OB(T)];
-    for (int o = 0; o < OB; ++o) bad[o] = 0;
     for (int64_t c0 = r0; c0 < r1; c0 += FC_PACK_ROWS) {
         const int nr = (int)fc_min64(FC_PACK_ROWS, r1 - c0);
         const T *src[FC_PACK_ROWS], *pfr[FC_PACK_ROWS];
@@ -267,17 +257,13 @@ static int FN(pack_b_rows_)(const T *w, const int64_t *ws, const fc_packed *pk, 
                 finite &= CAT(kt->linesB_, SFX)(lp, nr, dd);
                 continue;
             }
-            for (int k = 0; k < nr; ++k)   /* the last, partial block: zeros past cout_g */
-                for (int o = 0; o < OB; ++o) {
-                    const T v = o < nv ? src[k][b * OB + o] : (T)0;
-                    dd[k * OB + o] = v;
-                    CAT(fc_nonfinite_or_, SFX)(bad + o, &v, 1);
-                }
+            for (int k = 0; k < nr; ++k) {   /* the last, partial block: zeros past cout_g */
+                for (int o = 0; o < OB; ++o) dd[k * OB + o] = o < nv ? src[k][b * OB + o] : (T)0;
+                finite &= CAT(fc_all_finite_, SFX)(dd + k * OB, nv);
+            }
         }
     }
-    CAT(fc_bits_, SFX) any = 0;
-    for (int o = 0; o < OB; ++o) any |= bad[o];
-    return finite && !(any & CAT(FC_BITS_TOP_, SFX));
+    return finite;
 }
 
 /* All of layout B from o-contiguous weights, threaded over chunks of rows;
@@ -297,21 +283,23 @@ static int FN(pack_b_hwio_)(const T *w, const int64_t *ws, const fc_packed *pk, 
     for (int64_t u = 0; u < pk->groups * nch; ++u) {
         const int64_t g = u / nch, r0 = u % nch * FC_PACK_ROWS;
         const int64_t r1 = fc_min64(per_g, r0 + FC_PACK_ROWS);
-        if (hwio_copy)   /* the same rows of a dense HWIO copy */
+        if (hwio_copy) {   /* the same rows of a dense HWIO copy */
+            const T *rows[FC_PACK_ROWS];
+            FN(hwio_rows_)(w, ws, pk, g, r0, (int)(r1 - r0), rows);
             for (int64_t r = r0; r < r1; ++r)
-                fc_stream_copy(hwio_copy + r * pk->c_out + g * cout_g,
-                               FN(hwio_row_)(w, ws, pk, g, r), (size_t)cout_g * sizeof(T));
-        if (hwio_copy) fc_stream_fence();   /* (before the region's closing barrier) */
+                fc_stream_copy(hwio_copy + r * pk->c_out + g * cout_g, rows[r - r0],
+                               (size_t)cout_g * sizeof(T));
+            fc_stream_fence();   /* (before the region's closing barrier) */
+        }
         finite &= FN(pack_b_rows_)(w, ws, pk, g, r0, r1, 0, nob, blk, wb + g * nob * blk);
     }
     return finite;
 }
 
-/* Whether w's strides are those of a dense OIHW array. */
-static int FN(dense_oihw_)(const fc_packed *pk, const int64_t *ws)
+/* Whether strides ws are those of a dense OIHW array of cin_g x kh x kw rows. */
+static int FN(dense_oihw_)(int64_t cin_g, int64_t kh, int64_t kw, const int64_t *ws)
 {
-    const int64_t taps = pk->kh * pk->kw;
-    return ws[3] == 1 && ws[2] == pk->kw && ws[1] == taps && ws[0] == pk->cin_g * taps;
+    return ws[3] == 1 && ws[2] == kw && ws[1] == kh * kw && ws[0] == cin_g * kh * kw;
 }
 
 /* Layout B into wb: [group][oc block][kh][kw][ic][OB], threaded over the
@@ -409,7 +397,7 @@ static void FN(pack_a_)(const T *w, const int64_t *ws, const fc_packed *pk, cons
 void FN(fc_weight_to_oihw_)(const fc_conv_desc *d, const T *w, const int64_t *ws, T *raw)
 {
     const int64_t cin_g = d->c_in / d->groups, taps = d->kh * d->kw, co = d->c_out;
-    if (ws[3] == 1 && ws[2] == d->kw && ws[1] == taps && ws[0] == cin_g * taps) {
+    if (FN(dense_oihw_)(cin_g, d->kh, d->kw, ws)) {
         memcpy(raw, w, (size_t)(co * cin_g * taps) * sizeof(T));
         return;
     }
@@ -517,7 +505,7 @@ int FN(fc_repack_weight_copy_)(fc_packed *pk, const fc_conv_desc *d, const T *w,
                                const int64_t *ws, T *copy)
 {
     if (!FN(repack_fits_)(pk, d)) return FC_EINVAL;
-    const int oihw = FN(dense_oihw_)(pk, ws);
+    const int oihw = FN(dense_oihw_)(pk->cin_g, pk->kh, pk->kw, ws);
     if (!oihw && ws[0] != 1) return FC_EINVAL;
     const int64_t hs[4] = {1, d->c_out, d->kw * pk->cin_g * d->c_out, pk->cin_g * d->c_out};
     const int64_t *cs = oihw ? ws : hs;   /* the copy's strides */
@@ -740,6 +728,7 @@ size_t FN(conv_workspace_ex_)(const fc_conv_desc *d, const int64_t *xs,
     if (d->c_in == d->groups && (!pre || pre->kind == FC_ACT_IDENTITY)
         && !memcmp(xs, dense, sizeof dense))
         return 0;
+    if (fc_dw_nhwc_wanted(d, xs, pre, sizeof(T))) return 0;   /* channels-last depthwise */
     if (FN(small_takes_)(d, pre) && !memcmp(xs, dense, sizeof dense)) return 0;
     if (FN(first_takes_)(d, pre) && !memcmp(xs, dense, sizeof dense))
         return fc_first_workspace(d, sizeof(T));
@@ -1432,15 +1421,13 @@ static int FN(conv_raw_)(const fc_conv_desc *d, const T *x, const int64_t *xs_in
         }
         if (small) return CAT(fc_conv_small_avx2_, SFX)(d, x, wo, bias, y, post);
     }
-    if (y_nhwc || !nchw) {   /* the small kernel through an NCHW buffer, kept in s */
-        const size_t sb = FN(small_nhwc_bytes_)(d, xs, pre);
-        if (sb && y_nhwc) {
-            void *buf = fc_scratch_get(s, sb);
-            if (!buf) return FC_ENOMEM;
-            pk.src = w;
-            memcpy(pk.src_ws, ws, sizeof pk.src_ws);
-            return FN(small_to_nhwc_)(d, x, xs, &pk, bias, y, post, pre, buf);
-        }
+    const size_t small_nhwc = y_nhwc ? FN(small_nhwc_bytes_)(d, xs, pre) : 0;
+    if (small_nhwc) {   /* the small kernel through an NCHW buffer, kept in s */
+        void *buf = fc_scratch_get(s, small_nhwc);
+        if (!buf) return FC_ENOMEM;
+        pk.src = w;
+        memcpy(pk.src_ws, ws, sizeof pk.src_ws);
+        return FN(small_to_nhwc_)(d, x, xs, &pk, bias, y, post, pre, buf);
     }
     /* layout A only where the driver's MODE_A will read it, layout B otherwise
      * and for the first-layer and strided-1x1 kernels */
