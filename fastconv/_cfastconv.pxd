@@ -69,19 +69,13 @@ cdef extern from "fastconv.h" nogil:
                                      const int64_t *wstrides)
     int fc_repack_weight_strided_f64(fc_packed *p, const fc_conv_desc *d, const double *w,
                                      const int64_t *wstrides)
-    int fc_repack_weight_copy_f32(fc_packed *p, const fc_conv_desc *d, const float *w,
-                                  const int64_t *wstrides, float *copy)
-    int fc_repack_weight_copy_f64(fc_packed *p, const fc_conv_desc *d, const double *w,
-                                  const int64_t *wstrides, double *copy)
-    fc_packed *fc_pack_weight_copy_f32(const fc_conv_desc *d, const float *w,
-                                       const int64_t *wstrides, float *copy)
-    fc_packed *fc_pack_weight_copy_f64(const fc_conv_desc *d, const double *w,
-                                       const int64_t *wstrides, double *copy)
     void fc_weight_to_oihw_f32(const fc_conv_desc *d, const float *w, const int64_t *ws,
                                float *dst)
     void fc_weight_to_oihw_f64(const fc_conv_desc *d, const double *w, const int64_t *ws,
                                double *dst)
     void fc_packed_free(fc_packed *p)
+    void fc_unpack_weight_f32(const fc_packed *p, float *dst, const int64_t *dstrides)
+    void fc_unpack_weight_f64(const fc_packed *p, double *dst, const int64_t *dstrides)
     size_t fc_packed_bytes(const fc_packed *p)
     int fc_conv2d_packed_f32(const fc_conv_desc *d, const float *x, const fc_packed *w,
                              const float *bias, float *y, const fc_activation *post,

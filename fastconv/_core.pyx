@@ -316,167 +316,141 @@ cdef inline bint _copies_in_pass(cnp.ndarray w):
 cdef class PackedWeight:
     """Weights (c_out, c_in/groups, kh, kw) packed once for the direct kernels.
 
-    Holds its own copy: changing the source array afterwards does not change
-    it.  `groups` and `c_in` are fixed at packing; any input size, stride,
-    padding and dilation can use it.  The copy keeps the source's order when
-    that is HWIO (a Keras-layout kernel: copying it is a memcpy, packing from
-    it line copies, where a transpose to OIHW cost 2-3x the packing itself);
-    `weight` is then its OIHW-indexed view, else a dense OIHW array.
+    Independent of the source array: changing it afterwards does not change
+    the pack.  `groups` and `c_in` are fixed at packing; any input size,
+    stride, padding and dilation can use it.  The pack keeps no copy of its
+    source: `weight` (read-only, OIHW indices) is rebuilt from the packed
+    layout, exactly, the first time something asks for it (the im2col and
+    separate methods, pickling), in the source's order when that was HWIO (a
+    Keras-layout kernel), else dense OIHW.  Packing writes one layout less
+    for it: a third of pack_weight's time on 1x1 weights (docs/DESIGN.md,
+    packed layouts).
 
     copy=False (conv._shared_pack, for the layers): w must be an OIHW view of
-    HWIO weights; `weight` is then a read-only view of w itself, not a copy,
-    for an owner that packs again whenever it changes w.
+    HWIO weights; `weight` is then a read-only view of w itself, for an owner
+    that packs again whenever it changes w.
     """
     cdef fc_packed *p
-    cdef readonly object weight      # a private, read-only copy (OIHW indices)
+    cdef object _weight              # the weights (OIHW indices), None until asked for
+    cdef bint _hwio                  # `weight` in HWIO order (else dense OIHW)
+    cdef object _proto               # a data-less array of the weights' shape and dtype
     cdef readonly int64_t groups, c_in
     cdef readonly bint shared        # weight is a view of the caller's array (copy=False)
     cdef object _dense               # a dense OIHW copy of weight, made on demand
 
     def __cinit__(self, cnp.ndarray w, int64_t groups, bint copy=True):
-        cdef fc_conv_desc d
-        cdef int64_t ws[4]
         self.p = NULL
         self._dense = None
+        self._weight = None
         self.shared = not copy
         self.groups = groups
         self.c_in = w.shape[1] * groups
-        if copy and _copies_in_pass(w):
-            # the private copy is written in the packing's pass over w
-            # (fc_pack_weight_copy_*), in w's own order
-            if w.flags.c_contiguous:
-                own = np.empty((w.shape[0], w.shape[1], w.shape[2], w.shape[3]), w.dtype)
-            else:
-                own = np.empty((w.shape[2], w.shape[3], w.shape[1], w.shape[0]),
-                               w.dtype).transpose(3, 2, 0, 1)
-            self.weight = own
-            self._pack_copying(w, True)
-            own.setflags(write=False)
-            return
+        self._proto = np.broadcast_to(np.zeros((), w.dtype), (w.shape[0], w.shape[1],
+                                                               w.shape[2], w.shape[3]))
+        self._hwio = _hwio_layout(w) and not w.flags.c_contiguous
         if not copy:
             if not _hwio_layout(w):
                 raise ValueError("PackedWeight(copy=False) needs an OIHW view of HWIO weights")
             own = w.view()
-        else:
-            own = np.empty((w.shape[0], w.shape[1], w.shape[2], w.shape[3]), w.dtype)
-            _weight_to_oihw(w, groups, own)
-        own.setflags(write=False)
-        self.weight = own
-        self._desc_strides(&d, ws)
-        cdef void *wp = cnp.PyArray_DATA(own)
-        if _is_f32(own):
-            with nogil:
-                self.p = fc_pack_weight_strided_f32(&d, <const float *>wp, ws)
-        else:
-            with nogil:
-                self.p = fc_pack_weight_strided_f64(&d, <const double *>wp, ws)
-        if self.p == NULL:
-            raise MemoryError("fastconv: cannot allocate the packed weights")
+            own.setflags(write=False)
+            self._weight = own
+        self._pack(w, True)
 
-    cdef _pack_copying(self, cnp.ndarray w, bint fresh):
-        """w (this pack's geometry; dense OIHW or o-contiguous, see
-        _copies_in_pass) into a new pack (fresh) or this one, and into
-        self.weight, which has w's order, in one pass."""
+    cdef _pack(self, cnp.ndarray w, bint fresh):
+        """w (this pack's geometry, OIHW indices) into a new pack (fresh) or
+        this one.  Strides other than dense OIHW or o-contiguous (a view of
+        HWIO) go through a blocked dense copy first (fc_pack_weight_strided_*
+        reads those element by element)."""
         cdef fc_conv_desc d
         cdef int64_t ws[4]
-        cdef int64_t src_ws[4]
         cdef int rc = 0
         cdef int i
-        self._desc_strides(&d, ws)
+        if not _copies_in_pass(w):
+            dense = np.empty((w.shape[0], w.shape[1], w.shape[2], w.shape[3]), w.dtype)
+            _weight_to_oihw(w, self.groups, dense)
+            w = dense
+        self._desc(&d)
         for i in range(4):
-            src_ws[i] = w.strides[i] // w.itemsize
+            ws[i] = w.strides[i] // w.itemsize
         cdef void *wp = cnp.PyArray_DATA(w)
-        cdef void *op = cnp.PyArray_DATA(<cnp.ndarray>self.weight)
         if _is_f32(w):
             with nogil:
                 if fresh:
-                    self.p = fc_pack_weight_copy_f32(&d, <const float *>wp, src_ws, <float *>op)
+                    self.p = fc_pack_weight_strided_f32(&d, <const float *>wp, ws)
                 else:
-                    rc = fc_repack_weight_copy_f32(self.p, &d, <const float *>wp, src_ws,
-                                                   <float *>op)
+                    rc = fc_repack_weight_strided_f32(self.p, &d, <const float *>wp, ws)
         else:
             with nogil:
                 if fresh:
-                    self.p = fc_pack_weight_copy_f64(&d, <const double *>wp, src_ws,
-                                                     <double *>op)
+                    self.p = fc_pack_weight_strided_f64(&d, <const double *>wp, ws)
                 else:
-                    rc = fc_repack_weight_copy_f64(self.p, &d, <const double *>wp, src_ws,
-                                                   <double *>op)
+                    rc = fc_repack_weight_strided_f64(self.p, &d, <const double *>wp, ws)
         if fresh and self.p == NULL:
             raise MemoryError("fastconv: cannot allocate the packed weights")
         if rc != 0:
             raise ValueError("fastconv: the weights do not match this pack's geometry")
         self._dense = None
 
-    cdef _desc_strides(self, fc_conv_desc *d, int64_t *ws):
-        cdef cnp.ndarray own = self.weight
-        cdef int i
-        d.c_out = own.shape[0]
+    cdef _desc(self, fc_conv_desc *d):
+        d.c_out = self._proto.shape[0]
         d.c_in = self.c_in
-        d.kh = own.shape[2]
-        d.kw = own.shape[3]
+        d.kh = self._proto.shape[2]
+        d.kw = self._proto.shape[3]
         d.groups = self.groups
-        for i in range(4):
-            ws[i] = own.strides[i] // own.itemsize
+
+    @property
+    def weight(self):
+        """The packed weights as a read-only array (OIHW indices), rebuilt
+        from the pack on first use; a repack replaces it with a new array."""
+        cdef int64_t ds[4]
+        cdef int i
+        cdef cnp.ndarray a
+        if self._weight is None:
+            s = self._proto.shape
+            if self._hwio:
+                a = np.empty((s[2], s[3], s[1], s[0]), self._proto.dtype).transpose(3, 2, 0, 1)
+            else:
+                a = np.empty(s, self._proto.dtype)
+            for i in range(4):
+                ds[i] = a.strides[i] // a.itemsize
+            if _is_f32(a):
+                with nogil:
+                    fc_unpack_weight_f32(self.p, <float *>cnp.PyArray_DATA(a), ds)
+            else:
+                with nogil:
+                    fc_unpack_weight_f64(self.p, <double *>cnp.PyArray_DATA(a), ds)
+            a.setflags(write=False)
+            if self._weight is None:   # (another thread may have rebuilt it meanwhile)
+                self._weight = a
+        return self._weight
 
     def _repack(self, cnp.ndarray w):
         """New weights into this pack's buffers (pack_weight's out=): w has
         this pack's shape and dtype (checked by the caller), any strides.
-        Nothing is allocated, so no fresh pages are touched."""
-        cdef cnp.ndarray own = self.weight
+        Nothing is allocated (but for sources of odd strides), so no fresh
+        pages are touched."""
         if self.shared:   # a view of the new array, packed from it (no copy)
             if not _hwio_layout(w):
                 raise ValueError("a PackedWeight(copy=False) repacks OIHW views of HWIO weights")
             own = w.view()
             own.setflags(write=False)
-            self.weight = own
-            self._dense = None
-            self._pack_from_weight()
+            self._pack(w, False)
+            self._weight = own
             return
-        if _copies_in_pass(w) and bool(own.flags.c_contiguous) == bool(w.flags.c_contiguous):
-            # the copy (w's order: the pack's) written in the packing's pass
-            own.setflags(write=True)
-            try:
-                self._pack_copying(w, False)
-            finally:
-                own.setflags(write=False)
-            return
-        own.setflags(write=True)
-        try:
-            if own.flags.c_contiguous:
-                _weight_to_oihw(w, self.groups, own)
-            else:
-                own[...] = w      # HWIO-ordered copy: a memcpy from HWIO sources
-        finally:
-            own.setflags(write=False)
-        self._dense = None
-        self._pack_from_weight()
-
-    cdef _pack_from_weight(self):
-        """self.weight's values into this pack's buffers, in place."""
-        cdef fc_conv_desc d
-        cdef int64_t ws[4]
-        cdef int rc
-        cdef cnp.ndarray own = self.weight
-        self._desc_strides(&d, ws)
-        cdef void *wp = cnp.PyArray_DATA(own)
-        if _is_f32(own):
-            with nogil:
-                rc = fc_repack_weight_strided_f32(self.p, &d, <const float *>wp, ws)
-        else:
-            with nogil:
-                rc = fc_repack_weight_strided_f64(self.p, &d, <const double *>wp, ws)
-        if rc != 0:
-            raise ValueError("fastconv: the weights do not match this pack's geometry")
+        self._pack(w, False)
+        self._weight = None
 
     def dense_weight(self):
         """weight as a dense OIHW array (itself when it is one; else a copy
         made once per packing, for the code paths that need that layout)."""
-        if self.weight.flags.c_contiguous:
+        if not self._hwio and not self.shared:
             return self.weight
         if self._dense is None:
-            d = np.empty(self.weight.shape, self.weight.dtype)
-            _weight_to_oihw(self.weight, self.groups, d)
+            w = self.weight
+            if w.flags.c_contiguous:
+                return w
+            d = np.empty(w.shape, w.dtype)
+            _weight_to_oihw(w, self.groups, d)
             d.setflags(write=False)
             self._dense = d
         return self._dense
@@ -486,15 +460,18 @@ cdef class PackedWeight:
 
     @property
     def nbytes(self):
-        return fc_packed_bytes(self.p) + (0 if self.shared else self.weight.nbytes)
+        """Bytes the pack holds: its layouts, and the rebuilt `weight` once
+        asked for (a view of the caller's array with copy=False: not counted)."""
+        return fc_packed_bytes(self.p) + (0 if self.shared or self._weight is None
+                                          else self._weight.nbytes)
 
     @property
     def dtype(self):
-        return self.weight.dtype
+        return self._proto.dtype
 
     @property
     def shape(self):
-        return self.weight.shape
+        return self._proto.shape
 
 
 def conv2d_packed(ConvDesc desc, cnp.ndarray x, PackedWeight w, object bias, cnp.ndarray y,
@@ -688,7 +665,7 @@ cpdef object fast_key(object x, object weight, object bias, object stride, objec
     if type(weight) is cnp.ndarray:
         wk = (weight.shape, weight.dtype)
     elif type(weight) is PackedWeight:
-        wk = ("packed", (<PackedWeight>weight).weight.shape, (<PackedWeight>weight).weight.dtype,
+        wk = ("packed", (<PackedWeight>weight)._proto.shape, (<PackedWeight>weight)._proto.dtype,
               (<PackedWeight>weight).groups)
     else:
         return None
@@ -787,7 +764,7 @@ cdef class _LastCall:
             return False
         if type(weight) is PackedWeight:
             if not self.w_packed or (<PackedWeight>weight).groups != self.w_groups \
-                    or not _arr_sig_eq(&self.w, (<PackedWeight>weight).weight):
+                    or not _arr_sig_eq(&self.w, (<PackedWeight>weight)._proto):
                 return False
         elif self.w_packed or not _arr_sig_eq(&self.w, weight):
             return False
@@ -806,7 +783,7 @@ cdef class _LastCall:
         self.params = (stride, padding, dilation, groups, activation, pre_activation,
                        method, data_format)
         self.w_packed = type(weight) is PackedWeight
-        cdef object w = (<PackedWeight>weight).weight if self.w_packed else weight
+        cdef object w = (<PackedWeight>weight)._proto if self.w_packed else weight
         self.w_groups = (<PackedWeight>weight).groups if self.w_packed else 0
         _arr_sig_set(&self.x, x)
         _arr_sig_set(&self.w, w)

@@ -194,7 +194,7 @@ def _assemble(pieces, block, dtype):
 
 
 def _conv_block(pieces, weight, bias, call, block):
-    dtype = (weight.weight if isinstance(weight, _core.PackedWeight) else weight).dtype
+    dtype = weight.dtype
     x = _assemble(pieces, block, dtype)
     return _with_threads(call.num_threads, _conv2d, x, weight, bias, call.stride,
                          block.padding, call.dilation, call.groups,

@@ -80,43 +80,6 @@ static inline void fc_nonfinite_or_f64(fc_bits_f64 *bad, const double *v, int n)
         bad[i] |= (u[i] & 0x7ff0000000000000ull) + 0x0010000000000000ull;
 }
 
-/* memcpy for a destination not read again soon (a pack's private copy of
- * the weights): non-temporal stores on x86-64 (SSE2, the baseline), so the
- * copy's lines are not first read in for ownership and do not evict what
- * the packing reads (512x512x3x3: benchmarks/NOTES.md, session 12); memcpy
- * elsewhere.  The caller orders the stores (fc_stream_fence) before another
- * thread may read dst. */
-#if defined(__x86_64__) || defined(_M_X64)
-#include <emmintrin.h>
-static inline void fc_stream_copy(void *dst, const void *src, size_t bytes)
-{
-    char *d = (char *)dst;
-    const char *s = (const char *)src;
-    size_t head = (size_t)(-(uintptr_t)d & 15);
-    if (head > bytes) head = bytes;
-    memcpy(d, s, head);
-    d += head; s += head; bytes -= head;
-    for (; bytes >= 64; bytes -= 64, d += 64, s += 64) {
-        const __m128i a = _mm_loadu_si128((const __m128i *)s);
-        const __m128i b = _mm_loadu_si128((const __m128i *)(s + 16));
-        const __m128i c = _mm_loadu_si128((const __m128i *)(s + 32));
-        const __m128i e = _mm_loadu_si128((const __m128i *)(s + 48));
-        _mm_stream_si128((__m128i *)d, a);
-        _mm_stream_si128((__m128i *)(d + 16), b);
-        _mm_stream_si128((__m128i *)(d + 32), c);
-        _mm_stream_si128((__m128i *)(d + 48), e);
-    }
-    memcpy(d, s, bytes);
-}
-static inline void fc_stream_fence(void) { _mm_sfence(); }
-#else
-static inline void fc_stream_copy(void *dst, const void *src, size_t bytes)
-{
-    memcpy(dst, src, bytes);
-}
-static inline void fc_stream_fence(void) {}
-#endif
-
 static inline int fc_all_finite_f64(const double *w, int64_t n)
 {
     int finite = 1;

@@ -266,13 +266,11 @@ static int FN(pack_b_rows_)(const T *w, const int64_t *ws, const fc_packed *pk, 
     return finite;
 }
 
-/* All of layout B from o-contiguous weights, threaded over chunks of rows;
- * hwio_copy (or NULL) gets a dense HWIO copy of the rows in the same pass.
+/* All of layout B from o-contiguous weights, threaded over chunks of rows.
  * Returns whether every weight is finite. */
-static int FN(pack_b_hwio_)(const T *w, const int64_t *ws, const fc_packed *pk, T *wb,
-                            T *hwio_copy)
+static int FN(pack_b_hwio_)(const T *w, const int64_t *ws, const fc_packed *pk, T *wb)
 {
-    const int64_t nob = pk->nob, cout_g = pk->cout_g, per_g = pk->kh * pk->kw * pk->cin_g;
+    const int64_t nob = pk->nob, per_g = pk->kh * pk->kw * pk->cin_g;
     const int64_t blk = per_g * OB, nch = (per_g + FC_PACK_ROWS - 1) / FC_PACK_ROWS;
     const int nthr = FN(pack_threads_)(FN(wb_elems_)(pk) * sizeof(T), pk->groups * nch);
     int finite = 1;
@@ -283,14 +281,6 @@ static int FN(pack_b_hwio_)(const T *w, const int64_t *ws, const fc_packed *pk, 
     for (int64_t u = 0; u < pk->groups * nch; ++u) {
         const int64_t g = u / nch, r0 = u % nch * FC_PACK_ROWS;
         const int64_t r1 = fc_min64(per_g, r0 + FC_PACK_ROWS);
-        if (hwio_copy) {   /* the same rows of a dense HWIO copy */
-            const T *rows[FC_PACK_ROWS];
-            FN(hwio_rows_)(w, ws, pk, g, r0, (int)(r1 - r0), rows);
-            for (int64_t r = r0; r < r1; ++r)
-                fc_stream_copy(hwio_copy + r * pk->c_out + g * cout_g, rows[r - r0],
-                               (size_t)cout_g * sizeof(T));
-            fc_stream_fence();   /* (before the region's closing barrier) */
-        }
         finite &= FN(pack_b_rows_)(w, ws, pk, g, r0, r1, 0, nob, blk, wb + g * nob * blk);
     }
     return finite;
@@ -303,16 +293,11 @@ static int FN(dense_oihw_)(int64_t cin_g, int64_t kh, int64_t kw, const int64_t 
 }
 
 /* Layout B into wb: [group][oc block][kh][kw][ic][OB], threaded over the
- * blocks for big weights; copy (or NULL) gets a dense copy of w in its own
- * order in the same pass (HWIO for o-contiguous w, OIHW for dense OIHW w:
- * each block's rows copied while they are still in cache from the packing,
- * where a separate serial memcpy before the packing took 40 % of
- * pack_weight; with non-temporal stores, fc_stream_copy: benchmarks/NOTES.md,
- * session 12).  Returns whether every
- * weight is finite (fc_packed.finite). */
-static int FN(pack_b_)(const T *w, const int64_t *ws, const fc_packed *pk, T *wb, T *copy)
+ * blocks for big weights.  Returns whether every weight is finite
+ * (fc_packed.finite). */
+static int FN(pack_b_)(const T *w, const int64_t *ws, const fc_packed *pk, T *wb)
 {
-    if (ws[0] == 1 && pk->cout_g > 1) return FN(pack_b_hwio_)(w, ws, pk, wb, copy);
+    if (ws[0] == 1 && pk->cout_g > 1) return FN(pack_b_hwio_)(w, ws, pk, wb);
     const fc_kernel_table *kt = fc_kernels();
     const int64_t nblk = pk->groups * pk->nob, blk = pk->kh * pk->kw * pk->cin_g * OB;
     const int nthr = FN(pack_threads_)(FN(wb_elems_)(pk) * sizeof(T), nblk);
@@ -321,16 +306,8 @@ static int FN(pack_b_)(const T *w, const int64_t *ws, const fc_packed *pk, T *wb
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) num_threads(nthr) if (nthr > 1) reduction(& : finite)
 #endif
-    for (int64_t gb = 0; gb < nblk; ++gb) {
+    for (int64_t gb = 0; gb < nblk; ++gb)
         finite &= FN(pack_block_)(kt, w, ws, pk, gb, wb + gb * blk);
-        if (copy) {   /* (dense OIHW: the block's rows are one run) */
-            const int64_t g = gb / pk->nob, b = gb % pk->nob;
-            const int64_t o0 = g * pk->cout_g + b * OB;
-            const int64_t nrows = fc_min64(OB, pk->cout_g - b * OB);
-            fc_stream_copy(copy + o0 * ws[0], w + o0 * ws[0], (size_t)(nrows * ws[0]) * sizeof(T));
-            fc_stream_fence();   /* (before the region's closing barrier) */
-        }
-    }
     return finite;
 }
 
@@ -444,7 +421,7 @@ static int FN(keeps_oihw_)(const fc_packed *pk)
 static void FN(fill_packed_)(const fc_conv_desc *d, const T *w, const int64_t *ws, fc_packed *pk)
 {
     if (pk->raw) FN(fc_weight_to_oihw_)(d, w, ws, (T *)pk->raw);
-    pk->finite = FN(pack_b_)(w, ws, pk, (T *)pk->wb, NULL);
+    pk->finite = FN(pack_b_)(w, ws, pk, (T *)pk->wb);
     if (pk->wa) FN(pack_a_)(w, ws, pk, (const T *)pk->wb, (T *)pk->wa);
 }
 
@@ -476,10 +453,6 @@ fc_packed *FN(fc_pack_weight_strided_)(const fc_conv_desc *d, const T *w, const 
     return pk;
 }
 
-/* New values of the same geometry into pk's buffers (what
- * pack_weight(..., out=) does): nothing allocated, so no first touch of fresh
- * pages, which cost a fresh pack of 1x1 weights more than the packing itself
- * (benchmarks/NOTES.md, perf-raw).  FC_EINVAL when d is not pk's geometry. */
 /* Whether d (and the float type) is pk's geometry, as a repack needs. */
 static int FN(repack_fits_)(const fc_packed *pk, const fc_conv_desc *d)
 {
@@ -488,6 +461,10 @@ static int FN(repack_fits_)(const fc_packed *pk, const fc_conv_desc *d)
            && pk->kw == d->kw;
 }
 
+/* New values of the same geometry into pk's buffers (what
+ * pack_weight(..., out=) does): nothing allocated, so no first touch of fresh
+ * pages, which cost a fresh pack of 1x1 weights more than the packing itself
+ * (benchmarks/NOTES.md, perf-raw).  FC_EINVAL when d is not pk's geometry. */
 int FN(fc_repack_weight_strided_)(fc_packed *pk, const fc_conv_desc *d, const T *w,
                                   const int64_t *ws)
 {
@@ -496,46 +473,31 @@ int FN(fc_repack_weight_strided_)(fc_packed *pk, const fc_conv_desc *d, const T 
     return FC_OK;
 }
 
-/* fc_repack_weight_strided_ that also writes copy, a dense copy of w in its
- * own order, in the same pass over w as layout B (a pack's private copy: no
- * separate, serial memcpy): w o-contiguous (ws[0] == 1, a view of HWIO;
- * copy (kh, kw, c_in/groups, c_out)) or dense OIHW (copy OIHW).  FC_EINVAL
- * when d is not pk's geometry or w is neither. */
-int FN(fc_repack_weight_copy_)(fc_packed *pk, const fc_conv_desc *d, const T *w,
-                               const int64_t *ws, T *copy)
+/* The weights pk holds, back out of layout B (which holds every weight
+ * exactly, zeros past c_out) into dst[o][i][h][v] at dst + o*ds[0] + i*ds[1]
+ * + h*ds[2] + v*ds[3]: a pack keeps no copy of its source, and this rebuilds
+ * one only when asked for (PackedWeight.weight: the im2col and separate
+ * methods, pickling), so pack_weight writes one layout less (docs/DESIGN.md,
+ * packed layouts).  Rows of B are runs of output channels: HWIO-ordered dst
+ * (ds[0] == 1) gets line copies, any other a scalar loop. */
+void FN(fc_unpack_weight_)(const fc_packed *pk, T *dst, const int64_t *ds)
 {
-    if (!FN(repack_fits_)(pk, d)) return FC_EINVAL;
-    const int oihw = FN(dense_oihw_)(pk->cin_g, pk->kh, pk->kw, ws);
-    if (!oihw && ws[0] != 1) return FC_EINVAL;
-    const int64_t hs[4] = {1, d->c_out, d->kw * pk->cin_g * d->c_out, pk->cin_g * d->c_out};
-    const int64_t *cs = oihw ? ws : hs;   /* the copy's strides */
-    if (pk->cout_g < 2 && !oihw) {   /* depthwise-like: B is not packed by rows; copy, then pack */
-        const int64_t taps = d->kh * d->kw;
-        for (int64_t r = 0; r < taps * pk->cin_g; ++r) {
-            const int64_t t = r / pk->cin_g, ic = r % pk->cin_g;
-            memcpy(copy + r * d->c_out, w + ic * ws[1] + (t / d->kw) * ws[2]
-                   + (t % d->kw) * ws[3], (size_t)d->c_out * sizeof(T));
-        }
-        FN(fill_packed_)(d, copy, cs, pk);
-        return FC_OK;
+    const int64_t KW = pk->kw, taps = pk->kh * pk->kw, cin_g = pk->cin_g;
+    const int64_t blk = taps * cin_g * OB;
+    for (int64_t gb = 0; gb < pk->groups * pk->nob; ++gb) {
+        const int64_t g = gb / pk->nob, b = gb % pk->nob;
+        const int64_t o0 = g * pk->cout_g + b * OB;
+        const int nv = (int)fc_min64(OB, pk->cout_g - b * OB);
+        const T *src = (const T *)pk->wb + gb * blk;
+        for (int64_t t = 0; t < taps; ++t)
+            for (int64_t ic = 0; ic < cin_g; ++ic) {
+                const T *sp = src + (t * cin_g + ic) * OB;
+                T *dp = dst + o0 * ds[0] + ic * ds[1] + (t / KW) * ds[2] + (t % KW) * ds[3];
+                if (ds[0] == 1) memcpy(dp, sp, (size_t)nv * sizeof(T));
+                else
+                    for (int o = 0; o < nv; ++o) dp[o * ds[0]] = sp[o];
+            }
     }
-    pk->finite = FN(pack_b_)(w, ws, pk, (T *)pk->wb, copy);
-    if (pk->raw) FN(fc_weight_to_oihw_)(d, copy, cs, (T *)pk->raw);
-    if (pk->wa) FN(pack_a_)(copy, cs, pk, (const T *)pk->wb, (T *)pk->wa);
-    return FC_OK;
-}
-
-/* A new pack of w with the copy written as fc_repack_weight_copy_ does (NULL
- * when out of memory or w is neither o-contiguous nor dense OIHW). */
-fc_packed *FN(fc_pack_weight_copy_)(const fc_conv_desc *d, const T *w, const int64_t *ws,
-                                    T *copy)
-{
-    fc_packed *pk = FN(alloc_packed_)(d);
-    if (pk && FN(fc_repack_weight_copy_)(pk, d, w, ws, copy) != FC_OK) {
-        fc_packed_free(pk);
-        return NULL;
-    }
-    return pk;
 }
 
 fc_packed *FN(fc_pack_weight_)(const fc_conv_desc *d, const T *w)
@@ -1042,7 +1004,7 @@ int FN(fc_conv2d_packed_ex_)(const fc_conv_desc *d, const T *x, const int64_t *x
     if (pk->src && (by_image || mode == MODE_A)) {
         packed_now = *pk;
         packed_now.src = NULL;
-        packed_now.finite = FN(pack_b_)((const T *)pk->src, pk->src_ws, pk, (T *)pk->wb, NULL);
+        packed_now.finite = FN(pack_b_)((const T *)pk->src, pk->src_ws, pk, (T *)pk->wb);
         pk = &packed_now;
     }
     if (by_image) {
@@ -1153,7 +1115,7 @@ int FN(fc_conv2d_packed_ex_)(const fc_conv_desc *d, const T *x, const int64_t *x
     if (pk->src && !pack_in_item) {
         packed_now = *pk;
         packed_now.src = NULL;
-        packed_now.finite = FN(pack_b_)((const T *)pk->src, pk->src_ws, pk, (T *)pk->wb, NULL);
+        packed_now.finite = FN(pack_b_)((const T *)pk->src, pk->src_ws, pk, (T *)pk->wb);
         pk = &packed_now;
     }
     /* (with pack_in_item: whether the item's own blocks are finite, below) */
@@ -1452,7 +1414,7 @@ static int FN(conv_raw_)(const fc_conv_desc *d, const T *x, const int64_t *xs_in
     if (want_b) {
         pk.wb = base;
         if (first || s1x1 || want_a) {   /* their kernels read a packed B */
-            pk.finite = FN(pack_b_)(w, ws, &pk, (T *)pk.wb, NULL);
+            pk.finite = FN(pack_b_)(w, ws, &pk, (T *)pk.wb);
         } else {                          /* the driver packs it (fc_packed.src) */
             pk.src = w;
             memcpy(pk.src_ws, ws, sizeof pk.src_ws);

@@ -189,21 +189,11 @@ int fc_repack_weight_strided_f32(fc_packed *p, const fc_conv_desc *d, const floa
                                  const int64_t *wstrides);
 int fc_repack_weight_strided_f64(fc_packed *p, const fc_conv_desc *d, const double *w,
                                  const int64_t *wstrides);
-/* fc_repack_weight_strided_* that also fills copy, a dense copy of w in its
- * own order, in the same threaded pass (a pack's private copy): w
- * o-contiguous (wstrides[0] == 1, a view of HWIO: copy (kh, kw, c_in/groups,
- * c_out)) or dense OIHW (copy OIHW).  FC_EINVAL when the geometry is not p's
- * or w is neither. */
-int fc_repack_weight_copy_f32(fc_packed *p, const fc_conv_desc *d, const float *w,
-                              const int64_t *wstrides, float *copy);
-int fc_repack_weight_copy_f64(fc_packed *p, const fc_conv_desc *d, const double *w,
-                              const int64_t *wstrides, double *copy);
-/* A new pack of w that fills copy the same way (NULL: out of memory, or w
- * neither o-contiguous nor dense OIHW). */
-fc_packed *fc_pack_weight_copy_f32(const fc_conv_desc *d, const float *w,
-                                   const int64_t *wstrides, float *copy);
-fc_packed *fc_pack_weight_copy_f64(const fc_conv_desc *d, const double *w,
-                                   const int64_t *wstrides, double *copy);
+/* p's weights (OIHW indices) into dst[o][i][h][v] at dst + o*dstrides[0] +
+ * i*dstrides[1] + h*dstrides[2] + v*dstrides[3], rebuilt from the packed
+ * layout (a pack keeps no copy of its source). */
+void fc_unpack_weight_f32(const fc_packed *p, float *dst, const int64_t *dstrides);
+void fc_unpack_weight_f64(const fc_packed *p, double *dst, const int64_t *dstrides);
 /* A dense OIHW copy of w[o][i][h][v] at w + o*ws[0] + i*ws[1] + h*ws[2] +
  * v*ws[3] (any strides: a view of HWIO weights, say) into dst: a cache-blocked
  * transpose, threaded for big weights (the private copy a pack keeps). */

@@ -332,7 +332,10 @@ def test_shared_pack_reads_the_kernel_itself(rng, dtype, shape):
     x = rng.standard_normal((3, I * groups, 9, 10)).astype(dtype)
     pk = _shared_pack(oihw, groups)
     assert pk.shared and np.shares_memory(pk.weight, hwio) and not pk.weight.flags.writeable
-    assert pk.nbytes < fastconv.pack_weight(oihw, groups).nbytes
+    copying = fastconv.pack_weight(oihw, groups)
+    assert pk.nbytes == copying.nbytes   # (neither holds a copy of the weights yet)
+    copying.weight
+    assert pk.nbytes < copying.nbytes    # the copying pack's rebuilt weights are its own
     for step in range(3):
         want = fastconv.conv2d(x, fastconv.pack_weight(oihw, groups), None, padding=1,
                                groups=groups, activation="relu")
@@ -350,3 +353,46 @@ def test_shared_pack_reads_the_kernel_itself(rng, dtype, shape):
     assert _shared_pack(oihw, groups, out=fastconv.pack_weight(oihw, groups)).shared
     with pytest.raises(ValueError, match="view of HWIO"):
         _core.PackedWeight(np.ascontiguousarray(oihw), groups, False)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("shape,groups", [((37, 21, 3, 3), 1), ((20, 33, 1, 1), 1),
+                                          ((18, 5, 3, 3), 3), ((48, 1, 3, 3), 48),
+                                          ((1, 7, 5, 5), 1)],
+                         ids=["3x3", "1x1", "grouped", "depthwise", "one-out"])
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_weight_rebuilt_from_the_pack(rng, dtype, shape, groups, layout):
+    """A pack keeps no copy of its source: `weight` is rebuilt from the packed
+    layout on first use, bit for bit (signed zeros, inf, NaN, denormals
+    included), in the source's order (HWIO stays HWIO), read-only, and
+    independent of the source: changing the source after packing, before
+    `weight` is first read, changes neither `weight` nor the results; a
+    repack gives a new `weight` with the new values."""
+    O, I, KH, KW = shape
+    w = rng.standard_normal(shape).astype(dtype)
+    flat = w.reshape(-1)
+    special = [0.0, -0.0, np.inf, -np.inf, np.nan, np.finfo(dtype).tiny / 4]
+    flat[rng.choice(flat.size, len(special), replace=False)] = special
+    keep = w.copy()
+    user = w if layout == "NCHW" else np.ascontiguousarray(w.transpose(2, 3, 1, 0))
+    pk = fastconv.pack_weight(user, groups, data_format=layout)
+    x = rng.standard_normal((2, I * groups, 7, 8) if layout == "NCHW"
+                            else (2, 7, 8, I * groups)).astype(dtype)
+    before = fastconv.conv2d(x, pk, None, padding=1, groups=groups, data_format=layout)
+    user[...] = 7   # the source changes before the pack's weights are first read
+    got = pk.weight
+    assert got.shape == shape and got.dtype == dtype and not got.flags.writeable
+    bits = lambda a: np.ascontiguousarray(a).view(f"u{a.itemsize}")
+    np.testing.assert_array_equal(bits(got), bits(keep))
+    assert (got.transpose(2, 3, 1, 0).flags.c_contiguous if layout == "NHWC"
+            else got.flags.c_contiguous)
+    assert pk.weight is got   # rebuilt once
+    np.testing.assert_array_equal(pk.dense_weight(), keep)
+    np.testing.assert_array_equal(
+        fastconv.conv2d(x, pk, None, padding=1, groups=groups, data_format=layout), before)
+    new = rng.standard_normal(shape).astype(dtype)
+    fastconv.pack_weight(new if layout == "NCHW" else new.transpose(2, 3, 1, 0), groups,
+                         data_format=layout, out=pk)
+    assert pk.weight is not got
+    np.testing.assert_array_equal(pk.weight, new)
+    np.testing.assert_array_equal(bits(got), bits(keep))
