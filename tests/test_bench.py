@@ -258,6 +258,28 @@ def test_machine_probe_is_a_fraction_of_the_peak():
     assert 0.0 <= r <= 1.0
 
 
+def test_peak_is_measured_or_reported_unmeasured(monkeypatch):
+    """The peak comes from the library's probe (or FASTCONV_PEAK_GFLOPS), never
+    from a figure of some other machine: without a probe it is unmeasured (0.0,
+    said so), and the report shows no % peak instead of dividing by it."""
+    monkeypatch.delenv("FASTCONV_PEAK_GFLOPS", raising=False)
+    peak, src = B.peak_gflops(1)
+    if fastconv.config.config()["kernels"] in ("avx512", "avx2+fma"):
+        assert peak == B.measured_peak_gflops(1) > 1.0 and src.startswith("measured")
+    monkeypatch.setenv("FASTCONV_PEAK_GFLOPS", "1:50,2:90")
+    assert B.peak_gflops(2) == (90.0, "FASTCONV_PEAK_GFLOPS")
+    monkeypatch.delenv("FASTCONV_PEAK_GFLOPS")
+    monkeypatch.setattr(B, "measured_peak_gflops", lambda t: 0.0)   # no probe here
+    assert B.peak_gflops(1) == (0.0, B.UNMEASURED) and "unmeasured" in B.UNMEASURED
+    case = B.Case(B.LAYER_BY_ID["seed"], "fused", "relu", 1)
+    res = B.add_timing(B.new_result(case), case, B.Timing(1e-3, 1e-3, 1e-3, 1e-3, 1e-3, 1, 1))
+    assert res["pct_peak"] is None and res["gflops"]["median"] > 0
+    rep = {"meta": {"methods": ["fused"], "layers": ["seed"]}, "results": [res]}
+    head, (row,) = B.table_rows(rep)
+    assert row[head.index("% peak")] == "-"
+    assert B.format_peak(0.0) == "unmeasured" and B.format_peak(229.4) == "229 GFLOP/s"
+
+
 def test_cli_bench_tiny(tmp_path):
     r = _run_cli(["bench", "--layers", "seed", "--rounds", "1", "--no-chart", "--peers", "none",
                   "--out", str(tmp_path / "o"), "--markdown", str(tmp_path / "R.md")],
