@@ -19,8 +19,6 @@ importable from ``fastconv.bench`` itself; the command line is in
 """
 from __future__ import annotations
 
-import sys
-import types
 
 from . import (backward, cases, memory, onnx_models, peak, reference, report, runners, suite,
                timing)
@@ -45,26 +43,3 @@ from .suite import (ACTIVATIONS, CALL_METHOD, IMPL_LABELS, IMPLS, LAYER_BY_ID, L
                     PEER_SHORT, PEERS, QUICK_LAYERS, SUPPORTED_ACTIVATIONS, Case, Layer,
                     all_threads, conv_flops, make_inputs, select_layers, thread_counts)
 from .timing import Timing, _interleaved_samples, time_fn, time_interleaved
-
-_MODULES = (suite, reference, runners, memory, timing, peak, cases, report, onnx_models, backward)
-
-
-class _Package(types.ModuleType):
-    """``fastconv.bench`` with the attribute setting of the one module it was.
-
-    A name set here from outside (``monkeypatch.setattr(B, "machine_probe", f)``
-    in the tests) is also set in every module of the package that holds the
-    same object under that name, so the functions that look it up see it, as
-    they did when the package was one module.
-    """
-
-    def __setattr__(self, name, value):
-        old = self.__dict__.get(name, _Package)
-        if old is not _Package and not isinstance(old, types.ModuleType):
-            for mod in _MODULES:
-                if mod.__dict__.get(name, _Package) is old:
-                    setattr(mod, name, value)
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
