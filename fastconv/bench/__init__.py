@@ -19,7 +19,6 @@ importable from ``fastconv.bench`` itself; the command line is in
 """
 from __future__ import annotations
 
-
 from . import (backward, cases, memory, onnx_models, peak, reference, report, runners, suite,
                timing)
 from .backward import (BACKWARD_METHODS, backward_needs, backward_runners,
