@@ -122,7 +122,7 @@ def _bench(args) -> int:
     report["meta"]["elapsed_s"] = round(elapsed, 1)
 
     meta = report["meta"]
-    peak = ", ".join(f"{float(v):.0f} GFLOP/s @ {k} thr" for k, v in meta["peak_gflops"].items())
+    peak = ", ".join(f"{B.format_peak(v)} @ {k} thr" for k, v in meta["peak_gflops"].items())
     print(f"fastconv bench - {meta['machine'].get('cpu')}, {meta['machine'].get('cores')} cores;"
           f" FMA peak {peak}")
     print("GFLOP/s (median" + (", IQR" if args.spread else "") + "); "

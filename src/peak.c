@@ -64,6 +64,6 @@ double fc_fma_peak_gflops(int threads, long iters, int reps)
     return best;
 #else
     (void)threads; (void)iters; (void)reps;
-    return 0.0;   /* no probe for this architecture: callers use a documented figure */
+    return 0.0;   /* no probe for this architecture: callers report the peak unmeasured */
 #endif
 }

@@ -18,6 +18,20 @@ from fastconv import demo
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(fastconv.__file__)))
 
 
+def _patch(monkeypatch, name, value):
+    """Set `name` to `value` in every module of the fastconv.bench package that
+    holds it (the package re-exports its modules' names; the functions look
+    them up in their own module)."""
+    import pkgutil
+    import importlib
+    old = getattr(B, name)
+    monkeypatch.setattr(B, name, value)
+    for info in pkgutil.iter_modules(B.__path__):
+        mod = importlib.import_module(f"{B.__name__}.{info.name}")
+        if getattr(mod, name, None) is old:
+            monkeypatch.setattr(mod, name, value)
+
+
 def _run_cli(args, cwd):
     env = dict(os.environ)
     # the fastconv this test imported (in-place build or installed), whatever the cwd
@@ -65,7 +79,7 @@ def test_run_case_flags_a_fast_wrong_kernel(monkeypatch):
 
 
 def test_run_suite_skips_missing_peers_with_a_note(monkeypatch):
-    monkeypatch.setattr(B, "peer_available", lambda p: (False, f"{p} not installed"))
+    _patch(monkeypatch, "peer_available", lambda p: (False, f"{p} not installed"))
     rep = B.run_suite([B.LAYER_BY_ID["seed"]], ("fused", "im2col"), ("relu",), (1,),
                       B.PEERS, rounds=1, progress=False)
     assert [r["impl"] for r in rep["results"]] == ["fused", "im2col"]
@@ -148,7 +162,7 @@ def test_winograd_column_checked_with_its_workspace_and_na_elsewhere(monkeypatch
     """The winograd column: checked against the float64 reference, its
     workspace the library's figure for method="winograd"; "n.a." (not an
     error) on a layer it cannot compute; its ratios in the table and summary."""
-    monkeypatch.setattr(B, "peer_available", lambda p: (False, f"{p} not installed"))
+    _patch(monkeypatch, "peer_available", lambda p: (False, f"{p} not installed"))
     layers = [B.LAYER_BY_ID["seed"], B.LAYER_BY_ID["resnet_1x1_down"]]
     rep = B.run_suite(layers, ("fused", "winograd"), ("relu",), (1,), (), rounds=1,
                       progress=False)
@@ -207,7 +221,7 @@ def test_block_retimed_when_the_machine_probe_finds_a_core_missing(monkeypatch):
     # twice more, then it is timed again with good probes around it
     probes = iter([1.0, 1.0, 0.4, 0.5, 1.0, 1.0])
     calls = []
-    monkeypatch.setattr(B, "machine_probe",
+    _patch(monkeypatch, "machine_probe",
                         lambda t: 1.0 if t == 1 else (calls.append(t), next(probes))[1])
     layer = B.LAYER_BY_ID["seed"]
     group = [B.Case(layer, impl, "relu", 2) for impl in ("fused", "separate")]
@@ -219,8 +233,8 @@ def test_block_retimed_when_the_machine_probe_finds_a_core_missing(monkeypatch):
     line = B.machine_summary({"results": res})
     assert "Blocks re-timed: seed/relu/2 thr (1)" in line
     # a stall that outlasts the retries: the last timing is kept, and reported
-    monkeypatch.setattr(B, "machine_probe", lambda t: 1.0 if t == 1 else 0.5)
-    monkeypatch.setattr(B, "STALL_WAIT_SECONDS", 0.0)
+    _patch(monkeypatch, "machine_probe", lambda t: 1.0 if t == 1 else 0.5)
+    _patch(monkeypatch, "STALL_WAIT_SECONDS", 0.0)
     res = B.run_group(group, rounds=2, check=False, segments=1)
     assert all(r["machine"] == {"probe_min": 0.5, "retimed": B.STALL_RETRIES} for r in res)
     # on one thread nothing is probed or recorded
@@ -238,7 +252,7 @@ def test_fused_vs_separate_is_paired_round_by_round(monkeypatch):
         names = sorted(fns)
         return ({n: [d * (1.0 + 0.1 * k) for d in drift] for k, n in enumerate(names)},
                 {n: 1 for n in names}, {})
-    monkeypatch.setattr(B, "_interleaved_samples", fake)
+    _patch(monkeypatch, "_interleaved_samples", fake)
     layer = B.LAYER_BY_ID["seed"]
     group = [B.Case(layer, impl, "relu", 1) for impl in ("fused", "separate")]
     fused, sep = B.run_group(group, rounds=4, check=False, segments=1)
@@ -256,6 +270,28 @@ def test_machine_probe_is_a_fraction_of_the_peak():
     assert B.machine_probe(1) == 1.0
     r = B.machine_probe(2)
     assert 0.0 <= r <= 1.0
+
+
+def test_peak_is_measured_or_reported_unmeasured(monkeypatch):
+    """The peak comes from the library's probe (or FASTCONV_PEAK_GFLOPS), never
+    from a figure of some other machine: without a probe it is unmeasured (0.0,
+    said so), and the report shows no % peak instead of dividing by it."""
+    monkeypatch.delenv("FASTCONV_PEAK_GFLOPS", raising=False)
+    peak, src = B.peak_gflops(1)
+    if fastconv.config.config()["kernels"] in ("avx512", "avx2+fma"):
+        assert peak == B.measured_peak_gflops(1) > 1.0 and src.startswith("measured")
+    monkeypatch.setenv("FASTCONV_PEAK_GFLOPS", "1:50,2:90")
+    assert B.peak_gflops(2) == (90.0, "FASTCONV_PEAK_GFLOPS")
+    monkeypatch.delenv("FASTCONV_PEAK_GFLOPS")
+    _patch(monkeypatch, "measured_peak_gflops", lambda t: 0.0)   # no probe here
+    assert B.peak_gflops(1) == (0.0, B.UNMEASURED) and "unmeasured" in B.UNMEASURED
+    case = B.Case(B.LAYER_BY_ID["seed"], "fused", "relu", 1)
+    res = B.add_timing(B.new_result(case), case, B.Timing(1e-3, 1e-3, 1e-3, 1e-3, 1e-3, 1, 1))
+    assert res["pct_peak"] is None and res["gflops"]["median"] > 0
+    rep = {"meta": {"methods": ["fused"], "layers": ["seed"]}, "results": [res]}
+    head, (row,) = B.table_rows(rep)
+    assert row[head.index("% peak")] == "-"
+    assert B.format_peak(0.0) == "unmeasured" and B.format_peak(229.4) == "229 GFLOP/s"
 
 
 def test_cli_bench_tiny(tmp_path):
