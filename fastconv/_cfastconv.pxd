@@ -52,8 +52,6 @@ cdef extern from "fastconv.h" nogil:
                             int64_t oh0, int64_t oh1, float *col)
     void fc_im2col_rows_f64(const fc_conv_desc *d, const double *x, int64_t c0, int64_t nc,
                             int64_t oh0, int64_t oh1, double *col)
-    void fc_im2col_f32(const fc_conv_desc *d, const float *x, int64_t c0, int64_t nc, float *col)
-    void fc_im2col_f64(const fc_conv_desc *d, const double *x, int64_t c0, int64_t nc, double *col)
 
 # Pre-packed weights and configuration (conv_direct.c, dispatch.c).
 cdef extern from "fastconv.h" nogil:
@@ -84,12 +82,18 @@ cdef extern from "fastconv.h" nogil:
                              const double *bias, double *y, const fc_activation *post,
                              const fc_activation *pre, void *workspace)
     const char *fc_kernel_name()
-    int fc_cpu_has_avx2_fma()
     double fc_fma_peak_gflops(int threads, long iters, int reps)
-    int fc_simd_disabled_by_env()
-    int fc_cpu_has_avx512()
-    int fc_avx512_disabled_by_env()
-    int fc_avx512_wanted()
+    int FC_ISA_PORTABLE, FC_ISA_AVX2, FC_ISA_AVX512, FC_FAM_COUNT
+    ctypedef struct fc_isa_info:
+        int level, chosen, cpu, no_simd, no_avx512, avx512_wanted, forced
+    int fc_isa()
+    int fc_isa_variant(int family)
+    int fc_isa_variant_at(int family, int level)
+    int fc_isa_asked(int family)
+    void fc_isa_reset_asked()
+    const char *fc_isa_family_name(int family)
+    const char *fc_isa_name(int level)
+    fc_isa_info fc_isa_get_info()
     int fc_force_kernels(const char *name)
     int fc_openmp_enabled()
     int fc_get_num_threads()

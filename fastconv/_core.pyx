@@ -230,18 +230,6 @@ def conv2d_depthwise(ConvDesc desc, cnp.ndarray x, cnp.ndarray w, object bias, c
     return True
 
 
-def im2col(ConvDesc desc, cnp.ndarray x_image, int64_t c0, int64_t nc, cnp.ndarray col):
-    """Unfold channels [c0, c0 + nc) of one (C, H, W) image into col."""
-    cdef void *xp = cnp.PyArray_DATA(x_image)
-    cdef void *cp = cnp.PyArray_DATA(col)
-    if _is_f32(x_image):
-        with nogil:
-            fc_im2col_f32(&desc.d, <const float *>xp, c0, nc, <float *>cp)
-    else:
-        with nogil:
-            fc_im2col_f64(&desc.d, <const double *>xp, c0, nc, <double *>cp)
-
-
 def im2col_rows(ConvDesc desc, cnp.ndarray x_image, int64_t c0, int64_t nc,
                 int64_t oh0, int64_t oh1, cnp.ndarray col):
     """Unfold output rows [oh0, oh1) of channels [c0, c0 + nc) into col."""
@@ -552,15 +540,48 @@ def conv2d_ex(ConvDesc desc, cnp.ndarray x, object w, object bias, cnp.ndarray y
 
 
 def config():
-    """What the C side chose: kernels, CPU features, OpenMP and threads."""
+    """What the C side chose: kernels, the ISA decision and what it was made
+    from, each family's variant, OpenMP and threads."""
+    cdef fc_isa_info i = fc_isa_get_info()
     return {"kernels": fc_kernel_name().decode(),
-            "cpu_avx2_fma": bool(fc_cpu_has_avx2_fma()),
-            "simd_disabled_by_env": bool(fc_simd_disabled_by_env()),
-            "cpu_avx512": bool(fc_cpu_has_avx512()),
-            "avx512_disabled_by_env": bool(fc_avx512_disabled_by_env()),
-            "avx512_wanted": bool(fc_avx512_wanted()),
+            "isa": fc_isa_name(i.level).decode(),
+            "isa_forced": bool(i.forced),
+            "cpu_avx2_fma": i.cpu >= FC_ISA_AVX2,
+            "simd_disabled_by_env": bool(i.no_simd),
+            "cpu_avx512": i.cpu == FC_ISA_AVX512,
+            "avx512_disabled_by_env": bool(i.no_avx512),
+            "avx512_wanted": bool(i.avx512_wanted),
+            "families": isa_families(),
             "openmp": bool(fc_openmp_enabled()),
             "threads": fc_get_num_threads()}
+
+
+def isa_families():
+    """{family: the variant it runs now ("avx512", "avx2", "portable" or
+    "none": not used, its calls go to another family)}, from C."""
+    cdef int level = fc_isa()
+    return {fc_isa_family_name(f).decode(): fc_isa_name(fc_isa_variant_at(f, level)).decode()
+            for f in range(FC_FAM_COUNT)}
+
+
+def _isa_asked(bint reset=False):
+    """Tests: {family: the variant it was last handed by the ISA decision, or
+    None when it did not ask since the last reset}; reset: forget them after
+    reading."""
+    cdef int v
+    out = {}
+    for f in range(FC_FAM_COUNT):
+        v = fc_isa_asked(f)
+        out[fc_isa_family_name(f).decode()] = None if v == -2 else fc_isa_name(v).decode()
+    if reset:
+        fc_isa_reset_asked()
+    return out
+
+
+cdef int isa_variant(int family) noexcept nogil:
+    """fc_isa_variant for the extension modules that do not link dispatch.c
+    (fastconv._pool cimports it, _core.pxd)."""
+    return fc_isa_variant(family)
 
 
 def fma_peak_gflops(int threads=1, long iters=20000000, int reps=5):
@@ -572,7 +593,9 @@ def fma_peak_gflops(int threads=1, long iters=20000000, int reps=5):
 
 
 def _force_kernels(str name):
-    """Benchmarks/tests: use the kernel set `name` from now on (False if absent)."""
+    """Benchmarks/tests: every family at the level `name` from now on
+    ("portable", "avx2+fma", "avx512", "avx512_2x8", "avx512_4x6"; "default":
+    the level decided from the CPU and environment); False if absent."""
     cdef bytes b = name.encode()
     return bool(fc_force_kernels(b))
 

@@ -7,6 +7,8 @@ arguments are validated by fastconv.layers.
 from libc.stdint cimport int64_t
 from cython cimport floating
 
+from fastconv._core cimport isa_variant
+
 cdef extern from "pool.h" nogil:
     ctypedef struct fc_pool_params:
         int64_t n, c, h, w
@@ -27,9 +29,19 @@ cdef extern from "pool.h" nogil:
                                const fc_pool_params *p, int channels_last)
     int fc_pool2d_backward_f64(const double *x, const double *gy, double *gx,
                                const fc_pool_params *p, int channels_last)
+    void fc_pool_bind_isa(int (*variant)(int family) noexcept nogil)
+    int fc_pool_isa_variant()
 
 MAX = FC_POOL_MAX
 AVG = FC_POOL_AVG
+
+# The kernels follow _core's ISA decision (fc_isa_variant), forcing included.
+fc_pool_bind_isa(isa_variant)
+
+
+def isa_variant_now():
+    """The pooling kernels' variant as pool.c sees it (an fc_isa_level)."""
+    return fc_pool_isa_variant()
 
 
 def pool2d(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out,

@@ -1,10 +1,11 @@
 """Run-time configuration: which kernels were chosen, and threads.
 
-The kernels are picked once, at the first convolution, from the CPU's
-features (AVX-512 F/BW/DQ/VL, else AVX2+FMA on x86-64, else portable C);
+One instruction-set level is picked once, at the first call, from the CPU's
+features (AVX-512 F/BW/DQ/VL, the default where the CPU and OS support it;
+else AVX2+FMA on x86-64; else portable C), and every kernel family runs its
+variant for it (src/dispatch.c; :func:`show_config` lists them).
 ``FASTCONV_DISABLE_SIMD=1`` in the environment before that forces the portable
-ones; the AVX-512 tiles are used where the CPU and OS support them, and
-``FASTCONV_DISABLE_AVX512=1`` keeps them off (AVX2 then).  Threads are
+ones, ``FASTCONV_DISABLE_AVX512=1`` keeps AVX-512 off (AVX2 then).  Threads are
 OpenMP's: ``OMP_NUM_THREADS``, :func:`set_num_threads` and
 ``threadpoolctl.threadpool_limits(n, user_api="openmp")`` all work.
 
@@ -87,17 +88,21 @@ def blas_one_thread():
 
 
 def config():
-    """A dict: kernels ("avx512", "avx2+fma" or "portable"), cpu_avx2_fma,
-    simd_disabled_by_env, cpu_avx512, avx512_disabled_by_env, avx512_wanted,
-    openmp, threads."""
+    """A dict: kernels (the direct tiles' set: "avx512", "avx2+fma" or
+    "portable"), isa (the one level every family follows: "avx512", "avx2" or
+    "portable"), isa_forced, cpu_avx2_fma, simd_disabled_by_env, cpu_avx512,
+    avx512_disabled_by_env, avx512_wanted, families ({family: its variant
+    now, "none" where the family is not used}), openmp, threads."""
     return _core.config()
 
 
 def show_config(file=None):
-    """Print the kernel set in use, CPU features, OpenMP and thread count."""
+    """Print the ISA level and each kernel family's variant in use, CPU
+    features, OpenMP and thread count."""
     c = config()
     out = file or sys.stdout
-    why = ("FASTCONV_DISABLE_SIMD is set" if c["simd_disabled_by_env"]
+    why = ("forced (_core._force_kernels)" if c["isa_forced"]
+           else "FASTCONV_DISABLE_SIMD is set" if c["simd_disabled_by_env"]
            else "CPU and OS have AVX-512 F/BW/DQ/VL" if c["kernels"] == "avx512"
            else "FASTCONV_DISABLE_AVX512 is set" if c.get("avx512_disabled_by_env")
            and c.get("cpu_avx512")
@@ -106,6 +111,8 @@ def show_config(file=None):
            and c["kernels"] == "avx2+fma"
            else "CPU has AVX2+FMA" if c["cpu_avx2_fma"] else "no AVX2+FMA on this CPU/build")
     print(f"fastconv kernels : {c['kernels']} ({why})", file=out)
+    for family, variant in c["families"].items():
+        print(f"  {family + ':':<22} {variant}", file=out)
     print(f"OpenMP           : {'on' if c['openmp'] else 'off (single-threaded build)'}", file=out)
     print(f"threads          : {c['threads']}"
           + (f" (OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']})"

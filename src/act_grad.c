@@ -52,7 +52,7 @@ void fc_act_grad_##SFX(const T *g, const T *v, T *gz, int64_t outer, int64_t cha
     const int kind = act ? act->kind : FC_ACT_IDENTITY;                                 \
     const T p0 = act ? (T)act->p0 : (T)0, p1 = act ? (T)act->p1 : (T)0;                 \
     double (*plane)(const T *, const T *, T *, int64_t, int, int, T, T) =               \
-        fc_act_simd() ? fc_act_grad_plane_avx2_##SFX : fc_act_grad_plane_portable_##SFX; \
+        fc_act_grad_avx2() ? fc_act_grad_plane_avx2_##SFX : fc_act_grad_plane_portable_##SFX; \
     if (kind == FC_ACT_IDENTITY && !gbias && (!gz || gz == g)) return;                  \
     const int64_t total = outer * channels * inner;                                     \
     if (!gbias) {                       /* element-wise: any split will do */           \

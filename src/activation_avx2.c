@@ -68,7 +68,7 @@ void fc_act_array_avx2_f64(const double *x, double *y, size_t n, double b,
     }
 }
 
-#else /* not x86-64: never called (fc_act_simd() is 0), defined for the linker */
+#else /* not x86-64: never called (the level is portable), defined for the linker */
 
 void fc_act_array_avx2_f32(const float *x, float *y, size_t n, float b,
                            const fc_activation *act)

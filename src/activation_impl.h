@@ -78,16 +78,18 @@ void FN(fc_act_array_portable_)(const T *x, T *y, size_t n, T b, const fc_activa
 }
 #undef ACT_LOOP
 
-/* The AVX-512 or AVX2 loop where the CPU has it (activation_avx512.c,
- * activation_avx2.c), else the portable one. */
+/* The family's variant at the level now (dispatch.c): the AVX-512 loops
+ * (activation_avx512.c), the AVX2 ones (activation_avx2.c) or the portable
+ * ones. */
 static void FN(act_array_)(const T *x, T *y, size_t n, T b, const fc_activation *act)
 {
-    if (act && act->kind != FC_ACT_IDENTITY && fc_act_simd()) {
-        if (fc_act_avx512())
-            FN(fc_act_array_avx512_)(x, y, n, b, act);
-        else
-            FN(fc_act_array_avx2_)(x, y, n, b, act);
-    } else
+    const int v = act && act->kind != FC_ACT_IDENTITY ? fc_isa_variant(FC_FAM_ACT)
+                                                      : FC_ISA_PORTABLE;
+    if (v == FC_ISA_AVX512)
+        FN(fc_act_array_avx512_)(x, y, n, b, act);
+    else if (v == FC_ISA_AVX2)
+        FN(fc_act_array_avx2_)(x, y, n, b, act);
+    else
         FN(fc_act_array_portable_)(x, y, n, b, act);
 }
 

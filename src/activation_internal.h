@@ -12,27 +12,18 @@ void fc_act_array_portable_f32(const float *x, float *y, size_t n, float b,
 void fc_act_array_portable_f64(const double *x, double *y, size_t n, double b,
                                const fc_activation *act);
 
-/* The same with AVX2+FMA (activation_avx2.c); call only when fc_act_simd(). */
+/* The same with AVX2+FMA (activation_avx2.c); call only at the AVX2 level
+ * (fc_isa_variant(FC_FAM_ACT), dispatch.c). */
 void fc_act_array_avx2_f32(const float *x, float *y, size_t n, float b,
                            const fc_activation *act);
 void fc_act_array_avx2_f64(const double *x, double *y, size_t n, double b,
                            const fc_activation *act);
 
 /* The same with AVX-512 for the kinds that gain from it, the AVX2 loops for
- * the others (activation_avx512.c); call only when fc_act_avx512(). */
+ * the others (activation_avx512.c); call only at the AVX-512 level. */
 void fc_act_array_avx512_f32(const float *x, float *y, size_t n, float b,
                              const fc_activation *act);
 void fc_act_array_avx512_f64(const double *x, double *y, size_t n, double b,
                              const fc_activation *act);
-
-/* Nonzero when the AVX-512 kernel set is the one in use (dispatch.c: the CPU
- * has it, FASTCONV_DISABLE_AVX512 and FASTCONV_DISABLE_SIMD are not set, or
- * the set was forced), so the activation passes follow the convolution's
- * choice. */
-int fc_act_avx512(void);
-
-/* Nonzero when the AVX2 loops may run: the CPU has AVX2 and FMA, they were
- * compiled in, and FASTCONV_DISABLE_SIMD is not set to a non-"0" value. */
-int fc_act_simd(void);
 
 #endif

@@ -22,6 +22,5 @@
 #define VMASKSTORE _mm256_maskstore_ps
 #define VACT_TILE fc_act8_tile_f32
 #define VACT fc_act8_f32
-#define VACTK(x, a) fc_act8_kind_f32((a)->kind, x, (float)(a)->p0, (float)(a)->p1)
 /* relu as the scalar code does it: x < 0 ? 0 : x, NaN and -0.0 kept */
 #define VRELU(x, z) _mm256_andnot_ps(_mm256_cmp_ps(x, z, _CMP_LT_OQ), x)

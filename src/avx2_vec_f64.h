@@ -18,5 +18,4 @@
 #define VMASKSTORE _mm256_maskstore_pd
 #define VACT_TILE fc_act4_tile_f64
 #define VACT fc_act4_f64
-#define VACTK(x, a) fc_act4_f64(x, a)
 #define VRELU(x, z) _mm256_andnot_pd(_mm256_cmp_pd(x, z, _CMP_LT_OQ), x)

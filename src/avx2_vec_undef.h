@@ -18,5 +18,4 @@
 #undef VMASKSTORE
 #undef VACT
 #undef VACT_TILE
-#undef VACTK
 #undef VRELU

@@ -1,14 +1,12 @@
 /* The 1x1 GEMM's entry point (baseline code): whether the AVX-512
  * implementation runs here.  See conv_1x1_gemm.h. */
-#include <string.h>
-
 #include "conv_1x1_gemm.h"
 #include "fastconv.h"
 
 int fc_1x1g_available(void)
 {
 #if defined(__x86_64__) || defined(_M_X64)
-    return strncmp(fc_kernel_name(), "avx512", 6) == 0;
+    return fc_isa_variant(FC_FAM_1X1_GEMM) == FC_ISA_AVX512;
 #else
     return 0;
 #endif

@@ -46,9 +46,9 @@ typedef struct {
     float lo, hi;                  /* the clamp after the sum */
 } fc_1x1g_desc;
 
-/* 1 where the kernel runs here: the AVX-512 kernel set is the one in use
- * (fc_kernel_name(), dispatch.c: the CPU has it and neither the environment
- * nor fc_force_kernels turned it off) and this is an x86 build. */
+/* 1 where the kernel runs here: the ISA level is AVX-512
+ * (fc_isa_variant(FC_FAM_1X1_GEMM), dispatch.c: the CPU has it and neither
+ * the environment nor fc_force_kernels turned it off) and this is an x86 build. */
 int fc_1x1g_available(void);
 
 /* 0: done; 1: declined (not available, or bad sizes: nothing written). */

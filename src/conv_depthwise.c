@@ -39,7 +39,7 @@ int fc_conv2d_depthwise_f32(const fc_conv_desc *d, const float *x, const float *
                             const float *bias, float *y, const fc_activation *post)
 {
     if (!fc_dw_is_depthwise(d)) return FC_EINVAL;
-    if (fc_act_simd()) {
+    if (fc_isa_variant(FC_FAM_DW_NCHW) == FC_ISA_AVX2) {
         const int rc = fc_dw_avx2_f32(d, x, w, bias, y, post);
         if (rc != FC_EINVAL) return rc;
     }
@@ -50,7 +50,7 @@ int fc_conv2d_depthwise_f64(const fc_conv_desc *d, const double *x, const double
                             const double *bias, double *y, const fc_activation *post)
 {
     if (!fc_dw_is_depthwise(d)) return FC_EINVAL;
-    if (fc_act_simd()) {
+    if (fc_isa_variant(FC_FAM_DW_NCHW) == FC_ISA_AVX2) {
         const int rc = fc_dw_avx2_f64(d, x, w, bias, y, post);
         if (rc != FC_EINVAL) return rc;
     }

@@ -1,7 +1,7 @@
 /*
  * The channels-last depthwise convolution (see conv_depthwise_nhwc.h): which
  * calls it takes, the repacking of the weights, the choice of the kernel set
- * (the direct driver's, dispatch.c: AVX-512, AVX2+FMA or portable), and the
+ * (fc_isa_variant(FC_FAM_DW_NHWC), dispatch.c: AVX-512, AVX2+FMA or portable), and the
  * portable kernels (baseline code, any architecture: GCC/Clang vector
  * extensions of 16 bytes, which become SSE2 or NEON; one element at a time
  * with other compilers).
@@ -29,7 +29,7 @@ int fc_dw_nhwc_wanted(const fc_conv_desc *d, const int64_t *xs, const fc_activat
            && d->dil_w > 0 && d->n >= 0 && d->h_out >= 0 && d->w_out >= 0;
 }
 
-/* The kernel set the direct driver uses, or a narrower one when the channels
+/* The family's variant (dispatch.c), or a narrower one when the channels
  * do not fill its vectors (fewer channels than lanes take a slow scalar path
  * in each set): AVX-512 (64-byte vectors), AVX2 (32), portable (16).  The
  * AVX-512 and AVX2 kernels compute the same bits. */
@@ -37,10 +37,10 @@ static int dwn_run(const fc_dwn_args *a, size_t elem)
 {
 #if defined(__x86_64__) || defined(_M_X64)
     const int64_t C = a->d->c_in, lanes16 = (int64_t)(16 / elem);
-    const fc_kernel_table *k = fc_kernels();
-    if (k == &fc_kernels_avx512 && C >= 4 * lanes16)
+    const int v = fc_isa_variant(FC_FAM_DW_NHWC);
+    if (v == FC_ISA_AVX512 && C >= 4 * lanes16)
         return elem == 4 ? fc_dwn_avx512_f32(a) : fc_dwn_avx512_f64(a);
-    if ((k == &fc_kernels_avx512 || k == &fc_kernels_avx2) && C >= 2 * lanes16)
+    if (v >= FC_ISA_AVX2 && C >= 2 * lanes16)
         return elem == 4 ? fc_dwn_avx2_f32(a) : fc_dwn_avx2_f64(a);
 #endif
     return elem == 4 ? fc_dwn_portable_f32(a) : fc_dwn_portable_f64(a);

@@ -350,7 +350,6 @@ static void FN(pack_a_)(const T *w, const int64_t *ws, const fc_packed *pk, cons
             else if (n1 == 4) FC_PACK_A_COPY(4)
             else FC_PACK_A_COPY(2)
 #undef FC_PACK_A_COPY
-            (void)n2;
             continue;
         }
         const int nrows = (int)fc_min64(FC_TA_OC, cout_g - oc0);
@@ -641,31 +640,28 @@ static size_t FN(mode_workspace_)(const fc_conv_desc *d, const fc_activation *pr
 }
 
 /* The small-problem kernel (conv_small.h) takes dense NCHW calls it wants,
- * when SIMD kernels are in use. */
+ * where its family runs (fc_isa_variant, dispatch.c: not at the portable
+ * level). */
 static int FN(small_takes_)(const fc_conv_desc *d, const fc_activation *pre)
 {
-    return fc_kernels() != &fc_kernels_portable && fc_small_wanted(d, pre, sizeof(T));
+    return fc_isa_variant(FC_FAM_SMALL) != FC_ISA_NONE && fc_small_wanted(d, pre, sizeof(T));
 }
 
 /* The first-layer kernel (conv_first.h) takes few-input-channel layers. */
 static int FN(first_takes_)(const fc_conv_desc *d, const fc_activation *pre)
 {
-    return fc_kernels() != &fc_kernels_portable && fc_first_wanted(d, pre, sizeof(T));
+    return fc_isa_variant(FC_FAM_FIRST) != FC_ISA_NONE && fc_first_wanted(d, pre, sizeof(T));
 }
 
 /* The strided-1x1 kernel (conv_1x1.h) takes 1x1 layers with stride or
- * padding, with the AVX2 set: its tile is AVX2's (16 channels x 6 pixels),
- * and under AVX-512 the driver's B tiles ran those layers 1.5-2.6x faster
- * (ResNet's 256->512 stride-2 downsample: 126 -> 67 us on a Zen 5; with the
- * AVX2 set the driver was 0.7-1.4x as fast: benchmarks/NOTES.md, session 12). */
+ * padding at the AVX2 level only: its tile is AVX2's (16 channels x 6
+ * pixels), and under AVX-512 the driver's B tiles ran those layers 1.5-2.6x
+ * faster (ResNet's 256->512 stride-2 downsample: 126 -> 67 us on a Zen 5;
+ * with the AVX2 set the driver was 0.7-1.4x as fast: benchmarks/NOTES.md,
+ * session 12). */
 static int FN(s1x1_takes_)(const fc_conv_desc *d, const fc_activation *pre)
 {
-#if defined(__x86_64__) || defined(_M_X64)
-    return fc_kernels() == &fc_kernels_avx2 && fc_1x1s_wanted(d, pre, sizeof(T));
-#else
-    (void)d; (void)pre;
-    return 0;
-#endif
+    return fc_isa_variant(FC_FAM_1X1S) == FC_ISA_AVX2 && fc_1x1s_wanted(d, pre, sizeof(T));
 }
 
 size_t FN(conv_workspace_)(const fc_conv_desc *d, const fc_activation *pre)
@@ -673,7 +669,7 @@ size_t FN(conv_workspace_)(const fc_conv_desc *d, const fc_activation *pre)
     /* depthwise goes to its own kernel (a declined call allocates inside) */
     if (d->c_in == d->groups && (!pre || pre->kind == FC_ACT_IDENTITY)) return 0;
     if (FN(small_takes_)(d, pre)) return 0;
-    if (FN(first_takes_)(d, pre)) return fc_first_workspace(d, sizeof(T));
+    if (FN(first_takes_)(d, pre)) return 0;   /* it allocates its own buffers (conv_first.h) */
     if (FN(s1x1_takes_)(d, pre)) return fc_1x1s_workspace(d, sizeof(T));
     int64_t xs[4];
     FN(dense_strides_)(d, xs);
@@ -693,7 +689,7 @@ size_t FN(conv_workspace_ex_)(const fc_conv_desc *d, const int64_t *xs,
     if (fc_dw_nhwc_wanted(d, xs, pre, sizeof(T))) return 0;   /* channels-last depthwise */
     if (FN(small_takes_)(d, pre) && !memcmp(xs, dense, sizeof dense)) return 0;
     if (FN(first_takes_)(d, pre) && !memcmp(xs, dense, sizeof dense))
-        return fc_first_workspace(d, sizeof(T));
+        return 0;   /* it allocates its own buffers (conv_first.h) */
     if (FN(s1x1_takes_)(d, pre) && !memcmp(xs, dense, sizeof dense))
         return fc_1x1s_workspace(d, sizeof(T));
     return FN(mode_workspace_)(d, pre, xs);
@@ -821,7 +817,6 @@ static void FN(ptr_table_)(const FN(geom_) *g, const T *base, const T *zero, int
             for (int64_t t = 0; t < ntaps; ++t) tab[t * P + j] = tab[t * P];
             continue;
         }
-        const int in = 1;
         const int64_t ih0 = oh * g->sh - g->pt, iw0 = ow * g->sw - g->pl;
         if (offs && ih0 >= 0 && ih0 + hspan < g->H && iw0 >= 0 && iw0 + wspan < g->W) {
             const T *pb = base + ih0 * g->rs + iw0 * g->ps;
@@ -831,7 +826,7 @@ static void FN(ptr_table_)(const FN(geom_) *g, const T *base, const T *zero, int
         }
         for (int64_t kh = 0; kh < g->kh; ++kh) {
             const int64_t ih = ih0 + kh * g->dh;
-            const int rok = in && (uint64_t)ih < (uint64_t)g->H;
+            const int rok = (uint64_t)ih < (uint64_t)g->H;
             for (int64_t kw = 0; kw < g->kw; ++kw) {
                 const int64_t iw = iw0 + kw * g->dw;
                 const int ok = rok && (uint64_t)iw < (uint64_t)g->W;
@@ -982,7 +977,7 @@ int FN(fc_conv2d_packed_ex_)(const fc_conv_desc *d, const T *x, const int64_t *x
         /* the AVX-512 build of the template where that set is in use: 1.7x
          * the AVX2 one on ResNet's conv1 (benchmarks/NOTES.md, first layer) */
 #if defined(__x86_64__) || defined(_M_X64)
-        const int rc = fc_kernels() == &fc_kernels_avx512
+        const int rc = fc_isa_variant(FC_FAM_FIRST) == FC_ISA_AVX512
             ? CAT(fc_conv_first_avx512_, SFX)(d, x, pk, bias, y, post, workspace)
             : CAT(fc_conv_first_avx2_, SFX)(d, x, pk, bias, y, post, workspace);
 #else
@@ -1020,7 +1015,6 @@ int FN(fc_conv2d_packed_ex_)(const fc_conv_desc *d, const T *x, const int64_t *x
     }
     const int64_t G = d->groups, cin_g = pk->cin_g, cout_g = pk->cout_g;
     const int64_t hwo = d->h_out * d->w_out, hwi = d->h_in * d->w_in;
-    (void)hwi;
 
     /* the bias, padded to whole blocks (zeros without a bias) */
     const int64_t nbias = G * fc_max64(pk->nob * OB, pk->noa * FC_TA_OC);
@@ -1400,9 +1394,8 @@ static int FN(conv_raw_)(const fc_conv_desc *d, const T *x, const int64_t *xs_in
     const int want_b = !want_a || first || s1x1;
     size_t wsb = 0;
     if (!workspace) {
+        /* the driver's (the first-layer kernel needs none: conv_first.h) */
         wsb = FN(mode_workspace_)(d, pre, xs);
-        if (first) wsb = wsb > fc_first_workspace(d, sizeof(T)) ? wsb
-                                                                : fc_first_workspace(d, sizeof(T));
         if (s1x1) wsb = wsb > fc_1x1s_workspace(d, sizeof(T)) ? wsb
                                                               : fc_1x1s_workspace(d, sizeof(T));
     }

@@ -13,11 +13,3 @@ int fc_first_wanted(const fc_conv_desc *d, const fc_activation *pre, size_t elem
     if (d->kh * d->kw == 1) return 0;            /* 1x1: the GEMM paths */
     return 1;
 }
-
-/* The kernel allocates its buffers itself (one band of phase rows per thread,
- * tens of KB): nothing from the caller. */
-size_t fc_first_workspace(const fc_conv_desc *d, size_t elem)
-{
-    (void)d; (void)elem;
-    return 0;
-}

@@ -32,9 +32,9 @@ struct fc_packed;
  * kernels in use is checked by the caller). */
 int fc_first_wanted(const fc_conv_desc *d, const fc_activation *pre, size_t elem);
 
-/* Bytes of caller workspace it uses: 0 (it allocates a band of phase rows
- * per thread itself, C x ((16 - 1) * stride_h + (kh - 1) * dil_h + 1) rows). */
-size_t fc_first_workspace(const fc_conv_desc *d, size_t elem);
+/* It uses no caller workspace: it allocates a band of phase rows per thread
+ * itself, C x ((16 - 1) * stride_h + (kh - 1) * dil_h + 1) rows (the
+ * workspace queries count 0 bytes for it, conv_direct_impl.h). */
 
 /* y = post(conv(pad(x), w) + bias) with the packed weights' B layout; bias may
  * be NULL.  FC_EINVAL: declined (the caller takes its general path). */

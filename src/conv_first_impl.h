@@ -153,7 +153,7 @@ int CAT(FC_FIRST_ENTRY, SFX)(const fc_conv_desc *d, const T *x, const struct fc_
                                    const T *bias, T *y, const fc_activation *post, void *ws)
 {
     static const fc_activation ident = {FC_ACT_IDENTITY, 0.0, 0.0};
-    (void)ws;   /* per-thread band buffers, allocated here (see fc_first_workspace) */
+    (void)ws;   /* per-thread band buffers, allocated here (conv_first.h) */
     if (!post) post = &ident;
     if (!pk || pk->elem != sizeof(T) || d->groups != 1 || pk->kh != d->kh || pk->kw != d->kw
         || pk->cin_g != d->c_in || pk->c_out != d->c_out)

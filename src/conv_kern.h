@@ -109,7 +109,7 @@ typedef struct {
 } fc_kernel_table;
 #define FC_LINES_MAX 16
 
-/* The table chosen at first use (dispatch.c). */
+/* The table of the ISA level in use (fc_isa_variant(FC_FAM_DIRECT), dispatch.c). */
 const fc_kernel_table *fc_kernels(void);
 
 extern const fc_kernel_table fc_kernels_portable; /* conv_direct.c */

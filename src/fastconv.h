@@ -214,30 +214,81 @@ int fc_conv2d_depthwise_f64(const fc_conv_desc *d, const double *x, const double
 
 /* ---- configuration (dispatch.c) ------------------------------------------ */
 
-/* Name of the kernel set in use ("avx512", "avx2+fma" or "portable"); chosen
- * at the first call from the CPU's features and the environment:
- * FASTCONV_DISABLE_SIMD=1 portable; FASTCONV_ENABLE_AVX512=1 AVX-512 where
- * supported (not the default: no faster on Zen 4); FASTCONV_DISABLE_AVX512=1
- * at most AVX2. */
+/* The instruction-set level every kernel family follows: decided once, at
+ * the first call, from the CPU and the environment (dispatch.c):
+ * FASTCONV_DISABLE_SIMD=1 portable; else AVX-512 where the CPU and OS have
+ * AVX-512 F/BW/DQ/VL (the default; FASTCONV_DISABLE_AVX512=1 keeps AVX2, and
+ * a build with -DFC_AVX512_BY_DEFAULT=0 makes it opt-in through
+ * FASTCONV_ENABLE_AVX512=1); else AVX2+FMA where the CPU has it; else
+ * portable (always on other architectures). */
+typedef enum {
+    FC_ISA_NONE = -1,        /* (a family's variant) not used at this level */
+    FC_ISA_PORTABLE = 0,
+    FC_ISA_AVX2 = 1,         /* AVX2 + FMA */
+    FC_ISA_AVX512 = 2        /* AVX-512 F/BW/DQ/VL */
+} fc_isa_level;
+
+/* The kernel families that have per-ISA variants. */
+typedef enum {
+    FC_FAM_DIRECT = 0,       /* the direct driver's tiles (fc_kernels) */
+    FC_FAM_DW_NCHW,          /* conv_depthwise.c */
+    FC_FAM_DW_NHWC,          /* conv_depthwise_nhwc.c */
+    FC_FAM_SMALL,            /* conv_small.h */
+    FC_FAM_FIRST,            /* conv_first.h */
+    FC_FAM_1X1S,             /* conv_1x1.h: 1x1 with stride or padding */
+    FC_FAM_1X1_GEMM,         /* conv_1x1_gemm.h */
+    FC_FAM_ACT,              /* the activation loops (activation.c) */
+    FC_FAM_ACT_GRAD,         /* their derivatives (act_grad.c, grad_weight.c) */
+    FC_FAM_GRAD_WEIGHT,      /* the weight gradient's micro-kernels (grad_weight.c) */
+    FC_FAM_POOL,             /* max pooling (pool.c, in fastconv._pool) */
+    FC_FAM_WINOGRAD,         /* winograd.c */
+    FC_FAM_PEAK,             /* the FMA peak probe (peak.c) */
+    FC_FAM_COUNT
+} fc_isa_family;
+
+int fc_isa(void);                    /* the level now (fc_isa_level) */
+/* The variant `family` runs at the level now: FC_ISA_NONE where the family is
+ * not used (its calls go to another, e.g. the direct driver's tiles).  Every
+ * family picks its code through this, at every call. */
+int fc_isa_variant(int family);
+/* The same at any level, without the note below (what show_config lists). */
+int fc_isa_variant_at(int family, int level);
+/* Tests: the variant fc_isa_variant last handed `family`, -2 when it was not
+ * asked since fc_isa_reset_asked (a family that kept a copy of the level,
+ * or read it elsewhere, would not ask). */
+int fc_isa_asked(int family);
+void fc_isa_reset_asked(void);
+const char *fc_isa_family_name(int family);   /* NULL out of range */
+const char *fc_isa_name(int level);           /* "portable", "avx2", "avx512", "none" */
+
+/* The decision and what it was made from. */
+typedef struct {
+    int level;               /* fc_isa() */
+    int chosen;              /* the level decided at the first call */
+    int cpu;                 /* the widest level this CPU, OS and build support */
+    int no_simd;             /* FASTCONV_DISABLE_SIMD was set (not 0) */
+    int no_avx512;           /* FASTCONV_DISABLE_AVX512 was set (not 0) */
+    int avx512_wanted;       /* by the build's default or FASTCONV_ENABLE_AVX512, not vetoed */
+    int forced;              /* fc_force_kernels replaced the chosen level */
+} fc_isa_info;
+fc_isa_info fc_isa_get_info(void);
+
+/* Name of the direct driver's kernel table in use ("avx512", "avx2+fma" or
+ * "portable"), the one of fc_isa(). */
 const char *fc_kernel_name(void);
-int fc_cpu_has_avx2_fma(void);     /* compiled in and supported by this CPU */
-int fc_simd_disabled_by_env(void); /* FASTCONV_DISABLE_SIMD set (not 0) */
-int fc_cpu_has_avx512(void);       /* AVX-512 F/BW/DQ/VL compiled in, CPU and OS support */
-int fc_avx512_disabled_by_env(void); /* FASTCONV_DISABLE_AVX512 set (not 0): AVX2 kernels */
-/* AVX-512 kernels wanted: by default (a build choice) or FASTCONV_ENABLE_AVX512=1,
- * and FASTCONV_DISABLE_AVX512 unset. */
-int fc_avx512_wanted(void);
-/* Benchmarks/tests only: switch the kernel set ("portable", "avx2+fma",
- * "avx512"; "avx512_2x8" or "avx512_4x6": the AVX-512 set with that B-tile
- * blocking instead of the one chosen for the CPU) between calls; 0 when the
- * CPU/build lacks it.  Not thread-safe against running convolutions. */
+/* Benchmarks/tests only: switch every family to a level between calls
+ * ("portable", "avx2+fma", "avx512"; "avx512_2x8" or "avx512_4x6": the
+ * AVX-512 level with that B-tile blocking instead of the one chosen for the
+ * CPU; "default": back to the level decided from the CPU and environment);
+ * 0 when the CPU/build lacks it.  Not thread-safe against running
+ * convolutions. */
 int fc_force_kernels(const char *name);
 int fc_openmp_enabled(void);
 /* Best float32 FMA throughput (GFLOP/s) of `threads` threads running 12 FMA
  * chains for `iters` iterations, over `reps` tries, with the vector width of
- * the kernel set in use (fc_kernel_name: 512-bit for "avx512", 256-bit for
- * "avx2+fma"); 0 where no probe exists (portable kernels, no AVX2+FMA, or not
- * x86).  Without OpenMP only one thread runs. */
+ * the level in use (fc_isa_variant(FC_FAM_PEAK): 512-bit for AVX-512, 256-bit
+ * for AVX2); 0 where no probe exists (portable level, or not x86).  Without
+ * OpenMP only one thread runs. */
 double fc_fma_peak_gflops(int threads, long iters, int reps);
 
 int fc_get_num_threads(void);
@@ -245,11 +296,9 @@ void fc_set_num_threads(int n);
 
 /* ---- im2col (im2col.c) ------------------------------------------------- */
 
-/* Unfolds channels [c0, c0 + nc) of one image x (c_in, h_in, w_in) into
- * col (nc * kh * kw, h_out * w_out), zeros where the window hits padding. */
-void fc_im2col_f32(const fc_conv_desc *d, const float *x, int64_t c0, int64_t nc, float *col);
-void fc_im2col_f64(const fc_conv_desc *d, const double *x, int64_t c0, int64_t nc, double *col);
-/* Output rows [oh0, oh1) only: col is (nc * kh * kw, (oh1 - oh0) * w_out). */
+/* Unfolds output rows [oh0, oh1) of channels [c0, c0 + nc) of one image x
+ * (c_in, h_in, w_in) into col (nc * kh * kw, (oh1 - oh0) * w_out), zeros
+ * where the window hits padding. */
 void fc_im2col_rows_f32(const fc_conv_desc *d, const float *x, int64_t c0, int64_t nc,
                         int64_t oh0, int64_t oh1, float *col);
 void fc_im2col_rows_f64(const fc_conv_desc *d, const double *x, int64_t c0, int64_t nc,

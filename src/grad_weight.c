@@ -72,21 +72,9 @@ static void gw_scratch_free(fc_scratch *s)
     s->bytes = 0;
 }
 
-/* 2: AVX-512, 1: AVX2+FMA, 0: portable; the same rules as dispatch.c's
- * forward choice (FASTCONV_DISABLE_SIMD, FASTCONV_DISABLE_AVX512). */
-static int gw_isa_choice = -1;
-
-static int gw_isa(void)
-{
-    int k = gw_isa_choice;   /* a race here is benign: every thread computes the same */
-    if (k < 0) {
-        k = 0;
-        if (!fc_simd_disabled_by_env() && fc_cpu_has_avx2_fma())
-            k = fc_avx512_wanted() && fc_cpu_has_avx512() ? 2 : 1;
-        gw_isa_choice = k;
-    }
-    return k;
-}
+/* FC_ISA_AVX512, FC_ISA_AVX2 or FC_ISA_PORTABLE: the family's variant at
+ * the level every family follows (dispatch.c). */
+static int gw_isa(void) { return fc_isa_variant(FC_FAM_GRAD_WEIGHT); }
 
 const char *fc_grad_weight_kernel_name(void)
 {

@@ -36,10 +36,10 @@ typedef double (*GWF(gw_plane_fn_))(const T *, const T *, T *, int64_t, int, int
 static const GW_CAT(fc_gw_kernels_, SFX) *GWF(gw_kernels_)(const fc_conv_desc *d)
 {
     const int isa = gw_isa();
-    if (isa == 0) return &GW_CAT(fc_gw_kernels_portable_, SFX);
+    if (isa == FC_ISA_PORTABLE) return &GW_CAT(fc_gw_kernels_portable_, SFX);
     const int64_t cog = d->c_out / d->groups;
     if (cog <= GW_CAT(fc_gw_kernels_avx2n_, SFX).nr) return &GW_CAT(fc_gw_kernels_avx2n_, SFX);
-    if (isa == 1 || cog <= GW_CAT(fc_gw_kernels_avx2_, SFX).nr)
+    if (isa == FC_ISA_AVX2 || cog <= GW_CAT(fc_gw_kernels_avx2_, SFX).nr)
         return &GW_CAT(fc_gw_kernels_avx2_, SFX);
     return &GW_CAT(fc_gw_kernels_avx512_, SFX);
 }
@@ -119,8 +119,8 @@ static void GWF(gw_pack_dz_)(const fc_conv_desc *d, const gw_layout *L, const T 
     const int64_t hw = d->h_out * d->w_out, wo = d->w_out, mt = L->mt;
     const int kind = act ? act->kind : FC_ACT_IDENTITY;
     const T p0 = act ? (T)act->p0 : (T)0, p1 = act ? (T)act->p1 : (T)0;
-    const GWF(gw_plane_fn_) plane = fc_act_simd() ? GW_CAT(fc_act_grad_plane_avx2_, SFX)
-                                                  : GW_CAT(fc_act_grad_plane_portable_, SFX);
+    const GWF(gw_plane_fn_) plane = fc_act_grad_avx2() ? GW_CAT(fc_act_grad_plane_avx2_, SFX)
+                                                       : GW_CAT(fc_act_grad_plane_portable_, SFX);
     const int dense = gs[3] == 1 && gs[2] == wo;
     T tmp[GW_CB][GW_PCH], tg[GW_PCH], tv[GW_PCH];
     double bsum[GW_CB];

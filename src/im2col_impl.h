@@ -6,16 +6,15 @@
 /* Output rows [oh0, oh1) of channels [c0, c0 + nc): col is
  * (nc * kh * kw, (oh1 - oh0) * w_out), zeros where a tap hits padding.
  * Row indices are computed in a form that cannot overflow int64 for any
- * description that passed the Python checks (huge strides and paddings). */
-static void FN(im2col_rows_)(const fc_conv_desc *d, const T *x, int64_t c0, int64_t nc,
-                             int64_t oh0, int64_t oh1, T *col, int parallel)
+ * description that passed the Python checks (huge strides and paddings).
+ * The blocks stay on the calling thread: they are small, memory-bound, and
+ * interleaved with the (multithreaded) BLAS GEMM, whose threads would fight
+ * an OpenMP team still spinning after its region. */
+void FN(fc_im2col_rows_)(const fc_conv_desc *d, const T *x, int64_t c0, int64_t nc,
+                         int64_t oh0, int64_t oh1, T *col)
 {
     const int64_t nrows = oh1 - oh0, len = nrows * d->w_out, hw_in = d->h_in * d->w_in;
     const int64_t taps = nc * d->kh * d->kw;
-    (void)parallel;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (parallel && taps * len > (1 << 16))
-#endif
     for (int64_t r = 0; r < taps; ++r) {
         const int64_t kw = r % d->kw, kh = (r / d->kw) % d->kh, c = r / (d->kw * d->kh);
         const int64_t off = kw * d->dil_w - d->pad_left;
@@ -44,20 +43,6 @@ static void FN(im2col_rows_)(const fc_conv_desc *d, const T *x, int64_t c0, int6
             for (int64_t ow = hi; ow < d->w_out; ++ow) dst[ow] = 0;
         }
     }
-}
-
-/* The blocks stay on the calling thread: they are small, memory-bound, and
- * interleaved with the (multithreaded) BLAS GEMM, whose threads would fight
- * an OpenMP team still spinning after its region. */
-void FN(fc_im2col_rows_)(const fc_conv_desc *d, const T *x, int64_t c0, int64_t nc,
-                         int64_t oh0, int64_t oh1, T *col)
-{
-    FN(im2col_rows_)(d, x, c0, nc, oh0, oh1, col, 0);
-}
-
-void FN(fc_im2col_)(const fc_conv_desc *d, const T *x, int64_t c0, int64_t nc, T *col)
-{
-    FN(im2col_rows_)(d, x, c0, nc, 0, d->h_out, col, 1);
 }
 
 #undef FN

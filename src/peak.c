@@ -1,8 +1,7 @@
 /* fc_fma_peak_gflops: the machine's float32 FMA ceiling, measured with the
- * vector width of the kernel set in use (peak_avx2.c, peak_avx512.c). */
+ * vector width of the ISA level in use (peak_avx2.c, peak_avx512.c). */
 #include <time.h>
 
-#include "conv_kern.h"
 #include "fastconv.h"
 #ifdef _OPENMP
 #include <omp.h>
@@ -31,11 +30,10 @@ double fc_fma_peak_gflops(int threads, long iters, int reps)
     /* the ceiling of the kernels that run: 512-bit FMAs for the AVX-512 set
      * (twice the 256-bit rate where a core has two 512-bit pipes), 256-bit
      * for AVX2, none for the portable C (0: unknown) */
-    const fc_kernel_table *kt = fc_kernels();
-    if (kt == &fc_kernels_portable || !fc_cpu_has_avx2_fma() || threads < 1 || iters < 1
-        || reps < 1)
+    const int v = fc_isa_variant(FC_FAM_PEAK);
+    if (v == FC_ISA_NONE || threads < 1 || iters < 1 || reps < 1)
         return 0.0;
-    const int wide = kt == &fc_kernels_avx512;   /* either blocking */
+    const int wide = v == FC_ISA_AVX512;
     const double lanes = wide ? 16.0 : 8.0;
     volatile float sink = 0.0f;
     double best = 0.0;

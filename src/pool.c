@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fastconv.h"
 #include "pool_internal.h"
 
 #ifdef _OPENMP
@@ -72,20 +73,25 @@ static int check_params(const void *x, const void *y, const fc_pool_params *p)
 #define FC_MAXPOOL_ISA port
 #include "pool_max_impl.h"
 
-/* The AVX2 bodies where the CPU has AVX2 and FASTCONV_DISABLE_SIMD is unset
- * or 0 (dispatch.c's rule; this module does not link dispatch.c).  Max is
- * exact: both give the same results, the AVX2 ones 8 floats per step. */
+/* The ISA decision of fastconv._core (dispatch.c, which this module does
+ * not link: a copy of its state here would not follow fc_force_kernels),
+ * bound by fastconv._pool when it is imported; NULL until then: portable. */
+static int (*isa_variant)(int family);
+
+void fc_pool_bind_isa(int (*variant)(int family)) { isa_variant = variant; }
+
+int fc_pool_isa_variant(void)
+{
+    return isa_variant ? isa_variant(FC_FAM_POOL) : FC_ISA_PORTABLE;
+}
+
+/* The AVX2 bodies where they are the family's variant (on x86 only: the
+ * level is portable elsewhere).  Max is exact: both give the same results,
+ * the AVX2 ones 8 floats per step. */
 static int use_avx2(void)
 {
-#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
-    static int cached = -1;
-    if (cached < 0) {
-        const char *e = getenv("FASTCONV_DISABLE_SIMD");
-        __builtin_cpu_init();
-        cached = !(e && *e && strcmp(e, "0") != 0) && __builtin_cpu_supports("avx2")
-                 && __builtin_cpu_supports("fma");
-    }
-    return cached;
+#if defined(__x86_64__) || defined(_M_X64)
+    return fc_pool_isa_variant() == FC_ISA_AVX2;
 #else
     return 0;
 #endif

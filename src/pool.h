@@ -72,6 +72,13 @@ int fc_pool2d_backward_f32(const float *x, const float *gy, float *gx, const fc_
 int fc_pool2d_backward_f64(const double *x, const double *gy, double *gx,
                            const fc_pool_params *p, int channels_last);
 
+/* The pooling family's variant follows fastconv._core's ISA decision
+ * (fc_isa_variant, dispatch.c): fastconv._pool binds that function here when
+ * it is imported.  fc_pool_isa_variant: the variant now (an fc_isa_level;
+ * portable until bound). */
+void fc_pool_bind_isa(int (*variant)(int family));
+int fc_pool_isa_variant(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -318,9 +318,11 @@ const fc_wino_kernels fc_wino_portable = FC_WINO_KERNELS("portable", port);
 static const fc_wino_kernels *wino_kernels(void)
 {
 #if defined(__x86_64__) || defined(_M_X64)
-    const fc_kernel_table *k = fc_kernels();
-    if (k == &fc_kernels_avx512) return &fc_wino_avx512;
-    if (k == &fc_kernels_avx2) return &fc_wino_avx2;
+    switch (fc_isa_variant(FC_FAM_WINOGRAD)) {
+    case FC_ISA_AVX512: return &fc_wino_avx512;
+    case FC_ISA_AVX2: return &fc_wino_avx2;
+    default: break;
+    }
 #endif
     return &fc_wino_portable;
 }
