@@ -18,7 +18,8 @@ SRC = "src"
 
 # One entry per Cython module: the C sources it links.
 EXTENSIONS = {
-    "fastconv._core": ["activation.c", "activation_avx2.c", "activation_avx512.c",
+    "fastconv._core": ["alloc.c", "activation.c", "activation_portable.c", "activation_avx2.c",
+                       "activation_avx512.c",
                        "conv_direct.c", "conv_direct_avx2.c", "conv_direct_avx512.c",
                        "dispatch.c", "peak.c", "peak_avx2.c", "peak_avx512.c", "im2col.c",
                        "conv_depthwise.c", "conv_depthwise_avx2.c",

@@ -1,6 +1,4 @@
 /* Standalone activation passes (the "separate" path and the im2col epilogue). */
-#include <math.h>
-
 #include "activation_internal.h"
 #include "conv_kern.h"
 #include "fastconv.h"
@@ -10,16 +8,12 @@
 
 #define T float
 #define SFX f32
-#define M(fn) fn##f
 #include "activation_impl.h"
 #undef T
 #undef SFX
-#undef M
 
 #define T double
 #define SFX f64
-#define M(fn) fn
 #include "activation_impl.h"
 #undef T
 #undef SFX
-#undef M

@@ -30,19 +30,76 @@
 /* Driver modes, see conv_direct_impl.h. */
 enum { MODE_A, MODE_DIRECT, MODE_FOLD, MODE_NHWC };
 
-void *fc_alloc64(size_t bytes)
+/* ---- the direct family's kernel table (its ISA variants) -------------- */
+
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
+#define FC_X86_DISPATCH 1
+#else
+#define FC_X86_DISPATCH 0
+#endif
+
+/* The register blocking of the AVX-512 B tiles for this CPU (conv_direct_avx512.c):
+ * 4 x 6 zmm (24 accumulators) on Intel, whose AVX-512 cores (Xeon Skylake-SP
+ * to Sapphire Rapids) have two 512-bit FMA pipes: on the Ice Lake server the 16
+ * accumulators of 2 x 8 cannot keep both busy (ResNet/VGG 3x3 layers +3-20 %,
+ * benchmarks/NOTES.md, perf-avx512-icl).  2 x 8 elsewhere: on the Zen 4 it was
+ * written on (512-bit ops on 256-bit pipes, the AVX2 peak) 4 x 6 measured
+ * slower.  Other AVX-512 CPUs (Zen 5, ...) were not measured; they keep 2 x 8. */
+#if FC_X86_DISPATCH
+static const fc_kernel_table *avx512_blocking_for_cpu(void)
 {
-    unsigned char *raw = (unsigned char *)malloc(bytes + 64 + sizeof(void *));
-    if (!raw) return NULL;
-    uintptr_t a = ((uintptr_t)(raw + sizeof(void *)) + 63) & ~(uintptr_t)63;
-    ((void **)a)[-1] = raw;
-    return (void *)a;
+    __builtin_cpu_init();
+    if (__builtin_cpu_is("intel")) return &fc_kernels_avx512_4x6;
+    return &fc_kernels_avx512_2x8;
 }
 
-void fc_free64(void *p)
+/* At load time, before any thread reads the table. */
+__attribute__((constructor)) static void fc_pick_avx512_blocking(void)
 {
-    if (p) free(((void **)p)[-1]);
+    fc_kernels_avx512 = *avx512_blocking_for_cpu();
 }
+#endif
+
+const fc_kernel_table *fc_kernels(void)
+{
+#if FC_X86_DISPATCH
+    switch (fc_isa_variant(FC_FAM_DIRECT)) {
+    case FC_ISA_AVX512: return &fc_kernels_avx512;
+    case FC_ISA_AVX2: return &fc_kernels_avx2;
+    default: break;
+    }
+#endif
+    return &fc_kernels_portable;
+}
+
+const char *fc_kernel_name(void) { return fc_kernels()->name; }
+
+int fc_force_kernels(const char *name)
+{
+    int level = -2;
+    const int cpu = fc_isa_get_info().cpu;
+    if (!strcmp(name, "default")) level = -1;
+    else if (!strcmp(name, "portable")) level = FC_ISA_PORTABLE;
+#if FC_X86_DISPATCH
+    else if (!strcmp(name, "avx2+fma") && cpu >= FC_ISA_AVX2) level = FC_ISA_AVX2;
+    else if (cpu == FC_ISA_AVX512
+             && (!strcmp(name, "avx512") || !strcmp(name, "avx512_2x8")
+                 || !strcmp(name, "avx512_4x6")))
+        level = FC_ISA_AVX512;
+#endif
+    if (level == -2) return 0;
+    (void)cpu;
+#if FC_X86_DISPATCH
+    /* "avx512" and "default": the blocking for this CPU; the others one of them */
+    if (cpu == FC_ISA_AVX512)
+        fc_kernels_avx512 = !strcmp(name, "avx512_2x8")   ? fc_kernels_avx512_2x8
+                            : !strcmp(name, "avx512_4x6") ? fc_kernels_avx512_4x6
+                                                          : *avx512_blocking_for_cpu();
+#endif
+    return fc_force_isa(level);
+}
+
+#undef FC_X86_DISPATCH
 
 static size_t fc_round64(size_t n) { return (n + 63) & ~(size_t)63; }
 

@@ -282,7 +282,11 @@ const char *fc_kernel_name(void);
  * CPU; "default": back to the level decided from the CPU and environment);
  * 0 when the CPU/build lacks it.  Not thread-safe against running
  * convolutions. */
-int fc_force_kernels(const char *name);
+int fc_force_kernels(const char *name);   /* (the direct family's, conv_direct.c) */
+/* What fc_force_kernels does for every family but the direct tiles' blocking:
+ * the level (an FC_ISA_* value; -1: the decided one again); 0 when the CPU or
+ * build lacks it (dispatch.c). */
+int fc_force_isa(int level);
 int fc_openmp_enabled(void);
 /* Best float32 FMA throughput (GFLOP/s) of `threads` threads running 12 FMA
  * chains for `iters` iterations, over `reps` tries, with the vector width of
