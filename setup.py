@@ -2,9 +2,10 @@
 
 Every C source is compiled for the baseline of its architecture; kernels that
 need newer instructions (AVX2+FMA) are compiled into their own translation
-units with their own flags and chosen at run time (see src/dispatch.c), never
+units with their own flags and chosen at run time (see src/core/dispatch.c), never
 with -march=native, so one wheel runs on any x86-64 or ARM machine.
 """
+import glob
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -18,24 +19,34 @@ SRC = "src"
 
 # One entry per Cython module: the C sources it links.
 EXTENSIONS = {
-    "fastconv._core": ["alloc.c", "activation.c", "activation_portable.c", "activation_avx2.c",
-                       "activation_avx512.c",
-                       "conv_direct.c", "conv_direct_avx2.c", "conv_direct_avx512.c",
-                       "dispatch.c", "peak.c", "peak_avx2.c", "peak_avx512.c", "im2col.c",
-                       "conv_depthwise.c", "conv_depthwise_avx2.c",
-                       "conv_depthwise_nhwc.c", "conv_depthwise_nhwc_avx2.c", "conv_depthwise_nhwc_avx512.c",
-                       "conv_small.c", "conv_small_avx2.c",
-                       "conv_first.c", "conv_first_avx2.c", "conv_first_avx512.c",
-                       "conv_1x1.c", "conv_1x1_avx2.c", "conv_1x1_gemm.c", "conv_1x1_gemm_avx512.c",
-                       "act_grad.c", "act_grad_avx2.c", "col2im.c", "batchnorm.c", "optimizer_step.c",
-                       "grad_weight.c", "grad_weight_avx2.c", "grad_weight_avx512.c",
-                       "winograd.c", "winograd_avx2.c", "winograd_avx512.c"],
-    "fastconv._pool": ["pool.c", "pool_avx2.c"],
+    "fastconv._core": [
+        "core/alloc.c", "core/dispatch.c",
+        "activation/activation.c", "activation/activation_portable.c",
+        "activation/activation_avx2.c", "activation/activation_avx512.c",
+        "activation/act_grad.c", "activation/act_grad_avx2.c",
+        "conv/direct/conv_direct.c", "conv/direct/conv_direct_avx2.c",
+        "conv/direct/conv_direct_avx512.c",
+        "conv/depthwise/conv_depthwise.c", "conv/depthwise/conv_depthwise_avx2.c",
+        "conv/depthwise/conv_depthwise_nhwc.c", "conv/depthwise/conv_depthwise_nhwc_avx2.c",
+        "conv/depthwise/conv_depthwise_nhwc_avx512.c",
+        "conv/small/conv_small.c", "conv/small/conv_small_avx2.c",
+        "conv/first/conv_first.c", "conv/first/conv_first_avx2.c",
+        "conv/first/conv_first_avx512.c",
+        "conv/pointwise/conv_1x1.c", "conv/pointwise/conv_1x1_avx2.c",
+        "conv/pointwise/conv_1x1_gemm.c", "conv/pointwise/conv_1x1_gemm_avx512.c",
+        "conv/winograd/winograd.c", "conv/winograd/winograd_avx2.c",
+        "conv/winograd/winograd_avx512.c",
+        "im2col/im2col.c", "im2col/col2im.c",
+        "grad/grad_weight.c", "grad/grad_weight_avx2.c", "grad/grad_weight_avx512.c",
+        "train/batchnorm.c", "train/optimizer_step.c",
+        "peak/peak.c", "peak/peak_avx2.c", "peak/peak_avx512.c",
+    ],
+    "fastconv._pool": ["pool/pool.c", "pool/pool_avx2.c"],
 }
 
 # Sources compiled with extra instruction-set flags, by file-name suffix.  They
 # are compiled on every architecture (their code is inside #if guards), but the
-# flags are only given on x86; src/dispatch.c picks them at run time.
+# flags are only given on x86; src/core/dispatch.c picks them at run time.
 ISA_FLAGS = {"_avx2.c": ["-mavx2", "-mfma"],
              "_avx512.c": ["-mavx512f", "-mavx512bw", "-mavx512dq", "-mavx512vl", "-mfma"]}
 
@@ -143,7 +154,7 @@ def _extensions():
             include_dirs=[SRC, np.get_include()],
             define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
             extra_compile_args=list(common_cflags),
-            depends=[os.path.join(SRC, h) for h in os.listdir(SRC) if h.endswith(".h")],
+            depends=sorted(glob.glob(os.path.join(SRC, "**", "*.h"), recursive=True)),
         ))
     return cythonize(exts, language_level=3, compiler_directives={
         "boundscheck": False, "wraparound": False, "cdivision": True})

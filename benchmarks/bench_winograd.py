@@ -17,7 +17,7 @@ picks (the plan's choice, which plain-weight calls use too).
 --plain: the fastconv paths get the plain weight array instead (packed, or
 transformed, inside every call, at the plan's tile size: one winograd column).
 
---tb / --budget override the tile-block choice (tuning, see src/winograd.c).
+--tb / --budget override the tile-block choice (tuning, see src/conv/winograd/winograd.c).
 """
 import argparse
 import statistics

@@ -4,7 +4,7 @@
  * current x86 cores: 4 cycles x 2 pipes = 8 in flight), on 1 thread and on
  * every thread (OpenMP).  Prints GFLOP/s (one FMA on 8 lanes = 16 FLOP).
  *
- *   gcc -O2 -mavx2 -mfma -fopenmp -Isrc benchmarks/peak_fma.c src/peak_avx2.c \
+ *   gcc -O2 -mavx2 -mfma -fopenmp -Isrc benchmarks/peak_fma.c src/peak/peak_avx2.c \
  *       -o /tmp/peak_fma && /tmp/peak_fma
  *
  * Best of several repetitions: the machine may be shared.
@@ -23,7 +23,7 @@ static double now(void)
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-/* The library's own probe (src/peak_avx2.c): iters x 12 independent FMAs,
+/* The library's own probe (src/peak/peak_avx2.c): iters x 12 independent FMAs,
  * every chain opaque to the compiler; returns a value that depends on all. */
 float fc_fma_chains_avx2(long iters);
 

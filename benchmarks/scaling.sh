@@ -12,7 +12,7 @@ mkdir -p "$out"
 python3 setup.py build_ext --inplace -q 2>&1 | grep -vi warning | tail -3 || true
 python3 -c "import fastconv; fastconv.show_config()" | tee -a "$out/machine.txt"
 if command -v gcc >/dev/null; then
-    gcc -O2 -mavx2 -mfma -fopenmp -Isrc benchmarks/peak_fma.c src/peak_avx2.c -o /tmp/peak_fma && /tmp/peak_fma | tee -a "$out/machine.txt"
+    gcc -O2 -mavx2 -mfma -fopenmp -Isrc benchmarks/peak_fma.c src/peak/peak_avx2.c -o /tmp/peak_fma && /tmp/peak_fma | tee -a "$out/machine.txt"
 fi
 python3 -m fastconv bench \
     --layers "${LAYERS:-resnet_conv1,resnet_3x3_64,resnet_3x3_256,resnet_3x3_512,vgg_3x3_64_224,resnet_1x1_down,mobilenet_dw,batch8_3x3_128}" \

@@ -1,6 +1,6 @@
 """F(2x2, 3x3) against F(4x4, 3x3) (and the fused direct path) over a grid of
 3x3 layers (C -> C channels, H x H, padding 1, relu), to set and check the
-tile-size rule of fc_winograd_choose_tile (src/winograd.c; benchmarks/NOTES.md).
+tile-size rule of fc_winograd_choose_tile (src/conv/winograd/winograd.c; benchmarks/NOTES.md).
 
 All weights pre-packed; the variants take turns every round (interleaved, one
 process); medians of the rounds.  "plan" is the tile size the rule picks for the

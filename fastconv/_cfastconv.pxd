@@ -136,6 +136,6 @@ cdef extern from "fastconv.h" nogil:
                           const fc_activation *pre, fc_scratch *s)
 
 
-cdef extern from "conv_depthwise_nhwc.h" nogil:
+cdef extern from "conv/depthwise/conv_depthwise_nhwc.h" nogil:
     int fc_dw_nhwc_wanted(const fc_conv_desc *d, const int64_t *xs, const fc_activation *pre,
                           size_t elem)

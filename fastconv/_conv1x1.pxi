@@ -1,10 +1,10 @@
-# The 1x1 GEMM of the ONNX session (src/conv_1x1_gemm.h), included into
+# The 1x1 GEMM of the ONNX session (src/conv/pointwise/conv_1x1_gemm.h), included into
 # _core.pyx so that it sees the kernel set dispatch.c chose.  Unlike the rest
 # of this layer it checks the arrays it is given (shapes, dtypes, layout):
 # its one caller (fastconv/onnx/_ops.py) is an internal fast path, and a
 # mistake there must be an error, not a write out of bounds.
 
-cdef extern from "conv_1x1_gemm.h" nogil:
+cdef extern from "conv/pointwise/conv_1x1_gemm.h" nogil:
     ctypedef struct fc_1x1g_desc:
         int64_t n, K, M, HW
         int64_t x_img, y_img, r_img

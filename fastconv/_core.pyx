@@ -905,7 +905,7 @@ include "_conv1x1.pxi"
 
 # ---- the Winograd F(4x4, 3x3) and F(2x2, 3x3) path (winograd.c) -------------
 
-cdef extern from "winograd.h" nogil:
+cdef extern from "conv/winograd/winograd.h" nogil:
     ctypedef struct fc_wino_weight:
         pass
     int fc_winograd_choose_tile(const fc_conv_desc *d)

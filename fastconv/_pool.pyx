@@ -1,5 +1,5 @@
 # cython: language_level=3
-"""Thin wrapper over the C pooling kernels in src/pool.c.
+"""Thin wrapper over the C pooling kernels in src/pool/pool.c.
 
 It only turns buffers into pointers, releases the GIL and calls C; shapes and
 arguments are validated by fastconv.layers.
@@ -9,7 +9,7 @@ from cython cimport floating
 
 from fastconv._core cimport isa_variant
 
-cdef extern from "pool.h" nogil:
+cdef extern from "pool/pool.h" nogil:
     ctypedef struct fc_pool_params:
         int64_t n, c, h, w
         int64_t oh, ow

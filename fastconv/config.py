@@ -3,7 +3,7 @@
 One instruction-set level is picked once, at the first call, from the CPU's
 features (AVX-512 F/BW/DQ/VL, the default where the CPU and OS support it;
 else AVX2+FMA on x86-64; else portable C), and every kernel family runs its
-variant for it (src/dispatch.c; :func:`show_config` lists them).
+variant for it (src/core/dispatch.c; :func:`show_config` lists them).
 ``FASTCONV_DISABLE_SIMD=1`` in the environment before that forces the portable
 ones, ``FASTCONV_DISABLE_AVX512=1`` keeps AVX-512 off (AVX2 then).  Threads are
 OpenMP's: ``OMP_NUM_THREADS``, :func:`set_num_threads` and

@@ -669,7 +669,7 @@ _METHODS = {"auto": _run_fused, "fused": _run_fused, "separate": _run_separate,
 # strides (a channels-last x in place, padding included), pack the weights
 # straight from the HWIO view and store channels-last tiles.  Depthwise of
 # channel multiplier 1 has a channels-last kernel of its own, which the C
-# driver picks (src/conv_depthwise_nhwc.h); other depthwise calls (a channel
+# driver picks (src/conv/depthwise/conv_depthwise_nhwc.h); other depthwise calls (a channel
 # multiplier, an input whose channels are not contiguous, a pre-activation
 # other than relu) and im2col run the NCHW code on transposed copies.
 

@@ -8,7 +8,7 @@ with (rh + pad - kh*d) = 0 mod s, so each phase is an ordinary stride-1
 convolution of g with its own flipped, channel-transposed sub-kernel: s^2
 convolutions that together do exactly the useful multiply-adds (none with the
 zeros a stride-dilated g would insert).  The weight gradient is a correlation
-of the input with g: fastconv's own kernel (src/grad_weight.c, register tiles
+of the input with g: fastconv's own kernel (src/grad/grad_weight.c, register tiles
 over both operands made position-major once per call), or for 1x1 kernels and
 groups of few output channels, and for method "im2col", per group the GEMM g
 (C_out x N*H_out*W_out) by the im2col of x through NumPy's BLAS.
@@ -16,7 +16,7 @@ groups of few output channels, and for method "im2col", per group the GEMM g
 The activation's derivative f'(z) is multiplied into grad_output, and the bias
 gradient reduced, inside the weight-gradient kernel while it reads g (method
 "fused"; it hands g * f'(z) on to the input gradient), or in one C pass
-(src/act_grad.c) before the kernels ("separate", "im2col", and the BLAS
+(src/activation/act_grad.c) before the kernels ("separate", "im2col", and the BLAS
 cases); where f' is a function of f's output (relu family, sigmoid, tanh,
 elu, selu, identity) the caller's ``output`` stands in for z, else z is
 recomputed with the forward kernel.
@@ -430,7 +430,7 @@ def _weight_grad_kernel_suits(p):
 
 
 def _weight_grad_kernel(x, g, v, act, from_output, desc, buf, wshape, hwio, gbias, gz_out):
-    """The weight gradient by fastconv's kernel (src/grad_weight.c): into buf
+    """The weight gradient by fastconv's kernel (src/grad/grad_weight.c): into buf
     (the caller's grad_weight, OIHW or HWIO as wshape) or a new array; the
     activation's derivative f'(v) applied to g inside, the bias gradient into
     gbias and g * f'(v) into gz_out (dense NCHW) when they are not None."""

@@ -117,7 +117,7 @@ class CosineDecay(LearningRateSchedule):
 
 #: elements per chunk of a big variable's update (six such arrays fit L2)
 _UPDATE_CHUNK = 32768
-#: the dtypes src/optimizer_step.c takes
+#: the dtypes src/train/optimizer_step.c takes
 _C_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _POOLS = {}
 
@@ -346,7 +346,7 @@ class Optimizer:
         raise NotImplementedError
 
     def _c_step(self, lr, dtype):
-        """(kind, constants) of src/optimizer_step.c's version of _update, or
+        """(kind, constants) of src/train/optimizer_step.c's version of _update, or
         None where there is none (the NumPy _update runs)."""
         return None
 

@@ -3,7 +3,7 @@ along the output width on a phase-split copy of x) and the strided-1x1 kernel
 (src/conv_1x1*: 1x1 with stride or padding, gathered channels-last block,
 16-channel x 6/5-pixel tiles), against the float64 reference.
 
-Routing (src/conv_first.c, src/conv_1x1.c): first-layer = groups 1, c_in < 8,
+Routing (src/conv/first/conv_first.c, src/conv/pointwise/conv_1x1.c): first-layer = groups 1, c_in < 8,
 c_out >= 16, w_out >= 2 vectors, not 1x1, no pre-activation; strided 1x1 =
 1x1, groups 1, c_out >= 16, stride != 1 or padding, no pre-activation.  The
 cases below cover: output widths that are whole and partial vectors, every

@@ -524,7 +524,7 @@ def test_thread_counts(rng, method):
 
 
 # --------------------------------------------------------------------------
-# the weight-gradient kernel (src/grad_weight.c): its tile tails, both loop
+# the weight-gradient kernel (src/grad/grad_weight.c): its tile tails, both loop
 # orders, groups, both layouts and dtypes, every activation's derivative
 # fused into it
 # --------------------------------------------------------------------------

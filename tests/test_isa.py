@@ -1,4 +1,4 @@
-"""One ISA decision for every kernel family (src/dispatch.c, fc_isa_variant).
+"""One ISA decision for every kernel family (src/core/dispatch.c, fc_isa_variant).
 
 Forcing a set in-process (_core._force_kernels, the fc_force_kernels hook)
 switches every family: what config()/show_config report for it (read from

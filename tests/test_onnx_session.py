@@ -502,7 +502,7 @@ def _max_pool_ref(x, k, s, d, pads, out_hw):
     ((2, 2), (3, 3), (1, 1), (1, 1, 1, 1), 1),     # windows that start in the padding
     ((2, 3), (1, 2), (1, 2), (0, 1, 1, 0), 0),     # dilated columns
 ])
-@pytest.mark.parametrize("impl", ["c", "numpy-flat", "numpy-strided"])   # src/pool.c, pool_by_taps
+@pytest.mark.parametrize("impl", ["c", "numpy-flat", "numpy-strided"])   # src/pool/pool.c, pool_by_taps
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_max_pool_matches_loops(rng, monkeypatch, k, s, d, pads, ceil, impl, dtype):
     from fastconv.onnx import _ops

@@ -173,7 +173,7 @@ C_CASES = [
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("name, kwargs", C_CASES)
 def test_c_step_is_bitwise_the_numpy_reference(rng, name, kwargs, threads, dtype):
-    """SGD and Adam run src/optimizer_step.c on contiguous float variables:
+    """SGD and Adam run src/train/optimizer_step.c on contiguous float variables:
     bit for bit the NumPy _update (the reference test_optimizer_matches_keras
     checks against Keras), NaN and inf in the gradient included, on sizes
     below and above the C kernel's threading threshold, ragged blocks."""

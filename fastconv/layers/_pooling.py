@@ -1,4 +1,4 @@
-"""Pooling layers (C kernels in src/pool.c, NCHW; channels_last transposed here)."""
+"""Pooling layers (C kernels in src/pool/pool.c, NCHW; channels_last transposed here)."""
 import numpy as np
 
 from fastconv import _pool

@@ -247,7 +247,7 @@ def _conv_geometry(node, ctx, w_shape):
 #: conv2d methods a tuned Conv node chooses from, and the timed calls of each
 TUNED_METHODS = ("fused", "im2col")
 TUNE_ROUNDS = 2
-#: the session's own 1x1 GEMM (src/conv_1x1_gemm.h), a further candidate for
+#: the session's own 1x1 GEMM (src/conv/pointwise/conv_1x1_gemm.h), a further candidate for
 #: 1x1 float32 Convs without padding and a ReLU / ReLU6 / no activation (a
 #: grouped one as one GEMM per group on its channel slices: ShuffleNet)
 GEMM_1X1 = "gemm1x1"
@@ -770,7 +770,7 @@ def compile_pool(node, ctx):
     return pool
 
 
-#: MaxPool on the C kernel (src/pool.c: separable passes, 1-3.5x
+#: MaxPool on the C kernel (src/pool/pool.c: separable passes, 1-3.5x
 #: pool_by_taps' NumPy passes isolated, which stay as a tested alternative)
 MAX_POOL_IN_C = True
 
