@@ -102,7 +102,8 @@ cdef extern from "fastconv.h" nogil:
 # Any input strides, NCHW or NHWC output (conv_direct.c).
 cdef extern from "fastconv.h" nogil:
     size_t fc_conv2d_direct_workspace_ex(const fc_conv_desc *d, const int64_t *xstrides,
-                                         const fc_activation *pre, size_t elem_size)
+                                         const fc_activation *pre, size_t elem_size,
+                                         int y_nhwc)
     int fc_conv2d_packed_ex_f32(const fc_conv_desc *d, const float *x, const int64_t *xstrides,
                                 const fc_packed *w, const float *bias, float *y, int y_nhwc,
                                 const fc_activation *post, const fc_activation *pre,

@@ -484,14 +484,16 @@ cdef inline void _elem_strides(cnp.ndarray a, int64_t *st):
         st[i] = cnp.PyArray_STRIDE(a, i) // item
 
 
-def direct_workspace_ex(ConvDesc desc, tuple xstrides, ActSpec pre, size_t itemsize):
-    """Workspace bytes of conv2d_ex for an x of these element strides (N, C,
-    H, W order; they choose the mode)."""
+def direct_workspace_ex(ConvDesc desc, tuple xstrides, ActSpec pre, size_t itemsize,
+                        bint y_nhwc=False):
+    """Workspace bytes of conv2d_ex with a PackedWeight for an x of these
+    element strides (N, C, H, W order) and a channels-last output or not:
+    what the call's plan picks (its kernel family and mode) needs."""
     cdef int64_t xs[4]
     cdef int i
     for i in range(4):
         xs[i] = xstrides[i]
-    return fc_conv2d_direct_workspace_ex(&desc.d, xs, &pre.a, itemsize)
+    return fc_conv2d_direct_workspace_ex(&desc.d, xs, &pre.a, itemsize, y_nhwc)
 
 
 def dw_nhwc_wanted(ConvDesc desc, tuple xstrides, ActSpec pre, size_t itemsize):

@@ -726,7 +726,8 @@ def _nhwc_via_nchw(run, p, y):
 def _direct_nhwc(p, x, y, post, pre):
     ws = None   # raw weights: the kernels' kept buffer holds the workspace
     if p.packed is not None:
-        nbytes = _core.direct_workspace_ex(p.desc, _elem_strides(x), pre._spec, x.itemsize)
+        nbytes = _core.direct_workspace_ex(p.desc, _elem_strides(x), pre._spec, x.itemsize,
+                                           True)
         ws = np.empty(nbytes, np.uint8) if nbytes else None
     w = p.packed if p.packed is not None else p.w
     _core.conv2d_ex(p.desc, x, w, p.bias, y, True, post._spec, pre._spec, ws)
@@ -805,7 +806,7 @@ def workspace_bytes(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1,
             p, None, _NO_ACT if method == "separate" else p.pre)):
         # the kernels (the channels-last depthwise one too) read a dense NHWC
         # x in place; a copy only to pre-activate it
-        ws = _core.direct_workspace_ex(p.desc, _nhwc_dense_strides(p), p.pre._spec, item)
+        ws = _core.direct_workspace_ex(p.desc, _nhwc_dense_strides(p), p.pre._spec, item, True)
         return ws if method != "separate" or p.pre.is_identity else in_bytes
     if method in ("auto", "fused"):      # the kernel's channels-last / pre-activated input
         total = p.desc.direct_workspace_bytes(p.pre._spec, item)

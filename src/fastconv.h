@@ -133,9 +133,11 @@ int fc_conv2d_packed_f64(const fc_conv_desc *d, const double *x, const fc_packed
  * NCHW), so a dense NHWC input is xstrides = {H*W*C, 1, W*C, C} and is read in
  * place (no copy unless a pre-activation is asked for).  y is dense: NCHW, or
  * NHWC (n, h_out, w_out, c_out) when y_nhwc is nonzero, written by the tiles.
- * The depthwise kernel is only used for dense NCHW x and y. */
+ * The depthwise kernel is only used for dense NCHW x and y.  The workspace is
+ * that of the kernel family the call's plan picks (conv_direct_impl.h), for
+ * a pack from fc_pack_weight_*: it depends on the output layout too. */
 size_t fc_conv2d_direct_workspace_ex(const fc_conv_desc *d, const int64_t *xstrides,
-                                     const fc_activation *pre, size_t elem_size);
+                                     const fc_activation *pre, size_t elem_size, int y_nhwc);
 int fc_conv2d_packed_ex_f32(const fc_conv_desc *d, const float *x, const int64_t *xstrides,
                             const fc_packed *w, const float *bias, float *y, int y_nhwc,
                             const fc_activation *post, const fc_activation *pre,

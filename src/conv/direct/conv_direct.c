@@ -29,6 +29,10 @@
 
 /* Driver modes, see conv_direct_impl.h. */
 enum { MODE_A, MODE_DIRECT, MODE_FOLD, MODE_NHWC };
+/* Kernel families of a call's plan (conv_direct_impl.h, families_), in the
+ * order they are tried. */
+enum { FAM_DEPTHWISE, FAM_DEPTHWISE_NHWC, FAM_SMALL, FAM_SMALL_NHWC, FAM_FIRST, FAM_S1X1,
+       FAM_DIRECT };
 
 /* ---- the direct family's kernel table (its ISA variants) -------------- */
 
@@ -163,8 +167,8 @@ size_t fc_conv2d_direct_workspace(const fc_conv_desc *d, const fc_activation *pr
 }
 
 size_t fc_conv2d_direct_workspace_ex(const fc_conv_desc *d, const int64_t *xstrides,
-                                     const fc_activation *pre, size_t elem_size)
+                                     const fc_activation *pre, size_t elem_size, int y_nhwc)
 {
-    return elem_size == sizeof(float) ? conv_workspace_ex_f32(d, xstrides, pre)
-                                      : conv_workspace_ex_f64(d, xstrides, pre);
+    return elem_size == sizeof(float) ? conv_workspace_ex_f32(d, xstrides, y_nhwc, pre)
+                                      : conv_workspace_ex_f64(d, xstrides, y_nhwc, pre);
 }

@@ -664,37 +664,6 @@ static int FN(s1x1_takes_)(const fc_conv_desc *d, const fc_activation *pre)
     return fc_isa_variant(FC_FAM_1X1S) == FC_ISA_AVX2 && fc_1x1s_wanted(d, pre, sizeof(T));
 }
 
-size_t FN(conv_workspace_)(const fc_conv_desc *d, const fc_activation *pre)
-{
-    /* depthwise goes to its own kernel (a declined call allocates inside) */
-    if (d->c_in == d->groups && (!pre || pre->kind == FC_ACT_IDENTITY)) return 0;
-    if (FN(small_takes_)(d, pre)) return 0;
-    if (FN(first_takes_)(d, pre)) return 0;   /* it allocates its own buffers (conv_first.h) */
-    if (FN(s1x1_takes_)(d, pre)) return fc_1x1s_workspace(d, sizeof(T));
-    int64_t xs[4];
-    FN(dense_strides_)(d, xs);
-    return FN(mode_workspace_)(d, pre, xs);
-}
-
-/* xs: strides of x (n, c, h, w), NULL for dense NCHW. */
-size_t FN(conv_workspace_ex_)(const fc_conv_desc *d, const int64_t *xs,
-                              const fc_activation *pre)
-{
-    int64_t dense[4];
-    FN(dense_strides_)(d, dense);
-    if (!xs) xs = dense;
-    if (d->c_in == d->groups && (!pre || pre->kind == FC_ACT_IDENTITY)
-        && !memcmp(xs, dense, sizeof dense))
-        return 0;
-    if (fc_dw_nhwc_wanted(d, xs, pre, sizeof(T))) return 0;   /* channels-last depthwise */
-    if (FN(small_takes_)(d, pre) && !memcmp(xs, dense, sizeof dense)) return 0;
-    if (FN(first_takes_)(d, pre) && !memcmp(xs, dense, sizeof dense))
-        return 0;   /* it allocates its own buffers (conv_first.h) */
-    if (FN(s1x1_takes_)(d, pre) && !memcmp(xs, dense, sizeof dense))
-        return fc_1x1s_workspace(d, sizeof(T));
-    return FN(mode_workspace_)(d, pre, xs);
-}
-
 /* Row r = (n, ih) of x into channels-last xt[r][w][c], pre-activated. */
 static void FN(to_nhwc_row_)(const fc_kernel_table *kt, const fc_conv_desc *d, const T *x,
                              const int64_t *xs, T *dst, int64_t r, const fc_activation *pre)
@@ -939,6 +908,139 @@ static int FN(small_to_nhwc_)(const fc_conv_desc *d, const T *x, const int64_t *
     return rc;
 }
 
+/* ---- the plan: which family takes a call, and its workspace -------------
+ *
+ * The kernel families, most specialised first, the direct driver's tiles
+ * last; the first whose takes() accepts a call runs it, and its workspace()
+ * is the exact workspace the call needs (docs/DESIGN.md, "Kernel families").
+ * fc_conv2d_packed_ex_, conv_raw_ and the workspace queries all read this
+ * one plan, so a family never declines after a buffer was sized for it, and
+ * adding a family is one row here. */
+typedef struct {
+    const fc_conv_desc *d;
+    const int64_t *xs;          /* element strides of x (n, c, h, w) */
+    int dense;                  /* x is dense NCHW */
+    int y_nhwc;                 /* the output is channels-last */
+    const fc_activation *pre;
+    int oihw;                   /* an OIHW array of the weights is at hand (fc_packed.raw) */
+    int src;                    /* the caller's weights are (fc_packed.src, a raw call) */
+} FN(call_);
+
+static int FN(pre_identity_)(const fc_activation *pre)
+{
+    return !pre || pre->kind == FC_ACT_IDENTITY;
+}
+
+/* depthwise (conv_depthwise.c): groups == c_in, NCHW in and out, from OIHW */
+static int FN(depthwise_takes_)(const FN(call_) *c)
+{
+    return c->oihw && c->dense && !c->y_nhwc && FN(pre_identity_)(c->pre)
+           && c->d->groups == c->d->c_in && c->d->c_out % c->d->groups == 0;
+}
+
+/* channels-last depthwise (conv_depthwise_nhwc.h), from OIHW */
+static int FN(depthwise_nhwc_takes_)(const FN(call_) *c)
+{
+    return c->oihw && c->y_nhwc && fc_dw_nhwc_wanted(c->d, c->xs, c->pre, sizeof(T));
+}
+
+/* the small-problem kernel (conv_small.h), NCHW in and out, from OIHW */
+static int FN(small_nchw_takes_)(const FN(call_) *c)
+{
+    return c->oihw && c->dense && !c->y_nhwc && FN(small_takes_)(c->d, c->pre);
+}
+
+/* the same for a channels-last output, through an NCHW buffer (small_to_nhwc_) */
+static int FN(small_nhwc_takes_)(const FN(call_) *c)
+{
+    return c->y_nhwc && (c->oihw || c->src) && FN(small_nhwc_bytes_)(c->d, c->xs, c->pre) > 0;
+}
+static size_t FN(small_nhwc_workspace_)(const FN(call_) *c)
+{
+    return FN(small_nhwc_bytes_)(c->d, c->xs, c->pre);
+}
+
+/* the first-layer kernel (conv_first.h): its per-thread band buffers are its
+ * own (sized by the thread count), no workspace */
+static int FN(first_layer_takes_)(const FN(call_) *c)
+{
+    return c->dense && !c->y_nhwc && FN(first_takes_)(c->d, c->pre);
+}
+
+/* the strided-1x1 kernel (conv_1x1.h) */
+static int FN(strided_1x1_takes_)(const FN(call_) *c)
+{
+    return c->dense && !c->y_nhwc && FN(s1x1_takes_)(c->d, c->pre);
+}
+static size_t FN(strided_1x1_workspace_)(const FN(call_) *c)
+{
+    return fc_1x1s_workspace(c->d, sizeof(T));
+}
+
+/* the direct driver's tiles: every call */
+static int FN(direct_takes_)(const FN(call_) *c) { (void)c; return 1; }
+static size_t FN(direct_workspace_)(const FN(call_) *c)
+{
+    return FN(mode_workspace_)(c->d, c->pre, c->xs);
+}
+
+static size_t FN(no_workspace_)(const FN(call_) *c) { (void)c; return 0; }
+
+static const struct {
+    int family;
+    int (*takes)(const FN(call_) *c);
+    size_t (*workspace)(const FN(call_) *c);
+} FN(families_)[] = {
+    {FAM_DEPTHWISE, FN(depthwise_takes_), FN(no_workspace_)},
+    {FAM_DEPTHWISE_NHWC, FN(depthwise_nhwc_takes_), FN(no_workspace_)},
+    {FAM_SMALL, FN(small_nchw_takes_), FN(no_workspace_)},
+    {FAM_SMALL_NHWC, FN(small_nhwc_takes_), FN(small_nhwc_workspace_)},
+    {FAM_FIRST, FN(first_layer_takes_), FN(no_workspace_)},
+    {FAM_S1X1, FN(strided_1x1_takes_), FN(strided_1x1_workspace_)},
+    {FAM_DIRECT, FN(direct_takes_), FN(direct_workspace_)},
+};
+
+/* The family that takes c (an index of families_) and its workspace bytes. */
+static int FN(plan_)(const FN(call_) *c, size_t *workspace)
+{
+    int i = 0;
+    while (!FN(families_)[i].takes(c)) ++i;   /* (the last row takes every call) */
+    if (workspace) *workspace = FN(families_)[i].workspace(c);
+    return i;
+}
+
+/* What fc_conv2d_packed_ex_ plans for d with a pack from fc_pack_weight
+ * (an OIHW copy where keeps_oihw_ keeps one): the workspace query. */
+static int FN(plan_for_pack_)(const fc_conv_desc *d, const int64_t *xs_in, int y_nhwc,
+                              const fc_activation *pre, size_t *workspace)
+{
+    fc_packed pk;
+    int64_t dense[4];
+    FN(packed_geometry_)(d, &pk);
+    FN(dense_strides_)(d, dense);
+    const int64_t *xs = xs_in ? xs_in : dense;
+    const FN(call_) c = {d, xs, !memcmp(xs, dense, sizeof dense), y_nhwc, pre,
+                         FN(keeps_oihw_)(&pk), 0};
+    return FN(plan_)(&c, workspace);
+}
+
+size_t FN(conv_workspace_)(const fc_conv_desc *d, const fc_activation *pre)
+{
+    size_t ws;
+    FN(plan_for_pack_)(d, NULL, 0, pre, &ws);
+    return ws;
+}
+
+/* xs: strides of x (n, c, h, w), NULL for dense NCHW; y_nhwc: the output
+ * channels-last. */
+size_t FN(conv_workspace_ex_)(const fc_conv_desc *d, const int64_t *xs, int y_nhwc,
+                              const fc_activation *pre)
+{
+    size_t ws;
+    FN(plan_for_pack_)(d, xs, y_nhwc, pre, &ws);
+    return ws;
+}
+
 /* x: element strides xs (n, c, h, w) or NULL for dense NCHW; y dense, NCHW
  * or (y_nhwc) NHWC. */
 int FN(fc_conv2d_packed_ex_)(const fc_conv_desc *d, const T *x, const int64_t *xs_in,
@@ -955,39 +1057,31 @@ int FN(fc_conv2d_packed_ex_)(const fc_conv_desc *d, const T *x, const int64_t *x
     FN(dense_strides_)(d, xs);
     const int dense = !xs_in || !memcmp(xs_in, xs, sizeof xs);
     if (xs_in) memcpy(xs, xs_in, sizeof xs);
-    if (pk->raw && (!pre || pre->kind == FC_ACT_IDENTITY) && dense && !y_nhwc) {
-        /* groups == c_in: the depthwise kernel, unless it declines (FC_EINVAL) */
-        const int rc = FN(fc_conv2d_depthwise_)(d, x, (const T *)pk->raw, bias, y, post);
-        if (rc != FC_EINVAL) return rc;
-    }
-    if (pk->raw && y_nhwc && fc_dw_nhwc_wanted(d, xs, pre, sizeof(T))) {
-        /* channels-last depthwise (conv_depthwise_nhwc.h), from the OIHW copy */
+    const FN(call_) call = {d, xs, dense, y_nhwc, pre, pk->raw != NULL, pk->src != NULL};
+    switch (FN(families_)[FN(plan_)(&call, NULL)].family) {
+    case FAM_DEPTHWISE:
+        return FN(fc_conv2d_depthwise_)(d, x, (const T *)pk->raw, bias, y, post);
+    case FAM_DEPTHWISE_NHWC: {   /* from the OIHW copy */
         const int64_t rs[4] = {pk->kh * pk->kw, pk->kh * pk->kw, pk->kw, 1};
-        const int rc = FN(fc_conv2d_depthwise_nhwc_)(d, x, xs, (const T *)pk->raw, rs, bias, y,
-                                                     post, pre);
-        if (rc != FC_EINVAL) return rc;
+        return FN(fc_conv2d_depthwise_nhwc_)(d, x, xs, (const T *)pk->raw, rs, bias, y, post,
+                                             pre);
     }
-    if (pk->raw && dense && !y_nhwc && FN(small_takes_)(d, pre))   /* few channels / tiny */
+    case FAM_SMALL:
         return CAT(fc_conv_small_avx2_, SFX)(d, x, (const T *)pk->raw, bias, y, post);
-    if (y_nhwc) {
-        const int rc = FN(small_to_nhwc_)(d, x, xs_in, pk, bias, y, post, pre, NULL);
-        if (rc != FC_EINVAL) return rc;
-    }
-    if (dense && !y_nhwc && FN(first_takes_)(d, pre)) {   /* few input channels */
+    case FAM_SMALL_NHWC:   /* (workspace: the plan's bytes, or NULL: allocated there) */
+        return FN(small_to_nhwc_)(d, x, xs, pk, bias, y, post, pre, workspace);
+    case FAM_FIRST:
         /* the AVX-512 build of the template where that set is in use: 1.7x
          * the AVX2 one on ResNet's conv1 (benchmarks/NOTES.md, first layer) */
 #if defined(__x86_64__) || defined(_M_X64)
-        const int rc = fc_isa_variant(FC_FAM_FIRST) == FC_ISA_AVX512
-            ? CAT(fc_conv_first_avx512_, SFX)(d, x, pk, bias, y, post, workspace)
-            : CAT(fc_conv_first_avx2_, SFX)(d, x, pk, bias, y, post, workspace);
-#else
-        const int rc = CAT(fc_conv_first_avx2_, SFX)(d, x, pk, bias, y, post, workspace);
+        if (fc_isa_variant(FC_FAM_FIRST) == FC_ISA_AVX512)
+            return CAT(fc_conv_first_avx512_, SFX)(d, x, pk, bias, y, post, workspace);
 #endif
-        if (rc != FC_EINVAL) return rc;
-    }
-    if (dense && !y_nhwc && FN(s1x1_takes_)(d, pre)) {   /* 1x1 with stride or padding */
-        const int rc = CAT(fc_conv_1x1s_avx2_, SFX)(d, x, pk, bias, y, post, workspace);
-        if (rc != FC_EINVAL) return rc;
+        return CAT(fc_conv_first_avx2_, SFX)(d, x, pk, bias, y, post, workspace);
+    case FAM_S1X1:
+        return CAT(fc_conv_1x1s_avx2_, SFX)(d, x, pk, bias, y, post, workspace);
+    default:   /* the direct driver's tiles, below */
+        break;
     }
     const fc_kernel_table *kt = fc_kernels();
     const int mode = FN(pick_mode_)(d, pre, pk, xs, y_nhwc);
@@ -1353,17 +1447,13 @@ static int FN(conv_raw_)(const fc_conv_desc *d, const T *x, const int64_t *xs_in
     int64_t xd[4], xs[4];
     FN(dense_strides_)(d, xd);
     memcpy(xs, xs_in ? xs_in : xd, sizeof xs);
-    const int nchw = !memcmp(xs, xd, sizeof xd) && !y_nhwc;
-    const int pre_id = !pre || pre->kind == FC_ACT_IDENTITY;
-    /* the kernels that read OIHW as it is (a strided w: a dense copy first) */
-    const int dw = d->c_in == d->groups && pre_id, small = FN(small_takes_)(d, pre);
-    if (y_nhwc && fc_dw_nhwc_wanted(d, xs, pre, sizeof(T))) {   /* channels-last depthwise */
-        const int rc = FN(fc_conv2d_depthwise_nhwc_)(d, x, xs, w, ws, bias, y, post, pre);
-        if (rc != FC_EINVAL) return rc;
-    }
-    size_t off_a, off_ws, total;
+    const FN(call_) call = {d, xs, !memcmp(xs, xd, sizeof xd), y_nhwc, pre, 1, 1};
+    size_t wsb = 0;
+    const int fam = FN(families_)[FN(plan_)(&call, &wsb)].family;
     const size_t raw_bytes = (size_t)(d->c_out * pk.cin_g * taps) * sizeof(T);
-    if (nchw && (dw || small)) {
+    if (fam == FAM_DEPTHWISE_NHWC)   /* it reads w through its strides */
+        return FN(fc_conv2d_depthwise_nhwc_)(d, x, xs, w, ws, bias, y, post, pre);
+    if (fam == FAM_DEPTHWISE || fam == FAM_SMALL) {   /* they read dense OIHW */
         const T *wo = w;
         if (!w_oihw) {
             T *raw = (T *)fc_scratch_get(s, raw_bytes);
@@ -1371,34 +1461,25 @@ static int FN(conv_raw_)(const fc_conv_desc *d, const T *x, const int64_t *xs_in
             FN(fc_weight_to_oihw_)(d, w, ws, raw);
             wo = raw;
         }
-        if (dw) {
-            const int rc = FN(fc_conv2d_depthwise_)(d, x, wo, bias, y, post);
-            if (rc != FC_EINVAL) return rc;
-        }
-        if (small) return CAT(fc_conv_small_avx2_, SFX)(d, x, wo, bias, y, post);
+        if (fam == FAM_DEPTHWISE) return FN(fc_conv2d_depthwise_)(d, x, wo, bias, y, post);
+        return CAT(fc_conv_small_avx2_, SFX)(d, x, wo, bias, y, post);
     }
-    const size_t small_nhwc = y_nhwc ? FN(small_nhwc_bytes_)(d, xs, pre) : 0;
-    if (small_nhwc) {   /* the small kernel through an NCHW buffer, kept in s */
-        void *buf = fc_scratch_get(s, small_nhwc);
+    if (fam == FAM_SMALL_NHWC) {   /* the small kernel through an NCHW buffer, kept in s */
+        void *buf = fc_scratch_get(s, wsb);
         if (!buf) return FC_ENOMEM;
         pk.src = w;
         memcpy(pk.src_ws, ws, sizeof pk.src_ws);
         return FN(small_to_nhwc_)(d, x, xs, &pk, bias, y, post, pre, buf);
     }
+    size_t off_a, off_ws, total;
     /* layout A only where the driver's MODE_A will read it, layout B otherwise
      * and for the first-layer and strided-1x1 kernels */
     fc_packed fake = pk;
     fake.wa = pk.noa ? (void *)&fake : NULL;
-    const int first = nchw && FN(first_takes_)(d, pre), s1x1 = nchw && FN(s1x1_takes_)(d, pre);
+    const int first = fam == FAM_FIRST, s1x1 = fam == FAM_S1X1;
     const int want_a = pk.noa && FN(pick_mode_)(d, pre, &fake, xs, y_nhwc) == MODE_A;
     const int want_b = !want_a || first || s1x1;
-    size_t wsb = 0;
-    if (!workspace) {
-        /* the driver's (the first-layer kernel needs none: conv_first.h) */
-        wsb = FN(mode_workspace_)(d, pre, xs);
-        if (s1x1) wsb = wsb > fc_1x1s_workspace(d, sizeof(T)) ? wsb
-                                                              : fc_1x1s_workspace(d, sizeof(T));
-    }
+    if (workspace) wsb = 0;   /* the caller's (the plan's bytes) */
     off_a = (want_b ? fc_round64(FN(wb_elems_)(&pk) * sizeof(T)) : 0);
     off_ws = off_a + (want_a ? fc_round64(FN(wa_elems_)(&pk) * sizeof(T)) : 0);
     total = off_ws + wsb;
