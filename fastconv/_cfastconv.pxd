@@ -101,6 +101,10 @@ cdef extern from "fastconv.h" nogil:
 
 # Any input strides, NCHW or NHWC output (conv_direct.c).
 cdef extern from "fastconv.h" nogil:
+    long fc_workspace_fallbacks()
+    const char *fc_conv2d_direct_plan(const fc_conv_desc *d, const int64_t *xstrides,
+                                      const fc_activation *pre, size_t elem_size, int y_nhwc,
+                                      size_t *workspace)
     size_t fc_conv2d_direct_workspace_ex(const fc_conv_desc *d, const int64_t *xstrides,
                                          const fc_activation *pre, size_t elem_size,
                                          int y_nhwc)

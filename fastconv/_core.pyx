@@ -484,6 +484,23 @@ cdef inline void _elem_strides(cnp.ndarray a, int64_t *st):
         st[i] = cnp.PyArray_STRIDE(a, i) // item
 
 
+def direct_plan(ConvDesc desc, tuple xstrides, ActSpec pre, size_t itemsize, bint y_nhwc):
+    """(family, workspace bytes) of conv2d_ex's plan with a PackedWeight (see
+    direct_workspace_ex): the kernel family that runs the call."""
+    cdef int64_t xs[4]
+    cdef size_t ws = 0
+    cdef int i
+    for i in range(4):
+        xs[i] = xstrides[i]
+    name = fc_conv2d_direct_plan(&desc.d, xs, &pre.a, itemsize, y_nhwc, &ws).decode()
+    return name, ws
+
+
+def _workspace_fallbacks():
+    """Tests: workspaces the kernels allocated because the caller passed none."""
+    return fc_workspace_fallbacks()
+
+
 def direct_workspace_ex(ConvDesc desc, tuple xstrides, ActSpec pre, size_t itemsize,
                         bint y_nhwc=False):
     """Workspace bytes of conv2d_ex with a PackedWeight for an x of these

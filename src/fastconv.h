@@ -289,6 +289,17 @@ int fc_force_kernels(const char *name);   /* (the direct family's, conv_direct.c
  * the level (an FC_ISA_* value; -1: the decided one again); 0 when the CPU or
  * build lacks it (dispatch.c). */
 int fc_force_isa(int level);
+/* Tests: how many workspaces the kernels allocated themselves because the
+ * caller passed none (core/alloc.c). */
+long fc_workspace_fallbacks(void);
+/* The plan of a direct call with a pack from fc_pack_weight_* (x through
+ * element strides xstrides, NULL: dense NCHW; y channels-last or not): the
+ * kernel family that runs it, by name ("depthwise", "depthwise_nhwc",
+ * "small", "small_nhwc", "first", "strided_1x1", "direct"), and its
+ * workspace bytes into *workspace (conv_direct_impl.h, families_). */
+const char *fc_conv2d_direct_plan(const fc_conv_desc *d, const int64_t *xstrides,
+                                  const fc_activation *pre, size_t elem_size, int y_nhwc,
+                                  size_t *workspace);
 int fc_openmp_enabled(void);
 /* Best float32 FMA throughput (GFLOP/s) of `threads` threads running 12 FMA
  * chains for `iters` iterations, over `reps` tries, with the vector width of

@@ -142,5 +142,7 @@ struct fc_packed {
 
 void *fc_alloc64(size_t bytes);
 void fc_free64(void *p);
+/* A family allocates the workspace it was not given (core/alloc.c). */
+void fc_note_workspace_fallback(void);
 
 #endif

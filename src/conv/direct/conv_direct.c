@@ -166,6 +166,19 @@ size_t fc_conv2d_direct_workspace(const fc_conv_desc *d, const fc_activation *pr
     return elem_size == sizeof(float) ? conv_workspace_f32(d, pre) : conv_workspace_f64(d, pre);
 }
 
+const char *fc_conv2d_direct_plan(const fc_conv_desc *d, const int64_t *xstrides,
+                                  const fc_activation *pre, size_t elem_size, int y_nhwc,
+                                  size_t *workspace)
+{
+    static const char *const names[] = {"depthwise", "depthwise_nhwc", "small", "small_nhwc",
+                                        "first", "strided_1x1", "direct"};
+    _Static_assert(sizeof names / sizeof *names == FAM_DIRECT + 1, "a name per family");
+    const int fam = elem_size == sizeof(float)
+                        ? conv_plan_f32(d, xstrides, y_nhwc, pre, workspace)
+                        : conv_plan_f64(d, xstrides, y_nhwc, pre, workspace);
+    return names[fam];
+}
+
 size_t fc_conv2d_direct_workspace_ex(const fc_conv_desc *d, const int64_t *xstrides,
                                      const fc_activation *pre, size_t elem_size, int y_nhwc)
 {

@@ -872,6 +872,7 @@ static int FN(small_to_nhwc_)(const fc_conv_desc *d, const T *x, const int64_t *
     const int64_t hwi = d->h_in * d->w_in;
     const size_t wbytes = (size_t)(d->c_out * cin * taps) * sizeof(T);
     const size_t ybytes = (size_t)(d->n * d->c_out * hwo) * sizeof(T);
+    if (!buf_in) fc_note_workspace_fallback();
     char *buf = buf_in ? (char *)buf_in : (char *)fc_alloc64(bytes);
     if (!buf) return FC_ENOMEM;
     T *w = (T *)buf, *yt = (T *)(buf + fc_round64(wbytes));
@@ -981,6 +982,18 @@ static size_t FN(strided_1x1_workspace_)(const FN(call_) *c)
 static int FN(direct_takes_)(const FN(call_) *c) { (void)c; return 1; }
 static size_t FN(direct_workspace_)(const FN(call_) *c)
 {
+    /* none when the driver gives each thread images of its own (its buffers,
+     * sized by the thread count: private_images_), as the driver decides it
+     * (the same pack layouts, the thread count now) */
+    fc_packed fake;
+    FN(packed_geometry_)(c->d, &fake);
+    fake.wa = fake.noa ? (void *)&fake : NULL;
+    fake.src = c->src ? (const void *)&fake : NULL;
+    const int mode = FN(pick_mode_)(c->d, c->pre, &fake, c->xs, c->y_nhwc);
+    const int nthr = FN(driver_threads_)(c->d);
+    if (!FN(weight_major_)(c->d, &fake, mode, nthr, fc_kernels()->tile_nb)
+        && FN(private_images_)(c->d, mode, nthr))
+        return 0;
     return FN(mode_workspace_)(c->d, c->pre, c->xs);
 }
 
@@ -1022,6 +1035,12 @@ static int FN(plan_for_pack_)(const fc_conv_desc *d, const int64_t *xs_in, int y
     const FN(call_) c = {d, xs, !memcmp(xs, dense, sizeof dense), y_nhwc, pre,
                          FN(keeps_oihw_)(&pk), 0};
     return FN(plan_)(&c, workspace);
+}
+
+int FN(conv_plan_)(const fc_conv_desc *d, const int64_t *xs, int y_nhwc,
+                   const fc_activation *pre, size_t *workspace)
+{
+    return FN(families_)[FN(plan_for_pack_)(d, xs, y_nhwc, pre, workspace)].family;
 }
 
 size_t FN(conv_workspace_)(const fc_conv_desc *d, const fc_activation *pre)
@@ -1131,6 +1150,7 @@ int FN(fc_conv2d_packed_ex_)(const fc_conv_desc *d, const T *x, const int64_t *x
         if (!xt) {
             xt = (T *)fc_alloc64(ws_bytes);
             own_ws = 1;
+            fc_note_workspace_fallback();
         }
     }
     gm.kc = mode == MODE_FOLD ? d->kw * cin_g : cin_g;

@@ -67,6 +67,7 @@ int CAT(fc_conv_1x1s_avx2_, SFX)(const fc_conv_desc *d, const T *x, const struct
     const int64_t nob = pk->nob;
     void *own = NULL;
     if (!ws) {
+        fc_note_workspace_fallback();
         own = ws = fc_alloc64(fc_1x1s_workspace(d, sizeof(T)));
         if (!ws) return FC_ENOMEM;
     }
