@@ -2,8 +2,8 @@
 """Thin wrappers over the C kernels.
 
 This layer converts buffers and releases the GIL; it does not validate.  The
-Python layer (conv.py, activations.py) has already checked shapes, dtypes and
-contiguity of every array that reaches these functions.
+Python layer (fastconv/_validate.py, activations.py) has already checked
+shapes, dtypes and contiguity of every array that reaches these functions.
 """
 cimport numpy as cnp
 import numpy as np
@@ -375,8 +375,9 @@ cdef class PackedWeight:
                     rc = fc_repack_weight_strided_f64(self.p, &d, <const double *>wp, ws)
         if fresh and self.p == NULL:
             raise MemoryError("fastconv: cannot allocate the packed weights")
-        if rc != 0:
+        if rc == FC_EINVAL:
             raise ValueError("fastconv: the weights do not match this pack's geometry")
+        _check_status(rc, "the repack")
         self._dense = None
 
     cdef _desc(self, fc_conv_desc *d):
@@ -627,24 +628,34 @@ def get_num_threads():
     return fc_get_num_threads()
 
 
-# ---- the plan-cache hot path of fastconv.conv2d (conv.py) --------------------
-# A repeated call with plain dense arrays and parameters seen before (same key
-# as conv.py's plan cache, and the data_format: NCHW arrays, or NHWC x and out
-# with HWIO weights, read and written in place through the plan's strides) is
-# checked and run here without going back to Python: the key, the per-array
-# checks (contiguity, out writeable, overlap) and the kernel call.  Anything else returns None and takes conv.py's path,
-# so every error message stays there (the few raised here are the same words).
+# ---- the per-call cache of fastconv.conv2d (fastconv/_cache.py) -------------
+# One dict (fastconv._cache._CALL_CACHE), keyed by fast_key, of FastPlans, with
+# _LastCall in front of it.  A repeated call with plain dense arrays and
+# parameters seen before is found here without going back to Python.  A
+# direct plan (the fused kernels on the caller's arrays: NCHW, or NHWC x and
+# out with HWIO weights, read and written in place through the plan's
+# strides) is checked and run here: the per-array checks (contiguity, out
+# writeable, overlap) and the kernel call.  A template plan (another method,
+# or fast math's resolved "auto", NCHW raw weights) is handed to the Python
+# runner set by fast_setup (_cache._run_template).  Anything else returns None
+# and takes conv.py's path, so every error message stays there (the few
+# raised here are the same words).
 
 cdef object _ActivationType = None
+cdef object _run_template = None
 
 
-def fast_setup(activation_type):
-    global _ActivationType
+def fast_setup(activation_type, run_template):
+    """activation_type: fastconv.Activation (keyed by identity);
+    run_template(template, x, weight, bias, out): runs a template plan."""
+    global _ActivationType, _run_template
     _ActivationType = activation_type
+    _run_template = run_template
 
 
 cdef class FastPlan:
-    """What a validated conv2d call derived from shapes and parameters."""
+    """What a validated conv2d call derived from shapes and parameters: the
+    direct kernel call, or (template not None) a Python method's template."""
     cdef ConvDesc desc
     cdef ActSpec post, pre
     cdef object user_shape       # the output as the caller sees it (layout, unbatched 3-D)
@@ -654,13 +665,17 @@ cdef class FastPlan:
     cdef int64_t ws[4]           # the same (O, I, kH, kW order) of a dense raw weight
     cdef int typenum
     cdef object keep             # the activation objects whose ids are in the key
+    cdef readonly object template  # None: the direct kernels here; else _run_template's
 
     def __cinit__(self, ConvDesc desc, ActSpec post, ActSpec pre, tuple user_shape,
-                  int typenum, object keep, object x_strides=None, object w_strides=None):
+                  int typenum, object keep, object x_strides=None, object w_strides=None,
+                  object template=None):
         """x_strides, w_strides: those a dense x and raw weight in the
         caller's layout have (NHWC, HWIO), in the kernels' index order; None
-        for NCHW (the kernels' dense layouts)."""
+        for NCHW (the kernels' dense layouts).  template: what _run_template
+        runs instead of the direct kernels (None: the direct kernels)."""
         cdef int i
+        self.template = template
         self.desc = desc
         self.post = post
         self.pre = pre
@@ -697,9 +712,14 @@ cdef inline object _act_key(object a):
 
 cpdef object fast_key(object x, object weight, object bias, object stride, object padding,
              object dilation, object groups, object activation, object pre_activation,
-             object method, object data_format, object out):
-    """The cache key of a conv2d call, or None when it cannot be cached.
-    Weights: an ndarray, or a PackedWeight (by shape, dtype and groups)."""
+             object method, object data_format, object out, bint fast_math):
+    """The key of a conv2d call in the per-call cache, or None when it cannot
+    be cached: the one key function (fast_conv2d looks up with it,
+    fastconv._cache.remember stores with it).  It tells apart what
+    validation tells apart (1 from True or 1.0; Activations by identity, the
+    plan holding them).  Weights: an ndarray, or a PackedWeight (by shape,
+    dtype and groups).  fast_math: method "auto" under fast math (its own
+    plans: the rule's choice is in them)."""
     cdef object wk
     if type(x) is not cnp.ndarray or type(data_format) is not str or \
             (data_format != "NCHW" and data_format != "NHWC"):
@@ -726,7 +746,7 @@ cpdef object fast_key(object x, object weight, object bias, object stride, objec
     return (x.shape, x.dtype, wk,
             None if bias is None else (bias.shape, bias.dtype),
             None if out is None else (out.shape, out.dtype),
-            method, s, p, d, g, a, pa, data_format)
+            method, s, p, d, g, a, pa, data_format, fast_math)
 
 
 cdef inline bint _dense(object a):
@@ -744,9 +764,10 @@ cdef inline bint _overlaps(char *o, char *oe, object a):
     return p < oe and o < p + cnp.PyArray_NBYTES(<cnp.ndarray>a)
 
 
-# The last call that found its plan, as C fields: a call whose arguments are
-# the same objects (the immutable parameters: ints, strs, int pairs,
-# Activations; held here, so their ids are not reused) and arrays of the same
+# The front of the cache, not a second one: the last call that found its plan
+# in the dict, as C fields.  A call whose arguments are the same objects (the
+# immutable parameters: ints, strs, int pairs, Activations; held here, so
+# their ids are not reused), the same fast-math flag and arrays of the same
 # type, dtype object and shape gets that plan without building and hashing
 # the key tuple (half of the Python-side time of the seed layer's call).
 # The comparison is key-for-key what fast_key tells apart, or stricter.
@@ -791,12 +812,14 @@ cdef class _LastCall:
     cdef object params               # (stride, padding, dilation, groups, ...) as passed
     cdef object descrs               # keeps the compared dtype objects alive
     cdef object cache                # the dict the plan came from
+    cdef bint fast_math
 
     cdef inline bint matches(self, dict cache, object x, object weight, object bias, object stride,
                              object padding, object dilation, object groups,
                              object activation, object pre_activation, object method,
-                             object data_format, object out):
-        if self.plan is None or cache is not self.cache or type(x) is not cnp.ndarray:
+                             object data_format, object out, bint fast_math):
+        if self.plan is None or cache is not self.cache or fast_math != self.fast_math \
+                or type(x) is not cnp.ndarray:
             return False
         cdef tuple p = <tuple>self.params
         if stride is not p[0] or padding is not p[1] or dilation is not p[2] \
@@ -816,12 +839,13 @@ cdef class _LastCall:
     cdef inline void remember(self, dict cache, FastPlan plan, object x, object weight, object bias,
                               object stride, object padding, object dilation, object groups,
                               object activation, object pre_activation, object method,
-                              object data_format, object out):
+                              object data_format, object out, bint fast_math):
         # (fast_key accepted these: x, bias, out ndarrays or None, weight an
         # ndarray or a PackedWeight).  The plan is set last: a thread switch in
         # between (a released object's finaliser) finds no plan, not a mix.
         self.plan = None
         self.cache = cache
+        self.fast_math = fast_math
         self.params = (stride, padding, dilation, groups, activation, pre_activation,
                        method, data_format)
         self.w_packed = type(weight) is PackedWeight
@@ -841,23 +865,26 @@ cdef _LastCall _last_call = _LastCall()
 
 def fast_conv2d(dict cache, object x, object weight, object bias, object stride,
                 object padding, object dilation, object groups, object activation,
-                object pre_activation, object method, object data_format, object out):
+                object pre_activation, object method, object data_format, object out,
+                bint fast_math):
     """conv2d for a call whose plan is cached: the result, or None (take the
     full path: not cached, or an array that needs a copy)."""
     cdef FastPlan t
     if _last_call.matches(cache, x, weight, bias, stride, padding, dilation, groups, activation,
-                          pre_activation, method, data_format, out):
+                          pre_activation, method, data_format, out, fast_math):
         t = _last_call.plan
     else:
         key = fast_key(x, weight, bias, stride, padding, dilation, groups, activation,
-                       pre_activation, method, data_format, out)
+                       pre_activation, method, data_format, out, fast_math)
         if key is None:
             return None
         t = <FastPlan>cache.get(key)
         if t is None:
             return None
         _last_call.remember(cache, t, x, weight, bias, stride, padding, dilation, groups,
-                            activation, pre_activation, method, data_format, out)
+                            activation, pre_activation, method, data_format, out, fast_math)
+    if t.template is not None:
+        return _run_template(t.template, x, weight, bias, out)
     cdef bint packed = type(weight) is PackedWeight
     if not _dense(x) or (not packed and not _dense(weight)) or \
             (bias is not None and not _dense(bias)):

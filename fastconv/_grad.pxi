@@ -157,8 +157,7 @@ def grad_weight(ConvDesc desc, cnp.ndarray x, cnp.ndarray g, object v, ActSpec a
                                         gw_hwio, <double *>bp, <double *>zp, &sc.s)
     finally:
         _scratch_give(sc)
-    if rc == FC_ENOMEM:
-        raise MemoryError("grad_weight: out of memory for the workspace")
+    _check_status(rc, "the weight gradient")
 
 
 def grad_weight_kernel_name():

@@ -297,7 +297,7 @@ def _act_arg(a):
 @pytest.fixture
 def count_transposes(monkeypatch):
     """How often the NHWC code ran the NCHW methods on transposed copies."""
-    import fastconv.conv as conv
+    import fastconv._methods as conv
     calls = []
     orig = conv._nhwc_via_nchw
 

@@ -161,7 +161,7 @@ def test_nhwc_reads_input_in_place():
 
 def test_nhwc_no_transposed_temporaries(rng, monkeypatch):
     """The fused NHWC path never calls the NCHW fallback for a non-depthwise conv."""
-    import fastconv.conv as C
+    import fastconv._methods as C
 
     def boom(*a, **k):
         raise AssertionError("transposing fallback used")

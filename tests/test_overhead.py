@@ -1,4 +1,4 @@
-"""The per-call plan cache of conv2d: correctness only (no timing here).
+"""The per-call cache of conv2d (fastconv/_cache.py): correctness only (no timing here).
 
 A repeated call reuses the validated plan; everything that depends on the
 arrays themselves, and every parameter that validation distinguishes, must
@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import fastconv
+from fastconv import _cache, _methods
 from fastconv import conv as C
 from reference import conv2d_act_ref
 
@@ -119,9 +120,9 @@ def test_every_method_through_the_cache(method):
 def test_cache_is_bounded():
     rng = np.random.default_rng(5)
     w = rng.standard_normal((2, 1, 1, 1)).astype(np.float32)
-    for i in range(C._PLAN_CACHE_MAX + 5):
+    for i in range(_cache._CALL_CACHE_MAX + 5):
         fastconv.conv2d(np.zeros((1, 1, 1, i + 1), np.float32), w)
-    assert len(C._PLAN_CACHE) <= C._PLAN_CACHE_MAX
+    assert len(C._CALL_CACHE) <= _cache._CALL_CACHE_MAX
 
 
 # ---- NHWC through the Cython hot path (_core.fast_conv2d) ---------------------
@@ -144,19 +145,17 @@ def _check_nhwc(y, x, w, b=None, dtype=np.float32, **kw):
 
 
 def _hot(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, activation=None,
-         pre_activation=None, method="auto", out=None, cache=None):
+         pre_activation=None, method="auto", out=None, fast_math=False):
     """The Cython hot path's answer alone (None: the call is not served there)."""
-    return C._fast_conv2d(C._FAST_CACHE if cache is None else cache, x, w, b, stride,
-                          padding, dilation, groups, activation, pre_activation, method,
-                          "NHWC", out)
+    return C._fast_conv2d(C._CALL_CACHE, x, w, b, stride, padding, dilation, groups,
+                          activation, pre_activation, method, "NHWC", out, fast_math)
 
 
 @pytest.fixture(autouse=True)
 def empty_fast_caches():
-    """The hot path's caches are bounded (cleared when full): each test
-    starts them empty, so that what it cached is still there."""
-    C._FAST_CACHE.clear()
-    C._FAST_CACHE_FAST_MATH.clear()
+    """The per-call cache is bounded (cleared when full): each test starts it
+    empty, so that what it cached is still there."""
+    C._CALL_CACHE.clear()
 
 
 @contextlib.contextmanager
@@ -412,7 +411,7 @@ def test_nhwc_calls_through_transposed_copies_are_not_cached(rng, monkeypatch):
                 _check_nhwc(hot, x, w, b, padding=1, groups=c, activation="relu")
     # any call the predicate sends through copies is left alone
     x2, w2, b2 = _nhwc_data(rng, (1, 10, 10, 4), (3, 3, 4, 6))
-    monkeypatch.setattr(C, "_nhwc_fused_in_place", lambda p: False)
+    monkeypatch.setattr(_methods, "_nhwc_fused_in_place", lambda p: False)
     for _ in range(2):
         _check_nhwc(fastconv.conv2d(x2, w2, b2, padding=1, data_format="NHWC"), x2, w2, b2,
                     padding=1)
@@ -448,8 +447,8 @@ def test_nhwc_fast_math_caches_only_direct_calls(rng):
             np.testing.assert_array_equal(
                 fastconv.conv2d(x, w, b, padding=1, data_format="NHWC"), wino)
             small = fastconv.conv2d(xs, ws, bs, padding=1, data_format="NHWC")
-        assert _hot(x, w, b, padding=1, cache=C._FAST_CACHE_FAST_MATH) is None
-        assert _hot(xs, ws, bs, padding=1, cache=C._FAST_CACHE_FAST_MATH) is not None
+        assert _hot(x, w, b, padding=1, fast_math=True) is None
+        assert _hot(xs, ws, bs, padding=1, fast_math=True) is not None
     _check_nhwc(small, xs, ws, bs, padding=1)
     for _ in range(2):   # fast math off: the direct path's bits, from the plain cache
         np.testing.assert_array_equal(fastconv.conv2d(x, w, b, padding=1, data_format="NHWC"),

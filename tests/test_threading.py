@@ -224,10 +224,9 @@ def _many_calls(n, x, w, b, out, xbad):
                             activation=fastconv.Activation("leaky_relu", negative_slope=0.2))
 
 
-def _empty_plan_caches():
+def _empty_call_cache():
     from fastconv import conv
-    for cache in (conv._PLAN_CACHE, conv._FAST_CACHE, conv._FAST_CACHE_FAST_MATH):
-        cache.clear()
+    conv._CALL_CACHE.clear()
 
 
 def test_no_memory_leak():
@@ -240,10 +239,10 @@ def test_no_memory_leak():
     # a call allocates a ~9 KiB output, a ~20 KiB im2col workspace, a copy of x:
     # leaking any of them over 3000 calls is several MB
     _many_calls(400, x, w, b, out, xbad)  # warm up caches, pools, thread teams
-    # the per-call plan caches are bounded (cleared when full) and hold an
+    # the per-call cache is bounded (cleared when full) and holds an
     # entry per new Activation object, which this loop makes: emptied at both
     # ends, so that what is measured is what lives outside them
-    _empty_plan_caches()
+    _empty_call_cache()
     gc.collect()
     rss0 = _rss_bytes()
     tracemalloc.start()
@@ -251,7 +250,7 @@ def test_no_memory_leak():
         snap0 = tracemalloc.take_snapshot()
         cur0, _ = tracemalloc.get_traced_memory()
         _many_calls(3000, x, w, b, out, xbad)
-        _empty_plan_caches()
+        _empty_call_cache()
         gc.collect()
         cur1, _ = tracemalloc.get_traced_memory()
         snap1 = tracemalloc.take_snapshot()
