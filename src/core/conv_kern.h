@@ -86,6 +86,9 @@ typedef struct {
     const char *name;
     int tile_p;              /* max pixels of a B tile (the ptrs table's row length) */
     int tile_nb;             /* max OB-blocks of output channels in a B tile */
+    /* B tiles: tile_p pixels x tile_nb blocks of OB output channels, weights in
+     * layout B; A tiles: FC_TA_OC output channels x pixel vectors, layout A
+     * (1x1 stride-1 NCHW: the driver's MODE_A) */
     void (*tileB_f32)(const fc_tileB_args *);
     void (*tileB_f64)(const fc_tileB_args *);
     void (*tileA_f32)(const fc_tileA_args *);

@@ -27,7 +27,12 @@
  * fork/join costs a few us; 256 KB copy in ~15 us on one core). */
 #define FC_PACK_PARALLEL_BYTES ((size_t)256 * 1024)
 
-/* Driver modes, see conv_direct_impl.h. */
+/* Driver modes (conv_direct_impl.h, pick_mode_): MODE_A, 1x1 stride-1 NCHW
+ * calls on the A tiles (6 output channels x pixel vectors, layout A);
+ * MODE_DIRECT, the B tiles (pixels x 64-byte blocks of output channels,
+ * layout B) reading x in place; MODE_FOLD, B tiles over a copy with the kw
+ * taps folded into the channels (few input channels); MODE_NHWC, B tiles
+ * over a channels-last (pre-activated) copy of x. */
 enum { MODE_A, MODE_DIRECT, MODE_FOLD, MODE_NHWC };
 /* Kernel families of a call's plan (conv_direct_impl.h, families_), in the
  * order they are tried. */

@@ -4,6 +4,8 @@
 #define CAT(a, b) CAT_(a, b)
 #define FN(name) CAT(name, SFX)
 
+/* One job of the small kernel ("s" job): a block of output channels of one
+ * image, with what its row loops read. */
 typedef struct {
     const T *x;      /* image n, first channel of the group */
     const T *xlo, *xhi;  /* the whole input: border blocks load whole vectors inside it */
@@ -16,9 +18,10 @@ typedef struct {
 } FN(sjob_);
 
 
-/* The KW taps of one input row into the accumulators.  LD: 0 plain loads,
- * 1 plain loads and the lane mask (padding and columns past the end read as 0),
- * 2 masked loads. */
+/* The KW taps of one input row into the accumulators.  LD (the load kind):
+ * 0 plain loads, 1 plain loads and the lane mask (padding and columns past
+ * the end read as 0), 2 masked loads.  KWC (KW as a compile-time constant):
+ * the kernel width when it is one of the unrolled ones, else 0. */
 static inline __attribute__((always_inline)) void
 FN(small_taps_)(V acc[4][4], const T *row, const T *wk, int64_t KW, int64_t dw, int64_t wocs,
                 MASKT mk[][4][VL], const int NOC, const int NV, const int LD, const int KWC)
