@@ -24,3 +24,11 @@
 #define VACT fc_act8_f32
 /* relu as the scalar code does it: x < 0 ? 0 : x, NaN and -0.0 kept */
 #define VRELU(x, z) _mm256_andnot_ps(_mm256_cmp_ps(x, z, _CMP_LT_OQ), x)
+#define VSTREAM _mm256_stream_ps
+#define VACT_KIND(kind, x) fc_act8_kind_f32(kind, x, 0.0f, 0.0f)   /* a kind, no parameters */
+#define MLOAD(p) _mm256_loadu_si256((const __m256i *)(p))          /* lane masks */
+#define VEVEN(a, b) _mm256_shuffle_ps(a, b, 0x88)   /* even / odd lanes of (a, b), per 128 bits */
+#define VODD(a, b) _mm256_shuffle_ps(a, b, 0xDD)
+#define VUNPERM(v) _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(v), 0xD8))
+#define VTRANSPOSE fc_avx2_tr8_f32   /* avx2_shuffle.h */
+#define VDEINT2 fc_avx2_deint2_f32

@@ -19,3 +19,11 @@
 #define VACT_TILE fc_act4_tile_f64
 #define VACT fc_act4_f64
 #define VRELU(x, z) _mm256_andnot_pd(_mm256_cmp_pd(x, z, _CMP_LT_OQ), x)
+#define VSTREAM _mm256_stream_pd
+#define VACT_KIND(kind, x) fc_act4_kind_f64(kind, x, 0.0, 0.0)
+#define MLOAD(p) _mm256_loadu_si256((const __m256i *)(p))
+#define VEVEN(a, b) _mm256_unpacklo_pd(a, b)
+#define VODD(a, b) _mm256_unpackhi_pd(a, b)
+#define VUNPERM(v) _mm256_permute4x64_pd(v, 0xD8)
+#define VTRANSPOSE fc_avx2_tr4_f64
+#define VDEINT2 fc_avx2_deint2_f64

@@ -19,3 +19,11 @@
 #undef VACT
 #undef VACT_TILE
 #undef VRELU
+#undef VSTREAM
+#undef VACT_KIND
+#undef MLOAD
+#undef VEVEN
+#undef VODD
+#undef VUNPERM
+#undef VTRANSPOSE
+#undef VDEINT2

@@ -1,8 +1,9 @@
 /*
- * Depthwise convolution, AVX2+FMA kernels for one float type (included by
- * conv_depthwise_avx2.c with T, SFX, V, VL, the V* intrinsic macros, MI /
- * MLOAD / VMASKLOAD (lane masks), VEVEN / VODD / VUNPERM (stride 2),
- * VTRANSPOSE, VACT(kind, v) and dw_deint2 defined).
+ * Depthwise convolution, AVX2+FMA kernels for one float type: included by
+ * conv_depthwise_avx2.c between simd/avx2_vec_<dtype>.h and
+ * simd/avx2_vec_undef.h (the shared vocabulary: VLOAD, VSTORE, VFMA, ...,
+ * MASKT / MLOAD / VMASKLOAD for lane masks, VEVEN / VODD / VUNPERM for
+ * stride 2, VTRANSPOSE, VDEINT2, VACT_KIND(kind, v)).
  *
  * Three kernels, chosen per call (fc_dw_avx2_*_impl at the end):
  *
@@ -49,7 +50,7 @@ typedef struct {
     int safe_last;        /* no spill past the group's last row (end of a block) */
     int spill_ok;         /* a partial vector may spill into the next row */
     int64_t nl, ni, nfull, rem;   /* edge / interior / full vectors, last partial width */
-    const MI *masks;      /* direct mode: KW lane masks per edge vector */
+    const MASKT *masks;      /* direct mode: KW lane masks per edge vector */
     int nt;               /* full vectors are aligned: streaming stores */
 } FN(dwv_args_);
 
@@ -65,7 +66,7 @@ typedef struct {
 DWV_AI void FN(dwv_tile_)(const FN(dwv_args_) *a, const int64_t col, const V *wreg, const V vb,
                           const int kind, const int KH, const int KW, const int SH,
                           const int SW, const int R, const int NV, const int WREG,
-                          const int DIRECT, const int MASK, const MI *mk, const int64_t rem,
+                          const int DIRECT, const int MASK, const MASKT *mk, const int64_t rem,
                           const int safe_last)
 {
     const int64_t L = a->L, w_out = a->w_out;
@@ -86,9 +87,9 @@ DWV_AI void FN(dwv_tile_)(const FN(dwv_args_) *a, const int64_t col, const V *wr
 #pragma GCC unroll 4
                 for (int v = 0; v < NV; ++v) {
                     const T *q = row + 2 * p + 2 * VL * v;
-                    const V A = MASK ? VMASKLOAD(q, MLOAD(mk + (2 * p) * VL)) : VLOADU(q);
+                    const V A = MASK ? VMASKLOAD(q, MLOAD(mk + (2 * p) * VL)) : VLOAD(q);
                     const V B = MASK ? VMASKLOAD(q + VL, MLOAD(mk + (2 * p + 1) * VL))
-                                     : VLOADU(q + VL);
+                                     : VLOAD(q + VL);
                     ev[v] = VEVEN(A, B);
                     od[v] = VODD(A, B);
                 }
@@ -118,7 +119,7 @@ DWV_AI void FN(dwv_tile_)(const FN(dwv_args_) *a, const int64_t col, const V *wr
                 V xv[DWV_MAXV];
 #pragma GCC unroll 4
                 for (int v = 0; v < NV; ++v)
-                    xv[v] = MASK ? VMASKLOAD(q + v * VL, MLOAD(mk + j * VL)) : VLOADU(q + v * VL);
+                    xv[v] = MASK ? VMASKLOAD(q + v * VL, MLOAD(mk + j * VL)) : VLOAD(q + v * VL);
 #pragma GCC unroll 8
                 for (int r = 0; r < R; ++r) {
                     const int kh = i - r * SH;
@@ -135,17 +136,17 @@ DWV_AI void FN(dwv_tile_)(const FN(dwv_args_) *a, const int64_t col, const V *wr
         T *yr = a->y + r * w_out + col;
 #pragma GCC unroll 4
         for (int v = 0; v < NV; ++v) {
-            V o = VACT(kind, acc[r][v]);
+            V o = VACT_KIND(kind, acc[r][v]);
             if (DIRECT && SW == 2) o = VUNPERM(o);
             if (rem && (!a->spill_ok || (r == R - 1 && safe_last))) {
                 T tmp[VL];
-                VSTOREU(tmp, o);
+                VSTORE(tmp, o);
                 for (int64_t e = 0; e < rem; ++e) yr[e] = tmp[e];
             } else if (DWV_NT && !rem && a->nt) {
                 VSTREAM(yr + v * VL, o);
             } else {
                 /* a partial vector spills into the next row, written after it */
-                VSTOREU(yr + v * VL, o);
+                VSTORE(yr + v * VL, o);
             }
         }
     }
@@ -163,10 +164,10 @@ DWV_AI void FN(dwv_rows_)(const FN(dwv_args_) *g, const int64_t t, const V *wreg
     a.rp = g->rp + t * SH;
     a.y = g->y + t * g->w_out;
     const int64_t nl = DIRECT ? a.nl : 0, ni = DIRECT ? a.ni : a.nfull, nfull = a.nfull;
-    const MI *mk = a.masks;
+    const MASKT *mk = a.masks;
     const int MS = DWV_MS(KW, SW) * VL;
     if (a.rem) {
-        const MI *m = DIRECT ? mk + (nfull - ni) * MS : NULL;
+        const MASKT *m = DIRECT ? mk + (nfull - ni) * MS : NULL;
         FN(dwv_tile_)(&a, nfull * VL, wreg, vb, kind, KH, KW, SH, SW, R, 1, WREG, DIRECT,
                       DIRECT, m, a.rem, safe_last);
     }
@@ -244,16 +245,16 @@ static void FN(dwv_generic_)(const FN(dwv_args_) *a, int64_t KH, int64_t KW, int
                 for (int64_t j = 0; j < KW; ++j) {
                     const V wv = VSET1(wk[j]);
                     const T *q = row + toff[j];
-                    for (int v = 0; v < 4; ++v) acc[v] = VFMA(wv, VLOADU(q + v * VL), acc[v]);
+                    for (int v = 0; v < 4; ++v) acc[v] = VFMA(wv, VLOAD(q + v * VL), acc[v]);
                 }
             }
             for (int v = 0; v < 4; ++v) {
                 const int64_t o = col + v * VL;
                 if (o + VL <= w_out) {
-                    VSTOREU(yr + o, acc[v]);
+                    VSTORE(yr + o, acc[v]);
                 } else if (o < w_out) {
                     T tmp[VL];
-                    VSTOREU(tmp, acc[v]);
+                    VSTORE(tmp, acc[v]);
                     for (int64_t e = 0; e < w_out - o; ++e) yr[o + e] = tmp[e];
                 }
             }
@@ -269,7 +270,7 @@ static void FN(dwv_fill_row_)(const T *xc, int64_t ih, int64_t h_in, int64_t w_i
     const int64_t P = s * L;
     if (ih < 0 || ih >= h_in) {
         const V z = VZERO();
-        for (int64_t k = 0; k < P; k += VL) VSTOREU(br + k, z);
+        for (int64_t k = 0; k < P; k += VL) VSTORE(br + k, z);
         return;
     }
     const T *xr = xc + ih * w_in;
@@ -279,20 +280,20 @@ static void FN(dwv_fill_row_)(const T *xc, int64_t ih, int64_t h_in, int64_t w_i
     /* left zeros, the row, right zeros (P is a multiple of VL) */
     const V z = VZERO();
     int64_t k = 0;
-    for (; k + VL <= a; k += VL) VSTOREU(pr + k, z);
+    for (; k + VL <= a; k += VL) VSTORE(pr + k, z);
     for (; k < a; ++k) pr[k] = 0;
     int64_t e = 0;
-    for (; e + VL <= len; e += VL) VSTOREU(pr + a + e, VLOADU(xr + e));
+    for (; e + VL <= len; e += VL) VSTORE(pr + a + e, VLOAD(xr + e));
     for (; e < len; ++e) pr[a + e] = xr[e];
     k = a + len;
     for (; k < P && (k % VL); ++k) pr[k] = 0;
-    for (; k < P; k += VL) VSTOREU(pr + k, z);
+    for (; k < P; k += VL) VSTORE(pr + k, z);
     if (s == 2) {
         for (int64_t j = 0; j < L; j += VL) {
             V ev, od;
-            dw_deint2(VLOADU(tmp + 2 * j), VLOADU(tmp + 2 * j + VL), &ev, &od);
-            VSTOREU(br + j, ev);
-            VSTOREU(br + L + j, od);
+            VDEINT2(VLOAD(tmp + 2 * j), VLOAD(tmp + 2 * j + VL), &ev, &od);
+            VSTORE(br + j, ev);
+            VSTORE(br + L + j, od);
         }
     } else if (s > 2) {
         for (int64_t p = 0; p < s; ++p)
@@ -326,7 +327,7 @@ static int64_t FN(dwc_buf_elems_)(const fc_conv_desc *d, FN(dwc_geom_) *g)
 /* VL rows (stride ss) of n <= VL elements -> n vectors of VL lanes at dst, dst + VL, ... */
 DWV_AI void FN(dwc_tr_in_)(const T *src, int64_t ss, int64_t n, T *dst)
 {
-    static const MI tail[2 * VL] = {-1, -1, -1, -1,
+    static const MASKT tail[2 * VL] = {-1, -1, -1, -1,
 #if VL == 8
                                     -1, -1, -1, -1, 0, 0, 0, 0,
 #endif
@@ -334,10 +335,10 @@ DWV_AI void FN(dwc_tr_in_)(const T *src, int64_t ss, int64_t n, T *dst)
     V r[VL];
     if (n == VL) {
 #pragma GCC unroll 8
-        for (int l = 0; l < VL; ++l) r[l] = VLOADU(src + l * ss);
+        for (int l = 0; l < VL; ++l) r[l] = VLOAD(src + l * ss);
         VTRANSPOSE(r);
 #pragma GCC unroll 8
-        for (int l = 0; l < VL; ++l) VSTOREU(dst + l * VL, r[l]);
+        for (int l = 0; l < VL; ++l) VSTORE(dst + l * VL, r[l]);
     } else {
         const __m256i m = MLOAD(tail + VL - n);
 #pragma GCC unroll 8
@@ -345,7 +346,7 @@ DWV_AI void FN(dwc_tr_in_)(const T *src, int64_t ss, int64_t n, T *dst)
         VTRANSPOSE(r);
 #pragma GCC unroll 8
         for (int l = 0; l < VL; ++l)
-            if (l < n) VSTOREU(dst + l * VL, r[l]);
+            if (l < n) VSTORE(dst + l * VL, r[l]);
     }
 }
 
@@ -366,21 +367,21 @@ DWV_AI void FN(dwc_compute_)(const T *buf, T *obuf, const T *wpk, const V vb, in
                 const T *row = rb + (kh * Wp + ow * SW) * VL;
 #pragma GCC unroll 5
                 for (int kw = 0; kw < KW; ++kw) {
-                    const V wv = VLOADU(wpk + (kh * KW + kw) * VL);
+                    const V wv = VLOAD(wpk + (kh * KW + kw) * VL);
 #pragma GCC unroll 8
                     for (int p = 0; p < P; ++p)
-                        acc[p] = VFMA(wv, VLOADU(row + (p * SW + kw) * VL), acc[p]);
+                        acc[p] = VFMA(wv, VLOAD(row + (p * SW + kw) * VL), acc[p]);
                 }
             }
             if (kind == FC_ACT_RELU) {
 #pragma GCC unroll 8
-                for (int p = 0; p < P; ++p) acc[p] = VACT(FC_ACT_RELU, acc[p]);
+                for (int p = 0; p < P; ++p) acc[p] = VACT_KIND(FC_ACT_RELU, acc[p]);
             } else if (kind == FC_ACT_RELU6) {
 #pragma GCC unroll 8
-                for (int p = 0; p < P; ++p) acc[p] = VACT(FC_ACT_RELU6, acc[p]);
+                for (int p = 0; p < P; ++p) acc[p] = VACT_KIND(FC_ACT_RELU6, acc[p]);
             }
 #pragma GCC unroll 8
-            for (int p = 0; p < P; ++p) VSTOREU(ob + (ow + p) * VL, acc[p]);
+            for (int p = 0; p < P; ++p) VSTORE(ob + (ow + p) * VL, acc[p]);
         }
     }
 }
@@ -399,22 +400,22 @@ static void FN(dwc_compute_g_)(const T *buf, T *obuf, const T *wpk, const V vb, 
             for (int64_t kh = 0; kh < KH; ++kh) {
                 const T *row = rb + (kh * dh * Wp + ow * sw) * VL;
                 for (int64_t kw = 0; kw < KW; ++kw, wt += VL) {
-                    const V wv = VLOADU(wt);
+                    const V wv = VLOAD(wt);
                     const T *q = row + kw * dwl * VL;
 #pragma GCC unroll 8
                     for (int p = 0; p < 8; ++p)
-                        acc[p] = VFMA(wv, VLOADU(q + p * sw * VL), acc[p]);
+                        acc[p] = VFMA(wv, VLOAD(q + p * sw * VL), acc[p]);
                 }
             }
             if (kind == FC_ACT_RELU) {
 #pragma GCC unroll 8
-                for (int p = 0; p < 8; ++p) acc[p] = VACT(FC_ACT_RELU, acc[p]);
+                for (int p = 0; p < 8; ++p) acc[p] = VACT_KIND(FC_ACT_RELU, acc[p]);
             } else if (kind == FC_ACT_RELU6) {
 #pragma GCC unroll 8
-                for (int p = 0; p < 8; ++p) acc[p] = VACT(FC_ACT_RELU6, acc[p]);
+                for (int p = 0; p < 8; ++p) acc[p] = VACT_KIND(FC_ACT_RELU6, acc[p]);
             }
 #pragma GCC unroll 8
-            for (int p = 0; p < 8; ++p) VSTOREU(ob + (ow + p) * VL, acc[p]);
+            for (int p = 0; p < 8; ++p) VSTORE(ob + (ow + p) * VL, acc[p]);
         }
     }
 }
@@ -442,7 +443,7 @@ static void FN(dwc_block_)(const fc_conv_desc *d, const FN(dwc_geom_) *g, const 
     }
     /* compute: 8 output pixels of a row per tile (the last one spills into
      * the next row's pixels of obuf, computed after it) */
-    const V vb = bias ? VLOADU(bias) : VZERO();
+    const V vb = bias ? VLOAD(bias) : VZERO();
     /* 7-pixel tiles where they divide the row and 8 do not (7, 14, 21, 28 wide) */
     const int p7 = w_out % 7 == 0 && w_out % 8 != 0;
 #define DWC_SHAPE(K, S)                                                                        \
@@ -459,14 +460,14 @@ static void FN(dwc_block_)(const fc_conv_desc *d, const FN(dwc_geom_) *g, const 
     for (int64_t q = 0; q < hw_out; q += VL) {
         const int64_t nv = fc_min64(VL, hw_out - q);
         V r[VL];
-        for (int l = 0; l < VL; ++l) r[l] = VLOADU(obuf + (q + l) * VL);
+        for (int l = 0; l < VL; ++l) r[l] = VLOAD(obuf + (q + l) * VL);
         VTRANSPOSE(r);
         if (nv == VL) {
-            for (int l = 0; l < VL; ++l) VSTOREU(yb + l * hw_out + q, r[l]);
+            for (int l = 0; l < VL; ++l) VSTORE(yb + l * hw_out + q, r[l]);
         } else {
             for (int l = 0; l < VL; ++l) {
                 T tmp[VL];
-                VSTOREU(tmp, r[l]);
+                VSTORE(tmp, r[l]);
                 for (int64_t e = 0; e < nv; ++e) yb[l * hw_out + q + e] = tmp[e];
             }
         }
@@ -606,11 +607,11 @@ static int CAT(FN(fc_dw_avx2_), _impl)(const fc_conv_desc *d, const T *x, const 
     if (shape < 0)
         for (int64_t j = 0; j < KW; ++j) toff[j] = ((j * dw) % SW) * L + (j * dw) / SW;
     /* Shared read-only data: the edge masks and a zero row. */
-    MI *masks = NULL;
+    MASKT *masks = NULL;
     T *zrow = NULL;
     if (direct) {
         const int64_t ms = DWV_MS(KW, SW);
-        masks = (MI *)malloc((size_t)(nedge * ms * VL) * sizeof(MI) + 1);
+        masks = (MASKT *)malloc((size_t)(nedge * ms * VL) * sizeof(MASKT) + 1);
         zrow = (T *)calloc((size_t)(w_in + 2 * VL), sizeof(T));
         if (!masks || !zrow) {
             free(masks); free(zrow);
@@ -622,7 +623,7 @@ static int CAT(FN(fc_dw_avx2_), _impl)(const fc_conv_desc *d, const T *x, const 
                 for (int64_t l = 0; l < VL; ++l) {
                     const int64_t c = SW == 1 ? v * VL + l - pl + j
                                               : 2 * v * VL - pl + (j / 2) * 2 + (j % 2) * VL + l;
-                    masks[(e * ms + j) * VL + l] = (c >= 0 && c < w_in) ? (MI)-1 : 0;
+                    masks[(e * ms + j) * VL + l] = (c >= 0 && c < w_in) ? (MASKT)-1 : 0;
                 }
         }
     }
