@@ -999,18 +999,62 @@ static size_t FN(direct_workspace_)(const FN(call_) *c)
 
 static size_t FN(no_workspace_)(const FN(call_) *c) { (void)c; return 0; }
 
+/* Each family's run, one signature: the call, x, the pack (OIHW in pk->raw for
+ * the families that read it), bias, y, the post-activation and the plan's
+ * workspace (or NULL: a family that needs one allocates it,
+ * fc_note_workspace_fallback). */
+#define FC_RUN_ARGS const FN(call_) *c, const T *x, const fc_packed *pk, const T *bias, T *y, \
+                    const fc_activation *post, void *workspace
+static int FN(depthwise_run_)(FC_RUN_ARGS)
+{
+    (void)workspace;
+    return FN(fc_conv2d_depthwise_)(c->d, x, (const T *)pk->raw, bias, y, post);
+}
+static int FN(depthwise_nhwc_run_)(FC_RUN_ARGS)
+{
+    const int64_t rs[4] = {pk->kh * pk->kw, pk->kh * pk->kw, pk->kw, 1};   /* dense OIHW */
+    (void)workspace;
+    return FN(fc_conv2d_depthwise_nhwc_)(c->d, x, c->xs, (const T *)pk->raw, rs, bias, y, post,
+                                         c->pre);
+}
+static int FN(small_run_)(FC_RUN_ARGS)
+{
+    (void)workspace;
+    return CAT(fc_conv_small_avx2_, SFX)(c->d, x, (const T *)pk->raw, bias, y, post);
+}
+static int FN(small_nhwc_run_)(FC_RUN_ARGS)
+{
+    return FN(small_to_nhwc_)(c->d, x, c->xs, pk, bias, y, post, c->pre, workspace);
+}
+static int FN(first_run_)(FC_RUN_ARGS)
+{
+    /* the AVX-512 build of the template where that set is in use: 1.7x the
+     * AVX2 one on ResNet's conv1 (benchmarks/NOTES.md, first layer) */
+#if defined(__x86_64__) || defined(_M_X64)
+    if (fc_isa_variant(FC_FAM_FIRST) == FC_ISA_AVX512)
+        return CAT(fc_conv_first_avx512_, SFX)(c->d, x, pk, bias, y, post, workspace);
+#endif
+    return CAT(fc_conv_first_avx2_, SFX)(c->d, x, pk, bias, y, post, workspace);
+}
+static int FN(strided_1x1_run_)(FC_RUN_ARGS)
+{
+    return CAT(fc_conv_1x1s_avx2_, SFX)(c->d, x, pk, bias, y, post, workspace);
+}
+static int FN(direct_run_)(FC_RUN_ARGS);   /* the driver, below */
+
 static const struct {
     int family;
     int (*takes)(const FN(call_) *c);
     size_t (*workspace)(const FN(call_) *c);
+    int (*run)(FC_RUN_ARGS);
 } FN(families_)[] = {
-    {FAM_DEPTHWISE, FN(depthwise_takes_), FN(no_workspace_)},
-    {FAM_DEPTHWISE_NHWC, FN(depthwise_nhwc_takes_), FN(no_workspace_)},
-    {FAM_SMALL, FN(small_nchw_takes_), FN(no_workspace_)},
-    {FAM_SMALL_NHWC, FN(small_nhwc_takes_), FN(small_nhwc_workspace_)},
-    {FAM_FIRST, FN(first_layer_takes_), FN(no_workspace_)},
-    {FAM_S1X1, FN(strided_1x1_takes_), FN(strided_1x1_workspace_)},
-    {FAM_DIRECT, FN(direct_takes_), FN(direct_workspace_)},
+    {FAM_DEPTHWISE, FN(depthwise_takes_), FN(no_workspace_), FN(depthwise_run_)},
+    {FAM_DEPTHWISE_NHWC, FN(depthwise_nhwc_takes_), FN(no_workspace_), FN(depthwise_nhwc_run_)},
+    {FAM_SMALL, FN(small_nchw_takes_), FN(no_workspace_), FN(small_run_)},
+    {FAM_SMALL_NHWC, FN(small_nhwc_takes_), FN(small_nhwc_workspace_), FN(small_nhwc_run_)},
+    {FAM_FIRST, FN(first_layer_takes_), FN(no_workspace_), FN(first_run_)},
+    {FAM_S1X1, FN(strided_1x1_takes_), FN(strided_1x1_workspace_), FN(strided_1x1_run_)},
+    {FAM_DIRECT, FN(direct_takes_), FN(direct_workspace_), FN(direct_run_)},
 };
 
 /* The family that takes c (an index of families_) and its workspace bytes. */
@@ -1077,31 +1121,17 @@ int FN(fc_conv2d_packed_ex_)(const fc_conv_desc *d, const T *x, const int64_t *x
     const int dense = !xs_in || !memcmp(xs_in, xs, sizeof xs);
     if (xs_in) memcpy(xs, xs_in, sizeof xs);
     const FN(call_) call = {d, xs, dense, y_nhwc, pre, pk->raw != NULL, pk->src != NULL};
-    switch (FN(families_)[FN(plan_)(&call, NULL)].family) {
-    case FAM_DEPTHWISE:
-        return FN(fc_conv2d_depthwise_)(d, x, (const T *)pk->raw, bias, y, post);
-    case FAM_DEPTHWISE_NHWC: {   /* from the OIHW copy */
-        const int64_t rs[4] = {pk->kh * pk->kw, pk->kh * pk->kw, pk->kw, 1};
-        return FN(fc_conv2d_depthwise_nhwc_)(d, x, xs, (const T *)pk->raw, rs, bias, y, post,
-                                             pre);
-    }
-    case FAM_SMALL:
-        return CAT(fc_conv_small_avx2_, SFX)(d, x, (const T *)pk->raw, bias, y, post);
-    case FAM_SMALL_NHWC:   /* (workspace: the plan's bytes, or NULL: allocated there) */
-        return FN(small_to_nhwc_)(d, x, xs, pk, bias, y, post, pre, workspace);
-    case FAM_FIRST:
-        /* the AVX-512 build of the template where that set is in use: 1.7x
-         * the AVX2 one on ResNet's conv1 (benchmarks/NOTES.md, first layer) */
-#if defined(__x86_64__) || defined(_M_X64)
-        if (fc_isa_variant(FC_FAM_FIRST) == FC_ISA_AVX512)
-            return CAT(fc_conv_first_avx512_, SFX)(d, x, pk, bias, y, post, workspace);
-#endif
-        return CAT(fc_conv_first_avx2_, SFX)(d, x, pk, bias, y, post, workspace);
-    case FAM_S1X1:
-        return CAT(fc_conv_1x1s_avx2_, SFX)(d, x, pk, bias, y, post, workspace);
-    default:   /* the direct driver's tiles, below */
-        break;
-    }
+    return FN(families_)[FN(plan_)(&call, NULL)].run(&call, x, pk, bias, y, post, workspace);
+}
+
+/* The direct driver's tiles (the plan's last row). */
+static int FN(direct_run_)(FC_RUN_ARGS)
+{
+    static const fc_activation ident = {FC_ACT_IDENTITY, 0.0, 0.0};
+    const fc_conv_desc *d = c->d;
+    const int64_t *xs = c->xs;
+    const int y_nhwc = c->y_nhwc;
+    const fc_activation *pre = c->pre;
     const fc_kernel_table *kt = fc_kernels();
     const int mode = FN(pick_mode_)(d, pre, pk, xs, y_nhwc);
     const int nthr = FN(driver_threads_)(d);
@@ -1557,3 +1587,4 @@ int FN(fc_conv2d_direct_ex_)(const fc_conv_desc *d, const T *x, const int64_t *x
 #undef FN
 #undef CAT
 #undef CAT_
+#undef FC_RUN_ARGS
