@@ -864,3 +864,18 @@ def test_avx512_blockings_every_activation(rng, restore_kernels, blocking, act):
     assert fastconv._core._force_kernels(blocking)
     x, w, b = make(rng, np.float32, 1, 24, 5, 7, 41, 1, 3, 3)
     run_and_check("fused", x, w, b, 1, 1, activation=act, what=blocking)
+
+
+# ---- the shared kernel tester (tests/kernel_tester.py) ----------------------
+from kernel_tester import check_family, kernel_set  # noqa: E402,F401
+
+DIRECT_CASES = [(1, 32, 10, 10, 48, 3, 1, 1, 1, 1), (2, 17, 9, 13, 33, 3, 2, 1, 1, 1),
+                (1, 64, 7, 7, 80, 3, 1, 1, 1, 1), (1, 24, 11, 11, 40, 3, 1, 2, 2, 2)]
+
+
+@pytest.mark.parametrize("pre", [None, "relu"])
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("case", DIRECT_CASES, ids=str)
+def test_direct_family_by_the_kernel_tester(rng, kernel_set, case, dtype, layout, pre):
+    check_family(rng, "direct", case, dtype, layout, pre_activation=pre)

@@ -492,3 +492,18 @@ def test_nhwc_kernel_sets(kernels, nhwc_kernel_sets):
     expect = kernels if fastconv.config.config()["cpu_avx2_fma"] else "portable"
     assert f"kernels: {expect}" in out, out[-2000:]
     assert rc == 0, out[-4000:]
+
+
+# ---- the shared kernel tester (tests/kernel_tester.py) ----------------------
+from kernel_tester import check_family, kernel_set  # noqa: E402,F401
+
+DW_CASES = [(2, 16, 13, 17, 16, 3, 1, 1, 1, 16), (1, 17, 9, 30, 17, 5, 2, 2, 1, 17),
+            (2, 8, 12, 12, 8, 3, 1, 2, 2, 8), (1, 33, 7, 9, 33, 3, 2, 1, 1, 33)]
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("case", DW_CASES, ids=str)
+def test_depthwise_family_by_the_kernel_tester(rng, kernel_set, case, dtype, layout):
+    family = "depthwise_nhwc" if layout == "NHWC" else "depthwise"
+    check_family(rng, family, case, dtype, layout)

@@ -200,3 +200,24 @@ def test_first_layer_nan_and_negative_zero(rng, dtype, activation):
     ok = np.isfinite(ref)
     np.testing.assert_array_equal(np.isinf(y), np.isinf(ref))
     np.testing.assert_allclose(y[ok], ref[ok], rtol=0, atol=RTOL[dtype] * 100 * scale[ok].max())
+
+
+# ---- the shared kernel tester (tests/kernel_tester.py) ----------------------
+from kernel_tester import check_family, kernel_set  # noqa: E402,F401
+
+FIRST_CASES = [(1, 3, 32, 32, 16, 7, 2, 3, 1, 1), (2, 3, 21, 19, 32, 3, 1, 1, 1, 1),
+               (1, 4, 17, 40, 24, 5, 2, 2, 1, 1)]
+S1X1_CASES = [(1, 64, 14, 14, 128, 1, 2, 0, 1, 1), (2, 32, 9, 11, 48, 1, 2, 0, 1, 1)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("case", FIRST_CASES, ids=str)
+def test_first_family_by_the_kernel_tester(rng, kernel_set, case, dtype):
+    check_family(rng, "direct" if kernel_set == "portable" else "first", case, dtype, "NCHW")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("case", S1X1_CASES, ids=str)
+def test_strided_1x1_family_by_the_kernel_tester(rng, kernel_set, case, dtype):
+    # the AVX2 level only (docs/DESIGN.md, kernel families)
+    check_family(rng, "strided_1x1" if kernel_set == "avx2" else "direct", case, dtype, "NCHW")

@@ -11,6 +11,7 @@ import pytest
 import fastconv
 from fastconv import _core
 from fastconv.activations import as_activation
+from kernel_tester import kernel_set  # noqa: F401 (a fixture)
 from reference import conv2d_act_ref
 
 # name: (n, c_in, h, w, c_out, k, stride, pad, groups, nhwc, pre-activation)
@@ -40,18 +41,6 @@ AT_LEVEL = {   # by the level a set runs at (_core.config()["isa"])
     "avx2": {"strided 1x1": "strided_1x1"},
     "portable": {"small": "direct", "small NHWC": "direct", "first layer": "direct"},
 }
-
-
-@pytest.fixture(params=["default", "avx2+fma", "portable"])
-def kernel_set(request):
-    """The level the forced set runs at ("default": what the CPU and the
-    environment chose)."""
-    if not _core._force_kernels(request.param):
-        pytest.skip(f"no {request.param} kernels on this CPU/build")
-    try:
-        yield _core.config()["isa"]
-    finally:
-        _core._force_kernels("default")
 
 
 def _call(rng, case, dtype):

@@ -243,3 +243,20 @@ def test_fast_path_last_call_tells_calls_apart():
         y = fastconv.conv2d(xr, pw, b, activation="relu")
         assert y.shape == (1, 4, 5, 26)
         _check(y, xr, wt, b, activation="relu")
+
+
+# ---- the shared kernel tester (tests/kernel_tester.py) ----------------------
+from kernel_tester import check_family, kernel_set  # noqa: E402,F401
+
+SMALL_CASES = [(2, 16, 12, 12, 4, 3, 1, 1, 1, 1), (1, 3, 10, 19, 8, 3, 1, 0, 1, 1),
+               (3, 9, 7, 7, 7, 5, 1, 2, 1, 1), (2, 16, 8, 8, 1, 1, 1, 0, 1, 1)]
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("case", SMALL_CASES, ids=str)
+def test_small_family_by_the_kernel_tester(rng, kernel_set, case, dtype, layout):
+    # no portable variant: the direct tiles there
+    family = "direct" if kernel_set == "portable" else (
+        "small_nhwc" if layout == "NHWC" else "small")
+    check_family(rng, family, case, dtype, layout)
