@@ -1,7 +1,20 @@
 /*
- * The vector vocabulary of the AVX2 float32 kernel templates (conv_*_impl.h):
- * include this, then a template, then avx2_vec_undef.h.  A superset: each
- * template uses what it needs.  Only for *_avx2.c units.
+ * The template scheme for dtype x ISA (the families' units follow it; the
+ * AVX-512 B tiles of conv_direct_avx512.c, written per type, are the
+ * exception: docs/DESIGN.md, known debt 4):
+ *   a unit <family>_<isa>.c includes, once per float type,
+ *     simd/<isa>_vec_<dtype>.h   T (the float type), SFX (f32/f64), V (the
+ *                                vector), VL (its lanes) and the V* operations,
+ *     <family>_impl.h            the template: names its functions FN(name),
+ *                                i.e. name##SFX via CAT(a, b), and uses only
+ *                                these names for vector code,
+ *     simd/<isa>_vec_undef.h     undoes the vocabulary for the next type.
+ *   Portable templates take T and SFX from the unit itself.  One vocabulary
+ *   per ISA x dtype: a family that needs an operation adds it here, for both
+ *   types and to the _undef.h (docs/DESIGN.md, source tree).
+ *
+ * This file: the AVX2 float32 vocabulary.  A superset: each template uses
+ * what it needs.  Only for *_avx2.c units.
  */
 #define T float
 #define SFX f32
